@@ -1,0 +1,1 @@
+//! GeoIP data: mmdb databases and CIDR maps compiled into prefix tables.

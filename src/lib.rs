@@ -1,0 +1,5 @@
+//! gslb: an authoritative DNS server that answers service names per client
+//! from GeoIP, latency, weights and health.
+#![forbid(unsafe_code)]
+
+pub mod geo;
