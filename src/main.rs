@@ -1,1 +1,192 @@
-fn main() {}
+//! The `gslb` command: serve, check, and the operator tools around them.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, anyhow};
+use arc_swap::ArcSwap;
+use clap::{Parser, Subcommand};
+
+use gslb::dns::server::{self, SharedSnapshot};
+use gslb::snapshot::{Snapshot, SnapshotSource};
+
+#[derive(Parser)]
+#[command(name = "gslb", version, about = "DNS global server load balancer")]
+struct Cli {
+    /// Log format on stderr (filter with RUST_LOG).
+    #[arg(long, global = true, value_enum, default_value = "human")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve DNS (UDP and TCP on every listener).
+    Serve {
+        #[command(flatten)]
+        source: SourceArgs,
+        /// Listen on ADDR:PORT (UDP and TCP); repeatable; replaces the config's listeners.
+        #[arg(long = "listen", value_name = "ADDR:PORT")]
+        listen: Vec<SocketAddr>,
+        /// Admin API address (replaces the config's `server.api`).
+        #[arg(long, value_name = "ADDR:PORT")]
+        api: Option<SocketAddr>,
+    },
+    /// Load and validate everything `serve` would, then exit (0 = valid).
+    Check {
+        #[command(flatten)]
+        source: SourceArgs,
+    },
+}
+
+#[derive(clap::Args)]
+struct SourceArgs {
+    /// Configuration file.
+    #[arg(short = 'c', long = "config", default_value = "config/gslb.toml")]
+    config: PathBuf,
+    /// Add a static zone: ORIGIN=ZONEFILE; repeatable.
+    #[arg(long = "zone", value_name = "ORIGIN=ZONEFILE", value_parser = parse_zone_arg)]
+    zones: Vec<(String, PathBuf)>,
+}
+
+impl SourceArgs {
+    fn source(&self) -> SnapshotSource {
+        SnapshotSource {
+            config_path: self.config.clone(),
+            extra_zones: self.zones.clone(),
+        }
+    }
+}
+
+fn parse_zone_arg(text: &str) -> Result<(String, PathBuf), String> {
+    match text.split_once('=') {
+        Some((origin, file)) if !origin.is_empty() && !file.is_empty() => {
+            Ok((origin.to_string(), PathBuf::from(file)))
+        }
+        _ => Err(format!("expected ORIGIN=ZONEFILE, got {text:?}")),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let result = match cli.command {
+        Command::Serve {
+            source,
+            listen,
+            api,
+        } => serve(source.source(), listen, api),
+        Command::Check { source } => check(source.source()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("gslb: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn check(source: SnapshotSource) -> Result<()> {
+    let (snapshot, _) = Snapshot::build(&source)
+        .map_err(|errors| anyhow!("configuration is not valid:\n{errors}"))?;
+    println!(
+        "{}: ok ({} zone{})",
+        source.config_path.display(),
+        snapshot.zones.len(),
+        if snapshot.zones.len() == 1 { "" } else { "s" }
+    );
+    Ok(())
+}
+
+fn serve(source: SnapshotSource, listen: Vec<SocketAddr>, api: Option<SocketAddr>) -> Result<()> {
+    let (snapshot, loaded) = Snapshot::build(&source)
+        .map_err(|errors| anyhow!("configuration is not valid:\n{errors}"))?;
+    let server_config = &loaded.config.server;
+    let listen: Vec<SocketAddr> = if listen.is_empty() {
+        server_config.listen.iter().map(|l| *l.get_ref()).collect()
+    } else {
+        listen
+    };
+    let _api = api.unwrap_or(server_config.api);
+    let workers = match server_config.udp_workers {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let shared: SharedSnapshot = Arc::new(ArcSwap::from_pointee(snapshot));
+        let mut tasks = tokio::task::JoinSet::new();
+        for addr in listen {
+            let bound = server::bind(addr, workers)
+                .with_context(|| format!("binding DNS listener {addr}"))?;
+            println!("listening on {} (udp+tcp)", bound.local_addr);
+            tracing::info!(addr = %bound.local_addr, "listening (udp+tcp)");
+            tasks.spawn(server::serve(bound, shared.clone()));
+        }
+        tasks.spawn(handle_signals(source, shared));
+        tasks.join_next().await;
+        Ok(())
+    })
+}
+
+/// SIGHUP reloads; SIGINT/SIGTERM stop the server.
+async fn handle_signals(source: SnapshotSource, shared: SharedSnapshot) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut hangup), Ok(mut terminate), Ok(mut interrupt)) = (
+        signal(SignalKind::hangup()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = hangup.recv() => reload(&source, &shared).await,
+            _ = terminate.recv() => break,
+            _ = interrupt.recv() => break,
+        }
+    }
+    tracing::info!("shutting down");
+}
+
+async fn reload(source: &SnapshotSource, shared: &SharedSnapshot) {
+    let source = source.clone();
+    match tokio::task::spawn_blocking(move || Snapshot::build(&source)).await {
+        Ok(Ok((snapshot, _))) => {
+            shared.store(Arc::new(snapshot));
+            tracing::info!("reloaded configuration");
+        }
+        Ok(Err(errors)) => {
+            for err in &errors.0 {
+                tracing::error!("reload failed, keeping the running configuration: {err}");
+            }
+        }
+        Err(err) => tracing::error!(error = %err, "reload task failed"),
+    }
+}

@@ -1,0 +1,4 @@
+//! The DNS data plane: wire format, answering queries from a snapshot, sockets.
+pub mod answer;
+pub mod server;
+pub mod wire;

@@ -1,0 +1,687 @@
+//! DNS wire format for the query path: decoding one query and writing one reply.
+//!
+//! Hand-written rather than hickory's `Message` because the query path must
+//! not allocate per query and must decide FORMERR/NOTIMP/drop precisely
+//! (RFC 1035 §4.1, RFC 6891, RFC 7871 §7.1). Zone data reaches this module as
+//! pre-encoded RDATA, so writing a record is a name pointer plus a copy.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// Size of the fixed DNS header (RFC 1035 §4.1.1).
+pub const HEADER_LEN: usize = 12;
+/// Maximum length of a domain name in wire format (RFC 1035 §2.3.4).
+pub const MAX_NAME_LEN: usize = 255;
+/// Offset of the question name in every message we write.
+const QNAME_OFFSET: usize = HEADER_LEN;
+
+/// Record types the query path treats specially.
+pub mod rtype {
+    /// IPv4 address.
+    pub const A: u16 = 1;
+    /// Name server.
+    pub const NS: u16 = 2;
+    /// Canonical name.
+    pub const CNAME: u16 = 5;
+    /// Start of authority.
+    pub const SOA: u16 = 6;
+    /// Mail exchanger.
+    pub const MX: u16 = 15;
+    /// IPv6 address.
+    pub const AAAA: u16 = 28;
+    /// Service locator.
+    pub const SRV: u16 = 33;
+    /// EDNS(0) pseudo-record.
+    pub const OPT: u16 = 41;
+    /// Incremental zone transfer.
+    pub const IXFR: u16 = 251;
+    /// Full zone transfer.
+    pub const AXFR: u16 = 252;
+    /// Obsolete mailbox query types.
+    pub const MAILB: u16 = 253;
+    /// Obsolete mailbox query types.
+    pub const MAILA: u16 = 254;
+    /// "All records" query type.
+    pub const ANY: u16 = 255;
+}
+
+/// Class IN.
+pub const CLASS_IN: u16 = 1;
+/// Class ANY (RFC 1035 §3.2.5), only meaningful in queries.
+pub const CLASS_ANY: u16 = 255;
+
+/// Response codes used by gslb (RFC 1035 §4.1.1, RFC 6891 §9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rcode {
+    /// No error.
+    NoError,
+    /// The query could not be interpreted.
+    FormErr,
+    /// The server failed to answer.
+    ServFail,
+    /// The name does not exist.
+    NxDomain,
+    /// The kind of query is not implemented.
+    NotImp,
+    /// The server refuses to answer (e.g. a name outside its zones).
+    Refused,
+    /// Unsupported EDNS version (extended rcode 16).
+    BadVers,
+}
+
+impl Rcode {
+    /// The full 12-bit rcode value.
+    pub fn value(self) -> u16 {
+        match self {
+            Rcode::NoError => 0,
+            Rcode::FormErr => 1,
+            Rcode::ServFail => 2,
+            Rcode::NxDomain => 3,
+            Rcode::NotImp => 4,
+            Rcode::Refused => 5,
+            Rcode::BadVers => 16,
+        }
+    }
+
+    /// Lowercase name for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rcode::NoError => "noerror",
+            Rcode::FormErr => "formerr",
+            Rcode::ServFail => "servfail",
+            Rcode::NxDomain => "nxdomain",
+            Rcode::NotImp => "notimp",
+            Rcode::Refused => "refused",
+            Rcode::BadVers => "badvers",
+        }
+    }
+}
+
+/// The EDNS Client Subnet option of a query (RFC 7871 §6), already validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientSubnet {
+    /// The client network address, bits past `source_prefix_len` zero.
+    pub address: IpAddr,
+    /// SOURCE PREFIX-LENGTH as sent by the resolver.
+    pub source_prefix_len: u8,
+}
+
+impl ClientSubnet {
+    /// Address family number (1 = IPv4, 2 = IPv6).
+    pub fn family(&self) -> u16 {
+        match self.address {
+            IpAddr::V4(_) => 1,
+            IpAddr::V6(_) => 2,
+        }
+    }
+}
+
+/// EDNS(0) information of a query (RFC 6891 §6.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EdnsInfo {
+    /// Requestor's UDP payload size.
+    pub udp_payload: u16,
+    /// EDNS version requested.
+    pub version: u8,
+    /// The client subnet, when the query carried one.
+    pub client_subnet: Option<ClientSubnet>,
+}
+
+/// A decoded query. Borrows the packet; nothing is copied.
+#[derive(Debug, Clone, Copy)]
+pub struct Query<'p> {
+    /// Message ID.
+    pub id: u16,
+    /// Opcode (0 = QUERY).
+    pub opcode: u8,
+    /// RD flag as sent.
+    pub recursion_desired: bool,
+    /// CD flag as sent.
+    pub checking_disabled: bool,
+    /// The question name in wire format, in the client's case.
+    pub qname: &'p [u8],
+    /// Question type.
+    pub qtype: u16,
+    /// Question class.
+    pub qclass: u16,
+    /// EDNS information, when the query had an OPT record.
+    pub edns: Option<EdnsInfo>,
+}
+
+/// Why a packet could not be turned into a [`Query`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueryError {
+    /// Not worth answering: too short for a header, or a response (QR=1),
+    /// which must never be answered to avoid reflection loops.
+    Drop,
+    /// A readable header with a bad body: answer with this rcode.
+    Reject {
+        /// Message ID to echo.
+        id: u16,
+        /// Opcode to echo.
+        opcode: u8,
+        /// FORMERR, NOTIMP or BADVERS.
+        rcode: Rcode,
+        /// Whether the query had an OPT record (BADVERS needs one back).
+        had_edns: bool,
+    },
+}
+
+/// Decodes a query packet.
+///
+/// # Errors
+/// [`QueryError::Drop`] for packets that must be ignored, and
+/// [`QueryError::Reject`] for those that get an error reply.
+pub fn parse_query(packet: &[u8]) -> Result<Query<'_>, QueryError> {
+    if packet.len() < HEADER_LEN {
+        return Err(QueryError::Drop);
+    }
+    let id = u16::from_be_bytes([packet[0], packet[1]]);
+    let flags = u16::from_be_bytes([packet[2], packet[3]]);
+    if flags & 0x8000 != 0 {
+        // "Don't process response messages to avoid DoS attacks from reflection."
+        return Err(QueryError::Drop);
+    }
+    let opcode = ((flags >> 11) & 0x0f) as u8;
+    let reject = |rcode| QueryError::Reject {
+        id,
+        opcode,
+        rcode,
+        had_edns: false,
+    };
+    if opcode != 0 {
+        return Err(reject(Rcode::NotImp));
+    }
+    let count = |i: usize| u16::from_be_bytes([packet[4 + 2 * i], packet[5 + 2 * i]]);
+    let (qdcount, ancount, nscount, arcount) = (count(0), count(1), count(2), count(3));
+    if qdcount != 1 {
+        return Err(reject(Rcode::FormErr));
+    }
+    let mut reader = Reader {
+        packet,
+        pos: HEADER_LEN,
+    };
+    let qname_end = reader
+        .skip_name(false)
+        .ok_or_else(|| reject(Rcode::FormErr))?;
+    let qname = &packet[HEADER_LEN..qname_end];
+    let qtype = reader.u16().ok_or_else(|| reject(Rcode::FormErr))?;
+    let qclass = reader.u16().ok_or_else(|| reject(Rcode::FormErr))?;
+    for _ in 0..(u32::from(ancount) + u32::from(nscount)) {
+        reader.skip_record().ok_or_else(|| reject(Rcode::FormErr))?;
+    }
+    let mut edns = None;
+    for _ in 0..arcount {
+        let record = reader.read_record().ok_or_else(|| reject(Rcode::FormErr))?;
+        if record.rtype != rtype::OPT {
+            continue;
+        }
+        // RFC 6891 §6.1.1: more than one OPT, or an OPT not owned by the root, is FORMERR.
+        if edns.is_some() || !record.owner_is_root {
+            return Err(reject(Rcode::FormErr));
+        }
+        let version = ((record.ttl >> 16) & 0xff) as u8;
+        if version != 0 {
+            return Err(QueryError::Reject {
+                id,
+                opcode,
+                rcode: Rcode::BadVers,
+                had_edns: true,
+            });
+        }
+        let client_subnet = parse_edns_options(record.rdata).map_err(|()| QueryError::Reject {
+            id,
+            opcode,
+            rcode: Rcode::FormErr,
+            had_edns: true,
+        })?;
+        edns = Some(EdnsInfo {
+            udp_payload: record.class,
+            version,
+            client_subnet,
+        });
+    }
+    Ok(Query {
+        id,
+        opcode,
+        recursion_desired: flags & 0x0100 != 0,
+        checking_disabled: flags & 0x0010 != 0,
+        qname,
+        qtype,
+        qclass,
+        edns,
+    })
+}
+
+/// EDNS option code of Client Subnet (RFC 7871 §6).
+const OPTION_CLIENT_SUBNET: u16 = 8;
+
+/// Walks the OPT RDATA and validates the Client Subnet option if present.
+fn parse_edns_options(mut rdata: &[u8]) -> Result<Option<ClientSubnet>, ()> {
+    let mut subnet = None;
+    while !rdata.is_empty() {
+        let [c0, c1, l0, l1, rest @ ..] = rdata else {
+            return Err(());
+        };
+        let code = u16::from_be_bytes([*c0, *c1]);
+        let len = usize::from(u16::from_be_bytes([*l0, *l1]));
+        let value = rest.get(..len).ok_or(())?;
+        rdata = &rest[len..];
+        if code == OPTION_CLIENT_SUBNET {
+            if subnet.is_some() {
+                return Err(());
+            }
+            subnet = Some(parse_client_subnet(value)?);
+        }
+    }
+    Ok(subnet)
+}
+
+/// Validates one ECS option strictly, as gdnsd and knot do (RFC 7871 §6, §7.1.2).
+///
+/// Source prefix > 0 is returned as a subnet; source prefix 0 means the
+/// resolver opts out of ECS ("MUST NOT use it"), which we express by a
+/// subnet of prefix 0 so the reply still echoes the option.
+fn parse_client_subnet(value: &[u8]) -> Result<ClientSubnet, ()> {
+    let [
+        f0,
+        f1,
+        source_prefix_len,
+        scope_prefix_len,
+        address_bytes @ ..,
+    ] = value
+    else {
+        return Err(());
+    };
+    let family = u16::from_be_bytes([*f0, *f1]);
+    let max_len = match family {
+        1 => 32,
+        2 => 128,
+        _ => return Err(()),
+    };
+    // "SCOPE PREFIX-LENGTH ... In queries, it MUST be set to 0." (§6)
+    if *source_prefix_len > max_len || *scope_prefix_len != 0 {
+        return Err(());
+    }
+    // "ADDRESS ... MUST be truncated to the number of bits indicated by the
+    // SOURCE PREFIX-LENGTH field" (§6): exact length, no stray bits.
+    let needed = usize::from(source_prefix_len.div_ceil(8));
+    if address_bytes.len() != needed {
+        return Err(());
+    }
+    let mut full = [0u8; 16];
+    full[..needed].copy_from_slice(address_bytes);
+    let stray_bits = source_prefix_len % 8;
+    if stray_bits != 0 && full[needed - 1] & (0xff >> stray_bits) != 0 {
+        return Err(());
+    }
+    let address = if family == 1 {
+        IpAddr::V4(Ipv4Addr::new(full[0], full[1], full[2], full[3]))
+    } else {
+        IpAddr::V6(Ipv6Addr::from(full))
+    };
+    Ok(ClientSubnet {
+        address,
+        source_prefix_len: *source_prefix_len,
+    })
+}
+
+/// One resource record as seen while skipping through a query.
+struct RawRecord<'p> {
+    owner_is_root: bool,
+    rtype: u16,
+    class: u16,
+    ttl: u32,
+    rdata: &'p [u8],
+}
+
+/// A bounds-checked cursor over a packet.
+struct Reader<'p> {
+    packet: &'p [u8],
+    pos: usize,
+}
+
+impl<'p> Reader<'p> {
+    fn u16(&mut self) -> Option<u16> {
+        let bytes = self.packet.get(self.pos..self.pos + 2)?;
+        self.pos += 2;
+        Some(u16::from_be_bytes([bytes[0], bytes[1]]))
+    }
+
+    fn u32(&mut self) -> Option<u32> {
+        let bytes = self.packet.get(self.pos..self.pos + 4)?;
+        self.pos += 4;
+        Some(u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
+    }
+
+    /// Skips a name, returning the position after it. Compression pointers
+    /// are allowed only when `allow_pointers` (never in the question, whose
+    /// name is the first in the message). Pointed-to names are not followed:
+    /// we never need their content, only the length of this record.
+    fn skip_name(&mut self, allow_pointers: bool) -> Option<usize> {
+        let start = self.pos;
+        loop {
+            let len = *self.packet.get(self.pos)?;
+            match len & 0xc0 {
+                0x00 => {
+                    self.pos += 1 + usize::from(len);
+                    if self.pos - start > MAX_NAME_LEN {
+                        return None;
+                    }
+                    if len == 0 {
+                        return Some(self.pos);
+                    }
+                }
+                0xc0 if allow_pointers => {
+                    self.packet.get(self.pos + 1)?;
+                    self.pos += 2;
+                    return Some(self.pos);
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    fn read_record(&mut self) -> Option<RawRecord<'p>> {
+        let owner_start = self.pos;
+        self.skip_name(true)?;
+        let owner_is_root = self.pos == owner_start + 1;
+        let rtype = self.u16()?;
+        let class = self.u16()?;
+        let ttl = self.u32()?;
+        let rdlen = usize::from(self.u16()?);
+        let rdata = self.packet.get(self.pos..self.pos + rdlen)?;
+        self.pos += rdlen;
+        Some(RawRecord {
+            owner_is_root,
+            rtype,
+            class,
+            ttl,
+            rdata,
+        })
+    }
+
+    fn skip_record(&mut self) -> Option<()> {
+        self.read_record().map(|_| ())
+    }
+}
+
+/// Lowercases a wire-format name into `out` (ASCII only, as DNS compares names).
+/// Returns `None` when the name is not a valid uncompressed wire name.
+pub fn lowercase_name(name: &[u8], out: &mut [u8; MAX_NAME_LEN]) -> Option<usize> {
+    let len = name.len();
+    if len > MAX_NAME_LEN {
+        return None;
+    }
+    for (dst, src) in out.iter_mut().zip(name) {
+        *dst = src.to_ascii_lowercase();
+    }
+    // Length bytes are < 64 so lowercasing never changes them.
+    Some(len)
+}
+
+/// Offsets of each label start in a wire name, root excluded: for
+/// `3www7example4test0` that is [0, 4, 12]. Each offset starts a valid
+/// wire-format suffix name.
+pub fn label_offsets(name: &[u8], out: &mut [u8; 128]) -> usize {
+    let mut count = 0;
+    let mut pos = 0usize;
+    while let Some(&len) = name.get(pos) {
+        if len == 0 || count == out.len() {
+            break;
+        }
+        out[count] = pos as u8;
+        count += 1;
+        pos += 1 + usize::from(len);
+    }
+    count
+}
+
+/// Sections of a reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Section {
+    /// Answer section.
+    Answer,
+    /// Authority section.
+    Authority,
+    /// Additional section.
+    Additional,
+}
+
+/// The EDNS part of a reply.
+#[derive(Debug, Clone, Copy)]
+pub struct ReplyEdns {
+    /// Our UDP payload size.
+    pub udp_payload: u16,
+    /// Client subnet to echo, with the scope prefix we answer for.
+    pub client_subnet: Option<(ClientSubnet, u8)>,
+}
+
+impl ReplyEdns {
+    fn wire_len(&self) -> usize {
+        11 + self
+            .client_subnet
+            .map_or(0, |(s, _)| 8 + usize::from(s.source_prefix_len.div_ceil(8)))
+    }
+}
+
+/// Writes one reply into a caller-owned buffer (reused across queries).
+///
+/// The question is copied from the query so the client sees its own case.
+/// Owner names equal to (a suffix of) the question name are compressed to a
+/// pointer into the question; other names are written whole.
+pub struct ReplyWriter<'b> {
+    buf: &'b mut Vec<u8>,
+    limit: usize,
+    counts: [u16; 3],
+    truncated: bool,
+    edns: Option<ReplyEdns>,
+    qname_lower: [u8; MAX_NAME_LEN],
+    qname_len: usize,
+    question_end: usize,
+}
+
+impl<'b> ReplyWriter<'b> {
+    /// Starts a reply to `query`, limited to `max_len` bytes in total.
+    pub fn new(
+        buf: &'b mut Vec<u8>,
+        query: &Query<'_>,
+        max_len: usize,
+        edns: Option<ReplyEdns>,
+    ) -> Self {
+        buf.clear();
+        let mut flags: u16 = 0x8000 | (u16::from(query.opcode) << 11);
+        if query.recursion_desired {
+            flags |= 0x0100;
+        }
+        if query.checking_disabled {
+            flags |= 0x0010;
+        }
+        buf.extend_from_slice(&query.id.to_be_bytes());
+        buf.extend_from_slice(&flags.to_be_bytes());
+        buf.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]);
+        buf.extend_from_slice(query.qname);
+        buf.extend_from_slice(&query.qtype.to_be_bytes());
+        buf.extend_from_slice(&query.qclass.to_be_bytes());
+        let mut qname_lower = [0u8; MAX_NAME_LEN];
+        let qname_len = lowercase_name(query.qname, &mut qname_lower).unwrap_or(0);
+        let question_end = buf.len();
+        let reserve = edns.map_or(0, |e| e.wire_len());
+        Self {
+            buf,
+            limit: max_len.saturating_sub(reserve),
+            counts: [0; 3],
+            truncated: false,
+            edns,
+            qname_lower,
+            qname_len,
+            question_end,
+        }
+    }
+
+    /// Sets the AA flag.
+    pub fn set_authoritative(&mut self, authoritative: bool) {
+        if authoritative {
+            self.buf[2] |= 0x04;
+        } else {
+            self.buf[2] &= !0x04;
+        }
+    }
+
+    /// Whether the reply had to be truncated.
+    pub fn is_truncated(&self) -> bool {
+        self.truncated
+    }
+
+    /// Appends a whole RRset; `false` when it did not fit.
+    ///
+    /// An answer or authority RRset that does not fit truncates the reply
+    /// (TC=1, sections emptied, RFC 2181 §9); an additional one is just left
+    /// out, since the answer is complete without it.
+    pub fn push_rrset<'r>(
+        &mut self,
+        section: Section,
+        owner: &[u8],
+        rtype: u16,
+        ttl: u32,
+        rdatas: impl IntoIterator<Item = &'r [u8]>,
+    ) -> bool {
+        if self.truncated {
+            return false;
+        }
+        let rollback = self.buf.len();
+        let mut added = 0u16;
+        for rdata in rdatas {
+            self.write_name(owner);
+            self.buf.extend_from_slice(&rtype.to_be_bytes());
+            self.buf.extend_from_slice(&CLASS_IN.to_be_bytes());
+            self.buf.extend_from_slice(&ttl.to_be_bytes());
+            self.buf
+                .extend_from_slice(&(rdata.len().min(usize::from(u16::MAX)) as u16).to_be_bytes());
+            self.buf.extend_from_slice(rdata);
+            added += 1;
+        }
+        if self.buf.len() > self.limit {
+            self.buf.truncate(rollback);
+            if section != Section::Additional {
+                self.truncate_all();
+            }
+            return false;
+        }
+        let index = match section {
+            Section::Answer => 0,
+            Section::Authority => 1,
+            Section::Additional => 2,
+        };
+        self.counts[index] += added;
+        true
+    }
+
+    /// Number of records already in a section.
+    pub fn count(&self, section: Section) -> u16 {
+        match section {
+            Section::Answer => self.counts[0],
+            Section::Authority => self.counts[1],
+            Section::Additional => self.counts[2],
+        }
+    }
+
+    fn truncate_all(&mut self) {
+        self.truncated = true;
+        self.buf.truncate(self.question_end);
+        self.counts = [0; 3];
+        self.buf[2] |= 0x02;
+    }
+
+    /// Writes `name` (lowercase wire format), compressed against the question.
+    fn write_name(&mut self, name: &[u8]) {
+        let qname = &self.qname_lower[..self.qname_len];
+        // Find the longest suffix of `name` that is also a suffix of the question name.
+        let mut pos = 0usize;
+        while let Some(&len) = name.get(pos) {
+            if len == 0 {
+                break;
+            }
+            let suffix = &name[pos..];
+            if suffix.len() <= qname.len() && qname.ends_with(suffix) {
+                let q_offset = qname.len() - suffix.len();
+                if is_label_boundary(qname, q_offset) {
+                    self.buf.extend_from_slice(&name[..pos]);
+                    let pointer = 0xc000 | (QNAME_OFFSET + q_offset) as u16;
+                    self.buf.extend_from_slice(&pointer.to_be_bytes());
+                    return;
+                }
+            }
+            pos += 1 + usize::from(len);
+        }
+        self.buf.extend_from_slice(name);
+    }
+
+    /// Finishes the reply with `rcode`, appending the OPT record if any.
+    pub fn finish(self, rcode: Rcode) -> usize {
+        let value = rcode.value();
+        self.buf[3] = (self.buf[3] & 0xf0) | (value & 0x0f) as u8;
+        let mut additional = self.counts[2];
+        if let Some(edns) = self.edns {
+            write_opt(self.buf, &edns, (value >> 4) as u8);
+            additional += 1;
+        }
+        self.buf[6..8].copy_from_slice(&self.counts[0].to_be_bytes());
+        self.buf[8..10].copy_from_slice(&self.counts[1].to_be_bytes());
+        self.buf[10..12].copy_from_slice(&additional.to_be_bytes());
+        self.buf.len()
+    }
+}
+
+fn is_label_boundary(name: &[u8], offset: usize) -> bool {
+    let mut pos = 0usize;
+    while pos < offset {
+        match name.get(pos) {
+            Some(&len) if len != 0 => pos += 1 + usize::from(len),
+            _ => return false,
+        }
+    }
+    pos == offset
+}
+
+fn write_opt(buf: &mut Vec<u8>, edns: &ReplyEdns, extended_rcode: u8) {
+    buf.push(0); // root owner
+    buf.extend_from_slice(&rtype::OPT.to_be_bytes());
+    buf.extend_from_slice(&edns.udp_payload.to_be_bytes());
+    // TTL field: extended rcode, version 0, no flags (we do not do DNSSEC).
+    buf.extend_from_slice(&[extended_rcode, 0, 0, 0]);
+    match edns.client_subnet {
+        None => buf.extend_from_slice(&0u16.to_be_bytes()),
+        Some((subnet, scope_prefix_len)) => {
+            let address_len = usize::from(subnet.source_prefix_len.div_ceil(8));
+            let option_len = 4 + address_len as u16;
+            buf.extend_from_slice(&(4 + option_len).to_be_bytes());
+            buf.extend_from_slice(&OPTION_CLIENT_SUBNET.to_be_bytes());
+            buf.extend_from_slice(&option_len.to_be_bytes());
+            buf.extend_from_slice(&subnet.family().to_be_bytes());
+            buf.push(subnet.source_prefix_len);
+            buf.push(scope_prefix_len);
+            match subnet.address {
+                IpAddr::V4(a) => buf.extend_from_slice(&a.octets()[..address_len]),
+                IpAddr::V6(a) => buf.extend_from_slice(&a.octets()[..address_len]),
+            }
+        }
+    }
+}
+
+/// Writes a header-only error reply (FORMERR/NOTIMP/BADVERS) for a rejected packet.
+pub fn write_reject(buf: &mut Vec<u8>, id: u16, opcode: u8, rcode: Rcode, had_edns: bool) -> usize {
+    buf.clear();
+    let value = rcode.value();
+    let flags: u16 = 0x8000 | (u16::from(opcode) << 11) | (value & 0x0f);
+    buf.extend_from_slice(&id.to_be_bytes());
+    buf.extend_from_slice(&flags.to_be_bytes());
+    buf.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, u8::from(had_edns)]);
+    if had_edns {
+        let edns = ReplyEdns {
+            udp_payload: 1232,
+            client_subnet: None,
+        };
+        write_opt(buf, &edns, (value >> 4) as u8);
+    }
+    buf.len()
+}
