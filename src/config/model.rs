@@ -23,6 +23,20 @@ pub struct ConfigToml {
     /// Zones served from zone files.
     #[serde(default, rename = "zone")]
     pub zones: Vec<ZoneToml>,
+    /// GeoIP databases.
+    pub geoip: Option<GeoIpToml>,
+    /// EDNS Client Subnet handling.
+    #[serde(default)]
+    pub ecs: EcsToml,
+    /// Pools (regions) of endpoints, by name.
+    #[serde(default)]
+    pub pools: std::collections::BTreeMap<String, Spanned<PoolToml>>,
+    /// Geo maps shared by several services, by name.
+    #[serde(default)]
+    pub maps: std::collections::BTreeMap<String, Spanned<GeoMapToml>>,
+    /// Dynamically answered names, by fully qualified name.
+    #[serde(default)]
+    pub services: std::collections::BTreeMap<String, Spanned<ServiceToml>>,
 }
 
 /// `[server]`: sockets and protocol limits.
@@ -82,4 +96,239 @@ pub struct ZoneToml {
     pub origin: Spanned<String>,
     /// The zone file, relative to this config file's directory.
     pub file: Spanned<PathBuf>,
+}
+
+/// `[geoip]`: the databases that locate clients.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeoIpToml {
+    /// City or country database (MaxMind DB format).
+    pub database: Option<Spanned<PathBuf>>,
+    /// Which fields hold the location: a preset name or explicit paths.
+    #[serde(default)]
+    pub fields: FieldsToml,
+    /// Optional ASN database (GeoLite2-ASN layout).
+    pub asn_database: Option<Spanned<PathBuf>>,
+}
+
+/// Where the location fields live in the database's records.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum FieldsToml {
+    /// `"auto"` (default: detect from the database type), `"maxmind"` or `"flat"`.
+    Preset(Spanned<String>),
+    /// Explicit dotted paths such as `"country.iso_code"`.
+    Paths(FieldPathsToml),
+}
+
+impl Default for FieldsToml {
+    fn default() -> Self {
+        FieldsToml::Preset(Spanned::new(0..0, "auto".to_string()))
+    }
+}
+
+/// Explicit field paths into mmdb records (dotted, array indices as numbers).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldPathsToml {
+    /// ISO 3166-1 alpha-2 country code, e.g. `"country.iso_code"`.
+    pub country: Option<String>,
+    /// Continent code, e.g. `"continent.code"` (derived from the country when absent).
+    pub continent: Option<String>,
+    /// Subdivision ISO code, e.g. `"subdivisions.0.iso_code"`.
+    pub subdivision: Option<String>,
+    /// Latitude, e.g. `"location.latitude"`.
+    pub latitude: Option<String>,
+    /// Longitude, e.g. `"location.longitude"`.
+    pub longitude: Option<String>,
+}
+
+/// `[ecs]`: EDNS Client Subnet handling (RFC 7871).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EcsToml {
+    /// Use the client subnet of queries when present.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Longest IPv4 source prefix used (longer ones are shortened).
+    #[serde(default = "default_v4_cap")]
+    pub max_source_prefix_v4: Spanned<u8>,
+    /// Longest IPv6 source prefix used.
+    #[serde(default = "default_v6_cap")]
+    pub max_source_prefix_v6: Spanned<u8>,
+}
+
+impl Default for EcsToml {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_source_prefix_v4: default_v4_cap(),
+            max_source_prefix_v6: default_v6_cap(),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_v4_cap() -> Spanned<u8> {
+    Spanned::new(0..0, 24)
+}
+
+fn default_v6_cap() -> Spanned<u8> {
+    Spanned::new(0..0, 56)
+}
+
+/// `[pools.NAME]`: one region's endpoints.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolToml {
+    /// Endpoints answered from this pool.
+    pub endpoints: Vec<Spanned<EndpointToml>>,
+    /// Location of the region as `[latitude, longitude]`, for `nearest`.
+    pub coordinates: Option<Spanned<[f64; 2]>>,
+    /// Only used when every primary pool of a service is down.
+    #[serde(default)]
+    pub backup: bool,
+    /// Geoproximity bias −99..99: positive grows the region's reach.
+    pub bias: Option<Spanned<i8>>,
+    /// Healthy endpoints needed for the pool to count as up: a count (`2`)
+    /// or a fraction of its endpoints (`0.5`). Default: 1.
+    pub min_healthy: Option<Spanned<MinHealthyToml>>,
+}
+
+/// A pool's up threshold.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(untagged)]
+pub enum MinHealthyToml {
+    /// At least this many healthy endpoints.
+    Count(u32),
+    /// At least this fraction (0..=1) of the endpoints, rounded up.
+    Fraction(f64),
+}
+
+/// One endpoint: an address or a CNAME target.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointToml {
+    /// IPv4 (A answers) or IPv6 (AAAA answers) address.
+    pub address: Option<std::net::IpAddr>,
+    /// Target name for CNAME answers.
+    pub cname: Option<String>,
+    /// Relative weight (default 1; 0 = never chosen unless all others are down).
+    #[serde(default = "one")]
+    pub weight: u32,
+    /// Forced down in configuration (maintenance), whatever the probes say.
+    #[serde(default)]
+    pub down: bool,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// `[services."NAME"]`: a name answered dynamically.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceToml {
+    /// How regions are ordered for a client: geo, nearest, latency, or
+    /// failover (the `pools` list in order, for every client).
+    pub policy: Spanned<PolicyKind>,
+    /// Candidate pools, in fallback order.
+    #[serde(default)]
+    pub pools: Vec<Spanned<String>>,
+    /// Geo map inline (`[services."NAME".geo]`).
+    pub geo: Option<GeoMapToml>,
+    /// Name of a shared map in `[maps]`, instead of an inline `geo`.
+    pub map: Option<Spanned<String>>,
+    /// Latency table file (CSV: prefix,region,milliseconds) for `latency`.
+    pub latency_table: Option<Spanned<PathBuf>>,
+    /// How endpoints are picked inside the chosen pool.
+    #[serde(default)]
+    pub selection: SelectionKind,
+    /// Records per answer (1..=16): how many endpoints are returned.
+    #[serde(default = "one_u8")]
+    pub max_records: Spanned<u8>,
+    /// Answer TTL in seconds.
+    #[serde(default = "default_ttl")]
+    pub ttl: u32,
+    /// What to answer when no pool has a healthy endpoint.
+    #[serde(default)]
+    pub all_down: AllDownKind,
+    /// Prefix length hashed for `sticky` selection (default: the ECS caps).
+    pub sticky_prefix_v4: Option<u8>,
+    /// Prefix length hashed for `sticky` selection over IPv6.
+    pub sticky_prefix_v6: Option<u8>,
+}
+
+fn one_u8() -> Spanned<u8> {
+    Spanned::new(0..0, 1)
+}
+
+fn default_ttl() -> u32 {
+    30
+}
+
+/// How a service orders its regions for a client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PolicyKind {
+    /// By the geo map (CIDR > ASN > subdivision > country > continent > default).
+    Geo,
+    /// By great-circle distance to each pool's coordinates (with bias).
+    Nearest,
+    /// By a client-network → region latency table.
+    Latency,
+    /// The `pools` list in order for everyone (primary, secondary, ...).
+    Failover,
+}
+
+/// How endpoints are picked inside the chosen pool.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SelectionKind {
+    /// Weighted random, weights as ratios.
+    #[default]
+    Weighted,
+    /// Consistent (rendezvous) hashing of the client subnet.
+    Sticky,
+    /// Up to `max_records` healthy endpoints.
+    Multivalue,
+}
+
+/// What a service answers when nothing is healthy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AllDownKind {
+    /// Answer as if everything were up (Route 53, gdnsd).
+    #[default]
+    FailOpen,
+    /// NOERROR with no records (PowerDNS `backupSelector='empty'`).
+    Nodata,
+    /// SERVFAIL, so resolvers try again later.
+    Servfail,
+}
+
+/// A geo map: ordered pool lists by client location.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeoMapToml {
+    /// Operator networks, the most specific match wins: `"10.1.0.0/16" = ["eu"]`.
+    #[serde(default)]
+    pub nets: std::collections::BTreeMap<String, Spanned<Vec<String>>>,
+    /// Autonomous system numbers (needs `geoip.asn_database`): `"15169" = ["us"]`.
+    #[serde(default)]
+    pub asn: std::collections::BTreeMap<String, Spanned<Vec<String>>>,
+    /// ISO 3166-2 subdivisions as COUNTRY-CODE: `"US-WA" = ["us"]`.
+    #[serde(default)]
+    pub subdivision: std::collections::BTreeMap<String, Spanned<Vec<String>>>,
+    /// ISO 3166-1 alpha-2 countries: `GB = ["eu", "us"]`.
+    #[serde(default)]
+    pub country: std::collections::BTreeMap<String, Spanned<Vec<String>>>,
+    /// Continents (AF AN AS EU NA OC SA): `EU = ["eu", "us"]`.
+    #[serde(default)]
+    pub continent: std::collections::BTreeMap<String, Spanned<Vec<String>>>,
+    /// Everyone else.
+    pub default: Option<Spanned<Vec<String>>>,
 }

@@ -1,0 +1,215 @@
+//! Chooses the answer for one query to a service. Does no I/O, reads no
+//! clock, takes no locks and allocates nothing unless a trace is asked for.
+//!
+//! The filter chain, in order (see ARCHITECTURE.md):
+//! 1. the client's prefix finds an ordered pool list in the service's
+//!    compiled [`RegionTable`] (geo map, distance or latency, built at load);
+//! 2. failover walks that list, primaries first, then backup pools, and takes
+//!    the first pool with enough healthy endpoints of the asked family;
+//! 3. the pool's endpoints are picked by weight, by consistent hash of the
+//!    client subnet, or as up to N healthy records;
+//! 4. nothing healthy anywhere: the service's all-down rule.
+//!
+//! `gslb explain` calls [`select`] with a trace, so it shows exactly what
+//! the server does.
+
+mod pick;
+mod service;
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+pub use pick::{hash_str, SplitMix64};
+pub use service::{
+    AllDown, Endpoint, EndpointTarget, MinHealthy, Pool, RegionTable, Selection, Service,
+};
+
+
+/// Most records one answer can carry.
+pub const MAX_RECORDS: usize = 16;
+
+/// The client as the policy sees it: an address and how many of its
+/// leading bits are known (the ECS source prefix, capped, or the full
+/// address when the query carried no ECS).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddress {
+    /// Address, bits past `prefix_len` zero.
+    pub address: IpAddr,
+    /// Known leading bits.
+    pub prefix_len: u8,
+}
+
+impl ClientAddress {
+    /// A client known by its full address (no ECS).
+    pub fn full(address: IpAddr) -> Self {
+        let prefix_len = match address {
+            IpAddr::V4(_) => 32,
+            IpAddr::V6(_) => 128,
+        };
+        Self {
+            address,
+            prefix_len,
+        }
+    }
+
+    /// A client subnet, with the address masked to `prefix_len` bits.
+    pub fn subnet(address: IpAddr, prefix_len: u8) -> Self {
+        let masked = mask(address, prefix_len);
+        let max = match address {
+            IpAddr::V4(_) => 32,
+            IpAddr::V6(_) => 128,
+        };
+        Self {
+            address: masked,
+            prefix_len: prefix_len.min(max),
+        }
+    }
+}
+
+/// Zeroes the bits of `address` past `prefix_len`.
+pub fn mask(address: IpAddr, prefix_len: u8) -> IpAddr {
+    match address {
+        IpAddr::V4(v4) => {
+            let bits = u32::from(v4);
+            let mask = u32::MAX.checked_shl(32 - u32::from(prefix_len.min(32))).unwrap_or(0);
+            IpAddr::V4((bits & mask).into())
+        }
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6);
+            let mask = u128::MAX.checked_shl(128 - u32::from(prefix_len.min(128))).unwrap_or(0);
+            IpAddr::V6((bits & mask).into())
+        }
+    }
+}
+
+/// The record family a query asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// A records.
+    V4,
+    /// AAAA records.
+    V6,
+}
+
+/// A sink for explanation lines; `None` on the query path.
+pub type Trace<'t> = Option<&'t mut Vec<String>>;
+
+macro_rules! trace {
+    ($trace:expr, $($arg:tt)*) => {
+        if let Some(lines) = $trace.as_deref_mut() {
+            lines.push(format!($($arg)*));
+        }
+    };
+}
+pub(crate) use trace;
+
+/// Chooses the endpoints answering `family` for `client`.
+///
+/// `seed` drives weighted random choice; the caller varies it per query.
+pub fn select<'s>(
+    service: &'s Service,
+    client: ClientAddress,
+    family: Family,
+    seed: u64,
+    mut trace: Trace<'_>,
+) -> Selection<'s> {
+    let (order_index, table_prefix_len) = service.table.lookup(client.address);
+    let order = service.order(order_index);
+    trace!(
+        trace,
+        "order: {} (table prefix /{table_prefix_len})",
+        pool_names(service, order)
+    );
+    // The answer is the same for every address sharing the table leaf; with
+    // sticky hashing it also depends on the hashed prefix. Never claim more
+    // than the client told us (RFC 7871 §7.2.1).
+    let mut scope = table_prefix_len;
+    if service.selection == crate::config::SelectionKind::Sticky {
+        scope = scope.max(service.sticky_prefix_len(client.address));
+    }
+    let scope_prefix_len = scope.min(client.prefix_len);
+
+    let mut selection = Selection::empty(service, scope_prefix_len);
+    let candidates = order
+        .iter()
+        .filter(|&&p| !service.pools[usize::from(p)].backup)
+        .chain(order.iter().filter(|&&p| service.pools[usize::from(p)].backup));
+    let mut first_with_family = None;
+    let mut any_candidate = false;
+    for &pool_index in candidates {
+        any_candidate = true;
+        let pool = &service.pools[usize::from(pool_index)];
+        let total = pool.count_family(family);
+        if total == 0 {
+            trace!(trace, "pool {}: no {} endpoints, skipped", pool.name, family_name(family));
+            continue;
+        }
+        first_with_family.get_or_insert(pool_index);
+        let healthy = pool.count_healthy(family);
+        let needed = pool.min_healthy.needed(total);
+        if healthy >= needed {
+            trace!(
+                trace,
+                "pool {}{}: {healthy}/{total} healthy (needs {needed}), chosen",
+                pool.name,
+                if pool.backup { " (backup)" } else { "" }
+            );
+            pick::pick(service, pool, pool_index, family, client, seed, false, &mut selection, &mut trace);
+            return selection;
+        }
+        trace!(
+            trace,
+            "pool {}{}: {healthy}/{total} healthy (needs {needed}), skipped",
+            pool.name,
+            if pool.backup { " (backup)" } else { "" }
+        );
+    }
+    let Some(pool_index) = first_with_family else {
+        trace!(
+            trace,
+            "{}: no {} records in any pool: no data",
+            if any_candidate { "pools" } else { "order" },
+            family_name(family)
+        );
+        return selection;
+    };
+    match service.all_down {
+        AllDown::FailOpen => {
+            let pool = &service.pools[usize::from(pool_index)];
+            trace!(trace, "all pools down: failing open with pool {} as if all were up", pool.name);
+            pick::pick(service, pool, pool_index, family, client, seed, true, &mut selection, &mut trace);
+        }
+        AllDown::Nodata => {
+            trace!(trace, "all pools down: answering with no records (all_down = nodata)");
+        }
+        AllDown::Servfail => {
+            trace!(trace, "all pools down: SERVFAIL (all_down = servfail)");
+            selection.servfail = true;
+        }
+    }
+    selection
+}
+
+fn family_name(family: Family) -> &'static str {
+    match family {
+        Family::V4 => "A",
+        Family::V6 => "AAAA",
+    }
+}
+
+fn pool_names(service: &Service, order: &[u16]) -> String {
+    let mut out = String::new();
+    for (i, &p) in order.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        let _ = write!(out, "{}", service.pools[usize::from(p)].name);
+    }
+    if out.is_empty() {
+        out.push_str("(none)");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

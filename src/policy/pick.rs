@@ -1,0 +1,155 @@
+//! Picking endpoints inside the chosen pool: weighted random, sticky
+//! (weighted rendezvous hashing of the client subnet) or multivalue.
+
+use super::{ClientAddress, Family, MAX_RECORDS, Pool, Selection, Service, Trace, mask, trace};
+
+pub use crate::config::SelectionKind;
+
+/// Fills `selection` with endpoints of `pool` answering `family`.
+/// With `fail_open`, unhealthy endpoints count as healthy.
+#[allow(clippy::too_many_arguments)]
+pub fn pick<'s>(
+    service: &'s Service,
+    pool: &'s Pool,
+    pool_index: u16,
+    family: Family,
+    client: ClientAddress,
+    seed: u64,
+    fail_open: bool,
+    selection: &mut Selection<'s>,
+    trace: &mut Trace<'_>,
+) {
+    let _ = pool_index;
+    selection.pool = Some(pool);
+    selection.failed_open = fail_open;
+    // Candidates: indices of usable endpoints, on the stack.
+    let mut candidates = [0u16; 256];
+    let mut count = 0usize;
+    for (i, endpoint) in pool.endpoints.iter().enumerate() {
+        if count == candidates.len() {
+            break;
+        }
+        if endpoint.serves(family) && (fail_open || endpoint.is_healthy()) {
+            candidates[count] = i as u16;
+            count += 1;
+        }
+    }
+    let candidates = &mut candidates[..count];
+    let wanted = usize::from(service.max_records).clamp(1, MAX_RECORDS).min(count);
+    // Zero weights everywhere means "equal" (Route 53); otherwise weight 0 is never picked
+    // while something else is available.
+    let all_zero = candidates.iter().all(|&i| pool.endpoints[usize::from(i)].weight == 0);
+    let weight = |i: u16| -> u64 {
+        if all_zero {
+            1
+        } else {
+            u64::from(pool.endpoints[usize::from(i)].weight)
+        }
+    };
+    match service.selection {
+        SelectionKind::Weighted => {
+            let mut rng = SplitMix64(seed);
+            let mut remaining = candidates.len();
+            while selection.count < wanted && remaining > 0 {
+                let total: u64 = candidates[..remaining].iter().map(|&i| weight(i)).sum();
+                let position = if total == 0 {
+                    (rng.next() % remaining as u64) as usize
+                } else {
+                    let mut target = rng.next() % total;
+                    let mut found = remaining - 1;
+                    for (slot, &i) in candidates[..remaining].iter().enumerate() {
+                        let w = weight(i);
+                        if target < w {
+                            found = slot;
+                            break;
+                        }
+                        target -= w;
+                    }
+                    found
+                };
+                selection.chosen[selection.count] = candidates[position];
+                selection.count += 1;
+                candidates.swap(position, remaining - 1);
+                remaining -= 1;
+            }
+            trace!(trace, "weighted random among {count} endpoint(s): picked {}", names(selection));
+        }
+        SelectionKind::Sticky => {
+            let prefix_len = service.sticky_prefix_len(client.address).min(client.prefix_len);
+            let client_hash = hash_address(mask(client.address, prefix_len));
+            // Weighted rendezvous hashing: each endpoint scores -w/ln(u); the
+            // highest scores win. Removing an endpoint only moves its clients.
+            let mut scored = [(0f64, 0u16); 256];
+            for (slot, &i) in candidates.iter().enumerate() {
+                let endpoint = &pool.endpoints[usize::from(i)];
+                let u = unit_interval(mix(client_hash ^ endpoint.key_hash));
+                let score = if weight(i) == 0 { f64::MIN } else { -(weight(i) as f64) / u.ln() };
+                scored[slot] = (score, i);
+            }
+            let scored = &mut scored[..count];
+            scored.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
+            for &(_, i) in scored.iter().take(wanted) {
+                selection.chosen[selection.count] = i;
+                selection.count += 1;
+            }
+            trace!(trace, "sticky hash of client /{prefix_len} among {count} endpoint(s): picked {}", names(selection));
+        }
+        SelectionKind::Multivalue => {
+            let start = if count == 0 { 0 } else { (seed % count as u64) as usize };
+            for k in 0..wanted {
+                selection.chosen[selection.count] = candidates[(start + k) % count];
+                selection.count += 1;
+            }
+            trace!(trace, "multivalue: {} of {count} healthy endpoint(s): {}", selection.count, names(selection));
+        }
+    }
+}
+
+fn names(selection: &Selection<'_>) -> String {
+    let names: Vec<String> = selection.endpoints().map(|e| e.key.clone()).collect();
+    if names.is_empty() { "(none)".to_string() } else { names.join(", ") }
+}
+
+/// SplitMix64: tiny, fast, good enough for load spreading (not for secrets).
+pub struct SplitMix64(pub u64);
+
+impl SplitMix64 {
+    /// Next pseudo-random value.
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        mix(self.0)
+    }
+}
+
+/// The SplitMix64 finaliser: a strong 64-bit mixing function.
+pub fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// A deterministic hash of an address (same on every instance and restart).
+pub fn hash_address(address: std::net::IpAddr) -> u64 {
+    match address {
+        std::net::IpAddr::V4(v4) => mix(u64::from(u32::from(v4)) ^ 0x4_0000_0000),
+        std::net::IpAddr::V6(v6) => {
+            let bits = u128::from(v6);
+            mix(mix(bits as u64) ^ ((bits >> 64) as u64))
+        }
+    }
+}
+
+/// Stable FNV-1a hash of a string (endpoint identities).
+pub fn hash_str(text: &str) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in text.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    mix(hash)
+}
+
+/// Maps a hash into (0, 1].
+fn unit_interval(hash: u64) -> f64 {
+    ((hash >> 11) as f64 + 1.0) / (1u64 << 53) as f64
+}

@@ -1,0 +1,227 @@
+//! Compiled services, pools and endpoints: what the operator configured,
+//! resolved and checked, in the shape the query path reads.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use super::{Family, MAX_RECORDS};
+use crate::config::SelectionKind;
+use crate::geo::prefix_trie::PrefixTable;
+use crate::health::EndpointHealth;
+
+pub use crate::config::AllDownKind as AllDown;
+
+/// What an endpoint answers with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndpointTarget {
+    /// An address: A for IPv4, AAAA for IPv6.
+    Address(IpAddr),
+    /// A CNAME target (lowercase wire format).
+    Cname(Box<[u8]>),
+}
+
+/// One endpoint of a pool.
+#[derive(Debug)]
+pub struct Endpoint {
+    /// Identity across reloads: `pool/target`.
+    pub key: String,
+    /// What it answers with.
+    pub target: EndpointTarget,
+    /// Its RDATA, encoded once.
+    pub rdata: Box<[u8]>,
+    /// Relative weight.
+    pub weight: u32,
+    /// Forced down in the configuration.
+    pub config_down: bool,
+    /// Live health, shared with the probers.
+    pub health: Arc<EndpointHealth>,
+    /// Stable hash of `key`, for consistent hashing.
+    pub key_hash: u64,
+}
+
+impl Endpoint {
+    /// Whether answers may name it now.
+    #[inline]
+    pub fn is_healthy(&self) -> bool {
+        !self.config_down && self.health.is_usable()
+    }
+
+    /// Whether it answers queries for `family`.
+    #[inline]
+    pub fn serves(&self, family: Family) -> bool {
+        match (&self.target, family) {
+            (EndpointTarget::Cname(_), _) => true,
+            (EndpointTarget::Address(IpAddr::V4(_)), Family::V4) => true,
+            (EndpointTarget::Address(IpAddr::V6(_)), Family::V6) => true,
+            _ => false,
+        }
+    }
+
+    /// The record type it is answered as for `family`.
+    pub fn record_type(&self) -> u16 {
+        use crate::dns::wire::rtype;
+        match &self.target {
+            EndpointTarget::Cname(_) => rtype::CNAME,
+            EndpointTarget::Address(IpAddr::V4(_)) => rtype::A,
+            EndpointTarget::Address(IpAddr::V6(_)) => rtype::AAAA,
+        }
+    }
+}
+
+/// How many healthy endpoints a pool needs to count as up.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum MinHealthy {
+    /// A fixed count.
+    Count(u32),
+    /// A fraction of the endpoints serving the family, rounded up.
+    Fraction(f64),
+}
+
+impl MinHealthy {
+    /// Healthy endpoints needed out of `total` (at least 1).
+    pub fn needed(&self, total: usize) -> usize {
+        let needed = match *self {
+            MinHealthy::Count(count) => count as usize,
+            MinHealthy::Fraction(fraction) => (fraction * total as f64).ceil() as usize,
+        };
+        needed.clamp(1, total.max(1))
+    }
+}
+
+/// A region: named endpoints with optional coordinates.
+#[derive(Debug)]
+pub struct Pool {
+    /// Name from the configuration.
+    pub name: String,
+    /// Its endpoints.
+    pub endpoints: Vec<Endpoint>,
+    /// `(latitude, longitude)`.
+    pub coordinates: Option<(f64, f64)>,
+    /// Used only when all primaries are down.
+    pub backup: bool,
+    /// Geoproximity bias −99..99.
+    pub bias: i8,
+    /// Up threshold.
+    pub min_healthy: MinHealthy,
+}
+
+impl Pool {
+    /// Endpoints answering `family`.
+    pub fn count_family(&self, family: Family) -> usize {
+        self.endpoints.iter().filter(|e| e.serves(family)).count()
+    }
+
+    /// Healthy endpoints answering `family`.
+    pub fn count_healthy(&self, family: Family) -> usize {
+        self.endpoints
+            .iter()
+            .filter(|e| e.serves(family) && e.is_healthy())
+            .count()
+    }
+}
+
+/// Client prefix → index of an ordered pool list, compiled at load time with
+/// equal neighbours merged, so the leaf's prefix length is the widest honest
+/// ECS scope.
+#[derive(Debug, Clone)]
+pub struct RegionTable {
+    /// The compiled prefixes.
+    pub prefixes: PrefixTable<u32>,
+}
+
+impl RegionTable {
+    /// A table sending every client to order 0 (scope 0).
+    pub fn uniform() -> Self {
+        Self {
+            prefixes: PrefixTable::new(0),
+        }
+    }
+
+    /// The order index for `address` and the prefix length it holds for.
+    #[inline]
+    pub fn lookup(&self, address: IpAddr) -> (u32, u8) {
+        self.prefixes.lookup(address)
+    }
+}
+
+/// A name answered dynamically.
+#[derive(Debug)]
+pub struct Service {
+    /// Fully qualified name, as text.
+    pub name: String,
+    /// Candidate pools; orders index into this.
+    pub pools: Vec<Arc<Pool>>,
+    /// Distinct ordered pool lists.
+    pub orders: Vec<Box<[u16]>>,
+    /// Client prefix → order.
+    pub table: RegionTable,
+    /// How endpoints are picked inside a pool.
+    pub selection: SelectionKind,
+    /// Records per answer (1..=MAX_RECORDS).
+    pub max_records: u8,
+    /// Answer TTL.
+    pub ttl: u32,
+    /// What to do when nothing is healthy.
+    pub all_down: AllDown,
+    /// Prefix lengths hashed for sticky selection.
+    pub sticky_prefix_v4: u8,
+    /// Prefix lengths hashed for sticky selection (IPv6).
+    pub sticky_prefix_v6: u8,
+}
+
+impl Service {
+    /// The ordered pool list with this index (empty if out of range).
+    pub fn order(&self, index: u32) -> &[u16] {
+        self.orders.get(index as usize).map_or(&[], |o| &o[..])
+    }
+
+    /// The prefix length hashed for sticky selection of `address`.
+    pub fn sticky_prefix_len(&self, address: IpAddr) -> u8 {
+        match address {
+            IpAddr::V4(_) => self.sticky_prefix_v4,
+            IpAddr::V6(_) => self.sticky_prefix_v6,
+        }
+    }
+}
+
+/// The outcome of [`super::select`].
+#[derive(Debug, Clone)]
+pub struct Selection<'s> {
+    /// The pool answering, if any.
+    pub pool: Option<&'s Pool>,
+    /// Indices of the chosen endpoints in the pool.
+    pub chosen: [u16; MAX_RECORDS],
+    /// How many of `chosen` are set.
+    pub count: usize,
+    /// Answer TTL.
+    pub ttl: u32,
+    /// ECS scope prefix length for the reply.
+    pub scope_prefix_len: u8,
+    /// Answer SERVFAIL (all down, `all_down = "servfail"`).
+    pub servfail: bool,
+    /// Whether this answer is given with every candidate down (fail-open).
+    pub failed_open: bool,
+}
+
+impl<'s> Selection<'s> {
+    /// A selection with no records yet.
+    pub fn empty(service: &Service, scope_prefix_len: u8) -> Self {
+        Self {
+            pool: None,
+            chosen: [0; MAX_RECORDS],
+            count: 0,
+            ttl: service.ttl,
+            scope_prefix_len,
+            servfail: false,
+            failed_open: false,
+        }
+    }
+
+    /// The chosen endpoints.
+    pub fn endpoints(&self) -> impl Iterator<Item = &'s Endpoint> + '_ {
+        let pool = self.pool;
+        self.chosen[..self.count]
+            .iter()
+            .filter_map(move |&i| pool.and_then(|p| p.endpoints.get(usize::from(i))))
+    }
+}
