@@ -1,0 +1,640 @@
+//! Binary prefix tries over IP address bits, and the per-family pair of them.
+//!
+//! Owns the in-memory longest-prefix structure that every GeoIP answer is read
+//! from. It knows nothing about files, mmdb or locations: values are any small
+//! `Copy + Eq` type (a location id, a pool decision...).
+//!
+//! Invariant kept: after [`PrefixTrie::collapse`] (and in every trie returned by
+//! [`PrefixTrie::map`]) no inner node has a subtree whose leaves all hold the
+//! same value, so the depth returned by [`PrefixTrie::lookup`] is the widest
+//! prefix over which the answer is uniform: the honest EDNS Client Subnet
+//! scope (RFC 7871 §7.2.1).
+//!
+//! Bit convention: an address is a `u128` holding the address value
+//! **right-aligned**, as `u128::from(u32::from(ipv4))` for IPv4 or
+//! `u128::from(ipv6)` for IPv6. The family width is the trie's `max_len`
+//! (32 or 128); bits above it are ignored. Bit 0 of the prefix is the most
+//! significant bit of the family width.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use ipnet::IpNet;
+
+/// Address family of a prefix trie, and of an address after IPv4-mapped IPv6
+/// addresses have been folded into IPv4.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Family {
+    /// IPv4: 32 address bits.
+    V4,
+    /// IPv6: 128 address bits.
+    V6,
+}
+
+impl Family {
+    /// Number of address bits in this family (32 or 128).
+    pub const fn width(self) -> u8 {
+        match self {
+            Family::V4 => 32,
+            Family::V6 => 128,
+        }
+    }
+}
+
+/// Splits an address into its family and right-aligned bits.
+///
+/// IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`) are returned as IPv4, so a
+/// dual-stack socket's view of an IPv4 client finds the IPv4 data.
+pub fn addr_bits(ip: IpAddr) -> (Family, u128) {
+    match ip {
+        IpAddr::V4(v4) => (Family::V4, u128::from(u32::from(v4))),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => (Family::V4, u128::from(u32::from(v4))),
+            None => (Family::V6, u128::from(v6)),
+        },
+    }
+}
+
+/// Splits a network into its family, right-aligned (masked) bits and prefix
+/// length in that family.
+///
+/// A network inside `::ffff:0:0/96` with a prefix of at least 96 is returned
+/// as the IPv4 network it maps; a wider IPv6 network stays IPv6.
+pub fn net_bits(net: IpNet) -> (Family, u128, u8) {
+    match net.trunc() {
+        IpNet::V4(v4) => (
+            Family::V4,
+            u128::from(u32::from(v4.network())),
+            v4.prefix_len(),
+        ),
+        IpNet::V6(v6) => {
+            let prefix_len = v6.prefix_len();
+            match v6.network().to_ipv4_mapped() {
+                Some(v4) if prefix_len >= 96 => {
+                    (Family::V4, u128::from(u32::from(v4)), prefix_len - 96)
+                }
+                _ => (Family::V6, u128::from(v6.network()), prefix_len),
+            }
+        }
+    }
+}
+
+/// Rebuilds the address of `family` from right-aligned bits (the inverse of
+/// [`addr_bits`] for non-mapped addresses). Bits above the family width are
+/// ignored.
+pub fn bits_addr(family: Family, bits: u128) -> IpAddr {
+    match family {
+        // Truncation intended: only the low 32 bits are an IPv4 address.
+        Family::V4 => IpAddr::V4(Ipv4Addr::from(bits as u32)),
+        Family::V6 => IpAddr::V6(Ipv6Addr::from(bits)),
+    }
+}
+
+/// A binary trie over the bits of one address family, mapping every address
+/// to a value. Nodes live in one arena (`Vec`) and refer to each other by
+/// `u32` index; there is no allocation per node and none during lookup.
+#[derive(Clone, Debug)]
+pub struct PrefixTrie<T> {
+    /// Arena of nodes; `root` indexes into it and every `Inner` child index
+    /// is a valid index into it (all indices are produced by this module).
+    nodes: Vec<Node<T>>,
+    /// Index of the root node.
+    root: u32,
+    /// Family width in bits: 32 for IPv4, 128 for IPv6.
+    max_len: u8,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Node<T> {
+    /// Every address below this node maps to the value.
+    Leaf(T),
+    /// Children for bit 0 and bit 1.
+    Inner([u32; 2]),
+}
+
+impl<T: Copy + Eq> PrefixTrie<T> {
+    /// Creates a trie in which every address maps to `default`.
+    ///
+    /// `max_len` is the family width (32 for IPv4, 128 for IPv6); larger
+    /// values are clamped to 128.
+    pub fn new(default: T, max_len: u8) -> Self {
+        PrefixTrie {
+            nodes: vec![Node::Leaf(default)],
+            root: 0,
+            max_len: max_len.min(128),
+        }
+    }
+
+    /// Creates an empty trie for `family` in which every address maps to
+    /// `default`.
+    pub fn for_family(default: T, family: Family) -> Self {
+        Self::new(default, family.width())
+    }
+
+    /// Family width in bits (32 or 128).
+    pub fn max_len(&self) -> u8 {
+        self.max_len
+    }
+
+    /// Number of nodes (inner and leaf) in the arena, including any left
+    /// unreachable by overriding inserts until the next [`collapse`](Self::collapse).
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Maps every address of the prefix `bits/prefix_len` to `value`.
+    ///
+    /// Last write wins over the covered range: everything previously inserted
+    /// at or beneath this prefix is replaced, and a later insert of a longer
+    /// prefix overrides part of this one. So inserting general prefixes first
+    /// and specific ones after gives longest-prefix-match semantics.
+    ///
+    /// Bits beyond `prefix_len` are ignored; a `prefix_len` above
+    /// [`max_len`](Self::max_len) is clamped to it. Sibling leaves are not
+    /// merged here; call [`collapse`](Self::collapse) when done inserting.
+    pub fn insert(&mut self, bits: u128, prefix_len: u8, value: T) {
+        let prefix_len = prefix_len.min(self.max_len);
+        let mut idx = self.root;
+        for depth in 0..prefix_len {
+            let children = match self.nodes[idx as usize] {
+                Node::Inner(children) => children,
+                Node::Leaf(old) => {
+                    let left = self.push(Node::Leaf(old));
+                    let right = self.push(Node::Leaf(old));
+                    let children = [left, right];
+                    self.nodes[idx as usize] = Node::Inner(children);
+                    children
+                }
+            };
+            idx = children[self.bit(bits, depth)];
+        }
+        // Any subtree under `idx` becomes unreachable; `collapse` drops it.
+        self.nodes[idx as usize] = Node::Leaf(value);
+    }
+
+    /// Same as [`insert`](Self::insert): lays `value` over the prefix,
+    /// replacing whatever was beneath it.
+    pub fn overlay(&mut self, bits: u128, prefix_len: u8, value: T) {
+        self.insert(bits, prefix_len, value);
+    }
+
+    /// Returns the value for the address and the depth of the leaf reached.
+    ///
+    /// After [`collapse`](Self::collapse) the depth is the shortest prefix
+    /// length whose whole range maps to the returned value, i.e. the ECS
+    /// scope this answer can honestly claim.
+    #[inline]
+    pub fn lookup(&self, bits: u128) -> (T, u8) {
+        let mut idx = self.root;
+        let mut depth: u8 = 0;
+        loop {
+            // Index is valid: the arena only holds indices this module pushed.
+            match self.nodes[idx as usize] {
+                Node::Leaf(value) => return (value, depth),
+                Node::Inner(children) => {
+                    // Inner nodes only exist above depth `max_len` (insert
+                    // stops at `prefix_len <= max_len`), so `bit` stays in range.
+                    idx = children[self.bit(bits, depth)];
+                    depth += 1;
+                }
+            }
+        }
+    }
+
+    /// Returns a compact copy with every value passed through `f`, then
+    /// sibling leaves with equal values merged bottom-up (so mapping many
+    /// locations to a few decisions widens the scopes lookup reports).
+    ///
+    /// `f` is called once per reachable leaf, in address order.
+    pub fn map<U: Copy + Eq>(&self, mut f: impl FnMut(T) -> U) -> PrefixTrie<U> {
+        let mut out = PrefixTrie {
+            nodes: Vec::with_capacity(self.nodes.len()),
+            root: 0,
+            max_len: self.max_len,
+        };
+        let root = match self.rebuild(self.root, &mut f, &mut out.nodes) {
+            Built::Leaf(value) => push_node(&mut out.nodes, Node::Leaf(value)),
+            Built::Inner(idx) => idx,
+        };
+        out.root = root;
+        out
+    }
+
+    /// Merges sibling leaves holding equal values, bottom-up, and drops
+    /// nodes left unreachable by overriding inserts.
+    pub fn collapse(&mut self) {
+        *self = self.map(|value| value);
+    }
+
+    /// Iterates over the leaves reachable from the root, in address order,
+    /// as `(bits, prefix_len, value)` with `bits` right-aligned and masked.
+    pub fn iter_leaves(&self) -> Leaves<'_, T> {
+        Leaves {
+            trie: self,
+            stack: vec![(self.root, 0, 0)],
+        }
+    }
+
+    /// Bit `depth` of `bits`, counted from the top of the family width,
+    /// as a child index (0 or 1). Requires `depth < max_len`.
+    #[inline]
+    fn bit(&self, bits: u128, depth: u8) -> usize {
+        ((bits >> (self.max_len - 1 - depth)) & 1) as usize
+    }
+
+    fn push(&mut self, node: Node<T>) -> u32 {
+        push_node(&mut self.nodes, node)
+    }
+
+    /// Copies the subtree at `idx` into `out` mapped through `f`, merging
+    /// equal sibling leaves. A leaf result is not pushed yet, so the parent
+    /// can still merge it; an inner result is already in `out`.
+    fn rebuild<U: Copy + Eq>(
+        &self,
+        idx: u32,
+        f: &mut impl FnMut(T) -> U,
+        out: &mut Vec<Node<U>>,
+    ) -> Built<U> {
+        // Recursion depth is bounded by `max_len` (at most 128).
+        match self.nodes[idx as usize] {
+            Node::Leaf(value) => Built::Leaf(f(value)),
+            Node::Inner([left, right]) => {
+                let left = self.rebuild(left, f, out);
+                let right = self.rebuild(right, f, out);
+                match (left, right) {
+                    (Built::Leaf(a), Built::Leaf(b)) if a == b => Built::Leaf(a),
+                    (left, right) => {
+                        let left = left.place(out);
+                        let right = right.place(out);
+                        Built::Inner(push_node(out, Node::Inner([left, right])))
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Result of rebuilding one subtree: a leaf value not yet placed, or the
+/// index of an inner node already in the output arena.
+enum Built<U> {
+    Leaf(U),
+    Inner(u32),
+}
+
+impl<U> Built<U> {
+    fn place(self, out: &mut Vec<Node<U>>) -> u32 {
+        match self {
+            Built::Leaf(value) => push_node(out, Node::Leaf(value)),
+            Built::Inner(idx) => idx,
+        }
+    }
+}
+
+fn push_node<U>(nodes: &mut Vec<Node<U>>, node: Node<U>) -> u32 {
+    // A binary trie over at most 128 bits built from real prefix lists stays
+    // far below 2^32 nodes (the arena would need > 48 GiB first).
+    let idx = u32::try_from(nodes.len()).expect("prefix trie arena exceeds u32 indices");
+    nodes.push(node);
+    idx
+}
+
+/// Iterator over the leaves of a [`PrefixTrie`], from [`PrefixTrie::iter_leaves`].
+#[derive(Debug)]
+pub struct Leaves<'a, T> {
+    trie: &'a PrefixTrie<T>,
+    /// Pending nodes as (index, bits so far, depth).
+    stack: Vec<(u32, u128, u8)>,
+}
+
+impl<T: Copy + Eq> Iterator for Leaves<'_, T> {
+    type Item = (u128, u8, T);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while let Some((idx, bits, depth)) = self.stack.pop() {
+            match self.trie.nodes[idx as usize] {
+                Node::Leaf(value) => return Some((bits, depth, value)),
+                Node::Inner([left, right]) => {
+                    let one = 1u128 << (self.trie.max_len - 1 - depth);
+                    self.stack.push((right, bits | one, depth + 1));
+                    self.stack.push((left, bits, depth + 1));
+                }
+            }
+        }
+        None
+    }
+}
+
+/// One [`PrefixTrie`] per address family, looked up by [`IpAddr`].
+#[derive(Clone, Debug)]
+pub struct PrefixTable<T> {
+    /// IPv4 trie (32 bits); also answers IPv4-mapped IPv6 addresses.
+    pub v4: PrefixTrie<T>,
+    /// IPv6 trie (128 bits).
+    pub v6: PrefixTrie<T>,
+}
+
+impl<T: Copy + Eq> PrefixTable<T> {
+    /// Creates a table in which every address of both families maps to `default`.
+    pub fn new(default: T) -> Self {
+        PrefixTable {
+            v4: PrefixTrie::for_family(default, Family::V4),
+            v6: PrefixTrie::for_family(default, Family::V6),
+        }
+    }
+
+    /// The trie for `family`.
+    pub fn trie(&self, family: Family) -> &PrefixTrie<T> {
+        match family {
+            Family::V4 => &self.v4,
+            Family::V6 => &self.v6,
+        }
+    }
+
+    /// The trie for `family`, mutably.
+    pub fn trie_mut(&mut self, family: Family) -> &mut PrefixTrie<T> {
+        match family {
+            Family::V4 => &mut self.v4,
+            Family::V6 => &mut self.v6,
+        }
+    }
+
+    /// Maps `net` to `value` with [`PrefixTrie::insert`] semantics (last
+    /// write wins). IPv4-mapped IPv6 networks of length ≥ 96 go to the IPv4 trie.
+    pub fn insert(&mut self, net: IpNet, value: T) {
+        let (family, bits, prefix_len) = net_bits(net);
+        self.trie_mut(family).insert(bits, prefix_len, value);
+    }
+
+    /// Looks `ip` up in its family's trie (IPv4-mapped IPv6 in the IPv4 one)
+    /// and returns the value with its prefix length in that family.
+    #[inline]
+    pub fn lookup(&self, ip: IpAddr) -> (T, u8) {
+        let (family, bits) = addr_bits(ip);
+        self.trie(family).lookup(bits)
+    }
+
+    /// Maps both tries through `f` and collapses them, see [`PrefixTrie::map`].
+    pub fn map<U: Copy + Eq>(&self, mut f: impl FnMut(T) -> U) -> PrefixTable<U> {
+        PrefixTable {
+            v4: self.v4.map(&mut f),
+            v6: self.v6.map(&mut f),
+        }
+    }
+
+    /// Collapses both tries, see [`PrefixTrie::collapse`].
+    pub fn collapse(&mut self) {
+        self.v4.collapse();
+        self.v6.collapse();
+    }
+
+    /// Total number of nodes in both arenas.
+    pub fn node_count(&self) -> usize {
+        self.v4.node_count() + self.v6.node_count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v4(s: &str) -> u128 {
+        let ip: Ipv4Addr = s.parse().unwrap();
+        u128::from(u32::from(ip))
+    }
+
+    #[test]
+    fn empty_trie_maps_everything_to_default_at_depth_zero() {
+        let trie = PrefixTrie::new(7u8, 32);
+        assert_eq!(trie.lookup(v4("1.2.3.4")), (7, 0));
+        assert_eq!(trie.lookup(v4("255.255.255.255")), (7, 0));
+    }
+
+    #[test]
+    fn longest_prefix_wins_when_inserted_general_first() {
+        let mut trie = PrefixTrie::new(0u8, 32);
+        trie.insert(v4("10.0.0.0"), 8, 1);
+        trie.insert(v4("10.1.0.0"), 16, 2);
+        trie.collapse();
+        assert_eq!(trie.lookup(v4("10.1.2.3")), (2, 16));
+        assert_eq!(trie.lookup(v4("10.2.0.0")).0, 1);
+        assert_eq!(trie.lookup(v4("11.0.0.0")).0, 0);
+    }
+
+    #[test]
+    fn later_general_insert_replaces_covered_range() {
+        let mut trie = PrefixTrie::new(0u8, 32);
+        trie.insert(v4("10.1.0.0"), 16, 2);
+        trie.insert(v4("10.0.0.0"), 8, 1);
+        trie.collapse();
+        assert_eq!(trie.lookup(v4("10.1.2.3")), (1, 8));
+    }
+
+    #[test]
+    fn collapse_merges_equal_siblings_and_widens_depth() {
+        let mut trie = PrefixTrie::new(0u8, 32);
+        trie.insert(v4("10.0.0.0"), 9, 1);
+        trie.insert(v4("10.128.0.0"), 9, 1);
+        assert_eq!(trie.lookup(v4("10.0.0.1")), (1, 9));
+        trie.collapse();
+        assert_eq!(trie.lookup(v4("10.0.0.1")), (1, 8));
+        // 0.0.0.0/1 is uniform 0 except 10/8, so 11.x gets depth 8 (sibling of 10/8 is 11/8).
+        assert_eq!(trie.lookup(v4("11.0.0.1")), (0, 8));
+        assert_eq!(trie.lookup(v4("200.0.0.1")), (0, 1));
+    }
+
+    #[test]
+    fn map_to_fewer_values_widens_scopes() {
+        let mut trie = PrefixTrie::new(0u8, 32);
+        trie.insert(v4("10.0.0.0"), 9, 1);
+        trie.insert(v4("10.128.0.0"), 9, 2);
+        trie.collapse();
+        assert_eq!(trie.lookup(v4("10.0.0.1")), (1, 9));
+        let decisions = trie.map(|loc| loc != 0);
+        assert_eq!(decisions.lookup(v4("10.0.0.1")), (true, 8));
+        let all_same = trie.map(|_| ());
+        assert_eq!(all_same.lookup(v4("10.0.0.1")), ((), 0));
+        assert_eq!(all_same.node_count(), 1);
+    }
+
+    #[test]
+    fn host_routes_and_full_depth() {
+        let mut trie = PrefixTrie::new(0u8, 32);
+        trie.insert(v4("1.2.3.4"), 32, 9);
+        trie.insert(v4("0.0.0.0"), 32, 8);
+        trie.insert(v4("255.255.255.255"), 40, 7); // clamped to /32
+        trie.collapse();
+        assert_eq!(trie.lookup(v4("1.2.3.4")), (9, 32));
+        assert_eq!(trie.lookup(v4("1.2.3.5")), (0, 32));
+        assert_eq!(trie.lookup(v4("0.0.0.0")), (8, 32));
+        assert_eq!(trie.lookup(v4("255.255.255.255")), (7, 32));
+    }
+
+    #[test]
+    fn ipv6_width_and_default_route_override() {
+        let mut trie = PrefixTrie::new(0u8, 128);
+        let jp = u128::from("2001:218::".parse::<Ipv6Addr>().unwrap());
+        trie.insert(jp, 32, 3);
+        trie.insert(u128::MAX, 128, 4);
+        trie.collapse();
+        let addr = u128::from("2001:218::1".parse::<Ipv6Addr>().unwrap());
+        assert_eq!(trie.lookup(addr), (3, 32));
+        assert_eq!(trie.lookup(u128::MAX), (4, 128));
+        trie.insert(0, 0, 5);
+        trie.collapse();
+        assert_eq!(trie.lookup(addr), (5, 0));
+        assert_eq!(trie.node_count(), 1);
+    }
+
+    #[test]
+    fn iter_leaves_covers_the_space_in_order() {
+        let mut trie = PrefixTrie::new(0u8, 32);
+        trie.insert(v4("128.0.0.0"), 2, 1);
+        trie.collapse();
+        let leaves: Vec<_> = trie.iter_leaves().collect();
+        assert_eq!(
+            leaves,
+            vec![(0, 1, 0), (v4("128.0.0.0"), 2, 1), (v4("192.0.0.0"), 2, 0)]
+        );
+    }
+
+    #[test]
+    fn addr_bits_folds_ipv4_mapped_ipv6() {
+        let mapped: IpAddr = "::ffff:81.2.69.160".parse().unwrap();
+        let plain: IpAddr = "81.2.69.160".parse().unwrap();
+        assert_eq!(addr_bits(mapped), addr_bits(plain));
+        assert_eq!(addr_bits(plain), (Family::V4, v4("81.2.69.160")));
+        let compat: IpAddr = "::81.2.69.160".parse().unwrap();
+        assert_eq!(addr_bits(compat).0, Family::V6);
+        assert_eq!(bits_addr(Family::V4, v4("81.2.69.160")), plain);
+    }
+
+    #[test]
+    fn net_bits_masks_and_folds_mapped_networks() {
+        let net: IpNet = "81.2.69.160/24".parse().unwrap();
+        assert_eq!(net_bits(net), (Family::V4, v4("81.2.69.0"), 24));
+        let mapped: IpNet = "::ffff:81.2.69.0/120".parse().unwrap();
+        assert_eq!(net_bits(mapped), (Family::V4, v4("81.2.69.0"), 24));
+        let wide: IpNet = "::/64".parse().unwrap();
+        assert_eq!(net_bits(wide), (Family::V6, 0, 64));
+    }
+
+    #[test]
+    fn prefix_table_routes_by_family() {
+        let mut table = PrefixTable::new(0u8);
+        table.insert("81.2.69.0/24".parse().unwrap(), 1);
+        table.insert("2001:218::/32".parse().unwrap(), 2);
+        table.collapse();
+        assert_eq!(table.lookup("81.2.69.1".parse().unwrap()), (1, 24));
+        assert_eq!(table.lookup("::ffff:81.2.69.1".parse().unwrap()), (1, 24));
+        assert_eq!(table.lookup("2001:218:1::1".parse().unwrap()), (2, 32));
+        assert_eq!(table.lookup("::81.2.69.1".parse().unwrap()).0, 0);
+    }
+
+    /// Small deterministic PRNG (xorshift64*) so the property test needs no
+    /// dependency and every failure reproduces.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    /// Naive model: the last inserted prefix covering the address wins,
+    /// which is exactly "last write wins over the covered range".
+    fn model_lookup(model: &[(u128, u8, u8)], width: u8, bits: u128) -> u8 {
+        model
+            .iter()
+            .rev()
+            .find(|(p, len, _)| covers(*p, *len, width, bits))
+            .map_or(0, |(_, _, v)| *v)
+    }
+
+    fn covers(prefix: u128, len: u8, width: u8, bits: u128) -> bool {
+        len == 0 || (prefix ^ bits) >> (width - len) == 0
+    }
+
+    fn mask(bits: u128, len: u8, width: u8) -> u128 {
+        if len == 0 {
+            0
+        } else {
+            bits >> (width - len) << (width - len)
+        }
+    }
+
+    /// Whether every address in `bits/len` maps to `value` in the model:
+    /// the range is uniform iff no model prefix changes the answer inside it,
+    /// checked on the boundaries of every prefix that intersects it.
+    fn model_uniform(model: &[(u128, u8, u8)], width: u8, bits: u128, len: u8, value: u8) -> bool {
+        let start = mask(bits, len, width);
+        let mut probes = vec![start];
+        for (p, plen, _) in model {
+            if *plen >= len && covers(start, len, width, *p) {
+                probes.push(*p);
+                // First address after the prefix, if still inside the range.
+                let size_log = width - plen;
+                if size_log < 128 {
+                    let after = p.wrapping_add(1u128 << size_log);
+                    if covers(start, len, width, after) && after != 0 {
+                        probes.push(after);
+                    }
+                }
+            }
+        }
+        probes
+            .into_iter()
+            .all(|probe| model_lookup(model, width, probe) == value)
+    }
+
+    fn random_prefix(rng: &mut Rng, width: u8) -> (u128, u8) {
+        // Cluster prefixes under a few short roots so they overlap often.
+        let len = rng.below(u64::from(width) + 1) as u8;
+        let high = u128::from(rng.below(4)) << (width - 2);
+        let low = (u128::from(rng.next()) << 64 | u128::from(rng.next())) >> (128 - width + 4);
+        (mask(high | low, len, width), len)
+    }
+
+    #[test]
+    fn property_lookup_matches_naive_model_and_depth_is_maximal() {
+        for (seed, width) in [(1u64, 32u8), (2, 128), (3, 32), (4, 128), (5, 32)] {
+            let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ seed);
+            let mut trie = PrefixTrie::new(0u8, width);
+            let mut model = Vec::new();
+            for _ in 0..300 {
+                let (bits, len) = random_prefix(&mut rng, width);
+                let value = rng.below(4) as u8;
+                trie.insert(bits, len, value);
+                model.push((bits, len, value));
+            }
+            trie.collapse();
+            let mut probes: Vec<u128> = model.iter().map(|(p, _, _)| *p).collect();
+            for _ in 0..500 {
+                let (bits, _) = random_prefix(&mut rng, width);
+                probes.push(bits | u128::from(rng.below(1 << 4)));
+            }
+            for bits in probes {
+                let (value, depth) = trie.lookup(bits);
+                assert_eq!(
+                    value,
+                    model_lookup(&model, width, bits),
+                    "seed {seed} bits {bits:#x}"
+                );
+                assert!(
+                    model_uniform(&model, width, bits, depth, value),
+                    "seed {seed}: range at depth {depth} around {bits:#x} is not uniform"
+                );
+                if depth > 0 {
+                    assert!(
+                        !model_uniform(&model, width, bits, depth - 1, value),
+                        "seed {seed}: depth {depth} around {bits:#x} is not maximal"
+                    );
+                }
+            }
+        }
+    }
+}
