@@ -3,7 +3,10 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod control;
 pub mod dns;
 pub mod geo;
+pub mod health;
+pub mod policy;
 pub mod snapshot;
 pub mod zone;

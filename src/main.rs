@@ -6,11 +6,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow};
-use arc_swap::ArcSwap;
 use clap::{Parser, Subcommand};
 
-use gslb::dns::server::{self, SharedSnapshot};
-use gslb::snapshot::{Snapshot, SnapshotSource};
+use gslb::control::Control;
+use gslb::dns::server;
+use gslb::snapshot::SnapshotSource;
 
 #[derive(Parser)]
 #[command(name = "gslb", version, about = "DNS global server load balancer")]
@@ -109,20 +109,22 @@ fn init_logging(format: LogFormat) {
 }
 
 fn check(source: SnapshotSource) -> Result<()> {
-    let (snapshot, _) = Snapshot::build(&source)
+    let (control, _) = Control::start(source)
         .map_err(|errors| anyhow!("configuration is not valid:\n{errors}"))?;
+    let snapshot = control.snapshot.load();
     println!(
-        "{}: ok ({} zone{})",
-        source.config_path.display(),
+        "{}: ok ({} zones, {} services)",
+        control.source.config_path.display(),
         snapshot.zones.len(),
-        if snapshot.zones.len() == 1 { "" } else { "s" }
+        snapshot.services.len()
     );
     Ok(())
 }
 
 fn serve(source: SnapshotSource, listen: Vec<SocketAddr>, api: Option<SocketAddr>) -> Result<()> {
-    let (snapshot, loaded) = Snapshot::build(&source)
+    let (control, loaded) = Control::start(source)
         .map_err(|errors| anyhow!("configuration is not valid:\n{errors}"))?;
+    let control = Arc::new(control);
     let server_config = &loaded.config.server;
     let listen: Vec<SocketAddr> = if listen.is_empty() {
         server_config.listen.iter().map(|l| *l.get_ref()).collect()
@@ -139,23 +141,22 @@ fn serve(source: SnapshotSource, listen: Vec<SocketAddr>, api: Option<SocketAddr
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
-        let shared: SharedSnapshot = Arc::new(ArcSwap::from_pointee(snapshot));
         let mut tasks = tokio::task::JoinSet::new();
         for addr in listen {
             let bound = server::bind(addr, workers)
                 .with_context(|| format!("binding DNS listener {addr}"))?;
             println!("listening on {} (udp+tcp)", bound.local_addr);
             tracing::info!(addr = %bound.local_addr, "listening (udp+tcp)");
-            tasks.spawn(server::serve(bound, shared.clone()));
+            tasks.spawn(server::serve(bound, control.snapshot.clone()));
         }
-        tasks.spawn(handle_signals(source, shared));
+        tasks.spawn(handle_signals(control));
         tasks.join_next().await;
         Ok(())
     })
 }
 
 /// SIGHUP reloads; SIGINT/SIGTERM stop the server.
-async fn handle_signals(source: SnapshotSource, shared: SharedSnapshot) {
+async fn handle_signals(control: Arc<Control>) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut hangup), Ok(mut terminate), Ok(mut interrupt)) = (
         signal(SignalKind::hangup()),
@@ -167,7 +168,7 @@ async fn handle_signals(source: SnapshotSource, shared: SharedSnapshot) {
     };
     loop {
         tokio::select! {
-            _ = hangup.recv() => reload(&source, &shared).await,
+            _ = hangup.recv() => reload(&control).await,
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
         }
@@ -175,13 +176,10 @@ async fn handle_signals(source: SnapshotSource, shared: SharedSnapshot) {
     tracing::info!("shutting down");
 }
 
-async fn reload(source: &SnapshotSource, shared: &SharedSnapshot) {
-    let source = source.clone();
-    match tokio::task::spawn_blocking(move || Snapshot::build(&source)).await {
-        Ok(Ok((snapshot, _))) => {
-            shared.store(Arc::new(snapshot));
-            tracing::info!("reloaded configuration");
-        }
+async fn reload(control: &Arc<Control>) {
+    let control = control.clone();
+    match tokio::task::spawn_blocking(move || control.reload()).await {
+        Ok(Ok(())) => tracing::info!("reloaded configuration"),
         Ok(Err(errors)) => {
             for err in &errors.0 {
                 tracing::error!("reload failed, keeping the running configuration: {err}");

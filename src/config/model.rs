@@ -116,14 +116,14 @@ pub struct GeoIpToml {
 #[serde(untagged)]
 pub enum FieldsToml {
     /// `"auto"` (default: detect from the database type), `"maxmind"` or `"flat"`.
-    Preset(Spanned<String>),
+    Preset(String),
     /// Explicit dotted paths such as `"country.iso_code"`.
     Paths(FieldPathsToml),
 }
 
 impl Default for FieldsToml {
     fn default() -> Self {
-        FieldsToml::Preset(Spanned::new(0..0, "auto".to_string()))
+        FieldsToml::Preset("auto".to_string())
     }
 }
 

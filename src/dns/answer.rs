@@ -5,9 +5,10 @@
 use std::net::IpAddr;
 
 use super::wire::{
-    self, ClientSubnet, MAX_NAME_LEN, Query, QueryError, Rcode, ReplyEdns, ReplyWriter, Section,
-    lowercase_name, rtype,
+    self, MAX_NAME_LEN, Query, QueryError, Rcode, ReplyEdns, ReplyWriter, Section, lowercase_name,
+    rtype,
 };
+use crate::policy::{self, ClientAddress, EndpointTarget, Family};
 use crate::snapshot::Snapshot;
 use crate::zone::{Node, RRset, Resolution, Zone};
 
@@ -45,6 +46,7 @@ pub fn handle_packet(
     packet: &[u8],
     client: IpAddr,
     transport: Transport,
+    seed: u64,
     out: &mut Vec<u8>,
 ) -> Option<Outcome> {
     let query = match wire::parse_query(packet) {
@@ -64,7 +66,19 @@ pub fn handle_packet(
             });
         }
     };
-    let _ = client;
+    let subnet = query.edns.and_then(|e| e.client_subnet);
+    // RFC 7871 §7.1.2: a source prefix of 0 asks us not to use the subnet.
+    let usable_subnet = subnet.filter(|s| snapshot.ecs.enabled && s.source_prefix_len > 0);
+    let client = match usable_subnet {
+        Some(s) => {
+            let cap = match s.address {
+                IpAddr::V4(_) => snapshot.ecs.max_source_prefix_v4,
+                IpAddr::V6(_) => snapshot.ecs.max_source_prefix_v6,
+            };
+            ClientAddress::subnet(s.address, s.source_prefix_len.min(cap))
+        }
+        None => ClientAddress::full(client),
+    };
     let edns = query.edns.map(|e| ReplyEdns {
         udp_payload: snapshot.max_udp_payload,
         client_subnet: e.client_subnet.map(|s| (s, 0)),
@@ -77,7 +91,16 @@ pub fn handle_packet(
         }
     };
     let mut reply = ReplyWriter::new(out, &query, max_len, edns);
-    let rcode = answer(snapshot, &query, &mut reply);
+    let mut context = Context {
+        snapshot,
+        client,
+        seed,
+        scope_prefix_len: 0,
+    };
+    let rcode = answer(&mut context, &query, &mut reply);
+    if usable_subnet.is_some() {
+        reply.set_ecs_scope(context.scope_prefix_len.min(client.prefix_len));
+    }
     let truncated = reply.is_truncated();
     reply.finish(rcode);
     Some(Outcome {
@@ -87,8 +110,18 @@ pub fn handle_packet(
     })
 }
 
+/// Per-query state shared by the answer steps.
+struct Context<'s> {
+    snapshot: &'s Snapshot,
+    client: ClientAddress,
+    seed: u64,
+    /// ECS scope of the answer so far (0: does not depend on the client).
+    scope_prefix_len: u8,
+}
+
 /// Fills the reply's sections and returns its rcode.
-fn answer(snapshot: &Snapshot, query: &Query<'_>, reply: &mut ReplyWriter<'_>) -> Rcode {
+fn answer(context: &mut Context<'_>, query: &Query<'_>, reply: &mut ReplyWriter<'_>) -> Rcode {
+    let snapshot = context.snapshot;
     // RFC 1035 §4.1.2: we serve class IN only (and QCLASS * as IN).
     if query.qclass != wire::CLASS_IN && query.qclass != wire::CLASS_ANY {
         return Rcode::Refused;
@@ -110,11 +143,16 @@ fn answer(snapshot: &Snapshot, query: &Query<'_>, reply: &mut ReplyWriter<'_>) -
         return Rcode::Refused;
     };
     reply.set_authoritative(true);
-    let _ = ClientSubnet::family;
-    answer_in_zone(zone, qname, query.qtype, reply)
+    answer_in_zone(context, zone, qname, query.qtype, reply)
 }
 
-fn answer_in_zone(zone: &Zone, qname: &[u8], qtype: u16, reply: &mut ReplyWriter<'_>) -> Rcode {
+fn answer_in_zone(
+    context: &mut Context<'_>,
+    zone: &Zone,
+    qname: &[u8],
+    qtype: u16,
+    reply: &mut ReplyWriter<'_>,
+) -> Rcode {
     let mut name: &[u8] = qname;
     for _ in 0..MAX_CNAME_CHAIN {
         match zone.resolve(name) {
@@ -140,6 +178,15 @@ fn answer_in_zone(zone: &Zone, qname: &[u8], qtype: u16, reply: &mut ReplyWriter
                 return Rcode::NxDomain;
             }
             Resolution::Node { node, .. } => {
+                if let Some(index) = node.service {
+                    match answer_service(context, index, zone, name, qtype, reply) {
+                        ServiceAnswer::Done(rcode) => return rcode,
+                        ServiceAnswer::Chase(target) => {
+                            name = target;
+                            continue;
+                        }
+                    }
+                }
                 if let Some(rrset) = pick_rrset(node, qtype) {
                     reply.push_rrset(
                         Section::Answer,
@@ -178,6 +225,73 @@ fn answer_in_zone(zone: &Zone, qname: &[u8], qtype: u16, reply: &mut ReplyWriter
         }
     }
     Rcode::NoError
+}
+
+/// What a service answer leaves to do.
+enum ServiceAnswer<'s> {
+    /// The reply is complete.
+    Done(Rcode),
+    /// A CNAME endpoint was written; its in-zone target is answered next.
+    Chase(&'s [u8]),
+}
+
+/// Answers at a service name: the policy picks the endpoints.
+fn answer_service<'s>(
+    context: &mut Context<'s>,
+    index: usize,
+    zone: &Zone,
+    name: &[u8],
+    qtype: u16,
+    reply: &mut ReplyWriter<'_>,
+) -> ServiceAnswer<'s> {
+    let Some(service) = context.snapshot.services.get(index) else {
+        return ServiceAnswer::Done(Rcode::ServFail);
+    };
+    let family = match qtype {
+        rtype::A | rtype::ANY | rtype::CNAME => Family::V4,
+        rtype::AAAA => Family::V6,
+        _ => {
+            push_negative(zone, reply);
+            return ServiceAnswer::Done(Rcode::NoError);
+        }
+    };
+    let selection = policy::select(service, context.client, family, context.seed, None);
+    context.scope_prefix_len = context.scope_prefix_len.max(selection.scope_prefix_len);
+    if selection.servfail {
+        return ServiceAnswer::Done(Rcode::ServFail);
+    }
+    let mut endpoints = selection.endpoints().peekable();
+    let Some(first) = endpoints.peek() else {
+        push_negative(zone, reply);
+        return ServiceAnswer::Done(Rcode::NoError);
+    };
+    match &first.target {
+        // A name has at most one CNAME (RFC 1034 §3.6.2).
+        EndpointTarget::Cname(target) => {
+            reply.push_rrset(
+                Section::Answer,
+                name,
+                rtype::CNAME,
+                selection.ttl,
+                [&first.rdata[..]],
+            );
+            if qtype != rtype::CNAME && target.ends_with(zone.origin()) {
+                return ServiceAnswer::Chase(target);
+            }
+        }
+        EndpointTarget::Address(_) if qtype == rtype::CNAME => push_negative(zone, reply),
+        EndpointTarget::Address(_) => {
+            let record_type = first.record_type();
+            reply.push_rrset(
+                Section::Answer,
+                name,
+                record_type,
+                selection.ttl,
+                endpoints.map(|e| &e.rdata[..]),
+            );
+        }
+    }
+    ServiceAnswer::Done(Rcode::NoError)
 }
 
 /// The RRset answering `qtype` at a node; for ANY, one RRset only (RFC 8482 §4.1).

@@ -16,6 +16,7 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::Semaphore;
 
 use super::answer::{Transport, handle_packet};
+use crate::policy::SplitMix64;
 use crate::snapshot::Snapshot;
 
 /// The snapshot currently answering queries, replaced whole on reload.
@@ -108,6 +109,7 @@ pub async fn serve(listener: BoundListener, snapshot: SharedSnapshot) {
 }
 
 async fn serve_udp(socket: UdpSocket, snapshot: SharedSnapshot) {
+    let mut rng = SplitMix64(initial_seed());
     let mut recv_buf = vec![0u8; UDP_RECV_BUF];
     let mut reply = Vec::with_capacity(4096);
     loop {
@@ -126,6 +128,7 @@ async fn serve_udp(socket: UdpSocket, snapshot: SharedSnapshot) {
                 &recv_buf[..len],
                 peer.ip(),
                 Transport::Udp,
+                rng.next_u64(),
                 &mut reply,
             )
         };
@@ -168,6 +171,7 @@ async fn serve_tcp_connection(
     peer: SocketAddr,
     snapshot: SharedSnapshot,
 ) -> io::Result<()> {
+    let mut rng = SplitMix64(initial_seed());
     let mut query = Vec::with_capacity(512);
     let mut reply = Vec::with_capacity(4096);
     loop {
@@ -188,7 +192,14 @@ async fn serve_tcp_connection(
         }
         let answered = {
             let current = snapshot.load();
-            handle_packet(&current, &query, peer.ip(), Transport::Tcp, &mut reply)
+            handle_packet(
+                &current,
+                &query,
+                peer.ip(),
+                Transport::Tcp,
+                rng.next_u64(),
+                &mut reply,
+            )
         };
         if answered.is_none() {
             continue;
@@ -198,4 +209,14 @@ async fn serve_tcp_connection(
         framed.extend_from_slice(&reply);
         stream.write_all(&framed).await?;
     }
+}
+
+/// A per-task seed for weighted random choices: different per task and run.
+fn initial_seed() -> u64 {
+    static TASKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let task = TASKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    now ^ task.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ u64::from(std::process::id())
 }

@@ -527,6 +527,15 @@ impl<'b> ReplyWriter<'b> {
         }
     }
 
+    /// Sets the ECS scope prefix length echoed in the reply (RFC 7871 §7.2.1).
+    pub fn set_ecs_scope(&mut self, scope_prefix_len: u8) {
+        if let Some(edns) = &mut self.edns
+            && let Some((_, scope)) = &mut edns.client_subnet
+        {
+            *scope = scope_prefix_len;
+        }
+    }
+
     /// Whether the reply had to be truncated.
     pub fn is_truncated(&self) -> bool {
         self.truncated

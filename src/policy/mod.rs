@@ -14,16 +14,16 @@
 //! the server does.
 
 mod pick;
+pub mod route;
 mod service;
 
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-pub use pick::{hash_str, SplitMix64};
+pub use pick::{SplitMix64, hash_str};
 pub use service::{
     AllDown, Endpoint, EndpointTarget, MinHealthy, Pool, RegionTable, Selection, Service,
 };
-
 
 /// Most records one answer can carry.
 pub const MAX_RECORDS: usize = 16;
@@ -71,12 +71,16 @@ pub fn mask(address: IpAddr, prefix_len: u8) -> IpAddr {
     match address {
         IpAddr::V4(v4) => {
             let bits = u32::from(v4);
-            let mask = u32::MAX.checked_shl(32 - u32::from(prefix_len.min(32))).unwrap_or(0);
+            let mask = u32::MAX
+                .checked_shl(32 - u32::from(prefix_len.min(32)))
+                .unwrap_or(0);
             IpAddr::V4((bits & mask).into())
         }
         IpAddr::V6(v6) => {
             let bits = u128::from(v6);
-            let mask = u128::MAX.checked_shl(128 - u32::from(prefix_len.min(128))).unwrap_or(0);
+            let mask = u128::MAX
+                .checked_shl(128 - u32::from(prefix_len.min(128)))
+                .unwrap_or(0);
             IpAddr::V6((bits & mask).into())
         }
     }
@@ -133,7 +137,11 @@ pub fn select<'s>(
     let candidates = order
         .iter()
         .filter(|&&p| !service.pools[usize::from(p)].backup)
-        .chain(order.iter().filter(|&&p| service.pools[usize::from(p)].backup));
+        .chain(
+            order
+                .iter()
+                .filter(|&&p| service.pools[usize::from(p)].backup),
+        );
     let mut first_with_family = None;
     let mut any_candidate = false;
     for &pool_index in candidates {
@@ -141,7 +149,12 @@ pub fn select<'s>(
         let pool = &service.pools[usize::from(pool_index)];
         let total = pool.count_family(family);
         if total == 0 {
-            trace!(trace, "pool {}: no {} endpoints, skipped", pool.name, family_name(family));
+            trace!(
+                trace,
+                "pool {}: no {} endpoints, skipped",
+                pool.name,
+                family_name(family)
+            );
             continue;
         }
         first_with_family.get_or_insert(pool_index);
@@ -154,7 +167,17 @@ pub fn select<'s>(
                 pool.name,
                 if pool.backup { " (backup)" } else { "" }
             );
-            pick::pick(service, pool, pool_index, family, client, seed, false, &mut selection, &mut trace);
+            pick::pick(
+                service,
+                pool,
+                pool_index,
+                family,
+                client,
+                seed,
+                false,
+                &mut selection,
+                &mut trace,
+            );
             return selection;
         }
         trace!(
@@ -176,11 +199,27 @@ pub fn select<'s>(
     match service.all_down {
         AllDown::FailOpen => {
             let pool = &service.pools[usize::from(pool_index)];
-            trace!(trace, "all pools down: failing open with pool {} as if all were up", pool.name);
-            pick::pick(service, pool, pool_index, family, client, seed, true, &mut selection, &mut trace);
+            trace!(
+                trace,
+                "all pools down: failing open with pool {} as if all were up", pool.name
+            );
+            pick::pick(
+                service,
+                pool,
+                pool_index,
+                family,
+                client,
+                seed,
+                true,
+                &mut selection,
+                &mut trace,
+            );
         }
         AllDown::Nodata => {
-            trace!(trace, "all pools down: answering with no records (all_down = nodata)");
+            trace!(
+                trace,
+                "all pools down: answering with no records (all_down = nodata)"
+            );
         }
         AllDown::Servfail => {
             trace!(trace, "all pools down: SERVFAIL (all_down = servfail)");

@@ -35,10 +35,14 @@ pub fn pick<'s>(
         }
     }
     let candidates = &mut candidates[..count];
-    let wanted = usize::from(service.max_records).clamp(1, MAX_RECORDS).min(count);
+    let wanted = usize::from(service.max_records)
+        .clamp(1, MAX_RECORDS)
+        .min(count);
     // Zero weights everywhere means "equal" (Route 53); otherwise weight 0 is never picked
     // while something else is available.
-    let all_zero = candidates.iter().all(|&i| pool.endpoints[usize::from(i)].weight == 0);
+    let all_zero = candidates
+        .iter()
+        .all(|&i| pool.endpoints[usize::from(i)].weight == 0);
     let weight = |i: u16| -> u64 {
         if all_zero {
             1
@@ -53,9 +57,9 @@ pub fn pick<'s>(
             while selection.count < wanted && remaining > 0 {
                 let total: u64 = candidates[..remaining].iter().map(|&i| weight(i)).sum();
                 let position = if total == 0 {
-                    (rng.next() % remaining as u64) as usize
+                    (rng.next_u64() % remaining as u64) as usize
                 } else {
-                    let mut target = rng.next() % total;
+                    let mut target = rng.next_u64() % total;
                     let mut found = remaining - 1;
                     for (slot, &i) in candidates[..remaining].iter().enumerate() {
                         let w = weight(i);
@@ -72,10 +76,16 @@ pub fn pick<'s>(
                 candidates.swap(position, remaining - 1);
                 remaining -= 1;
             }
-            trace!(trace, "weighted random among {count} endpoint(s): picked {}", names(selection));
+            trace!(
+                trace,
+                "weighted random among {count} endpoint(s): picked {}",
+                names(selection)
+            );
         }
         SelectionKind::Sticky => {
-            let prefix_len = service.sticky_prefix_len(client.address).min(client.prefix_len);
+            let prefix_len = service
+                .sticky_prefix_len(client.address)
+                .min(client.prefix_len);
             let client_hash = hash_address(mask(client.address, prefix_len));
             // Weighted rendezvous hashing: each endpoint scores -w/ln(u); the
             // highest scores win. Removing an endpoint only moves its clients.
@@ -83,7 +93,11 @@ pub fn pick<'s>(
             for (slot, &i) in candidates.iter().enumerate() {
                 let endpoint = &pool.endpoints[usize::from(i)];
                 let u = unit_interval(mix(client_hash ^ endpoint.key_hash));
-                let score = if weight(i) == 0 { f64::MIN } else { -(weight(i) as f64) / u.ln() };
+                let score = if weight(i) == 0 {
+                    f64::MIN
+                } else {
+                    -(weight(i) as f64) / u.ln()
+                };
                 scored[slot] = (score, i);
             }
             let scored = &mut scored[..count];
@@ -92,22 +106,39 @@ pub fn pick<'s>(
                 selection.chosen[selection.count] = i;
                 selection.count += 1;
             }
-            trace!(trace, "sticky hash of client /{prefix_len} among {count} endpoint(s): picked {}", names(selection));
+            trace!(
+                trace,
+                "sticky hash of client /{prefix_len} among {count} endpoint(s): picked {}",
+                names(selection)
+            );
         }
         SelectionKind::Multivalue => {
-            let start = if count == 0 { 0 } else { (seed % count as u64) as usize };
+            let start = if count == 0 {
+                0
+            } else {
+                (seed % count as u64) as usize
+            };
             for k in 0..wanted {
                 selection.chosen[selection.count] = candidates[(start + k) % count];
                 selection.count += 1;
             }
-            trace!(trace, "multivalue: {} of {count} healthy endpoint(s): {}", selection.count, names(selection));
+            trace!(
+                trace,
+                "multivalue: {} of {count} healthy endpoint(s): {}",
+                selection.count,
+                names(selection)
+            );
         }
     }
 }
 
 fn names(selection: &Selection<'_>) -> String {
     let names: Vec<String> = selection.endpoints().map(|e| e.key.clone()).collect();
-    if names.is_empty() { "(none)".to_string() } else { names.join(", ") }
+    if names.is_empty() {
+        "(none)".to_string()
+    } else {
+        names.join(", ")
+    }
 }
 
 /// SplitMix64: tiny, fast, good enough for load spreading (not for secrets).
@@ -115,7 +146,7 @@ pub struct SplitMix64(pub u64);
 
 impl SplitMix64 {
     /// Next pseudo-random value.
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         mix(self.0)
     }

@@ -49,12 +49,12 @@ impl Endpoint {
     /// Whether it answers queries for `family`.
     #[inline]
     pub fn serves(&self, family: Family) -> bool {
-        match (&self.target, family) {
-            (EndpointTarget::Cname(_), _) => true,
-            (EndpointTarget::Address(IpAddr::V4(_)), Family::V4) => true,
-            (EndpointTarget::Address(IpAddr::V6(_)), Family::V6) => true,
-            _ => false,
-        }
+        matches!(
+            (&self.target, family),
+            (EndpointTarget::Cname(_), _)
+                | (EndpointTarget::Address(IpAddr::V4(_)), Family::V4)
+                | (EndpointTarget::Address(IpAddr::V6(_)), Family::V6)
+        )
     }
 
     /// The record type it is answered as for `family`.
@@ -167,6 +167,8 @@ pub struct Service {
     pub sticky_prefix_v4: u8,
     /// Prefix lengths hashed for sticky selection (IPv6).
     pub sticky_prefix_v6: u8,
+    /// The rules the table was compiled from (for `explain`).
+    pub route: super::route::RouteRules,
 }
 
 impl Service {

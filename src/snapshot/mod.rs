@@ -10,8 +10,18 @@ use std::path::{Path, PathBuf};
 
 use hickory_proto::rr::Name;
 
-use crate::config::{ConfigError, LoadedConfig, load_config};
+use std::sync::Arc;
+
+use crate::config::{ConfigError, FieldsToml, LoadedConfig, load_config};
+use crate::geo::{FieldPaths, GeoError, LocationTable};
+use crate::health::HealthRegistry;
+use crate::policy::Service;
 use crate::zone::{Zone, ZoneError, ZoneSet, load_zone_file};
+
+pub mod latency;
+mod services;
+
+pub use services::GeoTables;
 
 /// What a snapshot is built from: the config file plus command-line zones.
 #[derive(Debug, Clone)]
@@ -31,6 +41,12 @@ pub enum BuildError {
     /// A zone file problem.
     #[error(transparent)]
     Zone(#[from] ZoneError),
+    /// A GeoIP database problem.
+    #[error("{0}")]
+    Geo(String),
+    /// A latency table problem.
+    #[error(transparent)]
+    Latency(#[from] latency::LatencyError),
 }
 
 /// All build errors, printed one per line.
@@ -51,11 +67,28 @@ impl fmt::Display for BuildErrors {
 
 impl std::error::Error for BuildErrors {}
 
+/// How the query path treats EDNS Client Subnet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EcsSettings {
+    /// Use the client subnet when present.
+    pub enabled: bool,
+    /// Longest IPv4 source prefix used.
+    pub max_source_prefix_v4: u8,
+    /// Longest IPv6 source prefix used.
+    pub max_source_prefix_v6: u8,
+}
+
 /// The immutable data the query path answers from.
 #[derive(Debug)]
 pub struct Snapshot {
     /// Every served zone.
     pub zones: ZoneSet,
+    /// Dynamic services, indexed by `Node::service`.
+    pub services: Vec<Service>,
+    /// GeoIP tables (for explain; services hold their compiled tables).
+    pub geo: GeoTables,
+    /// ECS handling.
+    pub ecs: EcsSettings,
     /// Largest UDP payload we offer to EDNS clients.
     pub max_udp_payload: u16,
 }
@@ -67,7 +100,10 @@ impl Snapshot {
     ///
     /// # Errors
     /// Every problem found, each naming its file and line.
-    pub fn build(source: &SnapshotSource) -> Result<(Snapshot, LoadedConfig), BuildErrors> {
+    pub fn build(
+        source: &SnapshotSource,
+        health: &HealthRegistry,
+    ) -> Result<(Snapshot, LoadedConfig), BuildErrors> {
         let loaded = load_config(&source.config_path).map_err(|e| BuildErrors(vec![e.into()]))?;
         let mut errors: Vec<BuildError> = Vec::new();
         let config = &loaded.config;
@@ -139,17 +175,110 @@ impl Snapshot {
                     .into(),
             );
         }
+        let ecs = &config.ecs;
+        let ecs_settings = EcsSettings {
+            enabled: ecs.enabled,
+            max_source_prefix_v4: *ecs.max_source_prefix_v4.get_ref(),
+            max_source_prefix_v6: *ecs.max_source_prefix_v6.get_ref(),
+        };
+        if !(1..=32).contains(&ecs_settings.max_source_prefix_v4) {
+            errors.push(
+                loaded
+                    .error_at(
+                        ecs.max_source_prefix_v4.span(),
+                        "max_source_prefix_v4 must be 1..=32",
+                    )
+                    .into(),
+            );
+        }
+        if !(1..=128).contains(&ecs_settings.max_source_prefix_v6) {
+            errors.push(
+                loaded
+                    .error_at(
+                        ecs.max_source_prefix_v6.span(),
+                        "max_source_prefix_v6 must be 1..=128",
+                    )
+                    .into(),
+            );
+        }
+        let geo = load_geo_tables(&loaded, &mut errors);
+        let inputs = services::ServiceInputs {
+            loaded: &loaded,
+            geo: &geo,
+            health,
+            ecs_caps: (
+                ecs_settings.max_source_prefix_v4,
+                ecs_settings.max_source_prefix_v6,
+            ),
+        };
+        let services = services::build_services(&inputs, &mut zones, &mut errors);
         if !errors.is_empty() {
             return Err(BuildErrors(errors));
         }
         Ok((
             Snapshot {
                 zones,
+                services,
+                geo,
+                ecs: ecs_settings,
                 max_udp_payload,
             },
             loaded,
         ))
     }
+}
+
+/// Loads the configured GeoIP databases.
+fn load_geo_tables(loaded: &LoadedConfig, errors: &mut Vec<BuildError>) -> GeoTables {
+    let mut tables = GeoTables::default();
+    let Some(geoip) = &loaded.config.geoip else {
+        return tables;
+    };
+    let geo_error = |err: GeoError| BuildError::Geo(format!("{}: {err}", loaded.path.display()));
+    if let Some(database) = &geoip.database {
+        let path = loaded.resolve_path(database.get_ref());
+        let table = match &geoip.fields {
+            FieldsToml::Preset(preset) => match preset.as_str() {
+                "auto" => LocationTable::load_auto(&path),
+                "maxmind" => LocationTable::load(&path, &FieldPaths::maxmind()),
+                "flat" => LocationTable::load(&path, &FieldPaths::flat()),
+                other => {
+                    errors.push(loaded.error(format!("geoip.fields: unknown preset {other:?}: use \"auto\", \"maxmind\", \"flat\" or a table of paths")).into());
+                    return tables;
+                }
+            },
+            FieldsToml::Paths(paths) => {
+                let parse = |p: &Option<String>| FieldPaths::parse_path(p.as_deref().unwrap_or(""));
+                let fields = (|| {
+                    Ok::<_, GeoError>(FieldPaths {
+                        country: parse(&paths.country)?,
+                        continent: parse(&paths.continent)?,
+                        subdivision: parse(&paths.subdivision)?,
+                        latitude: parse(&paths.latitude)?,
+                        longitude: parse(&paths.longitude)?,
+                        ..FieldPaths::default()
+                    })
+                })();
+                fields.and_then(|fields| LocationTable::load(&path, &fields))
+            }
+        };
+        match table {
+            Ok(table) => {
+                let stats = table.stats();
+                tracing::info!(path = %path.display(), networks = stats.networks, locations = stats.locations, "geoip database loaded");
+                tables.locations = Some(Arc::new(table));
+            }
+            Err(err) => errors.push(geo_error(err)),
+        }
+    }
+    if let Some(database) = &geoip.asn_database {
+        let path = loaded.resolve_path(database.get_ref());
+        match LocationTable::load(&path, &FieldPaths::asn()) {
+            Ok(table) => tables.asn = Some(Arc::new(table)),
+            Err(err) => errors.push(geo_error(err)),
+        }
+    }
+    tables
 }
 
 /// Parses a zone origin as written by the operator (trailing dot optional).

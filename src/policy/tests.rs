@@ -1,0 +1,566 @@
+//! Pure, table-driven tests of answer selection: tiny services built in
+//! code, health set by hand, no sockets, no clock.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use ipnet::IpNet;
+
+use super::route::{GeoRules, RouteRules};
+use super::*;
+use crate::config::{PolicyKind, SelectionKind};
+use crate::geo::{FieldPaths, LocationTable, MmdbValue, write_mmdb};
+use crate::health::EndpointHealth;
+
+fn ip(text: &str) -> IpAddr {
+    text.parse().unwrap()
+}
+
+fn endpoint(pool: &str, address: &str, weight: u32) -> Endpoint {
+    let address = ip(address);
+    let key = format!("{pool}/{address}");
+    Endpoint {
+        rdata: match address {
+            IpAddr::V4(v4) => Box::new(v4.octets()),
+            IpAddr::V6(v6) => Box::new(v6.octets()),
+        },
+        target: EndpointTarget::Address(address),
+        weight,
+        config_down: false,
+        health: Arc::new(EndpointHealth::new(true)),
+        key_hash: hash_str(&key),
+        key,
+    }
+}
+
+fn pool(name: &str, addresses: &[(&str, u32)], coordinates: Option<(f64, f64)>) -> Arc<Pool> {
+    Arc::new(Pool {
+        name: name.to_string(),
+        endpoints: addresses
+            .iter()
+            .map(|(a, w)| endpoint(name, a, *w))
+            .collect(),
+        coordinates,
+        backup: false,
+        bias: 0,
+        min_healthy: MinHealthy::Count(1),
+    })
+}
+
+/// A location table: GB /24 in EU, US-WA /24, JP /32 v6, and one
+/// coordinates-only network.
+fn locations() -> LocationTable {
+    let city = |country: &str, continent: &str, sub: Option<&str>, lat: f64, lon: f64| {
+        let mut fields = vec![
+            (
+                "country",
+                MmdbValue::map([("iso_code", MmdbValue::string(country))]),
+            ),
+            (
+                "continent",
+                MmdbValue::map([("code", MmdbValue::string(continent))]),
+            ),
+            (
+                "location",
+                MmdbValue::map([
+                    ("latitude", MmdbValue::Double(lat)),
+                    ("longitude", MmdbValue::Double(lon)),
+                ]),
+            ),
+        ];
+        if let Some(sub) = sub {
+            fields.push((
+                "subdivisions",
+                MmdbValue::Array(vec![MmdbValue::map([("iso_code", MmdbValue::string(sub))])]),
+            ));
+        }
+        MmdbValue::map(fields)
+    };
+    let entries: Vec<(IpNet, MmdbValue)> = vec![
+        (
+            "81.2.69.0/24".parse().unwrap(),
+            city("GB", "EU", None, 51.51, -0.09),
+        ),
+        (
+            "216.160.83.0/24".parse().unwrap(),
+            city("US", "NA", Some("WA"), 47.25, -122.31),
+        ),
+        (
+            "12.0.0.0/8".parse().unwrap(),
+            city("US", "NA", Some("NY"), 40.71, -74.0),
+        ),
+        (
+            "2001:218::/32".parse().unwrap(),
+            city("JP", "AS", None, 35.69, 139.69),
+        ),
+    ];
+    let bytes = write_mmdb("GeoIP2-City", &entries).unwrap();
+    LocationTable::from_bytes(bytes, Path::new("test.mmdb"), &FieldPaths::maxmind()).unwrap()
+}
+
+struct Fixture {
+    service: Service,
+}
+
+fn service(
+    policy: PolicyKind,
+    pools: Vec<Arc<Pool>>,
+    geo: Option<GeoRules>,
+    selection: SelectionKind,
+) -> Fixture {
+    let table = locations();
+    let route = RouteRules {
+        policy,
+        geo,
+        latency: Vec::new(),
+        pools: pools.clone(),
+    };
+    let (orders, region_table) = route.compile(Some(&table), None);
+    Fixture {
+        service: Service {
+            name: "www.example.test.".to_string(),
+            pools,
+            orders,
+            table: region_table,
+            selection,
+            max_records: 1,
+            ttl: 30,
+            all_down: AllDown::FailOpen,
+            sticky_prefix_v4: 24,
+            sticky_prefix_v6: 56,
+            route,
+        },
+    }
+}
+
+fn three_pools() -> Vec<Arc<Pool>> {
+    vec![
+        pool(
+            "eu",
+            &[("192.0.2.10", 1), ("192.0.2.11", 1)],
+            Some((50.11, 8.68)),
+        ),
+        pool("us", &[("198.51.100.10", 1)], Some((39.04, -77.49))),
+        pool(
+            "ap",
+            &[("203.0.113.10", 1), ("2001:db8:f::10", 1)],
+            Some((35.68, 139.69)),
+        ),
+    ]
+}
+
+fn geo_rules() -> GeoRules {
+    GeoRules {
+        nets: vec![("10.1.0.0/16".parse().unwrap(), vec![2])],
+        asn: HashMap::new(),
+        subdivision: HashMap::from([("US-WA".to_string(), vec![2, 1])]),
+        country: HashMap::from([("GB".to_string(), vec![0, 1])]),
+        continent: HashMap::from([
+            ("NA".to_string(), vec![1, 0]),
+            ("AS".to_string(), vec![2, 1]),
+        ]),
+        default: Some(vec![1]),
+    }
+}
+
+fn answer(service: &Service, client: ClientAddress, family: Family) -> (Vec<String>, u8) {
+    let selection = select(service, client, family, 7, None);
+    (
+        selection.endpoints().map(|e| e.key.clone()).collect(),
+        selection.scope_prefix_len,
+    )
+}
+
+#[test]
+fn geo_most_specific_rule_wins() {
+    let fixture = service(
+        PolicyKind::Geo,
+        three_pools(),
+        Some(geo_rules()),
+        SelectionKind::Weighted,
+    );
+    let s = &fixture.service;
+    let cases = [
+        // (client, prefix, expected pool, expected scope)
+        ("81.2.69.0", 24, "eu", 24),    // country GB
+        ("216.160.83.0", 24, "ap", 24), // subdivision US-WA beats continent NA
+        ("12.1.2.0", 24, "us", 8),      // continent NA; the /8 is uniform
+        ("10.1.2.0", 24, "ap", 16),     // operator net
+        ("192.0.2.0", 24, "us", 4),     // default: 192.0.0.0/4 holds no other data
+    ];
+    for (address, prefix, pool_name, scope) in cases {
+        let (keys, got_scope) = answer(s, ClientAddress::subnet(ip(address), prefix), Family::V4);
+        assert!(
+            keys[0].starts_with(&format!("{pool_name}/")),
+            "{address}: {keys:?}"
+        );
+        assert_eq!(got_scope, scope, "{address}");
+    }
+    let (keys, scope) = answer(s, ClientAddress::subnet(ip("2001:218::"), 32), Family::V6);
+    assert_eq!(keys, vec!["ap/2001:db8:f::10"]);
+    assert_eq!(scope, 32);
+}
+
+#[test]
+fn scope_never_exceeds_the_client_prefix() {
+    let fixture = service(
+        PolicyKind::Geo,
+        three_pools(),
+        Some(geo_rules()),
+        SelectionKind::Sticky,
+    );
+    let mut rng = SplitMix64(1);
+    for _ in 0..5_000 {
+        let bits = rng.next_u64() as u32;
+        let prefix = (rng.next_u64() % 33) as u8;
+        let client = ClientAddress::subnet(IpAddr::V4(bits.into()), prefix);
+        let selection = select(&fixture.service, client, Family::V4, rng.next_u64(), None);
+        assert!(
+            selection.scope_prefix_len <= prefix,
+            "{client:?} got scope {}",
+            selection.scope_prefix_len
+        );
+    }
+}
+
+#[test]
+fn failover_skips_pool_without_healthy_endpoint_and_comes_back() {
+    let fixture = service(
+        PolicyKind::Geo,
+        three_pools(),
+        Some(geo_rules()),
+        SelectionKind::Weighted,
+    );
+    let s = &fixture.service;
+    let gb = ClientAddress::subnet(ip("81.2.69.0"), 24);
+    for e in &s.pools[0].endpoints {
+        e.health.set_probe_up(false);
+    }
+    assert_eq!(answer(s, gb, Family::V4).0, vec!["us/198.51.100.10"]);
+    // One endpoint back is enough for min_healthy = 1, and only it is answered.
+    s.pools[0].endpoints[1].health.set_probe_up(true);
+    for seed in 0..50 {
+        let selection = select(s, gb, Family::V4, seed, None);
+        let keys: Vec<&str> = selection.endpoints().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, vec!["eu/192.0.2.11"]);
+    }
+}
+
+#[test]
+fn backup_pools_only_when_all_primaries_are_down() {
+    let mut pools = three_pools();
+    let backup = Arc::new(Pool {
+        backup: true,
+        ..Arc::try_unwrap(pool("dr", &[("192.0.2.99", 1)], None)).unwrap()
+    });
+    pools.push(backup);
+    let rules = GeoRules {
+        default: Some(vec![3, 0, 1]),
+        ..GeoRules::default()
+    };
+    let fixture = service(PolicyKind::Geo, pools, Some(rules), SelectionKind::Weighted);
+    let s = &fixture.service;
+    let client = ClientAddress::full(ip("192.0.2.1"));
+    assert!(
+        answer(s, client, Family::V4).0[0].starts_with("eu/"),
+        "backup listed first must still wait"
+    );
+    for e in s.pools[0].endpoints.iter().chain(&s.pools[1].endpoints) {
+        e.health
+            .set_admin_override(crate::health::Override::ForceDown);
+    }
+    assert_eq!(answer(s, client, Family::V4).0, vec!["dr/192.0.2.99"]);
+}
+
+#[test]
+fn all_down_fail_open_nodata_and_servfail() {
+    let mut fixture = service(
+        PolicyKind::Failover,
+        three_pools(),
+        None,
+        SelectionKind::Weighted,
+    );
+    for pool in &fixture.service.pools {
+        for e in &pool.endpoints {
+            e.health.set_probe_up(false);
+        }
+    }
+    let client = ClientAddress::full(ip("192.0.2.1"));
+    let selection = select(&fixture.service, client, Family::V4, 3, None);
+    assert!(selection.failed_open);
+    assert_eq!(selection.pool.map(|p| p.name.as_str()), Some("eu"));
+    assert_eq!(
+        selection.scope_prefix_len, 0,
+        "failover does not depend on the client"
+    );
+    fixture.service.all_down = AllDown::Nodata;
+    let selection = select(&fixture.service, client, Family::V4, 3, None);
+    assert_eq!((selection.count, selection.servfail), (0, false));
+    fixture.service.all_down = AllDown::Servfail;
+    assert!(select(&fixture.service, client, Family::V4, 3, None).servfail);
+}
+
+#[test]
+fn pools_without_the_family_are_skipped() {
+    let fixture = service(
+        PolicyKind::Failover,
+        three_pools(),
+        None,
+        SelectionKind::Weighted,
+    );
+    let (keys, _) = answer(
+        &fixture.service,
+        ClientAddress::full(ip("192.0.2.1")),
+        Family::V6,
+    );
+    assert_eq!(keys, vec!["ap/2001:db8:f::10"]);
+}
+
+#[test]
+fn min_healthy_fraction_marks_pool_down() {
+    let mut pools = three_pools();
+    pools[0] = Arc::new(Pool {
+        min_healthy: MinHealthy::Fraction(0.75),
+        ..Arc::try_unwrap(pool(
+            "eu",
+            &[
+                ("192.0.2.10", 1),
+                ("192.0.2.11", 1),
+                ("192.0.2.12", 1),
+                ("192.0.2.13", 1),
+            ],
+            None,
+        ))
+        .unwrap()
+    });
+    let fixture = service(PolicyKind::Failover, pools, None, SelectionKind::Weighted);
+    let client = ClientAddress::full(ip("192.0.2.1"));
+    fixture.service.pools[0].endpoints[0]
+        .health
+        .set_probe_up(false);
+    assert!(
+        answer(&fixture.service, client, Family::V4).0[0].starts_with("eu/"),
+        "3 of 4 is enough"
+    );
+    fixture.service.pools[0].endpoints[1]
+        .health
+        .set_probe_up(false);
+    assert!(
+        answer(&fixture.service, client, Family::V4).0[0].starts_with("us/"),
+        "2 of 4 is not"
+    );
+}
+
+#[test]
+fn weighted_choice_follows_weights() {
+    // Seeded: deterministic. 3:1 weights over 40,000 draws; the expected
+    // share of the heavy endpoint is 0.75, tolerance ±0.01 (≈ 7 sigma).
+    let pools = vec![pool("eu", &[("192.0.2.10", 3), ("192.0.2.11", 1)], None)];
+    let fixture = service(PolicyKind::Failover, pools, None, SelectionKind::Weighted);
+    let client = ClientAddress::full(ip("192.0.2.1"));
+    let mut rng = SplitMix64(42);
+    let draws = 40_000;
+    let heavy = (0..draws)
+        .filter(|_| {
+            select(&fixture.service, client, Family::V4, rng.next_u64(), None).chosen[0] == 0
+        })
+        .count();
+    let share = heavy as f64 / f64::from(draws);
+    assert!((share - 0.75).abs() < 0.01, "share {share}");
+}
+
+#[test]
+fn weight_zero_is_never_chosen_while_others_are_up() {
+    let pools = vec![pool("eu", &[("192.0.2.10", 0), ("192.0.2.11", 1)], None)];
+    let fixture = service(PolicyKind::Failover, pools, None, SelectionKind::Weighted);
+    let client = ClientAddress::full(ip("192.0.2.1"));
+    for seed in 0..1000 {
+        assert_eq!(
+            select(&fixture.service, client, Family::V4, seed, None).chosen[0],
+            1
+        );
+    }
+}
+
+#[test]
+fn sticky_removing_an_endpoint_moves_only_its_clients() {
+    let addresses = [
+        ("192.0.2.1", 1),
+        ("192.0.2.2", 1),
+        ("192.0.2.3", 2),
+        ("192.0.2.4", 1),
+    ];
+    let fixture = service(
+        PolicyKind::Failover,
+        vec![pool("eu", &addresses, None)],
+        None,
+        SelectionKind::Sticky,
+    );
+    let s = &fixture.service;
+    let clients: Vec<ClientAddress> = (0..2000u32)
+        .map(|i| ClientAddress::subnet(IpAddr::V4((0x0a00_0000 + (i << 8)).into()), 24))
+        .collect();
+    let before: Vec<u16> = clients
+        .iter()
+        .map(|&c| select(s, c, Family::V4, 1, None).chosen[0])
+        .collect();
+    // Stable whatever the seed.
+    let again: Vec<u16> = clients
+        .iter()
+        .map(|&c| select(s, c, Family::V4, 99, None).chosen[0])
+        .collect();
+    assert_eq!(before, again);
+    s.pools[0].endpoints[1].health.set_probe_up(false);
+    let after: Vec<u16> = clients
+        .iter()
+        .map(|&c| select(s, c, Family::V4, 1, None).chosen[0])
+        .collect();
+    let mut moved = 0;
+    for (b, a) in before.iter().zip(&after) {
+        if *b != 1 {
+            assert_eq!(b, a, "a client of another endpoint moved");
+        } else {
+            moved += 1;
+            assert_ne!(*a, 1);
+        }
+    }
+    // Weight 2 of 5 total gets about 40% of clients; weight 1 about 20%.
+    let heavy = before.iter().filter(|&&i| i == 2).count() as f64 / 2000.0;
+    assert!((heavy - 0.4).abs() < 0.05, "heavy share {heavy}");
+    assert!(moved > 300, "{moved}");
+}
+
+#[test]
+fn sticky_scope_covers_the_hashed_prefix() {
+    let fixture = service(
+        PolicyKind::Failover,
+        three_pools(),
+        None,
+        SelectionKind::Sticky,
+    );
+    let selection = select(
+        &fixture.service,
+        ClientAddress::subnet(ip("10.0.0.0"), 24),
+        Family::V4,
+        0,
+        None,
+    );
+    assert_eq!(selection.scope_prefix_len, 24);
+}
+
+#[test]
+fn multivalue_returns_up_to_n_healthy() {
+    let addresses = [("192.0.2.1", 1), ("192.0.2.2", 1), ("192.0.2.3", 1)];
+    let mut fixture = service(
+        PolicyKind::Failover,
+        vec![pool("eu", &addresses, None)],
+        None,
+        SelectionKind::Multivalue,
+    );
+    fixture.service.max_records = 8;
+    fixture.service.pools[0].endpoints[0]
+        .health
+        .set_probe_up(false);
+    let selection = select(
+        &fixture.service,
+        ClientAddress::full(ip("192.0.2.9")),
+        Family::V4,
+        5,
+        None,
+    );
+    let mut keys: Vec<&str> = selection.endpoints().map(|e| e.key.as_str()).collect();
+    keys.sort();
+    assert_eq!(keys, vec!["eu/192.0.2.2", "eu/192.0.2.3"]);
+}
+
+#[test]
+fn nearest_orders_by_distance_and_bias() {
+    let fixture = service(
+        PolicyKind::Nearest,
+        three_pools(),
+        Some(GeoRules {
+            default: Some(vec![1]),
+            ..GeoRules::default()
+        }),
+        SelectionKind::Weighted,
+    );
+    let s = &fixture.service;
+    let (keys, scope) = answer(s, ClientAddress::subnet(ip("81.2.69.0"), 24), Family::V4);
+    assert!(keys[0].starts_with("eu/"), "{keys:?}");
+    assert_eq!(scope, 24);
+    let (keys, _) = answer(s, ClientAddress::subnet(ip("2001:218::"), 48), Family::V6);
+    assert_eq!(keys, vec!["ap/2001:db8:f::10"]);
+    // No coordinates: the geo default.
+    let (keys, _) = answer(s, ClientAddress::subnet(ip("192.0.2.0"), 24), Family::V4);
+    assert!(keys[0].starts_with("us/"));
+    // Seattle is nearer to Virginia than to Frankfurt; a strong eu bias flips it.
+    let mut pools = three_pools();
+    pools[0] = Arc::new(Pool {
+        bias: 80,
+        ..Arc::try_unwrap(pool("eu", &[("192.0.2.10", 1)], Some((50.11, 8.68)))).unwrap()
+    });
+    let biased = service(PolicyKind::Nearest, pools, None, SelectionKind::Weighted);
+    let seattle = ClientAddress::subnet(ip("216.160.83.0"), 24);
+    assert!(answer(&fixture.service, seattle, Family::V4).0[0].starts_with("us/"));
+    assert!(answer(&biased.service, seattle, Family::V4).0[0].starts_with("eu/"));
+}
+
+#[test]
+fn latency_rows_override_the_fallback() {
+    let pools = three_pools();
+    let route = RouteRules {
+        policy: PolicyKind::Latency,
+        geo: Some(geo_rules()),
+        latency: vec![("81.2.69.128/25".parse().unwrap(), vec![2, 0, 1])],
+        pools: pools.clone(),
+    };
+    let table = locations();
+    let (orders, region_table) = route.compile(Some(&table), None);
+    let s = Service {
+        name: "x.".into(),
+        pools,
+        orders,
+        table: region_table,
+        selection: SelectionKind::Weighted,
+        max_records: 1,
+        ttl: 30,
+        all_down: AllDown::FailOpen,
+        sticky_prefix_v4: 24,
+        sticky_prefix_v6: 56,
+        route,
+    };
+    let (keys, scope) = answer(&s, ClientAddress::full(ip("81.2.69.200")), Family::V4);
+    assert!(keys[0].starts_with("ap/"), "{keys:?}");
+    assert_eq!(scope, 25);
+    let (keys, scope) = answer(&s, ClientAddress::full(ip("81.2.69.10")), Family::V4);
+    assert!(keys[0].starts_with("eu/"), "{keys:?}");
+    assert_eq!(scope, 25);
+    assert!(
+        s.route
+            .describe(ip("81.2.69.200"), Some(&table), None)
+            .contains("latency table row 81.2.69.128/25")
+    );
+}
+
+#[test]
+fn trace_explains_each_step() {
+    let fixture = service(
+        PolicyKind::Geo,
+        three_pools(),
+        Some(geo_rules()),
+        SelectionKind::Weighted,
+    );
+    let mut lines = Vec::new();
+    select(
+        &fixture.service,
+        ClientAddress::subnet(ip("81.2.69.0"), 24),
+        Family::V4,
+        1,
+        Some(&mut lines),
+    );
+    let text = lines.join("\n");
+    assert!(text.contains("order: eu, us"), "{text}");
+    assert!(text.contains("pool eu: 2/2 healthy"), "{text}");
+}

@@ -1,0 +1,592 @@
+//! Resolves `[pools]`, `[maps]` and `[services]` into compiled services:
+//! names checked, pools resolved, latency tables read, region tables built.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use hickory_proto::rr::Name;
+use ipnet::IpNet;
+use toml::Spanned;
+
+use super::BuildError;
+use super::latency::load_latency_table;
+use crate::config::{
+    GeoMapToml, LoadedConfig, MinHealthyToml, PolicyKind, PoolToml, SelectionKind, ServiceToml,
+};
+use crate::geo::{LocationTable, continent_of_country};
+use crate::health::HealthRegistry;
+use crate::policy::route::{GeoRules, Order, RouteRules};
+use crate::policy::{Endpoint, EndpointTarget, MAX_RECORDS, MinHealthy, Pool, Service, hash_str};
+use crate::zone::{ZoneSet, wire_name};
+
+/// Continent codes accepted in geo maps.
+const CONTINENTS: [&str; 7] = ["AF", "AN", "AS", "EU", "NA", "OC", "SA"];
+
+/// GeoIP tables available to services.
+#[derive(Debug, Clone, Default)]
+pub struct GeoTables {
+    /// City/country database.
+    pub locations: Option<Arc<LocationTable>>,
+    /// ASN database.
+    pub asn: Option<Arc<LocationTable>>,
+}
+
+/// Everything `build_services` needs besides the config.
+pub struct ServiceInputs<'a> {
+    /// Parsed configuration.
+    pub loaded: &'a LoadedConfig,
+    /// GeoIP tables.
+    pub geo: &'a GeoTables,
+    /// Health records, shared across reloads.
+    pub health: &'a HealthRegistry,
+    /// ECS caps, the default sticky prefixes.
+    pub ecs_caps: (u8, u8),
+}
+
+/// Compiles pools and services, attaching each service to its zone.
+pub fn build_services(
+    inputs: &ServiceInputs<'_>,
+    zones: &mut ZoneSet,
+    errors: &mut Vec<BuildError>,
+) -> Vec<Service> {
+    let loaded = inputs.loaded;
+    let config = &loaded.config;
+    let mut pools: BTreeMap<String, Arc<Pool>> = BTreeMap::new();
+    for (name, pool) in &config.pools {
+        if let Some(built) = build_pool(loaded, name, pool, inputs.health, errors) {
+            pools.insert(name.clone(), Arc::new(built));
+        }
+    }
+    let mut services = Vec::new();
+    for (name, service) in &config.services {
+        let index = services.len();
+        if let Some(built) = build_service(inputs, name, service, &pools, zones, index, errors) {
+            services.push(built);
+        }
+    }
+    services
+}
+
+fn build_pool(
+    loaded: &LoadedConfig,
+    name: &str,
+    pool: &Spanned<PoolToml>,
+    health: &HealthRegistry,
+    errors: &mut Vec<BuildError>,
+) -> Option<Pool> {
+    let before = errors.len();
+    let span = pool.span();
+    let pool = pool.get_ref();
+    let mut push = |span: std::ops::Range<usize>, message: String| {
+        errors.push(loaded.error_at(span, message).into())
+    };
+    if pool.endpoints.is_empty() {
+        push(
+            span.clone(),
+            format!("pool {name} has no endpoints: add at least one"),
+        );
+    }
+    let mut endpoints = Vec::new();
+    let mut kinds = (0, 0);
+    for endpoint in &pool.endpoints {
+        let espan = endpoint.span();
+        let e = endpoint.get_ref();
+        let target = match (&e.address, &e.cname) {
+            (Some(address), None) => {
+                kinds.0 += 1;
+                EndpointTarget::Address(*address)
+            }
+            (None, Some(cname)) => match Name::from_ascii(cname) {
+                Ok(mut target) => {
+                    kinds.1 += 1;
+                    target.set_fqdn(true);
+                    EndpointTarget::Cname(wire_name(&target))
+                }
+                Err(err) => {
+                    push(espan, format!("bad cname {cname:?} in pool {name}: {err}"));
+                    continue;
+                }
+            },
+            _ => {
+                push(
+                    espan,
+                    format!("an endpoint of pool {name} needs exactly one of `address` or `cname`"),
+                );
+                continue;
+            }
+        };
+        let rdata: Box<[u8]> = match &target {
+            EndpointTarget::Address(IpAddr::V4(v4)) => Box::new(v4.octets()),
+            EndpointTarget::Address(IpAddr::V6(v6)) => Box::new(v6.octets()),
+            EndpointTarget::Cname(wire) => wire.clone(),
+        };
+        let key = match (&e.address, &e.cname) {
+            (Some(address), _) => format!("{name}/{address}"),
+            (_, Some(cname)) => format!(
+                "{name}/{}",
+                cname.trim_end_matches('.').to_ascii_lowercase()
+            ),
+            _ => continue,
+        };
+        if endpoints.iter().any(|other: &Endpoint| other.key == key) {
+            push(espan, format!("endpoint {key} is listed twice"));
+            continue;
+        }
+        endpoints.push(Endpoint {
+            health: health.record(&key, true),
+            key_hash: hash_str(&key),
+            key,
+            target,
+            rdata,
+            weight: e.weight,
+            config_down: e.down,
+        });
+    }
+    if kinds.0 > 0 && kinds.1 > 0 {
+        push(
+            span.clone(),
+            format!("pool {name} mixes address and cname endpoints: use one kind per pool"),
+        );
+    }
+    let coordinates = match &pool.coordinates {
+        Some(c) => {
+            let [lat, lon] = *c.get_ref();
+            if !(-90.0..=90.0).contains(&lat) || !(-180.0..=180.0).contains(&lon) {
+                push(
+                    c.span(),
+                    format!(
+                        "coordinates [{lat}, {lon}] of pool {name} are out of range: [latitude -90..90, longitude -180..180]"
+                    ),
+                );
+            }
+            Some((lat, lon))
+        }
+        None => None,
+    };
+    let bias = match &pool.bias {
+        Some(b) if !(-99..=99).contains(b.get_ref()) => {
+            push(
+                b.span(),
+                format!(
+                    "bias {} of pool {name} is out of range -99..99",
+                    b.get_ref()
+                ),
+            );
+            0
+        }
+        Some(b) => *b.get_ref(),
+        None => 0,
+    };
+    let min_healthy = match &pool.min_healthy {
+        None => MinHealthy::Count(1),
+        Some(m) => match *m.get_ref() {
+            MinHealthyToml::Count(0) => {
+                push(
+                    m.span(),
+                    "min_healthy must be at least 1 (or a fraction in (0, 1])".to_string(),
+                );
+                MinHealthy::Count(1)
+            }
+            MinHealthyToml::Count(n) => MinHealthy::Count(n),
+            MinHealthyToml::Fraction(f) if f > 0.0 && f <= 1.0 => MinHealthy::Fraction(f),
+            MinHealthyToml::Fraction(f) => {
+                push(
+                    m.span(),
+                    format!("min_healthy fraction {f} must be in (0, 1]"),
+                );
+                MinHealthy::Count(1)
+            }
+        },
+    };
+    (errors.len() == before).then(|| Pool {
+        name: name.to_string(),
+        endpoints,
+        coordinates,
+        backup: pool.backup,
+        bias,
+        min_healthy,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build_service(
+    inputs: &ServiceInputs<'_>,
+    name: &str,
+    service: &Spanned<ServiceToml>,
+    pools: &BTreeMap<String, Arc<Pool>>,
+    zones: &mut ZoneSet,
+    index: usize,
+    errors: &mut Vec<BuildError>,
+) -> Option<Service> {
+    let loaded = inputs.loaded;
+    let before = errors.len();
+    let span = service.span();
+    let s = service.get_ref();
+    let error = |span: std::ops::Range<usize>, message: String| -> BuildError {
+        loaded.error_at(span, message).into()
+    };
+
+    // The name must be in a served zone and free of static records.
+    let mut fqdn = match Name::from_ascii(name) {
+        Ok(n) => n,
+        Err(err) => {
+            errors.push(error(span, format!("bad service name {name:?}: {err}")));
+            return None;
+        }
+    };
+    fqdn.set_fqdn(true);
+    let wire = wire_name(&fqdn);
+    let origin: Option<Box<[u8]>> = zones.find(&wire).map(|z| z.origin().into());
+    match origin.as_deref().and_then(|o| zones.get_mut(o)) {
+        None => errors.push(error(
+            span.clone(),
+            format!("service {fqdn} is not inside any served zone: add its zone or fix the name"),
+        )),
+        Some(zone) => {
+            if let Err(message) = zone.attach_service(&wire, index) {
+                errors.push(error(span.clone(), message));
+            }
+        }
+    }
+
+    // The geo map: inline or shared.
+    let map: Option<&GeoMapToml> = match (&s.geo, &s.map) {
+        (Some(_), Some(m)) => {
+            errors.push(error(
+                m.span(),
+                "use either an inline `geo` table or `map`, not both".to_string(),
+            ));
+            None
+        }
+        (Some(geo), None) => Some(geo),
+        (None, Some(m)) => match loaded.config.maps.get(m.get_ref()) {
+            Some(map) => Some(map.get_ref()),
+            None => {
+                let known: Vec<&str> = loaded.config.maps.keys().map(String::as_str).collect();
+                errors.push(error(
+                    m.span(),
+                    format!(
+                        "unknown map {:?} (known: {})",
+                        m.get_ref(),
+                        list_or_none(&known)
+                    ),
+                ));
+                None
+            }
+        },
+        (None, None) => None,
+    };
+
+    // Candidate pools: as listed, else in order of first mention in the map.
+    let mut pool_names: Vec<Spanned<String>> = s.pools.clone();
+    if pool_names.is_empty()
+        && let Some(map) = map
+    {
+        for list in map_lists(map) {
+            for pool in list.get_ref() {
+                if !pool_names.iter().any(|p| p.get_ref() == pool) {
+                    pool_names.push(Spanned::new(list.span(), pool.clone()));
+                }
+            }
+        }
+    }
+    if pool_names.is_empty() {
+        errors.push(error(
+            span.clone(),
+            format!("service {fqdn} has no pools: list them in `pools`"),
+        ));
+    }
+    let known: Vec<&str> = pools.keys().map(String::as_str).collect();
+    let mut service_pools: Vec<Arc<Pool>> = Vec::new();
+    let mut index_of: HashMap<String, u16> = HashMap::new();
+    for pool_name in &pool_names {
+        match pools.get(pool_name.get_ref()) {
+            Some(pool) if !index_of.contains_key(pool_name.get_ref()) => {
+                index_of.insert(pool_name.get_ref().clone(), service_pools.len() as u16);
+                service_pools.push(pool.clone());
+            }
+            Some(_) => errors.push(error(
+                pool_name.span(),
+                format!("pool {} is listed twice", pool_name.get_ref()),
+            )),
+            None if loaded.config.pools.contains_key(pool_name.get_ref()) => {} // its own errors were reported
+            None => errors.push(error(
+                pool_name.span(),
+                format!(
+                    "unknown pool {:?} in service {fqdn} (known: {})",
+                    pool_name.get_ref(),
+                    list_or_none(&known)
+                ),
+            )),
+        }
+    }
+    let mut resolve = |list: &Spanned<Vec<String>>, errors: &mut Vec<BuildError>| -> Order {
+        let mut order = Vec::new();
+        for pool in list.get_ref() {
+            match index_of.get(pool) {
+                Some(&i) => order.push(i),
+                None => errors.push(error(
+                    list.span(),
+                    format!("unknown pool {pool:?} in the map of service {fqdn} (pools of this service: {})", list_or_none(&pool_names.iter().map(|p| p.get_ref().as_str()).collect::<Vec<_>>())),
+                )),
+            }
+        }
+        if order.is_empty() {
+            errors.push(error(
+                list.span(),
+                "an empty pool list: name at least one pool".to_string(),
+            ));
+        }
+        order
+    };
+
+    let geo = map.map(|map| compile_map(loaded, map, &mut resolve, inputs.geo, errors));
+    let policy = *s.policy.get_ref();
+    let uses_locations = matches!(policy, PolicyKind::Nearest)
+        || geo.as_ref().is_some_and(|g| {
+            !g.subdivision.is_empty() || !g.country.is_empty() || !g.continent.is_empty()
+        });
+    if uses_locations && inputs.geo.locations.is_none() && policy != PolicyKind::Failover {
+        errors.push(error(s.policy.span(), format!("service {fqdn} locates clients by country, continent or coordinates, but no [geoip] database is configured")));
+    }
+    if policy == PolicyKind::Nearest {
+        for pool in &service_pools {
+            if pool.coordinates.is_none() {
+                errors.push(error(
+                    s.policy.span(),
+                    format!(
+                        "policy nearest needs coordinates on every pool; pool {} has none",
+                        pool.name
+                    ),
+                ));
+            }
+        }
+    }
+    let mut latency = Vec::new();
+    match (&s.latency_table, policy) {
+        (Some(path), PolicyKind::Latency) => {
+            let file = loaded.resolve_path(path.get_ref());
+            match load_latency_table(&file) {
+                Ok(rows) => {
+                    latency = latency_orders(&rows, &index_of, service_pools.len(), &file, errors)
+                }
+                Err(list) => errors.extend(list.into_iter().map(BuildError::from)),
+            }
+        }
+        (None, PolicyKind::Latency) => errors.push(error(
+            s.policy.span(),
+            "policy latency needs `latency_table` (CSV: prefix,region,milliseconds)".to_string(),
+        )),
+        (Some(path), _) => errors.push(error(
+            path.span(),
+            "latency_table is only used by policy = \"latency\"".to_string(),
+        )),
+        _ => {}
+    }
+    let max_records = *s.max_records.get_ref();
+    if max_records == 0 || usize::from(max_records) > MAX_RECORDS {
+        errors.push(error(
+            s.max_records.span(),
+            format!("max_records = {max_records}: use 1..={MAX_RECORDS}"),
+        ));
+    }
+    if errors.len() != before {
+        return None;
+    }
+    let route = RouteRules {
+        policy,
+        geo,
+        latency,
+        pools: service_pools.clone(),
+    };
+    let (orders, table) = route.compile(inputs.geo.locations.as_deref(), inputs.geo.asn.as_deref());
+    let (v4_cap, v6_cap) = inputs.ecs_caps;
+    Some(Service {
+        name: fqdn.to_ascii(),
+        pools: service_pools,
+        orders,
+        table,
+        selection: s.selection,
+        max_records,
+        ttl: s.ttl,
+        all_down: s.all_down,
+        sticky_prefix_v4: s.sticky_prefix_v4.unwrap_or(v4_cap).min(32),
+        sticky_prefix_v6: s.sticky_prefix_v6.unwrap_or(v6_cap).min(128),
+        route,
+    })
+    .inspect(|service| {
+        if service.selection == SelectionKind::Sticky {
+            tracing::debug!(service = %service.name, "sticky selection");
+        }
+    })
+}
+
+fn map_lists(map: &GeoMapToml) -> impl Iterator<Item = &Spanned<Vec<String>>> {
+    map.nets
+        .values()
+        .chain(map.asn.values())
+        .chain(map.subdivision.values())
+        .chain(map.country.values())
+        .chain(map.continent.values())
+        .chain(map.default.iter())
+}
+
+fn compile_map(
+    loaded: &LoadedConfig,
+    map: &GeoMapToml,
+    resolve: &mut impl FnMut(&Spanned<Vec<String>>, &mut Vec<BuildError>) -> Order,
+    geo: &GeoTables,
+    errors: &mut Vec<BuildError>,
+) -> GeoRules {
+    let mut rules = GeoRules::default();
+    for (key, list) in &map.nets {
+        match key.parse::<IpNet>() {
+            Ok(net) => rules.nets.push((net.trunc(), resolve(list, errors))),
+            Err(_) => errors.push(
+                loaded
+                    .error_at(
+                        list.span(),
+                        format!("bad network {key:?} in nets: expected CIDR like 10.0.0.0/8"),
+                    )
+                    .into(),
+            ),
+        }
+    }
+    if geo.asn.is_none()
+        && let Some(list) = map.asn.values().next()
+    {
+        errors.push(
+            loaded
+                .error_at(list.span(), "asn rules need geoip.asn_database")
+                .into(),
+        );
+    }
+    for (key, list) in &map.asn {
+        let digits = key.trim_start_matches(['A', 'S', 'a', 's']);
+        match digits.parse::<u32>() {
+            Ok(number) => {
+                rules.asn.insert(number, resolve(list, errors));
+            }
+            Err(_) => errors.push(
+                loaded
+                    .error_at(
+                        list.span(),
+                        format!("bad ASN {key:?}: expected a number like 15169 or AS15169"),
+                    )
+                    .into(),
+            ),
+        }
+    }
+    for (key, list) in &map.subdivision {
+        let upper = key.to_ascii_uppercase();
+        match upper.split_once('-') {
+            Some((country, sub)) if country.len() == 2 && !sub.is_empty() => {
+                rules
+                    .subdivision
+                    .insert(upper.clone(), resolve(list, errors));
+            }
+            _ => errors.push(
+                loaded
+                    .error_at(
+                        list.span(),
+                        format!("bad subdivision {key:?}: expected ISO 3166-2 like US-WA"),
+                    )
+                    .into(),
+            ),
+        }
+    }
+    for (key, list) in &map.country {
+        let upper = key.to_ascii_uppercase();
+        if continent_of_country(&upper).is_none() {
+            errors.push(
+                loaded
+                    .error_at(
+                        list.span(),
+                        format!(
+                            "unknown country code {key:?}: expected ISO 3166-1 alpha-2 like GB"
+                        ),
+                    )
+                    .into(),
+            );
+            continue;
+        }
+        rules.country.insert(upper, resolve(list, errors));
+    }
+    for (key, list) in &map.continent {
+        let upper = key.to_ascii_uppercase();
+        if !CONTINENTS.contains(&upper.as_str()) {
+            errors.push(
+                loaded
+                    .error_at(
+                        list.span(),
+                        format!(
+                            "unknown continent {key:?}: expected one of {}",
+                            CONTINENTS.join(", ")
+                        ),
+                    )
+                    .into(),
+            );
+            continue;
+        }
+        rules.continent.insert(upper, resolve(list, errors));
+    }
+    if let Some(list) = &map.default {
+        rules.default = Some(resolve(list, errors));
+    }
+    rules
+}
+
+/// Groups latency rows by network; each network's order is its regions by
+/// latency, then the service's other pools in configured order.
+fn latency_orders(
+    rows: &[super::latency::LatencyRow],
+    index_of: &HashMap<String, u16>,
+    pool_count: usize,
+    file: &std::path::Path,
+    errors: &mut Vec<BuildError>,
+) -> Vec<(IpNet, Order)> {
+    let mut by_network: BTreeMap<IpNet, Vec<(f64, u16)>> = BTreeMap::new();
+    for row in rows {
+        match index_of.get(&row.region) {
+            Some(&i) => by_network
+                .entry(row.network)
+                .or_default()
+                .push((row.latency_ms, i)),
+            None => errors.push(
+                super::latency::LatencyError {
+                    file: file.to_path_buf(),
+                    line: row.line,
+                    message: format!("region {:?} is not a pool of this service", row.region),
+                }
+                .into(),
+            ),
+        }
+    }
+    by_network
+        .into_iter()
+        .map(|(net, mut measured)| {
+            measured.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let mut order: Order = Vec::new();
+            for (_, i) in measured {
+                if !order.contains(&i) {
+                    order.push(i);
+                }
+            }
+            for i in 0..pool_count as u16 {
+                if !order.contains(&i) {
+                    order.push(i);
+                }
+            }
+            (net, order)
+        })
+        .collect()
+}
+
+fn list_or_none(names: &[&str]) -> String {
+    if names.is_empty() {
+        "none".to_string()
+    } else {
+        names.join(", ")
+    }
+}
