@@ -5,6 +5,7 @@
 pub mod config;
 pub mod control;
 pub mod dns;
+pub mod explain;
 pub mod geo;
 pub mod health;
 pub mod policy;

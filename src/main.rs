@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 
 use gslb::control::Control;
 use gslb::dns::server;
+use gslb::explain::ExplainClient;
 use gslb::snapshot::SnapshotSource;
 
 #[derive(Parser)]
@@ -45,6 +46,35 @@ enum Command {
     Check {
         #[command(flatten)]
         source: SourceArgs,
+    },
+    /// Show how one query from a hypothetical client would be answered, and why.
+    Explain {
+        #[command(flatten)]
+        source: SourceArgs,
+        /// Client address; with /LEN it is sent as EDNS Client Subnet.
+        #[arg(long, value_name = "IP[/LEN]")]
+        client: ExplainClient,
+        /// Query name.
+        name: String,
+        /// Query type.
+        #[arg(default_value = "A")]
+        record_type: String,
+    },
+    /// GeoIP database tools.
+    Geoip {
+        #[command(subcommand)]
+        command: GeoipCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum GeoipCommand {
+    /// Build an mmdb from the demo CSV source (see geoip/README.md).
+    Build {
+        /// CSV source: network,country,continent,subdivision,latitude,longitude.
+        source: PathBuf,
+        /// Output mmdb file.
+        output: PathBuf,
     },
 }
 
@@ -86,6 +116,15 @@ fn main() -> ExitCode {
             api,
         } => serve(source.source(), listen, api),
         Command::Check { source } => check(source.source()),
+        Command::Explain {
+            source,
+            client,
+            name,
+            record_type,
+        } => explain(source.source(), client, &name, &record_type),
+        Command::Geoip {
+            command: GeoipCommand::Build { source, output },
+        } => build_geoip(&source, &output),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -118,6 +157,31 @@ fn check(source: SnapshotSource) -> Result<()> {
         snapshot.zones.len(),
         snapshot.services.len()
     );
+    Ok(())
+}
+
+fn explain(
+    source: SnapshotSource,
+    client: ExplainClient,
+    name: &str,
+    record_type: &str,
+) -> Result<()> {
+    let (control, _) = Control::start(source)
+        .map_err(|errors| anyhow!("configuration is not valid:\n{errors}"))?;
+    let snapshot = control.snapshot.load();
+    let text =
+        gslb::explain::explain(&snapshot, client, name, record_type).map_err(|e| anyhow!(e))?;
+    print!("{text}");
+    Ok(())
+}
+
+fn build_geoip(source: &std::path::Path, output: &std::path::Path) -> Result<()> {
+    let text =
+        std::fs::read_to_string(source).with_context(|| format!("reading {}", source.display()))?;
+    let bytes = gslb::geo::build_demo_mmdb(&text)
+        .with_context(|| format!("building from {}", source.display()))?;
+    std::fs::write(output, bytes).with_context(|| format!("writing {}", output.display()))?;
+    println!("wrote {}", output.display());
     Ok(())
 }
 

@@ -8,7 +8,7 @@ use super::wire::{
     self, MAX_NAME_LEN, Query, QueryError, Rcode, ReplyEdns, ReplyWriter, Section, lowercase_name,
     rtype,
 };
-use crate::policy::{self, ClientAddress, EndpointTarget, Family};
+use crate::policy::{self, ClientAddress, EndpointTarget, Family, Service, Trace, trace};
 use crate::snapshot::Snapshot;
 use crate::zone::{Node, RRset, Resolution, Zone};
 
@@ -49,6 +49,20 @@ pub fn handle_packet(
     seed: u64,
     out: &mut Vec<u8>,
 ) -> Option<Outcome> {
+    handle_packet_traced(snapshot, packet, client, transport, seed, out, None)
+}
+
+/// [`handle_packet`] that also records why each step went as it did
+/// (`gslb explain`): the same code, with a trace sink.
+pub fn handle_packet_traced(
+    snapshot: &Snapshot,
+    packet: &[u8],
+    client: IpAddr,
+    transport: Transport,
+    seed: u64,
+    out: &mut Vec<u8>,
+    mut trace: Trace<'_>,
+) -> Option<Outcome> {
     let query = match wire::parse_query(packet) {
         Ok(query) => query,
         Err(QueryError::Drop) => return None,
@@ -79,6 +93,18 @@ pub fn handle_packet(
         }
         None => ClientAddress::full(client),
     };
+    trace!(
+        trace,
+        "client: {}/{} ({})",
+        client.address,
+        client.prefix_len,
+        match (subnet, usable_subnet) {
+            (_, Some(_)) => "EDNS Client Subnet",
+            (Some(_), None) if !snapshot.ecs.enabled => "source address; ECS disabled in config",
+            (Some(_), None) => "source address; ECS source prefix 0",
+            (None, _) => "source address, no ECS",
+        }
+    );
     let edns = query.edns.map(|e| ReplyEdns {
         udp_payload: snapshot.max_udp_payload,
         client_subnet: e.client_subnet.map(|s| (s, 0)),
@@ -96,6 +122,7 @@ pub fn handle_packet(
         client,
         seed,
         scope_prefix_len: 0,
+        trace,
     };
     let rcode = answer(&mut context, &query, &mut reply);
     if usable_subnet.is_some() {
@@ -111,16 +138,17 @@ pub fn handle_packet(
 }
 
 /// Per-query state shared by the answer steps.
-struct Context<'s> {
+struct Context<'s, 't> {
     snapshot: &'s Snapshot,
     client: ClientAddress,
     seed: u64,
     /// ECS scope of the answer so far (0: does not depend on the client).
     scope_prefix_len: u8,
+    trace: Trace<'t>,
 }
 
 /// Fills the reply's sections and returns its rcode.
-fn answer(context: &mut Context<'_>, query: &Query<'_>, reply: &mut ReplyWriter<'_>) -> Rcode {
+fn answer(context: &mut Context<'_, '_>, query: &Query<'_>, reply: &mut ReplyWriter<'_>) -> Rcode {
     let snapshot = context.snapshot;
     // RFC 1035 §4.1.2: we serve class IN only (and QCLASS * as IN).
     if query.qclass != wire::CLASS_IN && query.qclass != wire::CLASS_ANY {
@@ -147,7 +175,7 @@ fn answer(context: &mut Context<'_>, query: &Query<'_>, reply: &mut ReplyWriter<
 }
 
 fn answer_in_zone(
-    context: &mut Context<'_>,
+    context: &mut Context<'_, '_>,
     zone: &Zone,
     qname: &[u8],
     qtype: u16,
@@ -237,7 +265,7 @@ enum ServiceAnswer<'s> {
 
 /// Answers at a service name: the policy picks the endpoints.
 fn answer_service<'s>(
-    context: &mut Context<'s>,
+    context: &mut Context<'s, '_>,
     index: usize,
     zone: &Zone,
     name: &[u8],
@@ -255,7 +283,16 @@ fn answer_service<'s>(
             return ServiceAnswer::Done(Rcode::NoError);
         }
     };
-    let selection = policy::select(service, context.client, family, context.seed, None);
+    if let Some(lines) = context.trace.as_deref_mut() {
+        explain_location(context.snapshot, service, context.client, lines);
+    }
+    let selection = policy::select(
+        service,
+        context.client,
+        family,
+        context.seed,
+        context.trace.as_deref_mut(),
+    );
     context.scope_prefix_len = context.scope_prefix_len.max(selection.scope_prefix_len);
     if selection.servfail {
         return ServiceAnswer::Done(Rcode::ServFail);
@@ -331,6 +368,72 @@ fn push_addresses(zone: &Zone, targets: &[Box<[u8]>], reply: &mut ReplyWriter<'_
                     rrset.rdata_slices(),
                 );
             }
+        }
+    }
+}
+
+/// Trace lines: where the client is and which rule orders its pools.
+fn explain_location(
+    snapshot: &Snapshot,
+    service: &Service,
+    client: ClientAddress,
+    lines: &mut Vec<String>,
+) {
+    lines.push(
+        format!(
+            "service: {} (policy {:?}, selection {:?})",
+            service.name, service.route.policy, service.selection
+        )
+        .to_lowercase(),
+    );
+    let locations = snapshot.geo.locations.as_deref();
+    let asn = snapshot.geo.asn.as_deref();
+    match locations {
+        Some(table) => {
+            let (location, prefix_len) = table.lookup_location(client.address);
+            let network = policy::mask(client.address, prefix_len);
+            let field = |value: &Option<Box<str>>| value.as_deref().unwrap_or("-").to_string();
+            lines.push(format!(
+                "location: {network}/{prefix_len}: country {}, subdivision {}, continent {}, coordinates {}",
+                field(&location.country),
+                field(&location.subdivision),
+                field(&location.continent),
+                location
+                    .latitude_longitude
+                    .map_or("-".to_string(), |(lat, lon)| format!("({lat:.4}, {lon:.4})")),
+            ));
+        }
+        None => lines.push("location: no geoip database configured".to_string()),
+    }
+    if let Some(table) = asn {
+        let (location, prefix_len) = table.lookup_location(client.address);
+        lines.push(format!(
+            "asn: {}/{prefix_len}: {} {}",
+            policy::mask(client.address, prefix_len),
+            location.asn.map_or("-".to_string(), |n| format!("AS{n}")),
+            location.as_org.as_deref().unwrap_or("")
+        ));
+    }
+    lines.push(format!(
+        "rule: {}",
+        service.route.describe(client.address, locations, asn)
+    ));
+    for pool in &service.pools {
+        for endpoint in &pool.endpoints {
+            let state = if endpoint.config_down {
+                "down (config)".to_string()
+            } else if endpoint.is_healthy() {
+                "up".to_string()
+            } else {
+                format!("down ({:?})", endpoint.health.admin_override()).to_lowercase()
+            };
+            let rtt = endpoint.health.rtt_us().map_or(String::new(), |us| {
+                format!(", rtt {:.1} ms", f64::from(us) / 1000.0)
+            });
+            lines.push(format!(
+                "endpoint {}: {state}, weight {}{rtt}",
+                endpoint.key, endpoint.weight
+            ));
         }
     }
 }

@@ -1,0 +1,164 @@
+//! `gslb explain`: runs one hypothetical query through the server's own
+//! answer path with a trace, and renders the trace and the reply.
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use hickory_proto::op::Message;
+use hickory_proto::rr::rdata::opt::EdnsOption;
+use hickory_proto::rr::{Name, RecordType};
+
+use crate::dns::answer::{Transport, handle_packet_traced};
+use crate::policy::mask;
+use crate::snapshot::Snapshot;
+
+/// A hypothetical client: an address, and a prefix when it is to be sent
+/// as EDNS Client Subnet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExplainClient {
+    /// Client or subnet address.
+    pub address: IpAddr,
+    /// With a prefix, the query carries ECS; without, the address is the source.
+    pub prefix_len: Option<u8>,
+}
+
+impl FromStr for ExplainClient {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let (address, prefix_len) = match text.split_once('/') {
+            Some((a, p)) => (
+                a,
+                Some(
+                    p.parse::<u8>()
+                        .map_err(|_| format!("bad prefix length in {text:?}"))?,
+                ),
+            ),
+            None => (text, None),
+        };
+        let address: IpAddr = address
+            .parse()
+            .map_err(|_| format!("bad client address {address:?}"))?;
+        let max = if address.is_ipv4() { 32 } else { 128 };
+        if prefix_len.is_some_and(|p| p > max) {
+            return Err(format!("prefix length of {text:?} is longer than {max}"));
+        }
+        Ok(Self {
+            address,
+            prefix_len,
+        })
+    }
+}
+
+/// Explains how `snapshot` answers `name`/`record_type` for `client`.
+///
+/// # Errors
+/// The name or type cannot be encoded into a query.
+pub fn explain(
+    snapshot: &Snapshot,
+    client: ExplainClient,
+    name: &str,
+    record_type: &str,
+) -> Result<String, String> {
+    let rtype = RecordType::from_str(&record_type.to_ascii_uppercase())
+        .map_err(|_| format!("unknown record type {record_type:?}"))?;
+    let mut qname = Name::from_ascii(name).map_err(|err| format!("bad name {name:?}: {err}"))?;
+    qname.set_fqdn(true);
+    let packet = build_query(&qname, u16::from(rtype), client);
+    // With ECS the packet source is a resolver; without, the client itself.
+    let source = match client.prefix_len {
+        Some(_) => IpAddr::from([127, 0, 0, 1]),
+        None => client.address,
+    };
+    let mut reply = Vec::new();
+    let mut trace = Vec::new();
+    let outcome = handle_packet_traced(
+        snapshot,
+        &packet,
+        source,
+        Transport::Tcp,
+        0,
+        &mut reply,
+        Some(&mut trace),
+    );
+    let mut out = String::new();
+    let _ = writeln!(out, "query: {qname} {rtype}");
+    for line in &trace {
+        let _ = writeln!(out, "{line}");
+    }
+    if outcome.is_none() {
+        let _ = writeln!(out, "result: dropped");
+        return Ok(out);
+    }
+    match Message::from_vec(&reply) {
+        Ok(message) => {
+            let _ = writeln!(
+                out,
+                "result: {}{}",
+                message.metadata.response_code,
+                if message.metadata.authoritative {
+                    ", authoritative"
+                } else {
+                    ""
+                }
+            );
+            for (section, records) in [
+                ("answer", &message.answers),
+                ("authority", &message.authorities),
+                ("additional", &message.additionals),
+            ] {
+                for record in records {
+                    let _ = writeln!(out, "{section}: {record}");
+                }
+            }
+            if let Some(edns) = &message.edns
+                && let Some(EdnsOption::Subnet(subnet)) =
+                    edns.option(hickory_proto::rr::rdata::opt::EdnsCode::Subnet)
+            {
+                let _ = writeln!(
+                    out,
+                    "ecs: {}/{} scope /{}",
+                    subnet.addr(),
+                    subnet.source_prefix(),
+                    subnet.scope_prefix()
+                );
+            }
+        }
+        Err(err) => {
+            let _ = writeln!(out, "result: reply could not be decoded: {err}");
+        }
+    }
+    Ok(out)
+}
+
+/// Encodes a query with EDNS, and ECS when the client has a prefix.
+fn build_query(qname: &Name, qtype: u16, client: ExplainClient) -> Vec<u8> {
+    let mut packet = vec![0x12, 0x34, 0x00, 0x00, 0, 1, 0, 0, 0, 0, 0, 1];
+    for label in qname.iter() {
+        packet.push(label.len() as u8);
+        packet.extend_from_slice(label);
+    }
+    packet.push(0);
+    packet.extend_from_slice(&qtype.to_be_bytes());
+    packet.extend_from_slice(&1u16.to_be_bytes());
+    // OPT: root, type 41, payload 4096, no flags.
+    packet.extend_from_slice(&[0, 0, 41, 0x10, 0x00, 0, 0, 0, 0]);
+    let mut options = Vec::new();
+    if let Some(prefix_len) = client.prefix_len {
+        let (family, octets): (u16, Vec<u8>) = match mask(client.address, prefix_len) {
+            IpAddr::V4(v4) => (1, v4.octets().to_vec()),
+            IpAddr::V6(v6) => (2, v6.octets().to_vec()),
+        };
+        let used = usize::from(prefix_len.div_ceil(8));
+        options.extend_from_slice(&8u16.to_be_bytes());
+        options.extend_from_slice(&((4 + used) as u16).to_be_bytes());
+        options.extend_from_slice(&family.to_be_bytes());
+        options.push(prefix_len);
+        options.push(0);
+        options.extend_from_slice(&octets[..used]);
+    }
+    packet.extend_from_slice(&(options.len() as u16).to_be_bytes());
+    packet.extend_from_slice(&options);
+    packet
+}
