@@ -17,6 +17,7 @@ use common::{
 
 const CORE_ZONE: &str = "core.test=tests/fixtures/core.test.zone";
 const SUB_ZONE: &str = "sub.core.test=tests/fixtures/sub.core.test.zone";
+const EDGE_ZONE: &str = "edge.test=tests/fixtures/edge.test.zone";
 
 /// core.test's SOA as it appears in negative answers: TTL min(3600, 300) (RFC 2308 §5).
 const CORE_SOA_NEGATIVE: &str =
@@ -447,6 +448,81 @@ fn delegation_is_a_referral_with_glue_at_and_below_the_cut() {
         // RFC 1034 §4.3.2 step 3b: a referral, not an authoritative answer.
         assert_reply(&reply, "NOERROR", &["qr"], &[], &referral_ns, &glue);
     }
+}
+
+/// The referral to big.edge.test: 12 NS, each with in-domain A and AAAA glue.
+fn big_referral() -> (Vec<String>, Vec<String>) {
+    let ns = (1..=12)
+        .map(|i| format!("big.edge.test. 3600 IN NS ns{i:02}.big.edge.test."))
+        .collect();
+    let glue = (1..=12)
+        .flat_map(|i| {
+            [
+                format!("ns{i:02}.big.edge.test. 3600 IN A 192.0.2.{}", 100 + i),
+                format!("ns{i:02}.big.edge.test. 3600 IN AAAA 2001:db8::{}", 100 + i),
+            ]
+        })
+        .collect();
+    (ns, glue)
+}
+
+#[test]
+fn referral_over_tcp_carries_all_in_domain_glue() {
+    let f = Fixture::start(&[EDGE_ZONE], &[]);
+    let (ns, glue) = big_referral();
+    let ns: Vec<&str> = ns.iter().map(String::as_str).collect();
+    let glue: Vec<&str> = glue.iter().map(String::as_str).collect();
+    let reply = f.dig(&["www.big.edge.test", "A", "+tcp", "+noedns"]);
+    assert_reply(&reply, "NOERROR", &["qr"], &[], &ns, &glue);
+}
+
+#[test]
+#[ignore = "bug: answer::answer_in_zone drops referral glue that does not fit without setting TC (RFC 9471 §3.1)"]
+fn referral_whose_in_domain_glue_does_not_fit_sets_tc() {
+    let f = Fixture::start(&[EDGE_ZONE], &[]);
+    let (_, glue) = big_referral();
+    let reply = f.dig(&["www.big.edge.test", "A", "+noedns", "+ignore"]);
+    assert_eq!(reply.status, "NOERROR", "{}", reply.raw);
+    assert!(!reply.has_flag("aa"), "{}", reply.raw);
+    // "If all in-domain glue records do not fit into a UDP response, an
+    // authoritative server MUST set the TC flag" (RFC 9471 §3.1).
+    if reply.additional.len() < glue.len() {
+        assert!(
+            reply.has_flag("tc"),
+            "incomplete glue without TC:\n{}",
+            reply.raw
+        );
+    }
+}
+
+#[test]
+fn wildcard_at_the_apex_covers_missing_names_but_not_the_apex() {
+    let f = Fixture::start(&[EDGE_ZONE], &[]);
+    assert_reply(
+        &f.dig(&["foo.edge.test", "TXT"]),
+        "NOERROR",
+        &["qr", "aa"],
+        &["foo.edge.test. 3600 IN TXT \"apex wildcard\""],
+        &[],
+        &[],
+    );
+    assert_reply(
+        &f.dig(&["edge.test", "TXT"]),
+        "NOERROR",
+        &["qr", "aa"],
+        &[],
+        &["edge.test. 300 IN SOA ns1.edge.test. hostmaster.edge.test. 1 7200 900 1209600 300"],
+        &[],
+    );
+    // An existing name is not covered either.
+    assert_reply(
+        &f.dig(&["ns1.edge.test", "TXT"]),
+        "NOERROR",
+        &["qr", "aa"],
+        &[],
+        &["edge.test. 300 IN SOA ns1.edge.test. hostmaster.edge.test. 1 7200 900 1209600 300"],
+        &[],
+    );
 }
 
 // ---------------------------------------------------------------------------
