@@ -152,12 +152,23 @@ fn check(source: SnapshotSource) -> Result<()> {
         .map_err(|errors| anyhow!("configuration is not valid:\n{errors}"))?;
     let snapshot = control.snapshot.load();
     println!(
-        "{}: ok ({} zones, {} services)",
+        "{}: ok ({})",
         control.source.config_path.display(),
-        snapshot.zones.len(),
-        snapshot.services.len()
+        [
+            plural(snapshot.zones.len(), "zone"),
+            plural(snapshot.services.len(), "service")
+        ]
+        .join(", ")
     );
     Ok(())
+}
+
+fn plural(count: usize, noun: &str) -> String {
+    if count == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{count} {noun}s")
+    }
 }
 
 fn explain(

@@ -107,7 +107,10 @@ fn geo_policy_most_specific_match_wins() {
     // Without ECS the source address (127.0.0.1: default) decides.
     let plain = dig(server.addr(), &["www.geo.test"]);
     assert_eq!(plain.answer, vec!["www.geo.test. 20 IN A 198.51.100.10"]);
-    assert!(plain.client_subnet.is_none(), "no ECS in the query, none in the reply");
+    assert!(
+        plain.client_subnet.is_none(),
+        "no ECS in the query, none in the reply"
+    );
 }
 
 #[test]
@@ -122,7 +125,10 @@ fn ecs_scope_is_honest_and_capped() {
     let long = dig(server.addr(), &["www.geo.test", "+subnet=81.2.69.160/32"]);
     let ecs = long.client_subnet.expect("ECS echoed");
     assert_eq!(ecs.source_prefix_len, 32);
-    assert!(ecs.scope_prefix_len <= 24 && ecs.scope_prefix_len > 0, "{ecs:?}");
+    assert!(
+        ecs.scope_prefix_len <= 24 && ecs.scope_prefix_len > 0,
+        "{ecs:?}"
+    );
     // The operator net 10.1.0.0/16 answers the same for its whole /16.
     let net = dig(server.addr(), &["www.geo.test", "+subnet=10.1.2.0/24"]);
     assert_eq!(net.client_subnet.expect("ECS").scope_prefix_len, 16);
@@ -130,7 +136,10 @@ fn ecs_scope_is_honest_and_capped() {
     let wide = dig(server.addr(), &["www.geo.test", "+subnet=81.0.0.0/8"]);
     assert!(wide.client_subnet.expect("ECS").scope_prefix_len <= 8);
     // Static names do not depend on the client: scope 0.
-    let stat = dig(server.addr(), &["static.geo.test", "+subnet=81.2.69.160/24"]);
+    let stat = dig(
+        server.addr(),
+        &["static.geo.test", "+subnet=81.2.69.160/24"],
+    );
     assert_eq!(stat.client_subnet.expect("ECS echoed").scope_prefix_len, 0);
     // Source prefix 0: the resolver opts out; the source address decides, scope 0.
     let zero = dig(server.addr(), &["www.geo.test", "+subnet=0.0.0.0/0"]);
@@ -149,11 +158,23 @@ default = ["eu"]
 "#;
     let setup = setup("nearest", body);
     let server = serve(&setup);
-    assert_eq!(answers(&server, &["www.geo.test", "+subnet=89.160.20.0/24"]), vec!["192.0.2.10"]);
-    assert_eq!(answers(&server, &["www.geo.test", "+subnet=216.160.83.0/24"]), vec!["198.51.100.10"]);
-    assert_eq!(answers(&server, &["www.geo.test", "+subnet=1.128.0.0/16"]), vec!["203.0.113.10"]);
+    assert_eq!(
+        answers(&server, &["www.geo.test", "+subnet=89.160.20.0/24"]),
+        vec!["192.0.2.10"]
+    );
+    assert_eq!(
+        answers(&server, &["www.geo.test", "+subnet=216.160.83.0/24"]),
+        vec!["198.51.100.10"]
+    );
+    assert_eq!(
+        answers(&server, &["www.geo.test", "+subnet=1.128.0.0/16"]),
+        vec!["203.0.113.10"]
+    );
     // No coordinates: the geo default.
-    assert_eq!(answers(&server, &["www.geo.test", "+subnet=192.0.2.0/24"]), vec!["192.0.2.10"]);
+    assert_eq!(
+        answers(&server, &["www.geo.test", "+subnet=192.0.2.0/24"]),
+        vec!["192.0.2.10"]
+    );
 
     // A strong bias on eu pulls Seattle (nearer to Virginia) to Frankfurt.
     let biased = std::fs::read_to_string(&setup.config)
@@ -161,12 +182,18 @@ default = ["eu"]
         .replace("[pools.eu]\n", "[pools.eu]\nbias = 80\n");
     std::fs::write(&setup.config, biased).unwrap();
     let server = serve(&setup);
-    assert_eq!(answers(&server, &["www.geo.test", "+subnet=216.160.83.0/24"]), vec!["192.0.2.10"]);
+    assert_eq!(
+        answers(&server, &["www.geo.test", "+subnet=216.160.83.0/24"]),
+        vec!["192.0.2.10"]
+    );
 }
 
 #[test]
 fn latency_policy_uses_the_table_then_the_map() {
     let body = r#"
+[ecs]
+max_source_prefix_v4 = 32
+
 [services."www.geo.test"]
 policy = "latency"
 pools = ["eu", "us", "ap"]
@@ -181,10 +208,19 @@ default = ["us"]
         "prefix,region,ms\n81.2.69.0/25,ap,10\n81.2.69.0/25,eu,30\n216.160.83.0/24,eu,5\n",
     );
     let server = serve(&setup);
-    assert_eq!(answers(&server, &["www.geo.test", "+subnet=81.2.69.10/32"]), vec!["203.0.113.10"]);
+    assert_eq!(
+        answers(&server, &["www.geo.test", "+subnet=81.2.69.10/32"]),
+        vec!["203.0.113.10"]
+    );
     // The other half of the /24 has no row: the map (continent EU).
-    assert_eq!(answers(&server, &["www.geo.test", "+subnet=81.2.69.200/32"]), vec!["192.0.2.10"]);
-    assert_eq!(answers(&server, &["www.geo.test", "+subnet=216.160.83.0/24"]), vec!["192.0.2.10"]);
+    assert_eq!(
+        answers(&server, &["www.geo.test", "+subnet=81.2.69.200/32"]),
+        vec!["192.0.2.10"]
+    );
+    assert_eq!(
+        answers(&server, &["www.geo.test", "+subnet=216.160.83.0/24"]),
+        vec!["192.0.2.10"]
+    );
 }
 
 #[test]
@@ -226,8 +262,16 @@ pools = ["down"]
     assert_eq!(answers(&server, &["b.geo.test"]), vec!["192.0.2.99"]);
     // Nothing healthy at all.
     let nodata = dig(server.addr(), &["c.geo.test"]);
-    assert_eq!((nodata.status.as_str(), nodata.answer.len()), ("NOERROR", 0));
-    assert_eq!(nodata.authority.len(), 1, "SOA in authority: {}", nodata.raw);
+    assert_eq!(
+        (nodata.status.as_str(), nodata.answer.len()),
+        ("NOERROR", 0)
+    );
+    assert_eq!(
+        nodata.authority.len(),
+        1,
+        "SOA in authority: {}",
+        nodata.raw
+    );
     assert_eq!(dig(server.addr(), &["d.geo.test"]).status, "SERVFAIL");
     // Default: fail open, answer as if all were up.
     assert_eq!(answers(&server, &["e.geo.test"]), vec!["192.0.2.66"]);
@@ -237,7 +281,12 @@ pools = ["down"]
 }
 
 /// Many queries in one dig run (dig accepts several names).
-fn many_answers(server: &GslbServer, name: &str, extra: &[&str], count: usize) -> BTreeMap<String, usize> {
+fn many_answers(
+    server: &GslbServer,
+    name: &str,
+    extra: &[&str],
+    count: usize,
+) -> BTreeMap<String, usize> {
     let mut args: Vec<&str> = vec!["+short"];
     args.extend_from_slice(extra);
     for _ in 0..count {
@@ -245,7 +294,13 @@ fn many_answers(server: &GslbServer, name: &str, extra: &[&str], count: usize) -
     }
     let output = std::process::Command::new("dig")
         .arg(format!("@{}", server.addr().ip()))
-        .args(["-p", &server.addr().port().to_string(), "+norec", "+time=2", "+tries=2"])
+        .args([
+            "-p",
+            &server.addr().port().to_string(),
+            "+norec",
+            "+time=2",
+            "+tries=2",
+        ])
         .args(&args)
         .output()
         .expect("dig");
@@ -273,7 +328,10 @@ pools = ["w"]
     let heavy = counts.get("192.0.2.1").copied().unwrap_or(0) as f64 / total as f64;
     // Expected 0.75; ±0.08 is over 5 standard deviations for 800 draws.
     assert!((heavy - 0.75).abs() < 0.08, "share {heavy}: {counts:?}");
-    assert!(!counts.contains_key("192.0.2.3"), "weight 0 answered: {counts:?}");
+    assert!(
+        !counts.contains_key("192.0.2.3"),
+        "weight 0 answered: {counts:?}"
+    );
 }
 
 #[test]
@@ -300,7 +358,10 @@ max_records = 8
         assert_eq!(counts.len(), 1, "one client, one answer: {counts:?}");
         seen.extend(counts.into_keys());
     }
-    assert!(seen.len() >= 2, "40 subnets spread over endpoints: {seen:?}");
+    assert!(
+        seen.len() >= 2,
+        "40 subnets spread over endpoints: {seen:?}"
+    );
     assert!(!seen.contains("192.0.2.4"));
     let sticky = dig(server.addr(), &["s.geo.test", "+subnet=10.9.1.0/24"]);
     assert_eq!(sticky.client_subnet.expect("ECS").scope_prefix_len, 24);
@@ -324,20 +385,48 @@ ttl = 45
     let server = serve(&setup);
     for qtype in ["A", "AAAA", "CNAME"] {
         let result = dig(server.addr(), &["c.geo.test", qtype]);
-        assert_eq!(result.answer, vec!["c.geo.test. 45 IN CNAME edge.cdn.example.net."], "{qtype}");
+        assert_eq!(
+            result.answer,
+            vec!["c.geo.test. 45 IN CNAME edge.cdn.example.net."],
+            "{qtype}"
+        );
     }
 }
 
 #[test]
 fn shipped_default_config_answers_per_region() {
     let server = GslbServer::start(&[]);
-    assert_eq!(answers(&server, &["www.example.test", "+subnet=81.2.69.160/24"]), vec!["192.0.2.10"]);
-    let gb = dig(server.addr(), &["www.example.test", "+subnet=81.2.69.160/24"]);
+    assert_eq!(
+        answers(&server, &["www.example.test", "+subnet=81.2.69.160/24"]),
+        vec!["192.0.2.10"]
+    );
+    let gb = dig(
+        server.addr(),
+        &["www.example.test", "+subnet=81.2.69.160/24"],
+    );
     assert!(gb.client_subnet.expect("ECS").scope_prefix_len > 0);
-    assert_eq!(answers(&server, &["www.example.test"]), vec!["198.51.100.10"]);
-    assert_eq!(answers(&server, &["www.example.test", "+subnet=216.160.83.0/24"]), vec!["198.51.100.10"]);
-    assert_eq!(answers(&server, &["www.example.test", "AAAA", "+subnet=2001:218::/32"]), vec!["2001:db8:f::10"]);
-    assert_eq!(answers(&server, &["www.example.test", "AAAA", "+subnet=89.160.20.0/24"]), vec!["2001:db8:e::10"]);
+    assert_eq!(
+        answers(&server, &["www.example.test"]),
+        vec!["198.51.100.10"]
+    );
+    assert_eq!(
+        answers(&server, &["www.example.test", "+subnet=216.160.83.0/24"]),
+        vec!["198.51.100.10"]
+    );
+    assert_eq!(
+        answers(
+            &server,
+            &["www.example.test", "AAAA", "+subnet=2001:218::/32"]
+        ),
+        vec!["2001:db8:f::10"]
+    );
+    assert_eq!(
+        answers(
+            &server,
+            &["www.example.test", "AAAA", "+subnet=89.160.20.0/24"]
+        ),
+        vec!["2001:db8:e::10"]
+    );
 }
 
 #[test]
@@ -353,11 +442,26 @@ fn explain_shows_location_rule_and_answer() {
         "answer: www.example.test. 30 IN A 192.0.2.10",
         "ecs: 81.2.69.0/24 scope /24",
     ] {
-        assert!(europe.stdout.contains(expected), "missing {expected:?} in:\n{}", europe.stdout);
+        assert!(
+            europe.stdout.contains(expected),
+            "missing {expected:?} in:\n{}",
+            europe.stdout
+        );
     }
-    let asia = run_gslb(&["explain", "--client", "2001:218::1", "www.example.test", "AAAA"]);
+    let asia = run_gslb(&[
+        "explain",
+        "--client",
+        "2001:218::1",
+        "www.example.test",
+        "AAAA",
+    ]);
     assert!(asia.stdout.contains("country JP"), "{}", asia.stdout);
-    assert!(asia.stdout.contains("answer: www.example.test. 30 IN AAAA 2001:db8:f::10"), "{}", asia.stdout);
+    assert!(
+        asia.stdout
+            .contains("answer: www.example.test. 30 IN AAAA 2001:db8:f::10"),
+        "{}",
+        asia.stdout
+    );
 }
 
 #[test]
@@ -367,14 +471,26 @@ fn config_errors_name_file_and_line() {
             "[services.\"static.geo.test\"]\npolicy = \"failover\"\npools = [\"eu\"]\n",
             "has static records",
         ),
-        ("[services.\"x.geo.test\"]\npolicy = \"failover\"\npools = [\"nowhere\"]\n", "unknown pool \"nowhere\""),
-        ("[services.\"www.other.test\"]\npolicy = \"failover\"\npools = [\"eu\"]\n", "not inside any served zone"),
+        (
+            "[services.\"x.geo.test\"]\npolicy = \"failover\"\npools = [\"nowhere\"]\n",
+            "unknown pool \"nowhere\"",
+        ),
+        (
+            "[services.\"www.other.test\"]\npolicy = \"failover\"\npools = [\"eu\"]\n",
+            "not inside any served zone",
+        ),
         (
             "[services.\"x.geo.test\"]\npolicy = \"geo\"\n[services.\"x.geo.test\".geo]\ncontinent = { XX = [\"eu\"] }\n",
             "unknown continent",
         ),
-        ("[services.\"x.geo.test\"]\npolicy = \"latency\"\npools = [\"eu\"]\n", "latency_table"),
-        ("[pools.bad]\nbias = 120\nendpoints = [{ address = \"192.0.2.1\" }]\n", "out of range"),
+        (
+            "[services.\"x.geo.test\"]\npolicy = \"latency\"\npools = [\"eu\"]\n",
+            "latency_table",
+        ),
+        (
+            "[pools.bad]\nbias = 120\nendpoints = [{ address = \"192.0.2.1\" }]\n",
+            "out of range",
+        ),
     ];
     for (body, message) in cases {
         let setup = setup("errors", body);
@@ -388,7 +504,13 @@ fn config_errors_name_file_and_line() {
             .unwrap_or_else(|| panic!("no {message:?} in {}", out.stderr));
         assert!(line.starts_with(&format!("{config}:")), "{line}");
         let position = &line[config.len() + 1..];
-        assert!(position.split(':').next().is_some_and(|n| n.parse::<usize>().is_ok()), "no line number: {line}");
+        assert!(
+            position
+                .split(':')
+                .next()
+                .is_some_and(|n| n.parse::<usize>().is_ok()),
+            "no line number: {line}"
+        );
     }
     // A missing database is a clear startup error.
     let setup = setup("nodb", "");
@@ -400,7 +522,9 @@ fn config_errors_name_file_and_line() {
 
 /// Path of a file in ../shared/geoip, or None (with the reason printed).
 fn shared_geoip(name: &str) -> Option<PathBuf> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/geoip").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/geoip")
+        .join(name);
     if path.exists() {
         Some(path)
     } else {
@@ -411,7 +535,12 @@ fn shared_geoip(name: &str) -> Option<PathBuf> {
 
 #[test]
 fn maxmind_test_databases_route_like_the_demo() {
-    for name in ["GeoIP2-City-Test.mmdb", "GeoLite2-City-Test.mmdb", "GeoIP2-Country-Test.mmdb", "GeoLite2-Country-Test.mmdb"] {
+    for name in [
+        "GeoIP2-City-Test.mmdb",
+        "GeoLite2-City-Test.mmdb",
+        "GeoIP2-Country-Test.mmdb",
+        "GeoLite2-Country-Test.mmdb",
+    ] {
         let Some(database) = shared_geoip(name) else {
             continue;
         };
@@ -429,8 +558,16 @@ fn maxmind_test_databases_route_like_the_demo() {
         );
         let server = GslbServer::start(&["-c", path_str(&config)]);
         // MaxMind's test data maps 81.2.69.160/27 (London), not the whole /24.
-        assert_eq!(answers(&server, &["www.geo.test", "+subnet=81.2.69.160/27"]), vec!["192.0.2.10"], "{name}");
-        assert_eq!(answers(&server, &["www.geo.test", "+subnet=2001:218::/32"]), vec!["203.0.113.10"], "{name}");
+        assert_eq!(
+            answers(&server, &["www.geo.test", "+subnet=81.2.69.160/27"]),
+            vec!["192.0.2.10"],
+            "{name}"
+        );
+        assert_eq!(
+            answers(&server, &["www.geo.test", "+subnet=2001:218::/32"]),
+            vec!["203.0.113.10"],
+            "{name}"
+        );
     }
 }
 
@@ -452,8 +589,17 @@ fn real_world_country_database_routes_by_country() {
     );
     let server = GslbServer::start(&["-c", path_str(&config)]);
     // Google's public resolver is registered in the US; a DFN (German research net) address in Europe.
-    assert_eq!(answers(&server, &["www.geo.test", "+subnet=8.8.8.0/24"]), vec!["198.51.100.10"]);
-    assert_eq!(answers(&server, &["www.geo.test", "+subnet=193.174.0.0/16"]), vec!["192.0.2.10"]);
-    let scope = dig(server.addr(), &["www.geo.test", "+subnet=8.8.8.0/24"]).client_subnet.expect("ECS").scope_prefix_len;
+    assert_eq!(
+        answers(&server, &["www.geo.test", "+subnet=8.8.8.0/24"]),
+        vec!["198.51.100.10"]
+    );
+    assert_eq!(
+        answers(&server, &["www.geo.test", "+subnet=193.174.0.0/16"]),
+        vec!["192.0.2.10"]
+    );
+    let scope = dig(server.addr(), &["www.geo.test", "+subnet=8.8.8.0/24"])
+        .client_subnet
+        .expect("ECS")
+        .scope_prefix_len;
     assert!(scope > 0 && scope <= 24, "{scope}");
 }

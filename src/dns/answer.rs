@@ -72,7 +72,7 @@ pub fn handle_packet_traced(
             rcode,
             had_edns,
         }) => {
-            wire::write_reject(out, id, opcode, rcode, had_edns);
+            wire::write_reject(out, id, opcode, rcode, had_edns, snapshot.max_udp_payload);
             return Some(Outcome {
                 rcode,
                 qtype: 0,
@@ -182,7 +182,13 @@ fn answer_in_zone(
     reply: &mut ReplyWriter<'_>,
 ) -> Rcode {
     let mut name: &[u8] = qname;
-    for _ in 0..MAX_CNAME_CHAIN {
+    // Names already answered for in this chain, to stop CNAME loops.
+    let mut visited: [&[u8]; MAX_CNAME_CHAIN] = [&[]; MAX_CNAME_CHAIN];
+    for step in 0..MAX_CNAME_CHAIN {
+        if visited[..step].contains(&name) {
+            return Rcode::NoError;
+        }
+        visited[step] = name;
         match zone.resolve(name) {
             Resolution::Referral { cut, ns } => {
                 if reply.count(Section::Answer) > 0 {
@@ -197,7 +203,7 @@ fn answer_in_zone(
                     ns.ttl,
                     ns.rdata_slices(),
                 );
-                push_addresses(zone, &ns.targets, reply);
+                push_addresses(zone, &ns.targets, Some(cut), reply);
                 return Rcode::NoError;
             }
             Resolution::NxDomain => {
@@ -224,7 +230,7 @@ fn answer_in_zone(
                         rrset.rdata_slices(),
                     );
                     if rrset.rtype == rtype::NS {
-                        push_addresses(zone, &rrset.targets, reply);
+                        push_addresses(zone, &rrset.targets, None, reply);
                     }
                     return Rcode::NoError;
                 }
@@ -353,20 +359,32 @@ fn push_negative(zone: &Zone, reply: &mut ReplyWriter<'_>) {
 }
 
 /// Adds A/AAAA records for in-zone targets (glue for referrals and NS answers).
-fn push_addresses(zone: &Zone, targets: &[Box<[u8]>], reply: &mut ReplyWriter<'_>) {
+///
+/// For a referral, glue of name servers at or below the cut is required:
+/// "If it does not fit, the TC bit MUST be set" (RFC 9471 §3.1).
+fn push_addresses(
+    zone: &Zone,
+    targets: &[Box<[u8]>],
+    cut: Option<&[u8]>,
+    reply: &mut ReplyWriter<'_>,
+) {
     for target in targets {
         let Some(node) = zone.node(target) else {
             continue;
         };
+        let required = cut.is_some_and(|cut| is_at_or_below(target, cut));
         for address_type in [rtype::A, rtype::AAAA] {
             if let Some(rrset) = node.rrset(address_type) {
-                reply.push_rrset(
+                let fitted = reply.push_rrset(
                     Section::Additional,
                     target,
                     address_type,
                     rrset.ttl,
                     rrset.rdata_slices(),
                 );
+                if !fitted && required {
+                    reply.set_truncated();
+                }
             }
         }
     }
@@ -436,4 +454,19 @@ fn explain_location(
             ));
         }
     }
+}
+
+/// Whether wire name `name` equals `ancestor` or lies below it (label-aligned).
+fn is_at_or_below(name: &[u8], ancestor: &[u8]) -> bool {
+    let mut pos = 0usize;
+    while pos <= name.len() {
+        if &name[pos..] == ancestor {
+            return true;
+        }
+        match name.get(pos) {
+            Some(&len) if len != 0 => pos += 1 + usize::from(len),
+            _ => return false,
+        }
+    }
+    false
 }

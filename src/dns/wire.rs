@@ -189,7 +189,13 @@ pub fn parse_query(packet: &[u8]) -> Result<Query<'_>, QueryError> {
         had_edns: false,
     };
     if opcode != 0 {
-        return Err(reject(Rcode::NotImp));
+        // RFC 6891 §7: an error reply to an EDNS query carries an OPT too.
+        return Err(QueryError::Reject {
+            id,
+            opcode,
+            rcode: Rcode::NotImp,
+            had_edns: has_opt_record(packet),
+        });
     }
     let count = |i: usize| u16::from_be_bytes([packet[4 + 2 * i], packet[5 + 2 * i]]);
     let (qdcount, ancount, nscount, arcount) = (count(0), count(1), count(2), count(3));
@@ -250,6 +256,28 @@ pub fn parse_query(packet: &[u8]) -> Result<Query<'_>, QueryError> {
         qclass,
         edns,
     })
+}
+
+/// Best-effort scan for an OPT record in any well-formed packet.
+fn has_opt_record(packet: &[u8]) -> bool {
+    let count = |i: usize| usize::from(u16::from_be_bytes([packet[4 + 2 * i], packet[5 + 2 * i]]));
+    let mut reader = Reader {
+        packet,
+        pos: HEADER_LEN,
+    };
+    for _ in 0..count(0) {
+        if reader.skip_name(true).is_none() || reader.u16().is_none() || reader.u16().is_none() {
+            return false;
+        }
+    }
+    for _ in 0..count(1) + count(2) + count(3) {
+        match reader.read_record() {
+            Some(record) if record.rtype == rtype::OPT => return true,
+            Some(_) => {}
+            None => return false,
+        }
+    }
+    false
 }
 
 /// EDNS option code of Client Subnet (RFC 7871 §6).
@@ -536,6 +564,13 @@ impl<'b> ReplyWriter<'b> {
         }
     }
 
+    /// Sets TC while keeping what was written: the reply is usable but
+    /// incomplete, and the client should retry over TCP.
+    pub fn set_truncated(&mut self) {
+        self.truncated = true;
+        self.buf[2] |= 0x02;
+    }
+
     /// Whether the reply had to be truncated.
     pub fn is_truncated(&self) -> bool {
         self.truncated
@@ -678,7 +713,14 @@ fn write_opt(buf: &mut Vec<u8>, edns: &ReplyEdns, extended_rcode: u8) {
 }
 
 /// Writes a header-only error reply (FORMERR/NOTIMP/BADVERS) for a rejected packet.
-pub fn write_reject(buf: &mut Vec<u8>, id: u16, opcode: u8, rcode: Rcode, had_edns: bool) -> usize {
+pub fn write_reject(
+    buf: &mut Vec<u8>,
+    id: u16,
+    opcode: u8,
+    rcode: Rcode,
+    had_edns: bool,
+    udp_payload: u16,
+) -> usize {
     buf.clear();
     let value = rcode.value();
     let flags: u16 = 0x8000 | (u16::from(opcode) << 11) | (value & 0x0f);
@@ -687,7 +729,7 @@ pub fn write_reject(buf: &mut Vec<u8>, id: u16, opcode: u8, rcode: Rcode, had_ed
     buf.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, u8::from(had_edns)]);
     if had_edns {
         let edns = ReplyEdns {
-            udp_payload: 1232,
+            udp_payload,
             client_subnet: None,
         };
         write_opt(buf, &edns, (value >> 4) as u8);
