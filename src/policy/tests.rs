@@ -564,3 +564,57 @@ fn trace_explains_each_step() {
     assert!(text.contains("order: eu, us"), "{text}");
     assert!(text.contains("pool eu: 2/2 healthy"), "{text}");
 }
+
+#[test]
+fn asn_rules_override_location_rules_but_not_nets() {
+    let entries: Vec<(IpNet, MmdbValue)> = vec![(
+        "81.2.0.0/16".parse().unwrap(),
+        MmdbValue::map([
+            ("autonomous_system_number", MmdbValue::U32(64500)),
+            (
+                "autonomous_system_organization",
+                MmdbValue::string("Example Transit"),
+            ),
+        ]),
+    )];
+    let bytes = write_mmdb("GeoLite2-ASN", &entries).unwrap();
+    let asn = LocationTable::from_bytes(bytes, Path::new("asn.mmdb"), &FieldPaths::asn()).unwrap();
+    let table = locations();
+    let mut rules = geo_rules();
+    rules.asn.insert(64500, vec![2]);
+    rules
+        .nets
+        .push(("81.2.69.128/25".parse().unwrap(), vec![1]));
+    let pools = three_pools();
+    let route = RouteRules {
+        policy: PolicyKind::Geo,
+        geo: Some(rules),
+        latency: Vec::new(),
+        pools: pools.clone(),
+    };
+    let (orders, region_table) = route.compile(Some(&table), Some(&asn));
+    let s = Service {
+        name: "x.".into(),
+        pools,
+        orders,
+        table: region_table,
+        selection: SelectionKind::Weighted,
+        max_records: 1,
+        ttl: 30,
+        all_down: AllDown::FailOpen,
+        sticky_prefix_v4: 24,
+        sticky_prefix_v6: 56,
+        route,
+    };
+    // GB by country, but AS64500 is more specific.
+    assert!(answer(&s, ClientAddress::full(ip("81.2.69.10")), Family::V4).0[0].starts_with("ap/"));
+    // The operator net beats the ASN.
+    assert!(answer(&s, ClientAddress::full(ip("81.2.69.200")), Family::V4).0[0].starts_with("us/"));
+    // Outside the AS: location rules again.
+    assert!(answer(&s, ClientAddress::full(ip("12.1.1.1")), Family::V4).0[0].starts_with("us/"));
+    assert!(
+        s.route
+            .describe(ip("81.2.69.10"), Some(&table), Some(&asn))
+            .contains("asn 64500")
+    );
+}
