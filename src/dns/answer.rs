@@ -229,7 +229,8 @@ fn answer_in_zone(
                         rrset.ttl,
                         rrset.rdata_slices(),
                     );
-                    if rrset.rtype == rtype::NS {
+                    // ANY stays minimal (RFC 8482): no additional records.
+                    if rrset.rtype == rtype::NS && qtype != rtype::ANY {
                         push_addresses(zone, &rrset.targets, None, reply);
                     }
                     return Rcode::NoError;
