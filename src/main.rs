@@ -224,9 +224,14 @@ fn serve(source: SnapshotSource, listen: Vec<SocketAddr>, api: Option<SocketAddr
             tracing::info!(addr = %bound.local_addr, "listening (udp+tcp)");
             tasks.spawn(server::serve(bound, control.snapshot.clone()));
         }
-        tasks.spawn(handle_signals(control));
-        tasks.join_next().await;
-        Ok(())
+        tasks.spawn(async move {
+            handle_signals(control).await;
+            Ok(())
+        });
+        match tasks.join_next().await {
+            Some(Ok(Err(err))) => Err(anyhow::Error::new(err).context("serving DNS")),
+            _ => Ok(()),
+        }
     })
 }
 

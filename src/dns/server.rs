@@ -1,8 +1,11 @@
 //! Sockets: UDP workers and TCP connections feeding `answer::handle_packet`.
 //!
-//! The only module that does network I/O for DNS. Each query loads the
-//! current snapshot once (`ArcSwap::load`, lock-free) and never holds it
-//! across an `.await`.
+//! The only module that does network I/O for DNS. Each UDP socket (one per
+//! worker, SO_REUSEPORT, so the kernel spreads clients over cores) is served
+//! by its own OS thread in batches: one `recvmmsg` takes up to
+//! [`UDP_BATCH`] queries, one `sendmmsg` returns their replies, as gdnsd
+//! does. TCP runs on tokio. Each query loads the current snapshot once
+//! (`ArcSwap::load`, lock-free) and never holds it across an `.await`.
 
 use std::io;
 use std::net::SocketAddr;
@@ -12,7 +15,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
 use super::answer::{Transport, handle_packet};
@@ -22,8 +25,10 @@ use crate::snapshot::Snapshot;
 /// The snapshot currently answering queries, replaced whole on reload.
 pub type SharedSnapshot = Arc<ArcSwap<Snapshot>>;
 
-/// Largest UDP datagram we read.
-const UDP_RECV_BUF: usize = 65_535;
+/// Queries taken per `recvmmsg` call.
+const UDP_BATCH: usize = 32;
+/// Largest query datagram read; longer ones arrive truncated and are dropped.
+const UDP_QUERY_MAX: usize = 4096;
 /// How long a TCP connection may sit idle between queries.
 const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Concurrent TCP connections per listener.
@@ -33,7 +38,7 @@ const TCP_MAX_CONNECTIONS: usize = 512;
 pub struct BoundListener {
     /// The actual address (port filled in when 0 was asked for).
     pub local_addr: SocketAddr,
-    udp: Vec<UdpSocket>,
+    udp: Vec<std::net::UdpSocket>,
     tcp: TcpListener,
 }
 
@@ -60,9 +65,9 @@ pub fn bind(addr: SocketAddr, udp_workers: usize) -> io::Result<BoundListener> {
             }
             Err(err) => return Err(err),
         };
-        let mut udp = vec![UdpSocket::from_std(first.into())?];
+        let mut udp: Vec<std::net::UdpSocket> = vec![into_blocking(first)?];
         for _ in 1..workers {
-            udp.push(UdpSocket::from_std(bind_udp(local_addr)?.into())?);
+            udp.push(into_blocking(bind_udp(local_addr)?)?);
         }
         return Ok(BoundListener {
             local_addr,
@@ -84,6 +89,12 @@ fn new_socket(addr: SocketAddr, kind: Type, protocol: Protocol) -> io::Result<So
     Ok(socket)
 }
 
+/// UDP workers block in `recvmmsg` on their own thread.
+fn into_blocking(socket: Socket) -> io::Result<std::net::UdpSocket> {
+    socket.set_nonblocking(false)?;
+    Ok(socket.into())
+}
+
 fn bind_udp(addr: SocketAddr) -> io::Result<Socket> {
     let socket = new_socket(addr, Type::DGRAM, Protocol::UDP)?;
     socket.set_reuse_port(true)?;
@@ -98,46 +109,120 @@ fn bind_tcp(addr: SocketAddr) -> io::Result<Socket> {
     Ok(socket)
 }
 
-/// Serves a bound listener until the task is dropped.
-pub async fn serve(listener: BoundListener, snapshot: SharedSnapshot) {
-    let mut tasks = tokio::task::JoinSet::new();
-    for socket in listener.udp {
-        tasks.spawn(serve_udp(socket, snapshot.clone()));
+/// Serves a bound listener: UDP worker threads, and TCP until the task is dropped.
+///
+/// # Errors
+/// A UDP worker thread cannot be started.
+pub async fn serve(listener: BoundListener, snapshot: SharedSnapshot) -> io::Result<()> {
+    for (index, socket) in listener.udp.into_iter().enumerate() {
+        let snapshot = snapshot.clone();
+        std::thread::Builder::new()
+            .name(format!("udp-{}-{index}", listener.local_addr))
+            .spawn(move || serve_udp(&socket, &snapshot))?;
     }
-    tasks.spawn(serve_tcp(listener.tcp, snapshot));
-    while tasks.join_next().await.is_some() {}
+    serve_tcp(listener.tcp, snapshot).await;
+    Ok(())
 }
 
-async fn serve_udp(socket: UdpSocket, snapshot: SharedSnapshot) {
+/// One UDP worker: batches of queries in, batches of replies out.
+fn serve_udp(socket: &std::net::UdpSocket, snapshot: &SharedSnapshot) {
+    use std::io::{IoSlice, IoSliceMut};
+    use std::os::fd::AsRawFd;
+
+    use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg};
+
+    let fd = socket.as_raw_fd();
     let mut rng = SplitMix64(initial_seed());
-    let mut recv_buf = vec![0u8; UDP_RECV_BUF];
-    let mut reply = Vec::with_capacity(4096);
+    let mut queries = vec![0u8; UDP_BATCH * UDP_QUERY_MAX];
+    let mut replies: Vec<Vec<u8>> = (0..UDP_BATCH).map(|_| Vec::with_capacity(4096)).collect();
+    let mut receive_headers = MultiHeaders::<SockaddrStorage>::preallocate(UDP_BATCH, None);
+    let mut send_headers = MultiHeaders::<SockaddrStorage>::preallocate(UDP_BATCH, None);
+    let mut received: [(usize, Option<SockaddrStorage>); UDP_BATCH] = [(0, None); UDP_BATCH];
+    let mut peers: [Option<SockaddrStorage>; UDP_BATCH] = [None; UDP_BATCH];
     loop {
-        let (len, peer) = match socket.recv_from(&mut recv_buf).await {
-            Ok(received) => received,
-            Err(err) => {
-                // ICMP-induced errors (e.g. port unreachable) must not stop the loop.
-                tracing::debug!(error = %err, "udp receive failed");
-                continue;
+        let count = {
+            let mut chunks = queries.chunks_exact_mut(UDP_QUERY_MAX);
+            let mut buffers: [[IoSliceMut<'_>; 1]; UDP_BATCH] =
+                std::array::from_fn(|_| [IoSliceMut::new(chunks.next().unwrap_or_default())]);
+            // MSG_WAITFORONE: block for the first datagram, then take what is queued.
+            match recvmmsg(
+                fd,
+                &mut receive_headers,
+                buffers.iter_mut(),
+                MsgFlags::MSG_WAITFORONE,
+                None,
+            ) {
+                Ok(results) => {
+                    let mut count = 0;
+                    for (slot, message) in received.iter_mut().zip(results) {
+                        // A truncated datagram is not a query we can answer.
+                        let bytes = if message.flags.contains(MsgFlags::MSG_TRUNC) {
+                            0
+                        } else {
+                            message.bytes
+                        };
+                        *slot = (bytes, message.address);
+                        count += 1;
+                    }
+                    count
+                }
+                Err(err) => {
+                    // EINTR, or ICMP-induced errors: keep serving.
+                    tracing::debug!(error = %err, "udp receive failed");
+                    continue;
+                }
             }
         };
-        let answered = {
-            let current = snapshot.load();
-            handle_packet(
-                &current,
-                &recv_buf[..len],
-                peer.ip(),
-                Transport::Udp,
-                rng.next_u64(),
-                &mut reply,
-            )
-        };
-        if answered.is_some()
-            && let Err(err) = socket.send_to(&reply, peer).await
+        let mut answered = 0;
         {
-            tracing::debug!(error = %err, %peer, "udp send failed");
+            let current = snapshot.load();
+            for (index, (bytes, address)) in received[..count].iter().enumerate() {
+                let Some(address) = address else { continue };
+                let Some(peer_ip) = peer_ip(address) else {
+                    continue;
+                };
+                let query = &queries[index * UDP_QUERY_MAX..index * UDP_QUERY_MAX + bytes];
+                let reply = &mut replies[answered];
+                if handle_packet(
+                    &current,
+                    query,
+                    peer_ip,
+                    Transport::Udp,
+                    rng.next_u64(),
+                    reply,
+                )
+                .is_some()
+                {
+                    peers[answered] = Some(*address);
+                    answered += 1;
+                }
+            }
+        }
+        if answered == 0 {
+            continue;
+        }
+        let slices: [[IoSlice<'_>; 1]; UDP_BATCH] =
+            std::array::from_fn(|i| [IoSlice::new(replies.get(i).map_or(&[][..], |r| &r[..]))]);
+        if let Err(err) = sendmmsg(
+            fd,
+            &mut send_headers,
+            &slices[..answered],
+            &peers[..answered],
+            [],
+            MsgFlags::empty(),
+        ) {
+            tracing::debug!(error = %err, "udp send failed");
         }
     }
+}
+
+fn peer_ip(address: &nix::sys::socket::SockaddrStorage) -> Option<std::net::IpAddr> {
+    if let Some(v4) = address.as_sockaddr_in() {
+        return Some(std::net::IpAddr::V4(v4.ip()));
+    }
+    address
+        .as_sockaddr_in6()
+        .map(|v6| std::net::IpAddr::V6(v6.ip()))
 }
 
 async fn serve_tcp(listener: TcpListener, snapshot: SharedSnapshot) {
