@@ -8,6 +8,8 @@
 mod load;
 
 use std::collections::HashMap;
+
+use rustc_hash::FxBuildHasher;
 use std::path::{Path, PathBuf};
 
 use hickory_proto::rr::{Name, RData, Record, RecordType};
@@ -146,7 +148,9 @@ pub enum Resolution<'z> {
 pub struct Zone {
     origin: WireName,
     origin_text: String,
-    nodes: HashMap<WireName, Node>,
+    /// Name → node, hashed with FxHash: keys are zone data, not attacker-chosen
+    /// insertions, so a fast non-keyed hash is fine on the query path.
+    nodes: HashMap<WireName, Node, FxBuildHasher>,
     soa: RRset,
     negative_ttl: u32,
 }
@@ -212,7 +216,7 @@ impl Zone {
             entry.1 = entry.1.min(record.ttl);
         }
 
-        let mut nodes: HashMap<WireName, Node> = HashMap::new();
+        let mut nodes: HashMap<WireName, Node, FxBuildHasher> = HashMap::default();
         for ((owner, type_code), (located, ttl)) in grouped {
             let mut rrset = RRset {
                 rtype: type_code,
@@ -401,7 +405,11 @@ impl Zone {
 
 /// Inserts empty nodes for every name between the apex and `owner`
 /// (empty non-terminals exist: they get NODATA, not NXDOMAIN, RFC 4592 §2.2.2).
-fn add_empty_ancestors(nodes: &mut HashMap<WireName, Node>, owner: &[u8], origin_len: usize) {
+fn add_empty_ancestors(
+    nodes: &mut HashMap<WireName, Node, FxBuildHasher>,
+    owner: &[u8],
+    origin_len: usize,
+) {
     let mut offsets = [0u8; 128];
     let count = label_offsets(owner, &mut offsets);
     for &offset in &offsets[1..count.max(1)] {
@@ -446,7 +454,7 @@ fn rdata_target(data: &RData) -> Option<&Name> {
 /// All served zones, found by longest matching origin.
 #[derive(Debug, Clone, Default)]
 pub struct ZoneSet {
-    zones: HashMap<WireName, Zone>,
+    zones: HashMap<WireName, Zone, FxBuildHasher>,
 }
 
 impl ZoneSet {
