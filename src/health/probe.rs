@@ -328,14 +328,14 @@ fn classify(err: &reqwest::Error) -> FailureReason {
         if current.is::<rustls::Error>() {
             return FailureReason::Tls;
         }
-        if let Some(io) = current.downcast_ref::<std::io::Error>()
-            && io
+        // `io::Error::source` skips the wrapped error; descend into it instead
+        // (tokio-rustls wraps rustls errors in io errors, hyper wraps those again).
+        source = match current.downcast_ref::<std::io::Error>() {
+            Some(io) => io
                 .get_ref()
-                .is_some_and(|inner| inner.is::<rustls::Error>())
-        {
-            return FailureReason::Tls;
-        }
-        source = current.source();
+                .map(|inner| inner as &(dyn std::error::Error + 'static)),
+            None => current.source(),
+        };
     }
     if err.is_connect() || err.is_request() {
         FailureReason::Connect

@@ -147,6 +147,8 @@ fn build_pool(
         }
         let probe = match crate::health::plan_probe(loaded, name, check.as_ref(), endpoint) {
             Ok(probe) => probe,
+            // The pool names a check with errors of its own: those were reported.
+            Err(_) if pool.check.is_some() && check.is_none() => None,
             Err(err) => {
                 push(espan, err.message);
                 continue;
