@@ -2,7 +2,7 @@
 //! status, body and JSON health document are judged. Network I/O only;
 //! a failed probe is data ([`ProbeOutcome::Failure`]), never an `Err`.
 
-use std::sync::{Arc, Once};
+use std::sync::{Arc, Once, OnceLock};
 use std::time::{Duration, Instant};
 
 use super::plan::ProbeTarget;
@@ -308,14 +308,38 @@ fn build_client(
         .pool_max_idle_per_host(0)
         .connect_timeout(check.timeout)
         .timeout(check.timeout)
-        .user_agent(concat!("gslb-health/", env!("CARGO_PKG_VERSION")))
-        .danger_accept_invalid_certs(!check.tls_verify);
+        .user_agent(concat!("gslb-health/", env!("CARGO_PKG_VERSION")));
+    builder = if check.tls_verify {
+        // One verifying TLS configuration for every client: building the
+        // platform verifier reads the system's roots, too slow per endpoint.
+        builder.tls_backend_preconfigured(verifying_tls()?)
+    } else {
+        builder.danger_accept_invalid_certs(true)
+    };
     if let Some((host, addr)) = pin {
         builder = builder.resolve(host, *addr);
     }
     builder
         .build()
         .map_err(|err| format!("building HTTP client: {}", error_chain(&err)))
+}
+
+/// The shared certificate-verifying TLS client configuration.
+fn verifying_tls() -> Result<rustls::ClientConfig, String> {
+    use rustls_platform_verifier::BuilderVerifierExt;
+    static CONFIG: OnceLock<Result<rustls::ClientConfig, String>> = OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let mut config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .and_then(|builder| builder.with_platform_verifier())
+                .map_err(|err| format!("TLS setup: {err}"))?
+                .with_no_client_auth();
+            config.alpn_protocols = vec![b"http/1.1".to_vec()];
+            Ok(config)
+        })
+        .clone()
 }
 
 /// Sorts a request error into a failure reason.
