@@ -293,17 +293,17 @@ async fn run_prober(
             .map_or(0, |d| d.as_nanos() as u64);
     let mut rng = SplitMix64(seed);
     let jitter_span = check.interval.mul_f64(check.jitter);
-    let mut jitter = move || -> Duration {
-        if jitter_span.is_zero() {
-            Duration::ZERO
-        } else {
-            let unit = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
-            jitter_span.mul_f64(unit)
-        }
+    // Each prober's grid starts at a random phase of the interval, so that
+    // thousands of probers spread over the whole interval instead of firing
+    // together; jitter then moves each probe a little off its grid point.
+    let phase = if immediate {
+        Duration::ZERO
+    } else {
+        check.interval.mul_f64(unit_random(&mut rng))
     };
-    let start = Instant::now();
+    let start = Instant::now() + phase;
     let mut tick: u32 = 0;
-    let mut scheduled = if immediate { start } else { start + jitter() };
+    let mut scheduled = start;
     loop {
         tokio::time::sleep_until(scheduled).await;
         let Ok(permit) = shared.semaphore.acquire().await else {
@@ -347,10 +347,16 @@ async fn run_prober(
         // Next slot: the next grid point after now, plus fresh jitter, so a
         // slow probe skips missed slots instead of bunching them.
         let elapsed = Instant::now().saturating_duration_since(start);
+        // (`start` may lie ahead of a fast first probe; then elapsed is 0.)
         let interval_ns = check.interval.as_nanos().max(1);
         tick = tick.max(u32::try_from(elapsed.as_nanos() / interval_ns).unwrap_or(u32::MAX)) + 1;
-        scheduled = start + check.interval * tick + jitter();
+        scheduled = start + check.interval * tick + jitter_span.mul_f64(unit_random(&mut rng));
     }
+}
+
+/// A uniform value in [0, 1).
+fn unit_random(rng: &mut SplitMix64) -> f64 {
+    (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 fn endpoint_status(endpoint: &PlannedEndpoint) -> EndpointStatus {
