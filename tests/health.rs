@@ -622,6 +622,50 @@ ttl = {ttl}
 }
 
 #[test]
+fn first_round_decides_before_the_first_answer() {
+    let live = Backend::http("127.0.0.81");
+    let mut dead = Backend::http("127.0.0.82");
+    dead.stop();
+    let gslb = Gslb::start(
+        "first-round",
+        &format!(
+            r#"
+[health]
+wait_for_first_round = true
+[[zone]]
+origin = "example.test"
+file = "@ZONE@"
+[checks.slow]
+kind = "http"
+interval = "2s"
+timeout = "500ms"
+rise = 3
+fall = 3
+[checks.late]
+kind = "http"
+interval = "2s"
+timeout = "500ms"
+rise = 3
+fall = 3
+initial = "down"
+[pools.eu]
+check = "late"
+endpoints = [{{ address = "127.0.0.81", check_port = {} }}]
+[pools.us]
+check = "slow"
+endpoints = [{{ address = "127.0.0.82", check_port = {} }}]
+{}"#,
+            live.port(),
+            dead.port(),
+            failover_service(WWW, r#""us", "eu""#, "all_down = \"nodata\"")
+        ),
+    );
+    // Without the first round, us (initially up) would answer for seconds
+    // and eu (initially down) would need three probes.
+    assert_eq!(gslb.ips(WWW), vec!["127.0.0.81"], "{}", gslb.log());
+}
+
+#[test]
 fn shipped_failover_example_is_valid() {
     let example = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/examples/failover.toml");
     let output = Command::new(env!("CARGO_BIN_EXE_gslb"))

@@ -329,7 +329,16 @@ async fn run_prober(
                 format!("{}: {error}", reason.as_str())
             }
         };
-        if let Some(up) = hysteresis.handle_result(outcome.is_success()) {
+        let verdict = if first_round && immediate {
+            // gdnsd style: when serving waits for the first round, its result
+            // is the initial state, without rise/fall.
+            let ok = outcome.is_success();
+            hysteresis = Hysteresis::new(check.rise, check.fall, ok);
+            (health.probe_up() != ok).then_some(ok)
+        } else {
+            hysteresis.handle_result(outcome.is_success())
+        };
+        if let Some(up) = verdict {
             health.handle_verdict(up, now);
             tracing::info!(
                 endpoint = %key,
@@ -475,6 +484,105 @@ fn bucket_upper(index: usize) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::CheckKind;
+    use crate::health::{CheckSpec, HealthSettings, ProbeTarget};
+
+    fn tcp_check(interval_ms: u64) -> Arc<CheckSpec> {
+        Arc::new(CheckSpec {
+            name: "tcp".to_string(),
+            kind: CheckKind::Tcp,
+            interval: Duration::from_millis(interval_ms),
+            timeout: Duration::from_millis(interval_ms / 2),
+            rise: 1,
+            fall: 1,
+            method: "GET".to_string(),
+            path: "/".to_string(),
+            port: 1,
+            host: None,
+            expect_status: vec![(200, 399)],
+            body_contains: None,
+            tls_verify: true,
+            initial_up: false,
+            jitter: 0.1,
+            json: None,
+        })
+    }
+
+    fn endpoint(key: &str, check: &Arc<CheckSpec>, addr: std::net::SocketAddr) -> PlannedEndpoint {
+        PlannedEndpoint {
+            key: key.to_string(),
+            health: Arc::new(EndpointHealth::new(false)),
+            probe: Some(Probe {
+                check: check.clone(),
+                target: ProbeTarget::Tcp(addr),
+            }),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn first_round_probes_and_replan_keeps_unchanged_tasks() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let live = listener.local_addr().unwrap();
+        let dead = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        let check = tcp_check(100);
+        let a = endpoint("p/a", &check, live);
+        let b = endpoint("p/b", &check, dead);
+        let plan = ProbePlan {
+            endpoints: vec![a.clone(), b.clone()],
+            settings: HealthSettings {
+                wait_for_first_round: true,
+                max_concurrent_probes: 4,
+            },
+        };
+        let monitor = HealthMonitor::new();
+        monitor.replan(&plan);
+        monitor.start(Handle::current());
+        assert!(monitor.wait_first_round(Duration::from_secs(5)).await);
+        // The first round decides directly (rise = 1 anyway here).
+        assert!(a.health.probe_up());
+        assert!(!b.health.probe_up());
+        let status = monitor.status();
+        assert_eq!(status.len(), 2);
+        assert_eq!(status[0].state, "up");
+        assert!(
+            status[1]
+                .last_error
+                .as_deref()
+                .is_some_and(|e| e.contains("connect"))
+        );
+        assert!(status[1].failures["connect"] >= 1);
+
+        // Re-plan: a unchanged, b removed, c new.
+        let first_task = monitor.lock().running["p/a"].task.id();
+        let c = endpoint("p/c", &check, live);
+        monitor.replan(&ProbePlan {
+            endpoints: vec![a.clone(), c.clone()],
+            settings: plan.settings,
+        });
+        {
+            let inner = monitor.lock();
+            assert_eq!(inner.running.len(), 2);
+            assert_eq!(inner.running["p/a"].task.id(), first_task);
+            assert!(!inner.running.contains_key("p/b"));
+        }
+        // A changed check restarts a's task but keeps its record's state.
+        let slower = tcp_check(200);
+        let mut a2 = a.clone();
+        a2.probe = Some(Probe {
+            check: slower,
+            target: ProbeTarget::Tcp(live),
+        });
+        monitor.replan(&ProbePlan {
+            endpoints: vec![a2, c],
+            settings: plan.settings,
+        });
+        assert_ne!(monitor.lock().running["p/a"].task.id(), first_task);
+        assert!(a.health.probe_up());
+        drop(listener);
+    }
 
     #[test]
     fn histogram_buckets_are_monotonic_and_tight() {
