@@ -6,7 +6,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use crate::config::LoadedConfig;
-use crate::health::HealthRegistry;
+use crate::health::{HealthMonitor, HealthRegistry};
 use crate::snapshot::{BuildErrors, Snapshot, SnapshotSource};
 
 /// State shared by the server, signal handlers and the admin API.
@@ -17,6 +17,8 @@ pub struct Control {
     pub health: Arc<HealthRegistry>,
     /// The snapshot answering queries.
     pub snapshot: Arc<ArcSwap<Snapshot>>,
+    /// The health probers (started by `serve` with [`Control::start_probers`]).
+    pub monitor: Arc<HealthMonitor>,
 }
 
 impl Control {
@@ -27,11 +29,14 @@ impl Control {
     pub fn start(source: SnapshotSource) -> Result<(Self, LoadedConfig), BuildErrors> {
         let health = Arc::new(HealthRegistry::default());
         let (snapshot, loaded) = Snapshot::build(&source, &health)?;
+        let monitor = Arc::new(HealthMonitor::new());
+        monitor.replan(&snapshot.probes);
         Ok((
             Self {
                 source,
                 health,
                 snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
+                monitor,
             },
             loaded,
         ))
@@ -43,8 +48,16 @@ impl Control {
     /// Every problem found; nothing changed.
     pub fn reload(&self) -> Result<(), BuildErrors> {
         let (snapshot, _) = Snapshot::build(&self.source, &self.health)?;
-        self.snapshot.store(Arc::new(snapshot));
+        let snapshot = Arc::new(snapshot);
+        self.snapshot.store(snapshot.clone());
+        // Re-plan the probers: unchanged endpoints keep their tasks.
+        self.monitor.replan(&snapshot.probes);
         self.health.prune();
         Ok(())
+    }
+
+    /// Starts the health probers on `runtime` (they follow every reload).
+    pub fn start_probers(&self, runtime: tokio::runtime::Handle) {
+        self.monitor.start(runtime);
     }
 }

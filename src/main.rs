@@ -216,6 +216,26 @@ fn serve(source: SnapshotSource, listen: Vec<SocketAddr>, api: Option<SocketAddr
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
+        // Health probers first, so a gdnsd-style first round can finish
+        // before any query is answered.
+        control.start_probers(tokio::runtime::Handle::current());
+        let (wait, limit) = {
+            let snapshot = control.snapshot.load();
+            (
+                snapshot.probes.settings.wait_for_first_round,
+                snapshot.probes.first_round_limit(),
+            )
+        };
+        if wait {
+            if control.monitor.wait_first_round(limit).await {
+                tracing::info!("first round of health probes done");
+            } else {
+                tracing::warn!(
+                    ?limit,
+                    "first round of health probes not done in time; serving anyway"
+                );
+            }
+        }
         let mut tasks = tokio::task::JoinSet::new();
         for addr in listen {
             let bound = server::bind(addr, workers)

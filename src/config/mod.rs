@@ -5,12 +5,14 @@
 //! (zones, pools, databases) into something that answers queries is
 //! `snapshot`'s job.
 
+mod check;
 mod model;
 
 use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+pub use check::*;
 pub use model::*;
 
 /// A configuration problem, located in its file.

@@ -37,6 +37,13 @@ pub struct ConfigToml {
     /// Dynamically answered names, by fully qualified name.
     #[serde(default)]
     pub services: std::collections::BTreeMap<String, Spanned<ServiceToml>>,
+    // --- health checks (see config/check.rs) ---
+    /// Process-wide probing settings.
+    #[serde(default)]
+    pub health: super::HealthToml,
+    /// Health checks, by name; pools name one with `check`.
+    #[serde(default)]
+    pub checks: std::collections::BTreeMap<String, Spanned<super::CheckToml>>,
 }
 
 /// `[server]`: sockets and protocol limits.
@@ -196,6 +203,8 @@ pub struct PoolToml {
     /// Healthy endpoints needed for the pool to count as up: a count (`2`)
     /// or a fraction of its endpoints (`0.5`). Default: 1.
     pub min_healthy: Option<Spanned<MinHealthyToml>>,
+    /// Name of the `[checks]` entry probing every endpoint of this pool.
+    pub check: Option<Spanned<String>>,
 }
 
 /// A pool's up threshold.
@@ -222,6 +231,13 @@ pub struct EndpointToml {
     /// Forced down in configuration (maintenance), whatever the probes say.
     #[serde(default)]
     pub down: bool,
+    // --- health check target overrides ---
+    /// Probe this address instead of `address` (a health port behind a VIP).
+    pub check_address: Option<std::net::IpAddr>,
+    /// Probe this port instead of the check's `port`.
+    pub check_port: Option<u16>,
+    /// Probe this whole URL instead (http and https checks).
+    pub check_url: Option<String>,
 }
 
 fn one() -> u32 {

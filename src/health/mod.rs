@@ -4,10 +4,35 @@
 //! Records live in a `HealthRegistry` keyed by endpoint identity (pool name
 //! and target), which outlives snapshots: a reload hands the same record to
 //! the new snapshot, so health and overrides survive unrelated config changes.
+//!
+//! Probing lives in the submodules: `check` compiles `[checks]` into
+//! [`CheckSpec`]s, `plan` turns pools into a [`ProbePlan`], `probe` does the
+//! network I/O of one probe, `state` is the pure rise/fall state machine and
+//! `monitor` schedules probers (one tokio task per probed endpoint) and
+//! writes their verdicts here. Probers write only to these records.
+
+mod check;
+mod monitor;
+mod plan;
+mod probe;
+mod state;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+pub use check::{CheckSet, CheckSpec, JsonSpec, build_checks};
+pub use monitor::{EndpointStatus, HealthMonitor, LatenessSummary};
+pub use plan::{
+    HealthSettings, PlannedEndpoint, Probe, ProbePlan, ProbeTarget, build_health_settings,
+    plan_probe, resolve_pool_check,
+};
+pub use probe::{FailureReason, ProbeOutcome, Prober, evaluate_json};
+pub use state::Hysteresis;
+
+/// Weight factor of an endpoint that is not degraded, in percent.
+pub const FULL_WEIGHT_PERCENT: u8 = 100;
 
 /// Probe verdict values stored in [`EndpointHealth`].
 const PROBE_UP: u8 = 0;
@@ -46,14 +71,46 @@ impl Override {
     }
 }
 
-/// Health of one endpoint. All fields are atomics: readers never block writers.
+/// What the control plane (status page, admin API) reads about the probes;
+/// never read by the query path, so a mutex is fine.
+#[derive(Debug, Clone)]
+pub struct ProbeStatus {
+    /// When the probe verdict last changed (or the record was created).
+    pub state_since: SystemTime,
+    /// When the last probe finished.
+    pub last_probe_at: Option<SystemTime>,
+    /// Text of the last failure.
+    pub last_error: Option<String>,
+    /// Why the last failure failed.
+    pub last_error_reason: Option<FailureReason>,
+    /// When the last failure happened.
+    pub last_error_at: Option<SystemTime>,
+    /// Successes in a row, up to now.
+    pub consecutive_successes: u32,
+    /// Failures in a row, up to now.
+    pub consecutive_failures: u32,
+}
+
+/// Health of one endpoint. What the query path reads are atomics: readers
+/// never block writers.
 #[derive(Debug)]
 pub struct EndpointHealth {
     probe: AtomicU8,
     admin: AtomicU8,
     /// Smoothed probe round-trip time in microseconds (0 = not measured).
     rtt_us: AtomicU32,
+    /// Weight factor in percent, lowered while a JSON health body reports load.
+    weight_percent: AtomicU8,
+    /// Probes finished.
+    probes_total: AtomicU64,
+    /// Failed probes, indexed by [`FailureReason::index`].
+    failures: [AtomicU64; FailureReason::COUNT],
+    /// Details for the control plane.
+    status: Mutex<ProbeStatus>,
 }
+
+/// Weight of the newest sample in the RTT moving average, in tenths.
+const RTT_EWMA_NEW_TENTHS: u64 = 3;
 
 impl EndpointHealth {
     /// A record in the given initial probe state.
@@ -62,7 +119,92 @@ impl EndpointHealth {
             probe: AtomicU8::new(if initially_up { PROBE_UP } else { PROBE_DOWN }),
             admin: AtomicU8::new(Override::None.to_u8()),
             rtt_us: AtomicU32::new(0),
+            weight_percent: AtomicU8::new(FULL_WEIGHT_PERCENT),
+            probes_total: AtomicU64::new(0),
+            failures: Default::default(),
+            status: Mutex::new(ProbeStatus {
+                state_since: SystemTime::now(),
+                last_probe_at: None,
+                last_error: None,
+                last_error_reason: None,
+                last_error_at: None,
+                consecutive_successes: 0,
+                consecutive_failures: 0,
+            }),
         }
+    }
+
+    /// Weight factor in percent (100 unless a JSON health body reported load).
+    #[inline]
+    pub fn weight_percent(&self) -> u8 {
+        self.weight_percent.load(Ordering::Relaxed)
+    }
+
+    /// Sets the weight factor (clamped to 0..=100).
+    pub fn set_weight_percent(&self, percent: u8) {
+        self.weight_percent
+            .store(percent.min(FULL_WEIGHT_PERCENT), Ordering::Relaxed);
+    }
+
+    /// Records a successful probe: counters, RTT average and weight factor.
+    pub fn handle_success(&self, rtt: Duration, weight_percent: u8, now: SystemTime) {
+        self.probes_total.fetch_add(1, Ordering::Relaxed);
+        let sample = u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX).max(1);
+        let smoothed = match self.rtt_us() {
+            None => sample,
+            Some(old) => {
+                (u64::from(old) * (10 - RTT_EWMA_NEW_TENTHS) + sample * RTT_EWMA_NEW_TENTHS) / 10
+            }
+        };
+        self.set_rtt_us(u32::try_from(smoothed).unwrap_or(u32::MAX));
+        self.set_weight_percent(weight_percent);
+        let mut status = self.lock_status();
+        status.last_probe_at = Some(now);
+        status.consecutive_successes = status.consecutive_successes.saturating_add(1);
+        status.consecutive_failures = 0;
+    }
+
+    /// Records a failed probe: counters and the error text.
+    pub fn handle_failure(&self, reason: FailureReason, error: &str, now: SystemTime) {
+        self.probes_total.fetch_add(1, Ordering::Relaxed);
+        self.failures[reason.index()].fetch_add(1, Ordering::Relaxed);
+        let mut status = self.lock_status();
+        status.last_probe_at = Some(now);
+        status.last_error = Some(error.to_string());
+        status.last_error_reason = Some(reason);
+        status.last_error_at = Some(now);
+        status.consecutive_failures = status.consecutive_failures.saturating_add(1);
+        status.consecutive_successes = 0;
+    }
+
+    /// Records a new probe verdict and when it changed.
+    pub fn handle_verdict(&self, up: bool, now: SystemTime) {
+        if self.probe_up() != up {
+            self.set_probe_up(up);
+            self.lock_status().state_since = now;
+        }
+    }
+
+    /// Probes finished so far.
+    pub fn probes_total(&self) -> u64 {
+        self.probes_total.load(Ordering::Relaxed)
+    }
+
+    /// Failed probes for `reason` so far.
+    pub fn failures(&self, reason: FailureReason) -> u64 {
+        self.failures[reason.index()].load(Ordering::Relaxed)
+    }
+
+    /// A copy of the control-plane details.
+    pub fn probe_status(&self) -> ProbeStatus {
+        self.lock_status().clone()
+    }
+
+    fn lock_status(&self) -> std::sync::MutexGuard<'_, ProbeStatus> {
+        // The status holds plain data; a panic while it was held leaves it usable.
+        self.status
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Whether answers may name this endpoint (probes and override combined).
@@ -157,6 +299,24 @@ mod tests {
         health.set_probe_up(true);
         health.set_admin_override(Override::Drain);
         assert!(!health.is_usable());
+    }
+
+    #[test]
+    fn rtt_is_smoothed_and_counters_kept() {
+        let health = EndpointHealth::new(true);
+        let now = SystemTime::now();
+        health.handle_success(Duration::from_micros(1000), 100, now);
+        assert_eq!(health.rtt_us(), Some(1000));
+        health.handle_success(Duration::from_micros(2000), 50, now);
+        assert_eq!(health.rtt_us(), Some(1300));
+        assert_eq!(health.weight_percent(), 50);
+        health.handle_failure(FailureReason::Timeout, "slow", now);
+        assert_eq!(health.probes_total(), 3);
+        assert_eq!(health.failures(FailureReason::Timeout), 1);
+        let status = health.probe_status();
+        assert_eq!(status.consecutive_failures, 1);
+        assert_eq!(status.consecutive_successes, 0);
+        assert_eq!(status.last_error.as_deref(), Some("slow"));
     }
 
     #[test]

@@ -42,12 +42,12 @@ pub fn pick<'s>(
     // while something else is available.
     let all_zero = candidates
         .iter()
-        .all(|&i| pool.endpoints[usize::from(i)].weight == 0);
+        .all(|&i| pool.endpoints[usize::from(i)].effective_weight() == 0);
     let weight = |i: u16| -> u64 {
         if all_zero {
             1
         } else {
-            u64::from(pool.endpoints[usize::from(i)].weight)
+            pool.endpoints[usize::from(i)].effective_weight()
         }
     };
     match service.selection {

@@ -46,6 +46,14 @@ impl Endpoint {
         !self.config_down && self.health.is_usable()
     }
 
+    /// Weight used for picking: the configured weight scaled by the health
+    /// weight factor in percent (lowered while a JSON health body reports
+    /// load), so ratios between endpoints are kept exactly.
+    #[inline]
+    pub fn effective_weight(&self) -> u64 {
+        u64::from(self.weight) * u64::from(self.health.weight_percent())
+    }
+
     /// Whether it answers queries for `family`.
     #[inline]
     pub fn serves(&self, family: Family) -> bool {

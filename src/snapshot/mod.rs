@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use crate::config::{ConfigError, FieldsToml, LoadedConfig, load_config};
 use crate::geo::{FieldPaths, GeoError, LocationTable};
-use crate::health::HealthRegistry;
+use crate::health::{HealthRegistry, ProbePlan};
 use crate::policy::Service;
 use crate::zone::{Zone, ZoneError, ZoneSet, load_zone_file};
 
@@ -91,6 +91,8 @@ pub struct Snapshot {
     pub ecs: EcsSettings,
     /// Largest UDP payload we offer to EDNS clients.
     pub max_udp_payload: u16,
+    /// Every endpoint and how it is probed (for the health monitor).
+    pub probes: ProbePlan,
 }
 
 impl Snapshot {
@@ -202,7 +204,14 @@ impl Snapshot {
             );
         }
         let geo = load_geo_tables(&loaded, &mut errors);
+        // --- health checks ---
+        let mut check_errors = Vec::new();
+        let checks = crate::health::build_checks(&loaded, &mut check_errors);
+        let health_settings = crate::health::build_health_settings(&loaded, &mut check_errors);
+        errors.extend(check_errors.into_iter().map(BuildError::from));
+        let mut planned = Vec::new();
         let inputs = services::ServiceInputs {
+            checks: &checks,
             loaded: &loaded,
             geo: &geo,
             health,
@@ -211,7 +220,7 @@ impl Snapshot {
                 ecs_settings.max_source_prefix_v6,
             ),
         };
-        let services = services::build_services(&inputs, &mut zones, &mut errors);
+        let services = services::build_services(&inputs, &mut zones, &mut planned, &mut errors);
         if !errors.is_empty() {
             return Err(BuildErrors(errors));
         }
@@ -222,6 +231,10 @@ impl Snapshot {
                 geo,
                 ecs: ecs_settings,
                 max_udp_payload,
+                probes: ProbePlan {
+                    endpoints: planned,
+                    settings: health_settings,
+                },
             },
             loaded,
         ))

@@ -15,7 +15,7 @@ use crate::config::{
     GeoMapToml, LoadedConfig, MinHealthyToml, PolicyKind, PoolToml, SelectionKind, ServiceToml,
 };
 use crate::geo::{LocationTable, continent_of_country};
-use crate::health::HealthRegistry;
+use crate::health::{CheckSet, HealthRegistry, PlannedEndpoint};
 use crate::policy::route::{GeoRules, Order, RouteRules};
 use crate::policy::{Endpoint, EndpointTarget, MAX_RECORDS, MinHealthy, Pool, Service, hash_str};
 use crate::zone::{ZoneSet, wire_name};
@@ -42,19 +42,23 @@ pub struct ServiceInputs<'a> {
     pub health: &'a HealthRegistry,
     /// ECS caps, the default sticky prefixes.
     pub ecs_caps: (u8, u8),
+    /// Compiled health checks, for pools' `check`.
+    pub checks: &'a CheckSet,
 }
 
-/// Compiles pools and services, attaching each service to its zone.
+/// Compiles pools and services, attaching each service to its zone; adds
+/// every endpoint and how it is probed to `plan`.
 pub fn build_services(
     inputs: &ServiceInputs<'_>,
     zones: &mut ZoneSet,
+    plan: &mut Vec<PlannedEndpoint>,
     errors: &mut Vec<BuildError>,
 ) -> Vec<Service> {
     let loaded = inputs.loaded;
     let config = &loaded.config;
     let mut pools: BTreeMap<String, Arc<Pool>> = BTreeMap::new();
     for (name, pool) in &config.pools {
-        if let Some(built) = build_pool(loaded, name, pool, inputs.health, errors) {
+        if let Some(built) = build_pool(inputs, name, pool, plan, errors) {
             pools.insert(name.clone(), Arc::new(built));
         }
     }
@@ -69,15 +73,23 @@ pub fn build_services(
 }
 
 fn build_pool(
-    loaded: &LoadedConfig,
+    inputs: &ServiceInputs<'_>,
     name: &str,
     pool: &Spanned<PoolToml>,
-    health: &HealthRegistry,
+    plan: &mut Vec<PlannedEndpoint>,
     errors: &mut Vec<BuildError>,
 ) -> Option<Pool> {
+    let (loaded, health) = (inputs.loaded, inputs.health);
     let before = errors.len();
     let span = pool.span();
     let pool = pool.get_ref();
+    // --- health check of this pool (see health::plan) ---
+    let check = crate::health::resolve_pool_check(loaded, name, pool.check.as_ref(), inputs.checks)
+        .unwrap_or_else(|err| {
+            errors.push(err.into());
+            None
+        });
+    let mut planned = Vec::new();
     let mut push = |span: std::ops::Range<usize>, message: String| {
         errors.push(loaded.error_at(span, message).into())
     };
@@ -133,8 +145,23 @@ fn build_pool(
             push(espan, format!("endpoint {key} is listed twice"));
             continue;
         }
+        let probe = match crate::health::plan_probe(loaded, name, check.as_ref(), endpoint) {
+            Ok(probe) => probe,
+            // The pool names a check with errors of its own: those were reported.
+            Err(_) if pool.check.is_some() && check.is_none() => None,
+            Err(err) => {
+                push(espan, err.message);
+                continue;
+            }
+        };
+        let record = health.record(&key, probe.as_ref().is_none_or(|p| p.check.initial_up));
+        planned.push(PlannedEndpoint {
+            key: key.clone(),
+            health: record.clone(),
+            probe,
+        });
         endpoints.push(Endpoint {
-            health: health.record(&key, true),
+            health: record,
             key_hash: hash_str(&key),
             key,
             target,
@@ -199,6 +226,9 @@ fn build_pool(
             }
         },
     };
+    if errors.len() == before {
+        plan.extend(planned);
+    }
     (errors.len() == before).then(|| Pool {
         name: name.to_string(),
         endpoints,
