@@ -5,10 +5,12 @@
 use std::net::IpAddr;
 
 use super::wire::{
-    self, MAX_NAME_LEN, Query, QueryError, Rcode, ReplyEdns, ReplyWriter, Section, lowercase_name,
-    rtype,
+    self, ClientSubnet, MAX_NAME_LEN, Query, QueryError, Rcode, ReplyEdns, ReplyWriter, Section,
+    lowercase_name, rtype,
 };
-use crate::policy::{self, ClientAddress, EndpointTarget, Family, Service, Trace, trace};
+use crate::policy::{
+    self, ClientAddress, EndpointTarget, Family, Selection, Service, Trace, trace,
+};
 use crate::snapshot::Snapshot;
 use crate::zone::{Node, RRset, Resolution, Zone};
 
@@ -29,40 +31,62 @@ pub enum Transport {
 }
 
 /// What happened to one query, for metrics and logs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Outcome {
+#[derive(Debug, Clone)]
+pub struct Outcome<'s> {
     /// The reply's rcode.
     pub rcode: Rcode,
     /// The query type (0 when the packet had no readable question).
     pub qtype: u16,
     /// Whether the reply was truncated.
     pub truncated: bool,
+    /// The zone that answered, if any.
+    pub zone: Option<&'s Zone>,
+    /// The query's EDNS Client Subnet, if it had one.
+    pub client_subnet: Option<ClientSubnet>,
+    /// The client as routing saw it.
+    pub client: Option<ClientAddress>,
+    /// The service that answered and what it chose.
+    pub service: Option<(&'s Service, Selection<'s>)>,
+}
+
+impl Outcome<'_> {
+    fn rejected(rcode: Rcode) -> Self {
+        Self {
+            rcode,
+            qtype: 0,
+            truncated: false,
+            zone: None,
+            client_subnet: None,
+            client: None,
+            service: None,
+        }
+    }
 }
 
 /// Answers one packet. Returns `None` when the packet must be dropped;
 /// otherwise the reply is in `out`.
-pub fn handle_packet(
-    snapshot: &Snapshot,
+pub fn handle_packet<'s>(
+    snapshot: &'s Snapshot,
     packet: &[u8],
     client: IpAddr,
     transport: Transport,
     seed: u64,
     out: &mut Vec<u8>,
-) -> Option<Outcome> {
+) -> Option<Outcome<'s>> {
     handle_packet_traced(snapshot, packet, client, transport, seed, out, None)
 }
 
 /// [`handle_packet`] that also records why each step went as it did
 /// (`gslb explain`): the same code, with a trace sink.
-pub fn handle_packet_traced(
-    snapshot: &Snapshot,
+pub fn handle_packet_traced<'s>(
+    snapshot: &'s Snapshot,
     packet: &[u8],
     client: IpAddr,
     transport: Transport,
     seed: u64,
     out: &mut Vec<u8>,
     mut trace: Trace<'_>,
-) -> Option<Outcome> {
+) -> Option<Outcome<'s>> {
     let query = match wire::parse_query(packet) {
         Ok(query) => query,
         Err(QueryError::Drop) => return None,
@@ -73,11 +97,7 @@ pub fn handle_packet_traced(
             had_edns,
         }) => {
             wire::write_reject(out, id, opcode, rcode, had_edns, snapshot.max_udp_payload);
-            return Some(Outcome {
-                rcode,
-                qtype: 0,
-                truncated: false,
-            });
+            return Some(Outcome::rejected(rcode));
         }
     };
     let subnet = query.edns.and_then(|e| e.client_subnet);
@@ -123,6 +143,8 @@ pub fn handle_packet_traced(
         seed,
         scope_prefix_len: 0,
         trace,
+        zone: None,
+        service: None,
     };
     let rcode = answer(&mut context, &query, &mut reply);
     if usable_subnet.is_some() {
@@ -134,6 +156,10 @@ pub fn handle_packet_traced(
         rcode,
         qtype: query.qtype,
         truncated,
+        zone: context.zone,
+        client_subnet: subnet,
+        client: Some(client),
+        service: context.service,
     })
 }
 
@@ -145,10 +171,18 @@ struct Context<'s, 't> {
     /// ECS scope of the answer so far (0: does not depend on the client).
     scope_prefix_len: u8,
     trace: Trace<'t>,
+    /// The zone answering (for metrics).
+    zone: Option<&'s Zone>,
+    /// The last service consulted and its choice (for metrics and logs).
+    service: Option<(&'s Service, Selection<'s>)>,
 }
 
 /// Fills the reply's sections and returns its rcode.
-fn answer(context: &mut Context<'_, '_>, query: &Query<'_>, reply: &mut ReplyWriter<'_>) -> Rcode {
+fn answer<'s>(
+    context: &mut Context<'s, '_>,
+    query: &Query<'_>,
+    reply: &mut ReplyWriter<'_>,
+) -> Rcode {
     let snapshot = context.snapshot;
     // RFC 1035 §4.1.2: we serve class IN only (and QCLASS * as IN).
     if query.qclass != wire::CLASS_IN && query.qclass != wire::CLASS_ANY {
@@ -174,9 +208,9 @@ fn answer(context: &mut Context<'_, '_>, query: &Query<'_>, reply: &mut ReplyWri
     answer_in_zone(context, zone, qname, query.qtype, reply)
 }
 
-fn answer_in_zone(
-    context: &mut Context<'_, '_>,
-    zone: &Zone,
+fn answer_in_zone<'s>(
+    context: &mut Context<'s, '_>,
+    zone: &'s Zone,
     qname: &[u8],
     qtype: u16,
     reply: &mut ReplyWriter<'_>,
@@ -301,6 +335,7 @@ fn answer_service<'s>(
         context.trace.as_deref_mut(),
     );
     context.scope_prefix_len = context.scope_prefix_len.max(selection.scope_prefix_len);
+    context.service = Some((service, selection.clone()));
     if selection.servfail {
         return ServiceAnswer::Done(Rcode::ServFail);
     }

@@ -285,8 +285,9 @@ async fn serve_tcp_connection(
                 rng.next_u64(),
                 &mut reply,
             )
+            .is_some()
         };
-        if answered.is_none() {
+        if !answered {
             continue;
         }
         let mut framed = Vec::with_capacity(reply.len() + 2);
