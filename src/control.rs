@@ -9,6 +9,9 @@ use crate::config::LoadedConfig;
 use crate::health::{HealthMonitor, HealthRegistry};
 use crate::snapshot::{BuildErrors, Snapshot, SnapshotSource};
 
+/// How often `fastest` preferences are recomputed from probe RTTs.
+const FASTEST_UPDATE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// State shared by the server, signal handlers and the admin API.
 pub struct Control {
     /// Where snapshots are built from.
@@ -56,8 +59,18 @@ impl Control {
         Ok(())
     }
 
-    /// Starts the health probers on `runtime` (they follow every reload).
+    /// Starts the health probers on `runtime` (they follow every reload), and
+    /// the task that keeps `fastest` preferences in step with their RTTs.
     pub fn start_probers(&self, runtime: tokio::runtime::Handle) {
-        self.monitor.start(runtime);
+        self.monitor.start(runtime.clone());
+        // `fastest` choices follow the probes' RTTs, with hysteresis.
+        let snapshot = self.snapshot.clone();
+        runtime.spawn(async move {
+            let mut tick = tokio::time::interval(FASTEST_UPDATE_INTERVAL);
+            loop {
+                tick.tick().await;
+                crate::health::fastest::update(&snapshot.load());
+            }
+        });
     }
 }

@@ -153,6 +153,7 @@ fn expand(config: &str) -> String {
 struct Reply {
     status: u16,
     body: String,
+    delay: Duration,
 }
 
 /// A tiny HTTP (or HTTPS, or bare TCP) server on a loopback address whose
@@ -188,6 +189,7 @@ impl Backend {
             reply: Arc::new(Mutex::new(Reply {
                 status: 200,
                 body: "ok\n".to_string(),
+                delay: Duration::ZERO,
             })),
             tls,
             raw_tcp,
@@ -202,10 +204,14 @@ impl Backend {
     }
 
     fn set(&self, status: u16, body: &str) {
-        *self.reply.lock().unwrap() = Reply {
-            status,
-            body: body.to_string(),
-        };
+        let mut reply = self.reply.lock().unwrap();
+        reply.status = status;
+        reply.body = body.to_string();
+    }
+
+    /// Makes every response wait `delay` before it is written.
+    fn set_delay(&self, delay: Duration) {
+        self.reply.lock().unwrap().delay = delay;
     }
 
     /// Closes the listener: connections are refused from now on.
@@ -275,6 +281,7 @@ fn respond(mut stream: impl Read + Write, reply: &Reply) {
             Ok(n) => request.extend_from_slice(&buf[..n]),
         }
     }
+    std::thread::sleep(reply.delay);
     let response = format!(
         "HTTP/1.1 {} X\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
         reply.status,
@@ -678,4 +685,75 @@ fn shipped_failover_example_is_valid() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+#[test]
+fn fastest_prefers_the_lowest_rtt_and_follows_changes() {
+    let fast = Backend::http("127.0.0.41");
+    let slow = Backend::http("127.0.0.42");
+    slow.set_delay(Duration::from_millis(60));
+    let pools = format!(
+        r#"
+[pools.main]
+check = "web"
+endpoints = [{{ address = "127.0.0.42", check_port = {} }}, {{ address = "127.0.0.41", check_port = {} }}]
+"#,
+        slow.port(),
+        fast.port()
+    );
+    let gslb = Gslb::start(
+        "fastest",
+        &config(&format!(
+            "{pools}{}",
+            failover_service(WWW, "\"main\"", "selection = \"fastest\"")
+        )),
+    );
+    // The slow endpoint is listed first: only measured RTTs can pick the other.
+    let took = gslb.wait_for(WWW, &["127.0.0.41"]);
+    println!("fastest chose the quick endpoint after {took:?}");
+    // Swap the latencies: the preference follows once the other is clearly faster.
+    fast.set_delay(Duration::from_millis(80));
+    slow.set_delay(Duration::ZERO);
+    let took = gslb.wait_for(WWW, &["127.0.0.42"]);
+    println!("fastest moved to the other endpoint after {took:?}");
+    // Steady state: the choice does not flap.
+    for _ in 0..10 {
+        assert_eq!(gslb.ips(WWW), vec!["127.0.0.42"]);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn failover_answers_use_the_failover_ttl() {
+    let mut primary = Backend::http("127.0.0.43");
+    let secondary = Backend::http("127.0.0.44");
+    let pools = format!(
+        r#"
+[pools.primary]
+check = "web"
+endpoints = [{{ address = "127.0.0.43", check_port = {} }}]
+[pools.secondary]
+check = "web"
+endpoints = [{{ address = "127.0.0.44", check_port = {} }}]
+"#,
+        primary.port(),
+        secondary.port()
+    );
+    let gslb = Gslb::start(
+        "failover-ttl",
+        &config(&format!(
+            "{pools}{}",
+            failover_service(WWW, "\"primary\", \"secondary\"", "failover_ttl = 2")
+        )),
+    );
+    gslb.wait_for(WWW, &["127.0.0.43"]);
+    assert!(
+        gslb.answer(WWW)[0].contains(" 5 IN A "),
+        "{:?}",
+        gslb.answer(WWW)
+    );
+    primary.stop();
+    gslb.wait_for(WWW, &["127.0.0.44"]);
+    let answer = gslb.answer(WWW);
+    assert!(answer[0].contains(" 2 IN A 127.0.0.44"), "{answer:?}");
 }

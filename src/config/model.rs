@@ -269,6 +269,9 @@ pub struct ServiceToml {
     /// Answer TTL in seconds.
     #[serde(default = "default_ttl")]
     pub ttl: u32,
+    /// TTL of answers given while failing over (the client's first pool is
+    /// down, or all are and we fail open), so clients come back sooner.
+    pub failover_ttl: Option<u32>,
     /// What to answer when no pool has a healthy endpoint.
     #[serde(default)]
     pub all_down: AllDownKind,
@@ -298,6 +301,9 @@ pub enum PolicyKind {
     Latency,
     /// The `pools` list in order for everyone (primary, secondary, ...).
     Failover,
+    /// Pools ordered by their measured probe RTT (best healthy endpoint),
+    /// with hysteresis; the same order for every client.
+    Fastest,
 }
 
 /// How endpoints are picked inside the chosen pool.
@@ -311,6 +317,9 @@ pub enum SelectionKind {
     Sticky,
     /// Up to `max_records` healthy endpoints.
     Multivalue,
+    /// The healthy endpoint with the lowest measured probe RTT, with
+    /// hysteresis so answers don't flap on noise.
+    Fastest,
 }
 
 /// What a service answers when nothing is healthy.

@@ -12,6 +12,7 @@
 //! writes their verdicts here. Probers write only to these records.
 
 mod check;
+pub mod fastest;
 mod monitor;
 mod plan;
 mod probe;

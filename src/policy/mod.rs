@@ -22,7 +22,8 @@ use std::net::IpAddr;
 
 pub use pick::{SplitMix64, hash_str};
 pub use service::{
-    AllDown, Endpoint, EndpointTarget, MinHealthy, Pool, RegionTable, Selection, Service,
+    AllDown, Endpoint, EndpointTarget, MinHealthy, NO_PREFERENCE, Pool, RegionTable, Selection,
+    Service,
 };
 
 /// Most records one answer can carry.
@@ -118,7 +119,13 @@ pub fn select<'s>(
     mut trace: Trace<'_>,
 ) -> Selection<'s> {
     let (order_index, table_prefix_len) = service.table.lookup(client.address);
-    let order = service.order(order_index);
+    // `fastest` keeps its order up to date from probe RTTs; the guard is a
+    // lock-free read of the current list.
+    let measured = service.measured_order.as_ref().map(|order| order.load());
+    let order: &[u16] = match &measured {
+        Some(guard) => guard,
+        None => service.order(order_index),
+    };
     trace!(
         trace,
         "order: {} (table prefix /{table_prefix_len})",
@@ -157,7 +164,7 @@ pub fn select<'s>(
             );
             continue;
         }
-        first_with_family.get_or_insert(pool_index);
+        let is_first = *first_with_family.get_or_insert(pool_index) == pool_index;
         let healthy = pool.count_healthy(family);
         let needed = pool.min_healthy.needed(total);
         if healthy >= needed {
@@ -178,6 +185,9 @@ pub fn select<'s>(
                 &mut selection,
                 &mut trace,
             );
+            if !is_first {
+                mark_failed_over(service, &mut selection, &mut trace);
+            }
             return selection;
         }
         trace!(
@@ -214,6 +224,7 @@ pub fn select<'s>(
                 &mut selection,
                 &mut trace,
             );
+            mark_failed_over(service, &mut selection, &mut trace);
         }
         AllDown::Nodata => {
             trace!(
@@ -227,6 +238,16 @@ pub fn select<'s>(
         }
     }
     selection
+}
+
+/// The answer does not come from the client's first pool: flag it, and
+/// shorten the TTL when the service asks for that.
+fn mark_failed_over(service: &Service, selection: &mut Selection<'_>, trace: &mut Trace<'_>) {
+    selection.failed_over = true;
+    if let Some(ttl) = service.failover_ttl {
+        selection.ttl = ttl;
+        trace!(trace, "failing over: ttl {ttl}");
+    }
 }
 
 fn family_name(family: Family) -> &'static str {

@@ -129,6 +129,28 @@ pub fn pick<'s>(
                 names(selection)
             );
         }
+        SelectionKind::Fastest => {
+            // The control plane's preferred endpoint (kept with hysteresis)
+            // first, then the others by measured RTT; unmeasured ones last.
+            let preferred = pool.preferred_endpoint();
+            let rank = |i: u16| -> (bool, u32, u16) {
+                let rtt = pool.endpoints[usize::from(i)]
+                    .health
+                    .rtt_us()
+                    .unwrap_or(u32::MAX);
+                (Some(i) != preferred, rtt, i)
+            };
+            candidates.sort_unstable_by_key(|&i| rank(i));
+            for &i in candidates.iter().take(wanted) {
+                selection.chosen[selection.count] = i;
+                selection.count += 1;
+            }
+            trace!(
+                trace,
+                "fastest among {count} endpoint(s) by probe RTT: picked {}",
+                names(selection)
+            );
+        }
     }
 }
 

@@ -79,7 +79,7 @@ impl RouteRules {
         locations_loaded: bool,
     ) -> (Order, String) {
         match self.policy {
-            PolicyKind::Failover => (
+            PolicyKind::Failover | PolicyKind::Fastest => (
                 self.fallback(),
                 "failover: pools in configured order".to_string(),
             ),
@@ -184,7 +184,7 @@ impl RouteRules {
         let mut orders = Orders::default();
         let mut table: PrefixTable<u32> = match (self.policy, locations) {
             // Failover does not depend on the client: one leaf, scope 0.
-            (PolicyKind::Failover, _) | (_, None) => {
+            (PolicyKind::Failover | PolicyKind::Fastest, _) | (_, None) => {
                 let (order, _) = self.order_for_location(&Location::UNKNOWN, false);
                 PrefixTable::new(orders.intern(order))
             }
@@ -199,7 +199,7 @@ impl RouteRules {
                     .map(|LocationId(id)| per_location.get(id as usize).copied().unwrap_or(0))
             }
         };
-        if self.policy != PolicyKind::Failover {
+        if !matches!(self.policy, PolicyKind::Failover | PolicyKind::Fastest) {
             if let Some(geo) = &self.geo {
                 if let (false, Some(asn_table)) = (geo.asn.is_empty(), asn) {
                     for family in [AddressFamily::V4, AddressFamily::V6] {
@@ -237,6 +237,9 @@ impl RouteRules {
                 .collect();
             format!("[{}]", names.join(", "))
         };
+        if self.policy == PolicyKind::Fastest {
+            return "fastest: pools by measured RTT, with hysteresis".to_string();
+        }
         if self.policy == PolicyKind::Failover {
             return format!(
                 "failover: pools in configured order {}",

@@ -3,6 +3,9 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, Ordering};
+
+use arc_swap::ArcSwap;
 
 use super::{Family, MAX_RECORDS};
 use crate::config::SelectionKind;
@@ -111,6 +114,31 @@ pub struct Pool {
     pub bias: i8,
     /// Up threshold.
     pub min_healthy: MinHealthy,
+    /// Index of the endpoint `fastest` selection prefers, kept with
+    /// hysteresis by the control plane ([`NO_PREFERENCE`] when none).
+    pub preferred: AtomicU16,
+}
+
+/// `Pool::preferred` when no endpoint is preferred.
+pub const NO_PREFERENCE: u16 = u16::MAX;
+
+impl Pool {
+    /// The endpoint `fastest` selection currently prefers.
+    pub fn preferred_endpoint(&self) -> Option<u16> {
+        match self.preferred.load(Ordering::Relaxed) {
+            NO_PREFERENCE => None,
+            index => Some(index),
+        }
+    }
+
+    /// Best RTT among healthy endpoints, in microseconds.
+    pub fn best_rtt_us(&self) -> Option<u32> {
+        self.endpoints
+            .iter()
+            .filter(|e| e.is_healthy())
+            .filter_map(|e| e.health.rtt_us())
+            .min()
+    }
 }
 
 impl Pool {
@@ -177,6 +205,11 @@ pub struct Service {
     pub sticky_prefix_v6: u8,
     /// The rules the table was compiled from (for `explain`).
     pub route: super::route::RouteRules,
+    /// TTL while failing over, if shorter answers are wanted then.
+    pub failover_ttl: Option<u32>,
+    /// For `policy = "fastest"`: the current pool order, kept with
+    /// hysteresis by the control plane and read lock-free per query.
+    pub measured_order: Option<ArcSwap<Box<[u16]>>>,
 }
 
 impl Service {
@@ -211,6 +244,8 @@ pub struct Selection<'s> {
     pub servfail: bool,
     /// Whether this answer is given with every candidate down (fail-open).
     pub failed_open: bool,
+    /// Whether the answer comes from another pool than the client's first.
+    pub failed_over: bool,
 }
 
 impl<'s> Selection<'s> {
@@ -224,6 +259,7 @@ impl<'s> Selection<'s> {
             scope_prefix_len,
             servfail: false,
             failed_open: false,
+            failed_over: false,
         }
     }
 

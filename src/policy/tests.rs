@@ -46,6 +46,7 @@ fn pool(name: &str, addresses: &[(&str, u32)], coordinates: Option<(f64, f64)>) 
         backup: false,
         bias: 0,
         min_healthy: MinHealthy::Count(1),
+        preferred: std::sync::atomic::AtomicU16::new(NO_PREFERENCE),
     })
 }
 
@@ -131,6 +132,8 @@ fn service(
             sticky_prefix_v4: 24,
             sticky_prefix_v6: 56,
             route,
+            failover_ttl: None,
+            measured_order: None,
         },
     }
 }
@@ -530,6 +533,8 @@ fn latency_rows_override_the_fallback() {
         sticky_prefix_v4: 24,
         sticky_prefix_v6: 56,
         route,
+        failover_ttl: None,
+        measured_order: None,
     };
     let (keys, scope) = answer(&s, ClientAddress::full(ip("81.2.69.200")), Family::V4);
     assert!(keys[0].starts_with("ap/"), "{keys:?}");
@@ -605,6 +610,8 @@ fn asn_rules_override_location_rules_but_not_nets() {
         sticky_prefix_v4: 24,
         sticky_prefix_v6: 56,
         route,
+        failover_ttl: None,
+        measured_order: None,
     };
     // GB by country, but AS64500 is more specific.
     assert!(answer(&s, ClientAddress::full(ip("81.2.69.10")), Family::V4).0[0].starts_with("ap/"));
@@ -617,4 +624,50 @@ fn asn_rules_override_location_rules_but_not_nets() {
             .describe(ip("81.2.69.10"), Some(&table), Some(&asn))
             .contains("asn 64500")
     );
+}
+
+#[test]
+fn fastest_takes_the_preferred_then_lowest_rtt() {
+    let addresses = [("192.0.2.1", 1), ("192.0.2.2", 1), ("192.0.2.3", 1)];
+    let mut fixture = service(
+        PolicyKind::Failover,
+        vec![pool("eu", &addresses, None)],
+        None,
+        SelectionKind::Fastest,
+    );
+    fixture.service.max_records = 2;
+    let pool = &fixture.service.pools[0];
+    pool.endpoints[0].health.set_rtt_us(9_000);
+    pool.endpoints[1].health.set_rtt_us(3_000);
+    pool.endpoints[2].health.set_rtt_us(5_000);
+    let client = ClientAddress::full(ip("192.0.2.9"));
+    let chosen = |s: &Service| select(s, client, Family::V4, 1, None).chosen[..2].to_vec();
+    assert_eq!(chosen(&fixture.service), vec![1, 2]);
+    // The control plane's hysteresis keeps endpoint 2 preferred: it comes first.
+    pool.preferred
+        .store(2, std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(chosen(&fixture.service), vec![2, 1]);
+    // A preferred endpoint that went down is skipped.
+    pool.endpoints[2].health.set_probe_up(false);
+    assert_eq!(chosen(&fixture.service), vec![1, 0]);
+}
+
+#[test]
+fn failover_ttl_applies_only_when_failing_over() {
+    let mut fixture = service(
+        PolicyKind::Failover,
+        three_pools(),
+        None,
+        SelectionKind::Weighted,
+    );
+    fixture.service.failover_ttl = Some(5);
+    let client = ClientAddress::full(ip("192.0.2.9"));
+    let first = select(&fixture.service, client, Family::V4, 1, None);
+    assert_eq!((first.ttl, first.failed_over), (30, false));
+    for e in &fixture.service.pools[0].endpoints {
+        e.health.set_probe_up(false);
+    }
+    let over = select(&fixture.service, client, Family::V4, 1, None);
+    assert_eq!((over.ttl, over.failed_over), (5, true));
+    assert_eq!(over.pool.map(|p| p.name.as_str()), Some("us"));
 }

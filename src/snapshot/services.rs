@@ -236,6 +236,7 @@ fn build_pool(
         backup: pool.backup,
         bias,
         min_healthy,
+        preferred: std::sync::atomic::AtomicU16::new(crate::policy::NO_PREFERENCE),
     })
 }
 
@@ -443,7 +444,10 @@ fn build_service(
         all_down: s.all_down,
         sticky_prefix_v4: s.sticky_prefix_v4.unwrap_or(v4_cap).min(32),
         sticky_prefix_v6: s.sticky_prefix_v6.unwrap_or(v6_cap).min(128),
+        measured_order: (policy == PolicyKind::Fastest)
+            .then(|| arc_swap::ArcSwap::from_pointee(route.fallback().into_boxed_slice())),
         route,
+        failover_ttl: s.failover_ttl,
     })
     .inspect(|service| {
         if service.selection == SelectionKind::Sticky {
