@@ -1,4 +1,5 @@
 //! The DNS data plane: wire format, answering queries from a snapshot, sockets.
 pub mod answer;
+pub mod rrl;
 pub mod server;
 pub mod wire;

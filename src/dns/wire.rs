@@ -736,3 +736,58 @@ pub fn write_reject(
     }
     buf.len()
 }
+
+/// Turns a written reply into a bare truncated one: header and question
+/// only, TC set. Used for RRL "slip" replies, which tell a real client to
+/// retry over TCP without giving a spoofed flood anything to amplify.
+pub fn truncate_reply(reply: &mut Vec<u8>) {
+    let mut reader = Reader {
+        packet: reply,
+        pos: HEADER_LEN,
+    };
+    let question_end = match reader.skip_name(false) {
+        Some(end) if reply.len() >= end + 4 && reply.get(4..6) == Some(&[0, 1]) => end + 4,
+        _ => HEADER_LEN,
+    };
+    reply.truncate(question_end);
+    if reply.len() < HEADER_LEN {
+        return;
+    }
+    reply[2] |= 0x02;
+    if question_end == HEADER_LEN {
+        reply[4..6].fill(0);
+    }
+    reply[6..12].fill(0);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncate_reply_keeps_header_and_question() {
+        let query: Vec<u8> = [
+            &[0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0][..],
+            b"\x03www\x07example\x04test\x00",
+            &[0, 1, 0, 1],
+        ]
+        .concat();
+        let parsed = parse_query(&query).unwrap();
+        let mut buf = Vec::new();
+        let mut writer = ReplyWriter::new(&mut buf, &parsed, 512, None);
+        writer.set_authoritative(true);
+        writer.push_rrset(
+            Section::Answer,
+            b"\x03www\x07example\x04test\x00",
+            rtype::A,
+            30,
+            [&[192, 0, 2, 1][..]],
+        );
+        writer.finish(Rcode::NoError);
+        truncate_reply(&mut buf);
+        assert_eq!(buf.len(), query.len());
+        assert_eq!(buf[2] & 0x02, 0x02, "TC");
+        assert_eq!(&buf[6..12], &[0; 6]);
+        assert_eq!(&buf[12..], &query[12..]);
+    }
+}

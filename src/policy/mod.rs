@@ -20,7 +20,7 @@ mod service;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-pub use pick::{SplitMix64, hash_str};
+pub use pick::{SplitMix64, hash_address, hash_str};
 pub use service::{
     AllDown, Endpoint, EndpointTarget, MinHealthy, NO_PREFERENCE, Pool, RegionTable, Selection,
     Service,
