@@ -21,6 +21,8 @@
 #   LATENCY [1] dnsperf -v: per-response latencies for p50/p99 (costs dnsperf ~5% QPS)
 #   QUIET_MAX [15] % machine busy / QUIET_SECS [2] / QUIET_WAIT [60] s: wait for an
 #     idle machine before each measurement, at most QUIET_WAIT
+#   FOREIGN_MAX [10] / RETRIES [2]: a measurement during which processes outside the
+#     benchmark used more than FOREIGN_MAX % of one core is repeated, up to RETRIES times
 #   CG_DURATION [10] CG_WARMUP [2] CG_CLIENTS [4] CG_OUTSTANDING [20] CG_KINDS [$KINDS]
 #   CG_TOP [30] functions shown from callgrind_annotate
 #   SCALE_WORKERS [1 2]   OUT_DIR [target/bench-server/run-STAMP]   KEEP_WORK [0]
@@ -66,6 +68,8 @@ LATENCY=${LATENCY:-1}
 QUIET_MAX=${QUIET_MAX:-15}
 QUIET_SECS=${QUIET_SECS:-2}
 QUIET_WAIT=${QUIET_WAIT:-60}
+FOREIGN_MAX=${FOREIGN_MAX:-10}
+RETRIES=${RETRIES:-2}
 CG_DURATION=${CG_DURATION:-10}
 CG_WARMUP=${CG_WARMUP:-2}
 CG_CLIENTS=${CG_CLIENTS:-4}
@@ -350,7 +354,7 @@ check_server() {  # NAME PORT -> CHECK
   log "    $1 answers: dig cases $g, first 300 ECS load queries $e"
 }
 
-echo "round,server,kind,qps,avg_ms,p50_ms,p99_ms,p999_ms,sent,completed,lost,rcodes,user_us_per_q,sys_us_per_q,other_pct_core,check" >"$CSV"
+echo "round,server,kind,qps,avg_ms,p50_ms,p99_ms,p999_ms,sent,completed,lost,rcodes,user_us_per_q,sys_us_per_q,server_pct_core,other_pct_core,attempts,check" >"$CSV"
 
 measure() {  # NAME KIND PID PORT ROUND DNSPERF_CPU|- [extra dnsperf args...]
   local name=$1 kind=$2 pid=$3 port=$4 round=$5 dcpu=$6; shift 6
@@ -359,31 +363,37 @@ measure() {  # NAME KIND PID PORT ROUND DNSPERF_CPU|- [extra dnsperf args...]
   local pin=(taskset -c "$dcpu")
   [[ $dcpu == - ]] && pin=()
   local raw=$WORK/dnsperf-$name-$kind-$round.txt
-  wait_quiet
-  ((WARMUP > 0)) && "${pin[@]}" dnsperf "${common[@]}" "${DP_ARGS[@]}" -l "$WARMUP" >/dev/null 2>&1
   local verbose=()
   [[ $LATENCY == 1 ]] && verbose=(-v)
-  python3 "$BENCH_DIR/lib/cpuwatch.py" $$ $((DURATION + 15)) "$WORK/cpuwatch.txt" &
-  local wpid=$!
-  local t0 t1
-  t0=$(proc_ticks "$pid")
-  "${pin[@]}" dnsperf "${common[@]}" "${DP_ARGS[@]}" "${verbose[@]}" -l "$DURATION" >"$raw" 2>&1
-  t1=$(proc_ticks "$pid")
-  kill -TERM "$wpid" 2>/dev/null; wait "$wpid" 2>/dev/null
-  local foreign s
-  foreign=$(sed -n 's/^foreign=\([0-9.]*\).*/\1/p' "$WORK/cpuwatch.txt" 2>/dev/null)
+  local t0 t1 attempt foreign
+  for ((attempt = 1; attempt <= RETRIES + 1; attempt++)); do
+    wait_quiet
+    ((WARMUP > 0)) && "${pin[@]}" dnsperf "${common[@]}" "${DP_ARGS[@]}" -l "$WARMUP" >/dev/null 2>&1
+    python3 "$BENCH_DIR/lib/cpuwatch.py" $$ $((DURATION + 15)) "$WORK/cpuwatch.txt" &
+    local wpid=$!
+    t0=$(proc_ticks "$pid")
+    "${pin[@]}" dnsperf "${common[@]}" "${DP_ARGS[@]}" "${verbose[@]}" -l "$DURATION" >"$raw" 2>&1
+    t1=$(proc_ticks "$pid")
+    kill -TERM "$wpid" 2>/dev/null; wait "$wpid" 2>/dev/null
+    foreign=$(sed -n 's/^foreign=\([0-9.]*\).*/\1/p' "$WORK/cpuwatch.txt" 2>/dev/null)
+    foreign=${foreign:-0}
+    awk -v f="$foreign" -v m="$FOREIGN_MAX" 'BEGIN{exit !(f > m)}' || break
+    ((attempt <= RETRIES)) && log "    $name $kind: other processes used ${foreign}% of a core; measuring again"
+  done
+  ((attempt > RETRIES + 1)) && attempt=$((RETRIES + 1))
+  local s
   s=$(summarise_dnsperf "$raw")
   grep -v '^> ' "$raw" >"$OUT_DIR/raw/dnsperf-$name-$kind-$round.txt"
   rm -f "$raw"
   local -A v=()
   local kvp
   for kvp in $s; do v[${kvp%%=*}]=${kvp#*=}; done
-  local user sys
-  read -r user sys < <(awk -v a="$t0" -v b="$t1" -v hz="$HZ" -v n="${v[completed]}" 'BEGIN{
-    split(a,x," "); split(b,y," ");
-    if (n > 0) printf "%.2f %.2f\n", (y[1]-x[1])*1e6/hz/n, (y[2]-x[2])*1e6/hz/n; else print "nan nan" }')
-  echo "$round,$name,$kind,${v[qps]},${v[avg_ms]},${v[p50_ms]},${v[p99_ms]},${v[p999_ms]},${v[sent]},${v[completed]},${v[lost]},${v[rcodes]},$user,$sys,${foreign:-?},$CHECK" >>"$CSV"
-  log "    r$round $name $kind: qps=${v[qps]} avg=${v[avg_ms]}ms p99=${v[p99_ms]}ms lost=${v[lost]} cpu/q user=${user}us sys=${sys}us other=${foreign:-?}%"
+  local user sys busy
+  read -r user sys busy < <(awk -v a="$t0" -v b="$t1" -v hz="$HZ" -v n="${v[completed]}" -v d="$DURATION" 'BEGIN{
+    split(a,x," "); split(b,y," "); u=y[1]-x[1]; s=y[2]-x[2];
+    if (n > 0) printf "%.2f %.2f %.0f\n", u*1e6/hz/n, s*1e6/hz/n, 100*(u+s)/hz/d; else print "nan nan nan" }')
+  echo "$round,$name,$kind,${v[qps]},${v[avg_ms]},${v[p50_ms]},${v[p99_ms]},${v[p999_ms]},${v[sent]},${v[completed]},${v[lost]},${v[rcodes]},$user,$sys,$busy,$foreign,$attempt,$CHECK" >>"$CSV"
+  log "    r$round $name $kind: qps=${v[qps]} avg=${v[avg_ms]}ms p99=${v[p99_ms]}ms lost=${v[lost]} cpu/q user=${user}us sys=${sys}us server=${busy}%core other=${foreign}%"
 }
 
 report() {  # BASELINE_NAME -> markdown table on stdout
@@ -404,16 +414,17 @@ def agg(k):
     return {"qps": m("qps"), "avg": m("avg_ms"), "p99": m("p99_ms"), "p999": m("p999_ms"),
             "lost": sum(int(f(r["lost"])) for r in rs), "sent": sum(int(f(r["sent"])) for r in rs),
             "user": m("user_us_per_q"), "sys": m("sys_us_per_q"), "other": max(f(r["other_pct_core"]) for r in rs),
+            "busy": m("server_pct_core"),
             "qps_runs": "/".join("%.0f" % f(r["qps"]) for r in rs), "check": rs[0]["check"], "n": len(rs)}
 hdr = ["server", "kind", "rounds", "QPS mean", "QPS per round", "mean lat ms", "p99 ms", "p99.9 ms", "lost/sent",
-       "CPU us/q user", "CPU us/q sys", "CPU us/q total", "other %core (max)", "answers check"]
+       "CPU us/q user", "CPU us/q sys", "CPU us/q total", "server %core", "other %core (max)", "answers check"]
 print("| " + " | ".join(hdr) + " |"); print("|" + "---|" * len(hdr))
 A = {k: agg(k) for k in order}
 for k in order:
     a = A[k]
     print("| " + " | ".join([k[0], k[1], str(a["n"]), "%.0f" % a["qps"], a["qps_runs"], "%.3f" % a["avg"], "%.3f" % a["p99"],
           "%.3f" % a["p999"], "%d/%d" % (a["lost"], a["sent"]), "%.2f" % a["user"], "%.2f" % a["sys"],
-          "%.2f" % (a["user"] + a["sys"]), "%.0f" % a["other"], a["check"]]) + " |")
+          "%.2f" % (a["user"] + a["sys"]), "%.0f" % a["busy"], "%.0f" % a["other"], a["check"]]) + " |")
 ratios = [(k, (base, k[1])) for k in order if k[0] != base and (base, k[1]) in A]
 if ratios:
     print()
@@ -479,6 +490,14 @@ run_scaling() {
 # Total instructions in a callgrind dump (the "summary:" or "totals:" line).
 callgrind_total() { awk '/^(summary|totals):/{print $2; exit}' "$1"; }
 
+# Where the instructions go, per answered query (benches/support/callgrind_profile.py
+# reads the dump itself: self cost by function, by source file so that
+# inlined code shows where it was written, and self + calls made).
+summarise_profile() {  # DUMP QUERIES
+  echo "# $(basename "$1"): $(callgrind_total "$1") instructions, $2 answered queries"
+  python3 "$ROOT/benches/support/callgrind_profile.py" "$1" "$2" "$CG_TOP"
+}
+
 run_callgrind() {
   echo "server,kind,instructions,completed,lost,instructions_per_query,dump" >"$OUT_DIR/callgrind.csv"
   local s port kind before after dump total sum
@@ -518,8 +537,7 @@ run_callgrind() {
       lost=$(sed -n 's/.*lost=\([0-9]*\).*/\1/p' <<<"$sum")
       echo "$s,$kind,$total,$completed,$lost,$(awk -v t="$total" -v n="$completed" 'BEGIN{printf "%.0f", (n > 0 ? t / n : 0)}'),$(basename "$dump")" >>"$OUT_DIR/callgrind.csv"
       log "    $s $kind: $total instructions / $completed answers = $(awk -v t="$total" -v n="$completed" 'BEGIN{printf "%.0f", (n > 0 ? t / n : 0)}') per query (lost $lost)"
-      callgrind_annotate --inclusive=no "$dump" 2>/dev/null | head -$((CG_TOP + 25)) >"$OUT_DIR/profile-$s-$kind.txt"
-      callgrind_annotate --inclusive=yes "$dump" 2>/dev/null | head -$((CG_TOP + 25)) >"$OUT_DIR/profile-$s-$kind-inclusive.txt"
+      summarise_profile "$dump" "$completed" >"$OUT_DIR/profile-$s-$kind.txt"
     done
     stop_pid "$spid"
   done
