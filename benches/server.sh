@@ -495,7 +495,7 @@ callgrind_total() { awk '/^(summary|totals):/{print $2; exit}' "$1"; }
 # inlined code shows where it was written, and self + calls made).
 summarise_profile() {  # DUMP QUERIES
   echo "# $(basename "$1"): $(callgrind_total "$1") instructions, $2 answered queries"
-  python3 "$ROOT/benches/support/callgrind_profile.py" "$1" "$2" "$CG_TOP"
+  python3 "$ROOT/benches/support/callgrind_profile.py" "$1" "$2" "$CG_TOP" "$ROOT"
 }
 
 run_callgrind() {

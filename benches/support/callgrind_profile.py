@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Summarises one callgrind dump per answered query (used by benches/server.sh).
 
-  callgrind_profile.py DUMP QUERIES TOP
+  callgrind_profile.py DUMP QUERIES TOP [REPO_ROOT]
 
 Prints the TOP functions by self cost, the TOP source files by self cost (inlined
 code is counted in the file it was written in, e.g. core/src/hash/sip.rs), and
@@ -10,6 +10,17 @@ Costs are instructions (Ir) divided by QUERIES.
 """
 import re, sys, collections
 path, n, top = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
+root = sys.argv[4].rstrip("/") + "/" if len(sys.argv) > 4 else None
+
+def short_path(p):
+    """gslb's files relative to the repository; std as core/..., crates as name-version/..."""
+    if root and p.startswith(root):
+        return p[len(root):]
+    p = re.sub(r"^/rustc/[0-9a-f]+/library/", "", p)
+    p = re.sub(r"^.*/registry/src/[^/]+/", "", p)
+    p = re.sub(r"^/rust/deps/", "", p)
+    return re.sub(r"^(\./)+", "", p)
+
 names = {"fl": {}, "fn": {}}
 def name(kind, value):
     m = re.match(r"\((\d+)\)(?: (.*))?$", value)
@@ -45,7 +56,7 @@ for k, v in self_fn.most_common(top):
     print("%8.0f %5.1f%%  %s" % (v / n, 100.0 * v / total, k[:160]))
 print("## self cost by source file (inlined code counted where it was written)")
 for k, v in self_file.most_common(top):
-    print("%8.0f %5.1f%%  %s" % (v / n, 100.0 * v / total, re.sub(r"^.*/(src|library|sysdeps|nptl|string|socket)/", r"\1/", k)))
+    print("%8.0f %5.1f%%  %s" % (v / n, 100.0 * v / total, short_path(k)))
 print("## inclusive cost by function (self + calls made, per query)")
 incl = collections.Counter({k: self_fn[k] + calls_out[k] for k in set(self_fn) | set(calls_out)})
 for k, v in incl.most_common(top):
