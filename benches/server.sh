@@ -18,13 +18,13 @@
 #   ROUNDS [2] A/B rounds per query kind    KINDS [static geo geo-ecs]
 #   CLIENTS [10] dnsperf -c   OUTSTANDING [100] dnsperf -q   ECS_N [50000] ECS queries
 #   SERVER_CPU [1] / CLIENT_CPU [0] taskset cores   GSLB_PORT [5420] GDNSD_PORT [5421]
-#   LATENCY [1] dnsperf -v: per-response latencies for p50/p99 (costs dnsperf ~5% QPS)
+#   LATENCY [1] dnsperf -v: per-response latencies for p50/p99 (more client work per answer)
 #   QUIET_MAX [15] % machine busy / QUIET_SECS [2] / QUIET_WAIT [60] s: wait for an
 #     idle machine before each measurement, at most QUIET_WAIT
 #   FOREIGN_MAX [10] / RETRIES [2]: a measurement during which processes outside the
 #     benchmark used more than FOREIGN_MAX % of one core is repeated, up to RETRIES times
 #   CG_DURATION [10] CG_WARMUP [2] CG_CLIENTS [4] CG_OUTSTANDING [20] CG_KINDS [$KINDS]
-#   CG_TOP [30] functions shown from callgrind_annotate
+#   CG_TOP [30] rows per section of the callgrind profiles
 #   SCALE_WORKERS [1 2]   OUT_DIR [target/bench-server/run-STAMP]   KEEP_WORK [0]
 #   GSLB_BIN [target/release/gslb; built with cargo build --release unless NO_BUILD=1]
 set -uo pipefail
