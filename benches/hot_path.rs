@@ -1,0 +1,206 @@
+//! Hot-path micro-benchmarks (criterion): decode a query, locate a client,
+//! run each policy, encode a reply, and the whole `handle_packet` seam.
+//!
+//! Run with `cargo bench --bench hot_path`; see benches/README.md. The
+//! snapshot is built from `benches/fixtures/bench.toml` (one zone, three
+//! regions, a geo map over `geoip/demo-city.mmdb`, ECS on).
+
+use std::hint::black_box;
+use std::net::{IpAddr, Ipv4Addr};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+
+use gslb::control::Control;
+use gslb::dns::answer::{Transport, handle_packet};
+use gslb::dns::wire::{self, ReplyEdns, ReplyWriter, Section};
+use gslb::policy::{self, ClientAddress, Family};
+use gslb::snapshot::{Snapshot, SnapshotSource};
+
+#[path = "support/queries.rs"]
+mod queries;
+
+/// Rotating inputs: a power of two so the index is a mask, not a division.
+const ROTATION: usize = 1024;
+
+fn build_snapshot() -> (Control, std::sync::Arc<Snapshot>) {
+    let source = SnapshotSource {
+        config_path: queries::fixture_config(),
+        extra_zones: Vec::new(),
+    };
+    let (control, _) =
+        Control::start(source).unwrap_or_else(|errors| panic!("bench config: {errors}"));
+    let snapshot = control.snapshot.load_full();
+    (control, snapshot)
+}
+
+fn service_index(snapshot: &Snapshot, name: &str) -> usize {
+    snapshot
+        .services
+        .iter()
+        .position(|s| s.name.trim_end_matches('.') == name)
+        .unwrap_or_else(|| panic!("service {name} not in the bench config"))
+}
+
+fn clients() -> Vec<ClientAddress> {
+    queries::ecs_clients(ROTATION)
+        .into_iter()
+        .map(|(address, prefix_len)| ClientAddress::subnet(address, prefix_len.min(24)))
+        .collect()
+}
+
+fn bench_wire(c: &mut Criterion) {
+    let ecs = queries::query(
+        1,
+        "www.example.test",
+        queries::A,
+        Some(("81.2.69.0".parse().expect("literal"), 24)),
+    );
+    let plain = queries::query(1, "static.example.test", queries::A, None);
+    let mut group = c.benchmark_group("wire");
+    group.bench_function("parse_query/ecs", |b| {
+        b.iter(|| wire::parse_query(black_box(&ecs)).is_ok())
+    });
+    group.bench_function("parse_query/plain", |b| {
+        b.iter(|| wire::parse_query(black_box(&plain)).is_ok())
+    });
+    // Encoding alone: header + question, one A record, OPT with ECS echo.
+    let query = wire::parse_query(&ecs).unwrap_or_else(|e| panic!("bench query: {e:?}"));
+    let rdata: &[u8] = &[192, 0, 2, 10];
+    let owner = query.qname.to_ascii_lowercase();
+    let mut out = Vec::with_capacity(4096);
+    group.bench_function("write_reply/a_ecs", |b| {
+        b.iter(|| {
+            let edns = query.edns.map(|e| ReplyEdns {
+                udp_payload: 1232,
+                client_subnet: e.client_subnet.map(|s| (s, 0)),
+            });
+            let mut reply = ReplyWriter::new(&mut out, black_box(&query), 1232, edns);
+            reply.set_authoritative(true);
+            reply.push_rrset(Section::Answer, &owner, wire::rtype::A, 60, [rdata]);
+            reply.set_ecs_scope(24);
+            reply.finish(wire::Rcode::NoError)
+        })
+    });
+    group.finish();
+}
+
+fn bench_locate(c: &mut Criterion) {
+    let (_control, snapshot) = build_snapshot();
+    let clients = clients();
+    let locations = snapshot
+        .geo
+        .locations
+        .clone()
+        .unwrap_or_else(|| panic!("bench config has a geoip database"));
+    let www = &snapshot.services[service_index(&snapshot, "www.example.test")];
+    let mut group = c.benchmark_group("locate");
+    let mut i = 0usize;
+    group.bench_function("location_table_lookup", |b| {
+        b.iter(|| {
+            i = i.wrapping_add(1);
+            locations.lookup(black_box(clients[i & (ROTATION - 1)].address))
+        })
+    });
+    group.bench_function("region_table_lookup/geo", |b| {
+        b.iter(|| {
+            i = i.wrapping_add(1);
+            www.table
+                .lookup(black_box(clients[i & (ROTATION - 1)].address))
+        })
+    });
+    group.finish();
+}
+
+fn bench_policy(c: &mut Criterion) {
+    let (_control, snapshot) = build_snapshot();
+    let clients = clients();
+    let mut group = c.benchmark_group("policy_select");
+    for (label, name) in [
+        ("geo", "www.example.test"),
+        ("nearest", "near.example.test"),
+        ("latency", "lat.example.test"),
+        ("sticky", "sticky.example.test"),
+    ] {
+        let service = &snapshot.services[service_index(&snapshot, name)];
+        let mut i = 0usize;
+        group.bench_function(label, |b| {
+            b.iter(|| {
+                i = i.wrapping_add(1);
+                let selection = policy::select(
+                    service,
+                    black_box(clients[i & (ROTATION - 1)]),
+                    Family::V4,
+                    i as u64,
+                    None,
+                );
+                selection.count
+            })
+        });
+    }
+    group.finish();
+}
+
+fn bench_handle_packet(c: &mut Criterion) {
+    let (_control, snapshot) = build_snapshot();
+    let source = IpAddr::V4(Ipv4Addr::new(81, 2, 69, 7));
+    let static_a = queries::query(7, "static.example.test", queries::A, None);
+    let geo = queries::query(7, "www.example.test", queries::A, None);
+    let geo_ecs: Vec<Vec<u8>> = queries::ecs_clients(ROTATION)
+        .into_iter()
+        .enumerate()
+        .map(|(n, ecs)| queries::query(n as u16, "www.example.test", queries::A, Some(ecs)))
+        .collect();
+    let mut out = Vec::with_capacity(4096);
+    let mut group = c.benchmark_group("handle_packet");
+    let mut seed = 0u64;
+    group.bench_function("static_a", |b| {
+        b.iter(|| {
+            seed = seed.wrapping_add(1);
+            handle_packet(
+                &snapshot,
+                black_box(&static_a),
+                source,
+                Transport::Udp,
+                seed,
+                &mut out,
+            )
+        })
+    });
+    group.bench_function("geo_no_ecs", |b| {
+        b.iter(|| {
+            seed = seed.wrapping_add(1);
+            handle_packet(
+                &snapshot,
+                black_box(&geo),
+                source,
+                Transport::Udp,
+                seed,
+                &mut out,
+            )
+        })
+    });
+    let mut i = 0usize;
+    group.bench_function("geo_ecs_many_subnets", |b| {
+        b.iter(|| {
+            i = i.wrapping_add(1);
+            handle_packet(
+                &snapshot,
+                black_box(&geo_ecs[i & (ROTATION - 1)]),
+                source,
+                Transport::Udp,
+                i as u64,
+                &mut out,
+            )
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    bench_wire,
+    bench_locate,
+    bench_policy,
+    bench_handle_packet
+);
+criterion_main!(benches);
