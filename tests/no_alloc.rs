@@ -76,8 +76,9 @@ fn count_allocations(cases: &[(&str, Vec<u8>, Rcode)]) -> Vec<(String, u64)> {
     let mut out = Vec::with_capacity(4096);
     let mut counts = Vec::new();
     for (label, packet, want) in cases {
+        let snapshot = control.snapshot.load();
         let warm = handle_packet(
-            &control.snapshot.load(),
+            &snapshot,
             packet,
             client,
             Transport::Udp,
