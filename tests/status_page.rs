@@ -222,6 +222,40 @@ fn status_page_renders_and_its_buttons_override() {
     assert!(poll_until(DEADLINE, || answers(&server) == ["192.0.2.10", "192.0.2.11"]));
 }
 
+/// GETs a DevTools HTTP endpoint (it keeps connections open, so the body is
+/// read by its Content-Length); empty on any failure.
+fn devtools_get(addr: SocketAddr, path: &str) -> String {
+    let Ok(mut stream) = TcpStream::connect(addr) else {
+        return String::new();
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    if write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").is_err() {
+        return String::new();
+    }
+    let mut reader = BufReader::new(stream);
+    let mut length = 0usize;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return String::new();
+        }
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':')
+            && name.eq_ignore_ascii_case("content-length")
+        {
+            length = value.trim().parse().unwrap_or(0);
+        }
+    }
+    let mut body = vec![0u8; length];
+    if reader.read_exact(&mut body).is_err() {
+        return String::new();
+    }
+    String::from_utf8_lossy(&body).into_owned()
+}
+
 /// A Chromium with a DevTools WebSocket to its first page.
 struct Cdp {
     child: Child,
@@ -256,8 +290,8 @@ impl Cdp {
             .expect("DevTools address");
         let mut page = None;
         poll_until(DEADLINE, || {
-            let list = http(port, "GET", "/json/list", &[], "");
-            page = serde_json::from_str::<serde_json::Value>(&list.body)
+            let list = devtools_get(port, "/json/list");
+            page = serde_json::from_str::<serde_json::Value>(&list)
                 .ok()
                 .and_then(|v| {
                     v.as_array()?
