@@ -84,8 +84,9 @@ impl Control {
             .reloading
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let built = Snapshot::build(&self.source, &self.health)
-            .and_then(|(snapshot, loaded)| check_ops_settings(&loaded).map(|()| (snapshot, loaded)));
+        let built = Snapshot::build(&self.source, &self.health).and_then(|(snapshot, loaded)| {
+            check_ops_settings(&loaded).map(|()| (snapshot, loaded))
+        });
         let (snapshot, loaded) = match built {
             Ok(built) => built,
             Err(errors) => {
@@ -141,8 +142,10 @@ impl Control {
 
     fn apply_ops_settings(&self, loaded: &LoadedConfig) {
         self.query_log.configure(&loaded.config.query_log);
-        self.watch
-            .store(loaded.config.server.watch, std::sync::atomic::Ordering::Relaxed);
+        self.watch.store(
+            loaded.config.server.watch,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         let files = files_of(&self.source, loaded);
         *self
             .watched
@@ -204,7 +207,10 @@ fn check_ops_settings(loaded: &LoadedConfig) -> Result<(), BuildErrors> {
     if !(0.0..=1.0).contains(rate.get_ref()) {
         return Err(BuildErrors(vec![BuildError::Config(loaded.error_at(
             rate.span(),
-            format!("sample_rate = {} is out of range: use 0..=1", rate.get_ref()),
+            format!(
+                "sample_rate = {} is out of range: use 0..=1",
+                rate.get_ref()
+            ),
         ))]));
     }
     Ok(())
@@ -214,7 +220,12 @@ fn check_ops_settings(loaded: &LoadedConfig) -> Result<(), BuildErrors> {
 fn files_of(source: &SnapshotSource, loaded: &LoadedConfig) -> Vec<PathBuf> {
     let config = &loaded.config;
     let mut files = vec![loaded.path.clone()];
-    files.extend(config.zones.iter().map(|z| loaded.resolve_path(z.file.get_ref())));
+    files.extend(
+        config
+            .zones
+            .iter()
+            .map(|z| loaded.resolve_path(z.file.get_ref())),
+    );
     files.extend(source.extra_zones.iter().map(|(_, path)| path.clone()));
     if let Some(geoip) = &config.geoip {
         files.extend(

@@ -346,19 +346,34 @@ async fn start_api(
 }
 
 /// `gslb reload`: POST /reload to a running server.
-fn reload_command(config: &std::path::Path, api: Option<SocketAddr>, token: Option<String>) -> Result<()> {
+fn reload_command(
+    config: &std::path::Path,
+    api: Option<SocketAddr>,
+    token: Option<String>,
+) -> Result<()> {
     // The config supplies the address and token when not given; a config
     // that does not parse (the reason for reloading, maybe) supplies nothing.
-    let server = gslb::config::load_config(config).ok().map(|c| c.config.server);
+    let server = gslb::config::load_config(config)
+        .ok()
+        .map(|c| c.config.server);
     let addr = api
         .or_else(|| server.as_ref().map(|s| s.api))
-        .unwrap_or_else(|| gslb::config::DEFAULT_API.parse().unwrap_or(SocketAddr::from(([127, 0, 0, 1], 9300))));
+        .unwrap_or_else(|| {
+            gslb::config::DEFAULT_API
+                .parse()
+                .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 9300)))
+        });
     let token = token
-        .or_else(|| std::env::var("GSLB_API_TOKEN").ok().filter(|t| !t.is_empty()))
+        .or_else(|| {
+            std::env::var("GSLB_API_TOKEN")
+                .ok()
+                .filter(|t| !t.is_empty())
+        })
         .or_else(|| server.and_then(|s| s.api_token).map(|t| t.0));
     let reply = gslb::api::client::post(addr, "/reload", token.as_deref())
         .with_context(|| format!("calling the admin API at {addr}"))?;
-    let body: serde_json::Value = serde_json::from_str(&reply.body).unwrap_or(serde_json::Value::Null);
+    let body: serde_json::Value =
+        serde_json::from_str(&reply.body).unwrap_or(serde_json::Value::Null);
     match reply.status {
         200 => {
             println!("reloaded ({addr})");
@@ -367,7 +382,11 @@ fn reload_command(config: &std::path::Path, api: Option<SocketAddr>, token: Opti
         422 => {
             let errors: Vec<String> = body["errors"]
                 .as_array()
-                .map(|list| list.iter().filter_map(|e| e.as_str().map(str::to_string)).collect())
+                .map(|list| {
+                    list.iter()
+                        .filter_map(|e| e.as_str().map(str::to_string))
+                        .collect()
+                })
                 .unwrap_or_default();
             Err(anyhow!(
                 "reload failed, the server keeps its running configuration:\n{}",

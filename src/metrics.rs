@@ -200,7 +200,11 @@ impl Metrics {
 
     /// A recorder for one DNS worker thread (UDP) or for all TCP connections
     /// of a listener (clone it per connection).
-    pub fn recorder(self: &Arc<Self>, transport: Transport, query_log: Arc<QueryLog>) -> QueryRecorder {
+    pub fn recorder(
+        self: &Arc<Self>,
+        transport: Transport,
+        query_log: Arc<QueryLog>,
+    ) -> QueryRecorder {
         let mut cells = self.lock();
         let slot = cells.slots.len();
         let fixed = Arc::new(SlotCells::default());
@@ -397,7 +401,9 @@ impl QueryRecorder {
             self.fixed.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         };
-        let zone = outcome.zone.or_else(|| zone_of_question(snapshot, packet, outcome));
+        let zone = outcome
+            .zone
+            .or_else(|| zone_of_question(snapshot, packet, outcome));
         let zone_cells = zone
             .and_then(|zone| view.zones.get(zone.origin()))
             .unwrap_or(&view.no_zone);
@@ -418,13 +424,16 @@ impl QueryRecorder {
                 .and_then(|pool| service.pools.iter().position(|p| std::ptr::eq(&**p, pool)));
             let failover = match (outcome.client, selection.pool) {
                 _ if selection.failed_open => true,
-                (Some(client), Some(pool)) => {
-                    !std::ptr::eq(first_choice(service, client.address, family_of(outcome.qtype)).unwrap_or(pool), pool)
-                }
+                (Some(client), Some(pool)) => !std::ptr::eq(
+                    first_choice(service, client.address, family_of(outcome.qtype)).unwrap_or(pool),
+                    pool,
+                ),
                 _ => false,
             };
             if let Some(cells) = service_index.and_then(|s| view.services.get(s)) {
-                let cell = pool_index.or(cells.len().checked_sub(1)).and_then(|p| cells.get(p));
+                let cell = pool_index
+                    .or(cells.len().checked_sub(1))
+                    .and_then(|p| cells.get(p));
                 if let Some(cell) = cell {
                     cell.answers.fetch_add(1, Ordering::Relaxed);
                     if failover {
@@ -491,7 +500,11 @@ fn family_of(qtype: u16) -> Family {
 
 /// The pool failover would try first for `address`: the first primary (then
 /// backup) pool of its order with endpoints of `family`.
-fn first_choice(service: &Service, address: IpAddr, family: Family) -> Option<&crate::policy::Pool> {
+fn first_choice(
+    service: &Service,
+    address: IpAddr,
+    family: Family,
+) -> Option<&crate::policy::Pool> {
     let order = service.order(service.table.lookup(address).0);
     let pool = |&p: &u16| service.pools.get(usize::from(p));
     order
@@ -591,13 +604,42 @@ impl prometheus_client::collector::Collector for Scrape {
 
         // --- build and process ---
         let info = vec![("version", env!("CARGO_PKG_VERSION").to_string())];
-        let mut metric = e.encode_descriptor("gslb_build", "gslb build information", None, MetricType::Info)?;
+        let mut metric = e.encode_descriptor(
+            "gslb_build",
+            "gslb build information",
+            None,
+            MetricType::Info,
+        )?;
         metric.encode_info(&info)?;
         let process = ProcessFigures::read();
-        family(e, "process_cpu_seconds", "user and system CPU time", MetricType::Counter, [(vec![], process.cpu_seconds)])?;
-        family(e, "process_resident_memory_bytes", "resident set size", MetricType::Gauge, [(vec![], process.resident_bytes)])?;
-        family(e, "process_open_fds", "open file descriptors", MetricType::Gauge, [(vec![], process.open_fds)])?;
-        family(e, "process_start_time_seconds", "start time, Unix seconds", MetricType::Gauge, [(vec![], ms_to_secs(unix_ms(metrics.started)))])?;
+        family(
+            e,
+            "process_cpu_seconds",
+            "user and system CPU time",
+            MetricType::Counter,
+            [(vec![], process.cpu_seconds)],
+        )?;
+        family(
+            e,
+            "process_resident_memory_bytes",
+            "resident set size",
+            MetricType::Gauge,
+            [(vec![], process.resident_bytes)],
+        )?;
+        family(
+            e,
+            "process_open_fds",
+            "open file descriptors",
+            MetricType::Gauge,
+            [(vec![], process.open_fds)],
+        )?;
+        family(
+            e,
+            "process_start_time_seconds",
+            "start time, Unix seconds",
+            MetricType::Gauge,
+            [(vec![], ms_to_secs(unix_ms(metrics.started)))],
+        )?;
 
         // --- reloads ---
         let r = &metrics.reloads;
@@ -607,8 +649,14 @@ impl prometheus_client::collector::Collector for Scrape {
             "configuration reloads by result",
             MetricType::Counter,
             [
-                (vec![("result", "ok".to_string())], r.ok.load(Ordering::Relaxed)),
-                (vec![("result", "error".to_string())], r.failed.load(Ordering::Relaxed)),
+                (
+                    vec![("result", "ok".to_string())],
+                    r.ok.load(Ordering::Relaxed),
+                ),
+                (
+                    vec![("result", "error".to_string())],
+                    r.failed.load(Ordering::Relaxed),
+                ),
             ],
         )?;
         family(
@@ -617,20 +665,49 @@ impl prometheus_client::collector::Collector for Scrape {
             "last reload attempt by result, Unix seconds (0 = never)",
             MetricType::Gauge,
             [
-                (vec![("result", "ok".to_string())], ms_to_secs(r.last_ok_ms.load(Ordering::Relaxed))),
-                (vec![("result", "error".to_string())], ms_to_secs(r.last_failed_ms.load(Ordering::Relaxed))),
+                (
+                    vec![("result", "ok".to_string())],
+                    ms_to_secs(r.last_ok_ms.load(Ordering::Relaxed)),
+                ),
+                (
+                    vec![("result", "error".to_string())],
+                    ms_to_secs(r.last_failed_ms.load(Ordering::Relaxed)),
+                ),
             ],
         )?;
-        family(e, "gslb_config_loaded_timestamp_seconds", "when the configuration in service was loaded, Unix seconds", MetricType::Gauge, [(vec![], ms_to_secs(r.loaded_ms.load(Ordering::Relaxed)))])?;
-        family(e, "gslb_config_file_mtime_seconds", "modification time of the configuration file in service, Unix seconds", MetricType::Gauge, [(vec![], ms_to_secs(r.config_mtime_ms.load(Ordering::Relaxed)))])?;
+        family(
+            e,
+            "gslb_config_loaded_timestamp_seconds",
+            "when the configuration in service was loaded, Unix seconds",
+            MetricType::Gauge,
+            [(vec![], ms_to_secs(r.loaded_ms.load(Ordering::Relaxed)))],
+        )?;
+        family(
+            e,
+            "gslb_config_file_mtime_seconds",
+            "modification time of the configuration file in service, Unix seconds",
+            MetricType::Gauge,
+            [(
+                vec![],
+                ms_to_secs(r.config_mtime_ms.load(Ordering::Relaxed)),
+            )],
+        )?;
 
         // --- queries ---
         let (slots, zones, pools) = {
             let cells = metrics.lock();
             (
                 cells.slots.clone(),
-                cells.zones.iter().map(|((z, _), c)| (z.clone(), c.clone())).collect::<Vec<_>>(),
-                cells.pools.iter().map(|((s, p, _), c)| (s.clone(), p.clone(), c.clone())).collect::<Vec<_>>(),
+                cells
+                    .zones
+                    .iter()
+                    .map(|((z, _), c)| (z.clone(), c.clone()))
+                    .collect::<Vec<_>>(),
+                cells
+                    .pools
+                    .iter()
+                    .map(|((s, p, _), c)| (s.clone(), p.clone(), c.clone()))
+                    .collect::<Vec<_>>(),
             )
         };
         let mut queries: std::collections::BTreeMap<(String, usize), u64> = Default::default();
@@ -659,7 +736,14 @@ impl prometheus_client::collector::Collector for Scrape {
                 (
                     vec![
                         ("zone", zone),
-                        ("transport", TRANSPORTS.get(transport).copied().unwrap_or("?").to_string()),
+                        (
+                            "transport",
+                            TRANSPORTS
+                                .get(transport)
+                                .copied()
+                                .unwrap_or("?")
+                                .to_string(),
+                        ),
                         ("type", qtype.to_string()),
                         ("rcode", RCODES[rcode].to_string()),
                     ],
@@ -667,20 +751,41 @@ impl prometheus_client::collector::Collector for Scrape {
                 )
             }),
         )?;
-        let sum = |f: fn(&SlotCells) -> &AtomicU64| slots.iter().map(|s| f(s).load(Ordering::Relaxed)).sum::<u64>();
-        family(e, "gslb_dns_dropped_packets", "packets dropped without a reply (not a query, too short)", MetricType::Counter, [(vec![], sum(|s| &s.dropped))])?;
-        family(e, "gslb_dns_truncated_replies", "replies truncated (TC set)", MetricType::Counter, [(vec![], sum(|s| &s.truncated))])?;
+        let sum = |f: fn(&SlotCells) -> &AtomicU64| {
+            slots
+                .iter()
+                .map(|s| f(s).load(Ordering::Relaxed))
+                .sum::<u64>()
+        };
+        family(
+            e,
+            "gslb_dns_dropped_packets",
+            "packets dropped without a reply (not a query, too short)",
+            MetricType::Counter,
+            [(vec![], sum(|s| &s.dropped))],
+        )?;
+        family(
+            e,
+            "gslb_dns_truncated_replies",
+            "replies truncated (TC set)",
+            MetricType::Counter,
+            [(vec![], sum(|s| &s.truncated))],
+        )?;
         family(
             e,
             "gslb_dns_ecs_queries",
             "queries with and without an EDNS Client Subnet option",
             MetricType::Counter,
             [
-                (vec![("ecs", "present".to_string())], sum(|s| &s.ecs_present)),
+                (
+                    vec![("ecs", "present".to_string())],
+                    sum(|s| &s.ecs_present),
+                ),
                 (vec![("ecs", "absent".to_string())], sum(|s| &s.ecs_absent)),
             ],
         )?;
-        let mut by_pool: std::collections::BTreeMap<(String, String), PoolTotals> = Default::default();
+        let mut by_pool: std::collections::BTreeMap<(String, String), PoolTotals> =
+            Default::default();
         for (service, pool, cells) in &pools {
             let t = by_pool.entry((service.clone(), pool.clone())).or_default();
             t.answers += cells.answers.load(Ordering::Relaxed);
@@ -691,12 +796,35 @@ impl prometheus_client::collector::Collector for Scrape {
             by_pool
                 .iter()
                 .filter(|(_, t)| f(t) > 0 || t.answers > 0)
-                .map(|((service, pool), t)| (vec![("service", service.clone()), ("pool", pool.clone())], f(t)))
+                .map(|((service, pool), t)| {
+                    (
+                        vec![("service", service.clone()), ("pool", pool.clone())],
+                        f(t),
+                    )
+                })
                 .collect::<Vec<_>>()
         };
-        family(e, "gslb_service_answers", "service answers by the pool that answered (pool \"\" = no pool: nodata or servfail)", MetricType::Counter, pool_rows(|t| t.answers))?;
-        family(e, "gslb_failover_answers", "service answers from a pool other than the client's first choice, or failing open", MetricType::Counter, pool_rows(|t| t.failovers))?;
-        family(e, "gslb_fail_open_answers", "service answers given with every pool down (fail-open)", MetricType::Counter, pool_rows(|t| t.fail_open))?;
+        family(
+            e,
+            "gslb_service_answers",
+            "service answers by the pool that answered (pool \"\" = no pool: nodata or servfail)",
+            MetricType::Counter,
+            pool_rows(|t| t.answers),
+        )?;
+        family(
+            e,
+            "gslb_failover_answers",
+            "service answers from a pool other than the client's first choice, or failing open",
+            MetricType::Counter,
+            pool_rows(|t| t.failovers),
+        )?;
+        family(
+            e,
+            "gslb_fail_open_answers",
+            "service answers given with every pool down (fail-open)",
+            MetricType::Counter,
+            pool_rows(|t| t.fail_open),
+        )?;
 
         // --- endpoints (the snapshot in service) ---
         let snapshot = control.snapshot.load_full();
@@ -705,40 +833,103 @@ impl prometheus_client::collector::Collector for Scrape {
             let (pool, _) = key.split_once('/').unwrap_or((key, ""));
             vec![("pool", pool.to_string()), ("endpoint", key.to_string())]
         };
-        family(e, "gslb_endpoint_answers", "answers naming the endpoint", MetricType::Counter, endpoints.iter().map(|p| (label(&p.key), p.health.answers())))?;
-        family(e, "gslb_endpoint_up", "1 when answers may name the endpoint (probes, overrides; not config `down`)", MetricType::Gauge, endpoints.iter().map(|p| (label(&p.key), u64::from(p.health.is_usable()))))?;
-        family(e, "gslb_endpoint_probe_up", "the probes' verdict (1 = up)", MetricType::Gauge, endpoints.iter().map(|p| (label(&p.key), u64::from(p.health.probe_up()))))?;
+        family(
+            e,
+            "gslb_endpoint_answers",
+            "answers naming the endpoint",
+            MetricType::Counter,
+            endpoints
+                .iter()
+                .map(|p| (label(&p.key), p.health.answers())),
+        )?;
+        family(
+            e,
+            "gslb_endpoint_up",
+            "1 when answers may name the endpoint (probes, overrides; not config `down`)",
+            MetricType::Gauge,
+            endpoints
+                .iter()
+                .map(|p| (label(&p.key), u64::from(p.health.is_usable()))),
+        )?;
+        family(
+            e,
+            "gslb_endpoint_probe_up",
+            "the probes' verdict (1 = up)",
+            MetricType::Gauge,
+            endpoints
+                .iter()
+                .map(|p| (label(&p.key), u64::from(p.health.probe_up()))),
+        )?;
         family(
             e,
             "gslb_endpoint_override",
             "operator override in force (1 for the state shown)",
             MetricType::Gauge,
-            endpoints.iter().filter(|p| p.health.effective_override() != Override::None).map(|p| {
-                let mut l = label(&p.key);
-                l.push(("state", p.health.effective_override().as_str().to_string()));
-                (l, 1u64)
+            endpoints
+                .iter()
+                .filter(|p| p.health.effective_override() != Override::None)
+                .map(|p| {
+                    let mut l = label(&p.key);
+                    l.push(("state", p.health.effective_override().as_str().to_string()));
+                    (l, 1u64)
+                }),
+        )?;
+        family(
+            e,
+            "gslb_endpoint_rtt_seconds",
+            "smoothed probe round-trip time",
+            MetricType::Gauge,
+            endpoints.iter().filter_map(|p| {
+                p.health
+                    .rtt_us()
+                    .map(|us| (label(&p.key), f64::from(us) / 1e6))
             }),
         )?;
-        family(e, "gslb_endpoint_rtt_seconds", "smoothed probe round-trip time", MetricType::Gauge, endpoints.iter().filter_map(|p| p.health.rtt_us().map(|us| (label(&p.key), f64::from(us) / 1e6))))?;
-        family(e, "gslb_endpoint_weight_percent", "weight factor from JSON health bodies", MetricType::Gauge, endpoints.iter().map(|p| (label(&p.key), u64::from(p.health.weight_percent()))))?;
-        family(e, "gslb_endpoint_probes", "probes finished", MetricType::Counter, endpoints.iter().filter(|p| p.probe.is_some()).map(|p| (label(&p.key), p.health.probes_total())))?;
+        family(
+            e,
+            "gslb_endpoint_weight_percent",
+            "weight factor from JSON health bodies",
+            MetricType::Gauge,
+            endpoints
+                .iter()
+                .map(|p| (label(&p.key), u64::from(p.health.weight_percent()))),
+        )?;
+        family(
+            e,
+            "gslb_endpoint_probes",
+            "probes finished",
+            MetricType::Counter,
+            endpoints
+                .iter()
+                .filter(|p| p.probe.is_some())
+                .map(|p| (label(&p.key), p.health.probes_total())),
+        )?;
         family(
             e,
             "gslb_endpoint_probe_failures",
             "failed probes by reason",
             MetricType::Counter,
-            endpoints.iter().filter(|p| p.probe.is_some()).flat_map(|p| {
-                FailureReason::ALL.iter().map(move |&reason| {
-                    let mut l = label(&p.key);
-                    l.push(("reason", reason.as_str().to_string()));
-                    (l, p.health.failures(reason))
-                })
-            }),
+            endpoints
+                .iter()
+                .filter(|p| p.probe.is_some())
+                .flat_map(|p| {
+                    FailureReason::ALL.iter().map(move |&reason| {
+                        let mut l = label(&p.key);
+                        l.push(("reason", reason.as_str().to_string()));
+                        (l, p.health.failures(reason))
+                    })
+                }),
         )?;
 
         // --- query log ---
         let log = control.query_log.counts();
-        family(e, "gslb_query_log_lines", "query log lines written", MetricType::Counter, [(vec![], log.written)])?;
+        family(
+            e,
+            "gslb_query_log_lines",
+            "query log lines written",
+            MetricType::Counter,
+            [(vec![], log.written)],
+        )?;
         family(
             e,
             "gslb_query_log_dropped",
@@ -773,7 +964,12 @@ impl ProcessFigures {
             // are fields 14 and 15 of the whole line.
             if let Some((_, rest)) = stat.rsplit_once(") ") {
                 let fields: Vec<&str> = rest.split_whitespace().collect();
-                let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+                let ticks = |i: usize| {
+                    fields
+                        .get(i)
+                        .and_then(|f| f.parse::<f64>().ok())
+                        .unwrap_or(0.0)
+                };
                 figures.cpu_seconds = (ticks(11) + ticks(12)) / CLOCK_TICKS_PER_SECOND;
             }
         }
@@ -831,8 +1027,18 @@ mod tests {
         assert_eq!(qtype_index(0), QTYPES.len() + 1);
         let cells = ZoneCells::new();
         cells.count(Transport::Tcp, Rcode::BadVers, 0);
-        assert_eq!(cells.0.iter().map(|c| c.load(Ordering::Relaxed)).sum::<u64>(), 1);
-        assert_eq!(cells.0[ZONE_CELLS - 1 - QTYPE_CELLS].load(Ordering::Relaxed), 1);
+        assert_eq!(
+            cells
+                .0
+                .iter()
+                .map(|c| c.load(Ordering::Relaxed))
+                .sum::<u64>(),
+            1
+        );
+        assert_eq!(
+            cells.0[ZONE_CELLS - 1 - QTYPE_CELLS].load(Ordering::Relaxed),
+            1
+        );
     }
 
     #[test]

@@ -79,9 +79,10 @@ impl QueryLogEntry {
     fn write(&self) {
         let mut name = String::new();
         crate::metrics::wire_name_text(self.qname.get(..self.qname_len).unwrap_or(&[]), &mut name);
-        let ecs = self
-            .subnet
-            .map_or_else(|| "-".to_string(), |s| format!("{}/{}", s.address, s.source_prefix_len));
+        let ecs = self.subnet.map_or_else(
+            || "-".to_string(),
+            |s| format!("{}/{}", s.address, s.source_prefix_len),
+        );
         let (mut service, mut pool, mut endpoints, mut failover) =
             ("-".to_string(), "-".to_string(), String::new(), false);
         if let Some((service_index, pool_index, (chosen, count), was_failover)) = &self.service {
@@ -95,7 +96,10 @@ impl QueryLogEntry {
                             if !endpoints.is_empty() {
                                 endpoints.push(',');
                             }
-                            let target = endpoint.key.split_once('/').map_or(&endpoint.key[..], |(_, t)| t);
+                            let target = endpoint
+                                .key
+                                .split_once('/')
+                                .map_or(&endpoint.key[..], |(_, t)| t);
                             endpoints.push_str(target);
                         }
                     }
@@ -234,7 +238,8 @@ impl QueryLog {
         self.sample_threshold.store(threshold, Ordering::Relaxed);
         self.max_per_second
             .store(settings.max_per_second, Ordering::Relaxed);
-        self.tokens.store(settings.max_per_second, Ordering::Relaxed);
+        self.tokens
+            .store(settings.max_per_second, Ordering::Relaxed);
         self.enabled
             .store(settings.enabled && rate > 0.0, Ordering::Relaxed);
     }

@@ -187,27 +187,56 @@ pools = ["dead", "us"]
     wait_for(&server, "dead.example.test", &["198.51.100.10"]);
 
     // Endpoint: force down (JSON body), then clear.
-    let reply = post_json(&server, "/override", r#"{"endpoint":"eu/192.0.2.10","state":"down"}"#);
+    let reply = post_json(
+        &server,
+        "/override",
+        r#"{"endpoint":"eu/192.0.2.10","state":"down"}"#,
+    );
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(reply.json()["state"], "force-down");
     wait_for(&server, WWW, &["192.0.2.11"]);
-    assert_eq!(endpoint(&status(&server), "eu/192.0.2.10")["state"], "force-down");
-    post_json(&server, "/override", r#"{"endpoint":"eu/192.0.2.10","state":"none"}"#);
+    assert_eq!(
+        endpoint(&status(&server), "eu/192.0.2.10")["state"],
+        "force-down"
+    );
+    post_json(
+        &server,
+        "/override",
+        r#"{"endpoint":"eu/192.0.2.10","state":"none"}"#,
+    );
     wait_for(&server, WWW, &["192.0.2.10", "192.0.2.11"]);
 
     // Endpoint: drain, as query parameters.
-    let reply = http(server.api(), "POST", "/override?endpoint=eu/192.0.2.11&state=drain", &[], "");
+    let reply = http(
+        server.api(),
+        "POST",
+        "/override?endpoint=eu/192.0.2.11&state=drain",
+        &[],
+        "",
+    );
     assert_eq!(reply.status, 200, "{}", reply.body);
     wait_for(&server, WWW, &["192.0.2.10"]);
-    assert_eq!(endpoint(&status(&server), "eu/192.0.2.11")["state"], "drain");
-    http(server.api(), "POST", "/override?endpoint=eu/192.0.2.11&state=none", &[], "");
+    assert_eq!(
+        endpoint(&status(&server), "eu/192.0.2.11")["state"],
+        "drain"
+    );
+    http(
+        server.api(),
+        "POST",
+        "/override?endpoint=eu/192.0.2.11&state=none",
+        &[],
+        "",
+    );
 
     // Pool: drain sends everyone to the next pool; the endpoints show it.
     let reply = post_json(&server, "/override", r#"{"pool":"eu","state":"drain"}"#);
     assert_eq!(reply.status, 200, "{}", reply.body);
     wait_for(&server, WWW, &["198.51.100.10"]);
     let now = status(&server);
-    assert_eq!(endpoint(&now, "eu/192.0.2.10")["effective_override"], "drain");
+    assert_eq!(
+        endpoint(&now, "eu/192.0.2.10")["effective_override"],
+        "drain"
+    );
     assert_eq!(now["pool_overrides"]["eu"], "drain");
     // Pool force-down as a plain HTML form: 303 back to the page.
     let reply = http(
@@ -224,30 +253,59 @@ pools = ["dead", "us"]
     wait_for(&server, WWW, &["192.0.2.10", "192.0.2.11"]);
 
     // Force up beats a failing probe.
-    post_json(&server, "/override", r#"{"endpoint":"dead/127.0.0.1","state":"up"}"#);
+    post_json(
+        &server,
+        "/override",
+        r#"{"endpoint":"dead/127.0.0.1","state":"up"}"#,
+    );
     wait_for(&server, "dead.example.test", &["127.0.0.1"]);
-    assert_eq!(endpoint(&status(&server), "dead/127.0.0.1")["probe"], "down");
+    assert_eq!(
+        endpoint(&status(&server), "dead/127.0.0.1")["probe"],
+        "down"
+    );
 
     // Bad requests.
-    let bad = post_json(&server, "/override", r#"{"endpoint":"eu/192.0.2.10","state":"sideways"}"#);
+    let bad = post_json(
+        &server,
+        "/override",
+        r#"{"endpoint":"eu/192.0.2.10","state":"sideways"}"#,
+    );
     assert_eq!(bad.status, 400, "{}", bad.body);
-    let unknown = post_json(&server, "/override", r#"{"endpoint":"eu/203.0.113.1","state":"down"}"#);
+    let unknown = post_json(
+        &server,
+        "/override",
+        r#"{"endpoint":"eu/203.0.113.1","state":"down"}"#,
+    );
     assert_eq!(unknown.status, 404, "{}", unknown.body);
-    let both = post_json(&server, "/override", r#"{"endpoint":"eu/192.0.2.10","pool":"eu","state":"down"}"#);
+    let both = post_json(
+        &server,
+        "/override",
+        r#"{"endpoint":"eu/192.0.2.10","pool":"eu","state":"down"}"#,
+    );
     assert_eq!(both.status, 400, "{}", both.body);
     let big = "x".repeat(70 * 1024);
-    let too_big = post_json(&server, "/override", &format!(r#"{{"endpoint":"{big}","state":"down"}}"#));
+    let too_big = post_json(
+        &server,
+        "/override",
+        &format!(r#"{{"endpoint":"{big}","state":"down"}}"#),
+    );
     assert_eq!(too_big.status, 413);
     // A browser request from another site is refused.
     let csrf = http(
         server.api(),
         "POST",
         "/override?pool=eu&state=down",
-        &[("Origin", "http://evil.example"), ("Sec-Fetch-Site", "cross-site")],
+        &[
+            ("Origin", "http://evil.example"),
+            ("Sec-Fetch-Site", "cross-site"),
+        ],
         "",
     );
     assert_eq!(csrf.status, 403);
-    assert_eq!(status(&server)["pool_overrides"]["eu"], serde_json::Value::Null);
+    assert_eq!(
+        status(&server)["pool_overrides"]["eu"],
+        serde_json::Value::Null
+    );
 }
 
 #[test]
@@ -255,11 +313,19 @@ fn overrides_survive_reload_and_pool_overrides_reach_new_endpoints() {
     let dir = TempDir::new("keep");
     let (server, path) = start(&dir, &config("", &["192.0.2.10", "192.0.2.11"], ""));
     wait_for(&server, WWW, &["192.0.2.10", "192.0.2.11"]);
-    post_json(&server, "/override", r#"{"endpoint":"eu/192.0.2.11","state":"down"}"#);
+    post_json(
+        &server,
+        "/override",
+        r#"{"endpoint":"eu/192.0.2.11","state":"down"}"#,
+    );
     wait_for(&server, WWW, &["192.0.2.10"]);
 
     // Reload with a third endpoint: the endpoint override stays.
-    std::fs::write(&path, config("", &["192.0.2.10", "192.0.2.11", "192.0.2.12"], "")).unwrap();
+    std::fs::write(
+        &path,
+        config("", &["192.0.2.10", "192.0.2.11", "192.0.2.12"], ""),
+    )
+    .unwrap();
     let reply = http(server.api(), "POST", "/reload", &[], "");
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(reply.json()["ok"], true);
@@ -270,12 +336,19 @@ fn overrides_survive_reload_and_pool_overrides_reach_new_endpoints() {
     wait_for(&server, WWW, &["198.51.100.10"]);
     std::fs::write(
         &path,
-        config("", &["192.0.2.10", "192.0.2.11", "192.0.2.12", "192.0.2.13"], ""),
+        config(
+            "",
+            &["192.0.2.10", "192.0.2.11", "192.0.2.12", "192.0.2.13"],
+            "",
+        ),
     )
     .unwrap();
     assert_eq!(http(server.api(), "POST", "/reload", &[], "").status, 200);
     let now = status(&server);
-    assert_eq!(endpoint(&now, "eu/192.0.2.13")["pool_override"], "force-down");
+    assert_eq!(
+        endpoint(&now, "eu/192.0.2.13")["pool_override"],
+        "force-down"
+    );
     assert_eq!(endpoint(&now, "eu/192.0.2.11")["override"], "force-down");
     wait_for(&server, WWW, &["198.51.100.10"]);
     // Cleared, the endpoint's own override still holds.
@@ -295,10 +368,22 @@ fn mutating_calls_need_the_configured_token() {
     let none = http(server.api(), "POST", "/override", &[json], body);
     assert_eq!(none.status, 401, "{}", none.body);
     assert_eq!(none.header("www-authenticate"), Some("Bearer"));
-    let wrong = http(server.api(), "POST", "/override", &[json, ("Authorization", "Bearer s3cret-toke")], body);
+    let wrong = http(
+        server.api(),
+        "POST",
+        "/override",
+        &[json, ("Authorization", "Bearer s3cret-toke")],
+        body,
+    );
     assert_eq!(wrong.status, 401);
     assert_eq!(http(server.api(), "POST", "/reload", &[], "").status, 401);
-    let right = http(server.api(), "POST", "/override", &[json, ("Authorization", "Bearer s3cret-token")], body);
+    let right = http(
+        server.api(),
+        "POST",
+        "/override",
+        &[json, ("Authorization", "Bearer s3cret-token")],
+        body,
+    );
     assert_eq!(right.status, 200, "{}", right.body);
     wait_for(&server, WWW, &["198.51.100.10"]);
     // Reads stay open and never show the token.
@@ -319,12 +404,35 @@ fn mutating_calls_need_the_configured_token() {
 fn serve_refuses_an_api_others_can_reach_without_a_token() {
     let dir = TempDir::new("refuse");
     let path = dir.write("gslb.toml", &config("", &["192.0.2.10"], ""));
-    let out = run_gslb(&["serve", "-c", path.to_str().unwrap(), "--listen", "127.0.0.1:0", "--api", "0.0.0.0:0"]);
+    let out = run_gslb(&[
+        "serve",
+        "-c",
+        path.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--api",
+        "0.0.0.0:0",
+    ]);
     assert_eq!(out.code(), Some(1), "{}{}", out.stdout, out.stderr);
     assert!(out.stderr.contains("needs a token"), "{}", out.stderr);
-    assert!(!out.stdout.contains("listening on"), "nothing bound: {}", out.stdout);
-    let strict = dir.write("strict.toml", &config("api_require_token = true", &["192.0.2.10"], ""));
-    let out = run_gslb(&["serve", "-c", strict.to_str().unwrap(), "--listen", "127.0.0.1:0", "--api", "127.0.0.1:0"]);
+    assert!(
+        !out.stdout.contains("listening on"),
+        "nothing bound: {}",
+        out.stdout
+    );
+    let strict = dir.write(
+        "strict.toml",
+        &config("api_require_token = true", &["192.0.2.10"], ""),
+    );
+    let out = run_gslb(&[
+        "serve",
+        "-c",
+        strict.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--api",
+        "127.0.0.1:0",
+    ]);
     assert_eq!(out.code(), Some(1), "{}{}", out.stdout, out.stderr);
     assert!(out.stderr.contains("needs a token"), "{}", out.stderr);
 }
@@ -347,7 +455,12 @@ fn metrics_count_queries_answers_failovers_and_reloads() {
 
     let reply = http(server.api(), "GET", "/metrics", &[], "");
     assert_eq!(reply.status, 200);
-    assert!(reply.header("content-type").unwrap_or("").contains("openmetrics"));
+    assert!(
+        reply
+            .header("content-type")
+            .unwrap_or("")
+            .contains("openmetrics")
+    );
     let text = reply.body;
     let value = |series: &str| -> f64 {
         text.lines()
@@ -355,23 +468,52 @@ fn metrics_count_queries_answers_failovers_and_reloads() {
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or_else(|| panic!("no series {series} in:\n{text}"))
     };
-    assert!(value(r#"gslb_dns_queries_total{zone="example.test.",transport="udp",type="A",rcode="NOERROR"}"#) >= 2.0);
-    assert_eq!(value(r#"gslb_dns_queries_total{zone="example.test.",transport="tcp",type="A",rcode="NOERROR"}"#), 1.0);
-    assert_eq!(value(r#"gslb_dns_queries_total{zone="example.test.",transport="udp",type="A",rcode="NXDOMAIN"}"#), 1.0);
-    assert_eq!(value(r#"gslb_dns_queries_total{zone="",transport="udp",type="A",rcode="REFUSED"}"#), 1.0);
+    assert!(
+        value(
+            r#"gslb_dns_queries_total{zone="example.test.",transport="udp",type="A",rcode="NOERROR"}"#
+        ) >= 2.0
+    );
+    assert_eq!(
+        value(
+            r#"gslb_dns_queries_total{zone="example.test.",transport="tcp",type="A",rcode="NOERROR"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            r#"gslb_dns_queries_total{zone="example.test.",transport="udp",type="A",rcode="NXDOMAIN"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(r#"gslb_dns_queries_total{zone="",transport="udp",type="A",rcode="REFUSED"}"#),
+        1.0
+    );
     assert!(value(r#"gslb_dns_ecs_queries_total{ecs="present"}"#) >= 1.0);
     assert!(value(r#"gslb_dns_ecs_queries_total{ecs="absent"}"#) >= 3.0);
     assert!(value(r#"gslb_service_answers_total{service="www.example.test.",pool="eu"}"#) >= 3.0);
     assert!(value(r#"gslb_service_answers_total{service="www.example.test.",pool="us"}"#) >= 1.0);
     assert!(value(r#"gslb_failover_answers_total{service="www.example.test.",pool="us"}"#) >= 1.0);
     assert!(value(r#"gslb_endpoint_answers_total{pool="eu",endpoint="eu/192.0.2.10"}"#) >= 3.0);
-    assert_eq!(value(r#"gslb_endpoint_up{pool="eu",endpoint="eu/192.0.2.10"}"#), 0.0);
-    assert_eq!(value(r#"gslb_endpoint_override{pool="eu",endpoint="eu/192.0.2.10",state="force-down"}"#), 1.0);
+    assert_eq!(
+        value(r#"gslb_endpoint_up{pool="eu",endpoint="eu/192.0.2.10"}"#),
+        0.0
+    );
+    assert_eq!(
+        value(r#"gslb_endpoint_override{pool="eu",endpoint="eu/192.0.2.10",state="force-down"}"#),
+        1.0
+    );
     assert_eq!(value(r#"gslb_config_reloads_total{result="ok"}"#), 1.0);
     assert_eq!(value(r#"gslb_config_reloads_total{result="error"}"#), 1.0);
     assert!(value("gslb_config_loaded_timestamp_seconds") > 1.0e9);
     assert!(value("gslb_config_file_mtime_seconds") > 1.0e9);
-    assert_eq!(value(&format!("gslb_build_info{{version=\"{}\"}}", env!("CARGO_PKG_VERSION"))), 1.0);
+    assert_eq!(
+        value(&format!(
+            "gslb_build_info{{version=\"{}\"}}",
+            env!("CARGO_PKG_VERSION")
+        )),
+        1.0
+    );
     assert!(value("process_resident_memory_bytes") > 0.0);
     assert!(value("process_open_fds") > 0.0);
     assert!(text.contains("process_cpu_seconds_total "), "{text}");
@@ -391,17 +533,26 @@ fn reload_command_reports_errors_and_the_server_keeps_serving() {
     // An unknown pool and a syntax error: exit 1 with file:line errors.
     std::fs::write(
         &path,
-        config("", &["192.0.2.30"], "").replace(r#"pools = ["eu", "us"]"#, r#"pools = ["eu", "mars"]"#),
+        config("", &["192.0.2.30"], "")
+            .replace(r#"pools = ["eu", "us"]"#, r#"pools = ["eu", "mars"]"#),
     )
     .unwrap();
     let bad = run_gslb(&["reload", "-c", &config_arg, "--api", &api]);
     assert_eq!(bad.code(), Some(1), "{}{}", bad.stdout, bad.stderr);
     assert!(bad.stderr.contains("mars"), "{}", bad.stderr);
-    assert!(bad.stderr.contains(&format!("{config_arg}:")), "file:line: {}", bad.stderr);
+    assert!(
+        bad.stderr.contains(&format!("{config_arg}:")),
+        "file:line: {}",
+        bad.stderr
+    );
     std::fs::write(&path, "[server]\nlisten = [\n").unwrap();
     let syntax = run_gslb(&["reload", "-c", &config_arg, "--api", &api]);
     assert_eq!(syntax.code(), Some(1));
-    assert!(syntax.stderr.contains(&format!("{config_arg}:")), "{}", syntax.stderr);
+    assert!(
+        syntax.stderr.contains(&format!("{config_arg}:")),
+        "{}",
+        syntax.stderr
+    );
     wait_for(&server, WWW, &["192.0.2.20"]);
     // Nobody listening: exit 1.
     let closed = {
@@ -418,7 +569,11 @@ fn query_log_writes_one_line_per_query_when_enabled() {
     let dir = TempDir::new("querylog");
     let (server, _) = start(
         &dir,
-        &config("", &["192.0.2.10"], "\n[query_log]\nenabled = true\nsample_rate = 1.0\nmax_per_second = 1000\n"),
+        &config(
+            "",
+            &["192.0.2.10"],
+            "\n[query_log]\nenabled = true\nsample_rate = 1.0\nmax_per_second = 1000\n",
+        ),
     );
     dig(server.addr(), &[WWW, "A", "+subnet=81.2.69.0/24"]);
     dig(server.addr(), &["mail.example.test", "MX"]);
@@ -441,7 +596,11 @@ fn query_log_writes_one_line_per_query_when_enabled() {
     let (quiet, _) = start(&quiet_dir, &config("", &["192.0.2.10"], ""));
     dig(quiet.addr(), &[WWW, "A"]);
     std::thread::sleep(Duration::from_millis(300));
-    assert!(!quiet.stderr().contains("gslb::query"), "{}", quiet.stderr());
+    assert!(
+        !quiet.stderr().contains("gslb::query"),
+        "{}",
+        quiet.stderr()
+    );
 }
 
 #[test]
@@ -451,7 +610,11 @@ fn watch_reloads_when_a_file_changes() {
     wait_for(&server, WWW, &["192.0.2.10"]);
     std::fs::write(&path, config("watch = true", &["192.0.2.40"], "")).unwrap();
     wait_for(&server, WWW, &["192.0.2.40"]);
-    assert!(server.stderr().contains("trigger=\"watch\"") || server.stderr().contains("trigger=watch"), "{}", server.stderr());
+    assert!(
+        server.stderr().contains("trigger=\"watch\"") || server.stderr().contains("trigger=watch"),
+        "{}",
+        server.stderr()
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -531,9 +694,15 @@ fn reloads_under_load_lose_no_query_and_give_no_wrong_answer() {
         std::thread::sleep(Duration::from_millis(250));
         let (text, is_good) = match i % 4 {
             0 => (geo_config(good[1]), true),
-            1 => (geo_config("192.0.2.66").replace("[pools.us]", "[pools.us\n"), false),
+            1 => (
+                geo_config("192.0.2.66").replace("[pools.us]", "[pools.us\n"),
+                false,
+            ),
             2 => (geo_config(good[0]), true),
-            _ => (geo_config("192.0.2.99").replace(r#"EU = ["eu", "us"]"#, r#"EU = ["eu", "mars"]"#), false),
+            _ => (
+                geo_config("192.0.2.99").replace(r#"EU = ["eu", "us"]"#, r#"EU = ["eu", "mars"]"#),
+                false,
+            ),
         };
         let tmp = dir.write("next.toml", &text);
         std::fs::rename(&tmp, &path).unwrap();
@@ -544,7 +713,11 @@ fn reloads_under_load_lose_no_query_and_give_no_wrong_answer() {
             assert_eq!(reply.status, 200, "{}", reply.body);
             good_ok += 1;
             let eu = if i % 4 == 0 { good[1] } else { good[0] };
-            swaps.push(Swap { start, end, eu: eu.parse().unwrap() });
+            swaps.push(Swap {
+                start,
+                end,
+                eu: eu.parse().unwrap(),
+            });
         } else {
             assert_eq!(reply.status, 422, "{}", reply.body);
             assert!(!reply.json()["errors"].as_array().unwrap().is_empty());
@@ -568,11 +741,15 @@ fn reloads_under_load_lose_no_query_and_give_no_wrong_answer() {
             // In service at any moment between send and reply.
             let at_send = swaps
                 .iter()
-                .filter(|s| s.end <= ex.sent)
-                .next_back()
+                .rfind(|s| s.end <= ex.sent)
                 .map_or(initial, |s| s.eu);
             std::iter::once(at_send)
-                .chain(swaps.iter().filter(|s| s.start <= received && s.end >= ex.sent).map(|s| s.eu))
+                .chain(
+                    swaps
+                        .iter()
+                        .filter(|s| s.start <= received && s.end >= ex.sent)
+                        .map(|s| s.eu),
+                )
                 .collect()
         } else {
             [mail].into()
@@ -584,15 +761,25 @@ fn reloads_under_load_lose_no_query_and_give_no_wrong_answer() {
     println!(
         "reloads under load: {} queries sent over {:.1} s, {lost} lost, {} wrong; {} reloads in {:.1} s: {good_ok} good (200), {bad_rejected} bad (422)",
         exchanges.len(),
-        exchanges.last().map_or(0.0, |e| e.sent.duration_since(exchanges[0].sent).as_secs_f64()),
+        exchanges.last().map_or(0.0, |e| e
+            .sent
+            .duration_since(exchanges[0].sent)
+            .as_secs_f64()),
         wrong.len(),
         good_ok + bad_rejected,
         reload_time.as_secs_f64(),
     );
     assert!(good_ok + bad_rejected >= 20);
-    assert!(exchanges.len() >= 2_000, "the client ran alongside the reloads");
+    assert!(
+        exchanges.len() >= 2_000,
+        "the client ran alongside the reloads"
+    );
     assert_eq!(lost, 0, "lost queries");
-    assert!(wrong.is_empty(), "wrong answers (got, valid): {:?}", &wrong[..wrong.len().min(5)]);
+    assert!(
+        wrong.is_empty(),
+        "wrong answers (got, valid): {:?}",
+        &wrong[..wrong.len().min(5)]
+    );
 }
 
 /// Sends up to [`LOAD_QUERIES`] queries, one at a time, paced, alternating
@@ -601,7 +788,9 @@ fn reloads_under_load_lose_no_query_and_give_no_wrong_answer() {
 fn load_client(server: SocketAddr, stop: &AtomicBool) -> Vec<Exchange> {
     let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
     socket.connect(server).expect("connect");
-    socket.set_read_timeout(Some(Duration::from_millis(100))).expect("timeout");
+    socket
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("timeout");
     let ecs = ecs_option(1, 24, 0, &[81, 2, 69]);
     let hard_stop = Instant::now() + Duration::from_secs(40);
     let mut out = Vec::with_capacity(LOAD_QUERIES);
@@ -614,16 +803,27 @@ fn load_client(server: SocketAddr, stop: &AtomicBool) -> Vec<Exchange> {
         let id = (i % 65_536) as u16;
         let www = i % 2 == 0;
         let query = if www {
-            QueryBuilder::new(id, WWW, rtype::A).edns(1232, 0, ecs.clone()).build()
+            QueryBuilder::new(id, WWW, rtype::A)
+                .edns(1232, 0, ecs.clone())
+                .build()
         } else {
             QueryBuilder::new(id, "mail.example.test", rtype::A).build()
         };
         let sent = Instant::now();
         socket.send(&query).expect("send");
-        let mut exchange = Exchange { sent, received: None, www, answer: None };
+        let mut exchange = Exchange {
+            sent,
+            received: None,
+            www,
+            answer: None,
+        };
         while sent.elapsed() < LOAD_TIMEOUT {
-            let Ok(len) = socket.recv(&mut buf) else { continue };
-            let Some(reply) = parse_reply(&buf[..len]) else { continue };
+            let Ok(len) = socket.recv(&mut buf) else {
+                continue;
+            };
+            let Some(reply) = parse_reply(&buf[..len]) else {
+                continue;
+            };
             if reply.id != id {
                 continue; // a late reply to an earlier query
             }
@@ -645,4 +845,35 @@ fn load_client(server: SocketAddr, stop: &AtomicBool) -> Vec<Exchange> {
         }
     }
     out
+}
+
+#[test]
+fn shipped_etc_layout_and_unit_are_consistent() {
+    // The sample /etc/gslb validates once a database is in place.
+    let dir = TempDir::new("etc");
+    let etc = dir.path().join("gslb");
+    std::fs::create_dir_all(etc.join("zones")).unwrap();
+    std::fs::create_dir_all(etc.join("geoip")).unwrap();
+    for file in ["gslb.toml", "zones/example.test.zone"] {
+        std::fs::copy(repo(&format!("config/etc/gslb/{file}")), etc.join(file)).unwrap();
+    }
+    std::fs::copy(
+        repo("geoip/demo-city.mmdb"),
+        etc.join("geoip/GeoLite2-City.mmdb"),
+    )
+    .unwrap();
+    let config = etc.join("gslb.toml");
+    let out = run_gslb(&["check", "-c", config.to_str().unwrap()]);
+    assert_eq!(out.code(), Some(0), "{}{}", out.stdout, out.stderr);
+    // The unit runs exactly that file, reloads with SIGHUP, may bind port 53.
+    let unit = std::fs::read_to_string(repo("config/systemd/gslb.service")).unwrap();
+    for line in [
+        "ExecStart=/usr/local/bin/gslb serve -c /etc/gslb/gslb.toml",
+        "ExecReload=/bin/kill -HUP $MAINPID",
+        "AmbientCapabilities=CAP_NET_BIND_SERVICE",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+    ] {
+        assert!(unit.lines().any(|l| l == line), "unit lacks {line}");
+    }
 }

@@ -81,7 +81,10 @@ fn run_bounded(mut command: Command) -> (String, String) {
         std::thread::sleep(Duration::from_millis(50));
     }
     let _ = child.wait();
-    (out.join().unwrap_or_default(), err.join().unwrap_or_default())
+    (
+        out.join().unwrap_or_default(),
+        err.join().unwrap_or_default(),
+    )
 }
 
 fn config(zone: &str) -> String {
@@ -143,7 +146,13 @@ fn status_page_renders_and_its_buttons_override() {
     }
     dig(server.addr(), &["api2.example.test", "A"]);
     // One forced state and one pool override to show.
-    let forced = http(api, "POST", "/override?endpoint=us/198.51.100.11&state=down", &[], "");
+    let forced = http(
+        api,
+        "POST",
+        "/override?endpoint=us/198.51.100.11&state=down",
+        &[],
+        "",
+    );
     assert_eq!(forced.status, 200, "{}", forced.body);
     http(api, "POST", "/override?pool=ap&state=drain", &[], "");
     let url = format!("http://{api}/");
@@ -153,7 +162,10 @@ fn status_page_renders_and_its_buttons_override() {
     let mut dump = chromium_command(&browser, &profile);
     dump.arg("--dump-dom").arg(&url);
     let (dom, log) = run_bounded(dump);
-    assert!(dom.contains("data-endpoint=\"eu/192.0.2.10\""), "endpoint row missing:\n{dom}\n{log}");
+    assert!(
+        dom.contains("data-endpoint=\"eu/192.0.2.10\""),
+        "endpoint row missing:\n{dom}\n{log}"
+    );
     for needle in [
         r#"class="endpoint state-up" data-endpoint="eu/192.0.2.11""#,
         r#"class="endpoint state-force-down" data-endpoint="us/198.51.100.11""#,
@@ -186,9 +198,11 @@ fn status_page_renders_and_its_buttons_override() {
     let mut cdp = Cdp::launch(&browser, &dir.path().join("profile-cdp"));
     cdp.call("Page.enable", serde_json::json!({}));
     cdp.call("Page.navigate", serde_json::json!({ "url": url }));
-    let button = r#"document.querySelector('tr[data-endpoint="eu/192.0.2.10"] button[value="down"]')"#;
+    let button =
+        r#"document.querySelector('tr[data-endpoint="eu/192.0.2.10"] button[value="down"]')"#;
     assert!(
-        poll_until(DEADLINE, || cdp.evaluate(&format!("!!{button}")) == serde_json::json!(true)),
+        poll_until(DEADLINE, || cdp.evaluate(&format!("!!{button}"))
+            == serde_json::json!(true)),
         "the button never rendered"
     );
     let position = cdp.evaluate(&format!(
@@ -212,14 +226,16 @@ fn status_page_renders_and_its_buttons_override() {
     // The page shows it after its refresh.
     let row = r#"document.querySelector('tr[data-endpoint="eu/192.0.2.10"]').dataset.state"#;
     assert!(
-        poll_until(DEADLINE, || cdp.evaluate(row) == serde_json::json!("force-down")),
+        poll_until(DEADLINE, || cdp.evaluate(row)
+            == serde_json::json!("force-down")),
         "page state: {}",
         cdp.evaluate(row)
     );
     // And "clear" brings it back.
     let clear = r#"document.querySelector('tr[data-endpoint="eu/192.0.2.10"] button[value="none"]').click()"#;
     cdp.evaluate(clear);
-    assert!(poll_until(DEADLINE, || answers(&server) == ["192.0.2.10", "192.0.2.11"]));
+    assert!(poll_until(DEADLINE, || answers(&server)
+        == ["192.0.2.10", "192.0.2.11"]));
 }
 
 /// GETs a DevTools HTTP endpoint (it keeps connections open, so the body is
@@ -267,7 +283,11 @@ impl Cdp {
     fn launch(binary: &Path, profile: &Path) -> Cdp {
         let mut command = chromium_command(binary, profile);
         let mut child = command
-            .args(["--remote-debugging-port=0", "--window-size=1200,900", "about:blank"])
+            .args([
+                "--remote-debugging-port=0",
+                "--window-size=1200,900",
+                "about:blank",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -281,7 +301,9 @@ impl Cdp {
                 }
             }
         });
-        let browser_url = rx.recv_timeout(Duration::from_secs(60)).expect("DevTools URL");
+        let browser_url = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("DevTools URL");
         let port: SocketAddr = browser_url
             .trim_start_matches("ws://")
             .split('/')
@@ -308,7 +330,8 @@ impl Cdp {
             .map(|(_, p)| format!("/{p}"))
             .expect("ws path");
         let mut ws = TcpStream::connect(port).expect("connect DevTools");
-        ws.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+        ws.set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
         write!(
             ws,
             "GET {path} HTTP/1.1\r\nHost: {port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
@@ -325,7 +348,11 @@ impl Cdp {
             "{}",
             String::from_utf8_lossy(&head)
         );
-        Cdp { child, ws, next_id: 1 }
+        Cdp {
+            child,
+            ws,
+            next_id: 1,
+        }
     }
 
     /// Calls a CDP method and returns its result (events are skipped).

@@ -99,7 +99,13 @@ mod tests {
     fn replies_parse() {
         let reply =
             parse_reply(b"HTTP/1.1 422 Unprocessable\r\ncontent-length: 2\r\n\r\n{}").unwrap();
-        assert_eq!(reply, Reply { status: 422, body: "{}".into() });
+        assert_eq!(
+            reply,
+            Reply {
+                status: 422,
+                body: "{}".into()
+            }
+        );
         let chunked = parse_reply(
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
         )

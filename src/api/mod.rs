@@ -199,41 +199,37 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
         .into_response()
 }
 
-/// Refuses a mutating call that is not authorised or comes from another
-/// site (a browser sends `Sec-Fetch-Site` and `Origin` on POSTs).
-fn guard(state: &ApiState, headers: &HeaderMap) -> Result<(), Response> {
-    let site = headers
-        .get("sec-fetch-site")
-        .and_then(|v| v.to_str().ok());
+/// The refusal of a mutating call that is not authorised or comes from
+/// another site (a browser sends `Sec-Fetch-Site` and `Origin` on POSTs);
+/// `None` when it may go ahead.
+fn refusal(state: &ApiState, headers: &HeaderMap) -> Option<Response> {
+    let site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
     let cross_site = match site {
         Some(site) => !matches!(site, "same-origin" | "none"),
         None => match (
             headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()),
             headers.get(header::HOST).and_then(|v| v.to_str().ok()),
         ) {
-            (Some(origin), Some(host)) => {
-                origin.split_once("://").map(|(_, h)| h) != Some(host)
-            }
+            (Some(origin), Some(host)) => origin.split_once("://").map(|(_, h)| h) != Some(host),
             (Some(_), None) => true,
             (None, _) => false,
         },
     };
     if cross_site {
-        return Err(error(
-            StatusCode::FORBIDDEN,
-            "cross-site request refused",
-        ));
+        return Some(error(StatusCode::FORBIDDEN, "cross-site request refused"));
     }
     if !state.auth.authorises(headers) {
         tracing::warn!("admin API call refused: missing or wrong bearer token");
-        return Err((
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Bearer")],
-            axum::Json(json!({"ok": false, "error": "missing or wrong bearer token"})),
-        )
-            .into_response());
+        return Some(
+            (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                axum::Json(json!({"ok": false, "error": "missing or wrong bearer token"})),
+            )
+                .into_response(),
+        );
     }
-    Ok(())
+    None
 }
 
 /// `POST /override` fields (JSON body, form body or query parameters).
@@ -265,7 +261,7 @@ async fn set_override(
     RawQuery(query): RawQuery,
     body: Bytes,
 ) -> Response {
-    if let Err(refused) = guard(&state, &headers) {
+    if let Some(refused) = refusal(&state, &headers) {
         return refused;
     }
     let content_type = headers
@@ -282,7 +278,12 @@ async fn set_override(
     };
     let request = match parsed {
         Ok(request) => request,
-        Err(err) => return error(StatusCode::BAD_REQUEST, format!("bad override request: {err}")),
+        Err(err) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("bad override request: {err}"),
+            );
+        }
     };
     let Some(value) = request.state.as_deref().and_then(parse_override) else {
         return error(
@@ -300,7 +301,10 @@ async fn set_override(
                     tracing::info!(endpoint = %key, state = value.as_str(), "admin override set");
                     Ok(json!({"ok": true, "endpoint": key, "state": value.as_str()}))
                 }
-                None => Err(error(StatusCode::NOT_FOUND, format!("unknown endpoint {key:?} (use pool/target as in /status)"))),
+                None => Err(error(
+                    StatusCode::NOT_FOUND,
+                    format!("unknown endpoint {key:?} (use pool/target as in /status)"),
+                )),
             }
         }
         (None, Some(pool)) => {
@@ -314,7 +318,10 @@ async fn set_override(
                 tracing::info!(pool = %pool, state = value.as_str(), "admin pool override set");
                 Ok(json!({"ok": true, "pool": pool, "state": value.as_str()}))
             } else {
-                Err(error(StatusCode::NOT_FOUND, format!("unknown pool {pool:?}")))
+                Err(error(
+                    StatusCode::NOT_FOUND,
+                    format!("unknown pool {pool:?}"),
+                ))
             }
         }
         _ => Err(error(
@@ -331,7 +338,7 @@ async fn set_override(
 }
 
 async fn reload(State(state): State<ApiState>, headers: HeaderMap) -> Response {
-    if let Err(refused) = guard(&state, &headers) {
+    if let Some(refused) = refusal(&state, &headers) {
         return refused;
     }
     let control = state.control.clone();
@@ -374,9 +381,20 @@ mod tests {
             Err(ApiConfigError::TokenRequired { .. })
         ));
         assert!(ApiAuth::new(loopback, None, true).is_err());
-        assert_eq!(ApiAuth::new(loopback, Some(""), false), Err(ApiConfigError::EmptyToken));
-        assert!(!ApiAuth::new(loopback, None, false).unwrap().token_required());
-        assert!(ApiAuth::new(public, Some("s3cret"), false).unwrap().token_required());
+        assert_eq!(
+            ApiAuth::new(loopback, Some(""), false),
+            Err(ApiConfigError::EmptyToken)
+        );
+        assert!(
+            !ApiAuth::new(loopback, None, false)
+                .unwrap()
+                .token_required()
+        );
+        assert!(
+            ApiAuth::new(public, Some("s3cret"), false)
+                .unwrap()
+                .token_required()
+        );
     }
 
     #[test]

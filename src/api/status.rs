@@ -283,11 +283,16 @@ pub fn build_status(control: &Control, history: &StatusHistory, auth_required: b
     let inner = history.lock();
     let base = inner.samples.front();
     let endpoint_window = |key: &str, total: u64| {
-        total.saturating_sub(base.and_then(|b| b.endpoints.get(key).copied()).unwrap_or(0))
+        total.saturating_sub(
+            base.and_then(|b| b.endpoints.get(key).copied())
+                .unwrap_or(0),
+        )
     };
     let pool_window = |key: &(String, String)| {
         let total = now.pools.get(key).copied().unwrap_or_default();
-        let before = base.and_then(|b| b.pools.get(key).copied()).unwrap_or_default();
+        let before = base
+            .and_then(|b| b.pools.get(key).copied())
+            .unwrap_or_default();
         PoolTotals {
             answers: total.answers.saturating_sub(before.answers),
             failovers: total.failovers.saturating_sub(before.failovers),
@@ -415,7 +420,11 @@ pub fn build_status(control: &Control, history: &StatusHistory, auth_required: b
             watch: control.watch_enabled(),
         },
         auth_required,
-        zones: snapshot.zones.iter().map(|z| z.origin_text().to_string()).collect(),
+        zones: snapshot
+            .zones
+            .iter()
+            .map(|z| z.origin_text().to_string())
+            .collect(),
         services,
         pools: all_pools.into_values().collect(),
         pool_overrides: control
