@@ -1,13 +1,20 @@
 //! The control plane's shared state: where the configuration comes from,
 //! the health registry and the snapshot being served, and reloading.
+//!
+//! Reloads come from SIGHUP, the admin API and the file watcher; they are
+//! serialised here, logged, and counted in [`Metrics`].
 
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 
 use crate::config::LoadedConfig;
 use crate::health::{HealthMonitor, HealthRegistry};
-use crate::snapshot::{BuildErrors, Snapshot, SnapshotSource};
+use crate::metrics::Metrics;
+use crate::querylog::QueryLog;
+use crate::snapshot::{BuildError, BuildErrors, Snapshot, SnapshotSource};
 
 /// How often `fastest` preferences are recomputed from probe RTTs.
 const FASTEST_UPDATE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
@@ -22,6 +29,24 @@ pub struct Control {
     pub snapshot: Arc<ArcSwap<Snapshot>>,
     /// The health probers (started by `serve` with [`Control::start_probers`]).
     pub monitor: Arc<HealthMonitor>,
+    // --- operations (admin API, metrics, query log, watching) ---
+    /// Counters for `/metrics`.
+    pub metrics: Arc<Metrics>,
+    /// The query log (configured from `[query_log]` on every load).
+    pub query_log: Arc<QueryLog>,
+    /// Files the configuration in service was read from (for `watch`).
+    watched: Mutex<Vec<PathBuf>>,
+    /// Whether `[server] watch` is on in the configuration in service.
+    watch: std::sync::atomic::AtomicBool,
+    /// Serialises reloads (SIGHUP, API and watcher may race).
+    reloading: Mutex<()>,
+}
+
+/// What a successful reload reports.
+#[derive(Debug, Clone)]
+pub struct ReloadReport {
+    /// Modification time of the configuration file that was loaded.
+    pub config_mtime: Option<SystemTime>,
 }
 
 impl Control {
@@ -32,31 +57,71 @@ impl Control {
     pub fn start(source: SnapshotSource) -> Result<(Self, LoadedConfig), BuildErrors> {
         let health = Arc::new(HealthRegistry::default());
         let (snapshot, loaded) = Snapshot::build(&source, &health)?;
+        check_ops_settings(&loaded)?;
         let monitor = Arc::new(HealthMonitor::new());
         monitor.replan(&snapshot.probes);
-        Ok((
-            Self {
-                source,
-                health,
-                snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
-                monitor,
-            },
-            loaded,
-        ))
+        let control = Self {
+            health,
+            snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
+            monitor,
+            metrics: Arc::new(Metrics::new()),
+            query_log: Arc::new(QueryLog::default()),
+            watched: Mutex::new(Vec::new()),
+            watch: std::sync::atomic::AtomicBool::new(false),
+            reloading: Mutex::new(()),
+            source,
+        };
+        control.apply_ops_settings(&loaded);
+        control.metrics.record_loaded(mtime(&loaded.path));
+        Ok((control, loaded))
     }
 
     /// Builds a new snapshot and swaps it in; on error the old one stays.
+    /// Logs the result (with `trigger`: "sighup", "api", "watch") and counts
+    /// it in the metrics.
     ///
     /// # Errors
     /// Every problem found; nothing changed.
-    pub fn reload(&self) -> Result<(), BuildErrors> {
-        let (snapshot, _) = Snapshot::build(&self.source, &self.health)?;
+    pub fn reload(&self, trigger: &str) -> Result<ReloadReport, BuildErrors> {
+        let _serialised = self
+            .reloading
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let built = Snapshot::build(&self.source, &self.health).and_then(|(snapshot, loaded)| {
+            check_ops_settings(&loaded).map(|()| (snapshot, loaded))
+        });
+        let (snapshot, loaded) = match built {
+            Ok(built) => built,
+            Err(errors) => {
+                self.metrics.record_reload(false, None);
+                tracing::error!(
+                    trigger,
+                    errors = errors.0.len(),
+                    "reload failed, keeping the running configuration"
+                );
+                for err in &errors.0 {
+                    tracing::error!(trigger, "reload error: {err}");
+                }
+                return Err(errors);
+            }
+        };
         let snapshot = Arc::new(snapshot);
         self.snapshot.store(snapshot.clone());
         // Re-plan the probers: unchanged endpoints keep their tasks.
         self.monitor.replan(&snapshot.probes);
         self.health.prune();
-        Ok(())
+        self.apply_ops_settings(&loaded);
+        let config_mtime = mtime(&loaded.path);
+        self.metrics.record_reload(true, config_mtime);
+        tracing::info!(
+            trigger,
+            config = %loaded.path.display(),
+            config_mtime = config_mtime.map_or(0.0, unix_secs),
+            zones = snapshot.zones.len(),
+            services = snapshot.services.len(),
+            "reloaded configuration"
+        );
+        Ok(ReloadReport { config_mtime })
     }
 
     /// Starts the health probers on `runtime` (they follow every reload), and
@@ -73,4 +138,134 @@ impl Control {
             }
         });
     }
+
+    /// Whether `[server] watch` is on.
+    pub fn watch_enabled(&self) -> bool {
+        self.watch.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The files the configuration in service was read from: the config
+    /// file, zone files, GeoIP databases and latency tables.
+    pub fn watched_files(&self) -> Vec<PathBuf> {
+        self.watched
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn apply_ops_settings(&self, loaded: &LoadedConfig) {
+        self.query_log.configure(&loaded.config.query_log);
+        self.watch.store(
+            loaded.config.server.watch,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        let files = files_of(&self.source, loaded);
+        *self
+            .watched
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = files;
+    }
+}
+
+/// How often [`watch_files`] looks at modification times.
+const WATCH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Polls the modification times (and sizes) of the configuration's files
+/// every [`WATCH_INTERVAL`] while `[server] watch` is on, and reloads when
+/// one changed. A failed reload is not retried until a file changes again.
+pub async fn watch_files(control: Arc<Control>) -> std::io::Result<()> {
+    type Stamp = Vec<(PathBuf, Option<(SystemTime, u64)>)>;
+    let stamp = |files: Vec<PathBuf>| -> Stamp {
+        files
+            .into_iter()
+            .map(|path| {
+                let meta = std::fs::metadata(&path)
+                    .ok()
+                    .and_then(|m| m.modified().ok().map(|t| (t, m.len())));
+                (path, meta)
+            })
+            .collect()
+    };
+    let mut last: Option<Stamp> = None;
+    let mut tick = tokio::time::interval(WATCH_INTERVAL);
+    loop {
+        tick.tick().await;
+        if !control.watch_enabled() {
+            last = None;
+            continue;
+        }
+        let current = stamp(control.watched_files());
+        match &last {
+            Some(previous) if *previous != current => {
+                let changed: Vec<String> = current
+                    .iter()
+                    .filter(|entry| !previous.contains(entry))
+                    .map(|(path, _)| path.display().to_string())
+                    .collect();
+                tracing::info!(files = ?changed, "configuration files changed");
+                let reloader = control.clone();
+                let _ = tokio::task::spawn_blocking(move || reloader.reload("watch")).await;
+                // Stamp again: a good reload may name other files.
+                last = Some(stamp(control.watched_files()));
+            }
+            Some(_) => {}
+            None => last = Some(current),
+        }
+    }
+}
+
+/// Checks the operations settings the snapshot does not read.
+fn check_ops_settings(loaded: &LoadedConfig) -> Result<(), BuildErrors> {
+    let rate = &loaded.config.query_log.sample_rate;
+    if !(0.0..=1.0).contains(rate.get_ref()) {
+        return Err(BuildErrors(vec![BuildError::Config(loaded.error_at(
+            rate.span(),
+            format!(
+                "sample_rate = {} is out of range: use 0..=1",
+                rate.get_ref()
+            ),
+        ))]));
+    }
+    Ok(())
+}
+
+/// Every file a configuration reads.
+fn files_of(source: &SnapshotSource, loaded: &LoadedConfig) -> Vec<PathBuf> {
+    let config = &loaded.config;
+    let mut files = vec![loaded.path.clone()];
+    files.extend(
+        config
+            .zones
+            .iter()
+            .map(|z| loaded.resolve_path(z.file.get_ref())),
+    );
+    files.extend(source.extra_zones.iter().map(|(_, path)| path.clone()));
+    if let Some(geoip) = &config.geoip {
+        files.extend(
+            [&geoip.database, &geoip.asn_database]
+                .into_iter()
+                .flatten()
+                .map(|p| loaded.resolve_path(p.get_ref())),
+        );
+    }
+    files.extend(
+        config
+            .services
+            .values()
+            .filter_map(|s| s.get_ref().latency_table.as_ref())
+            .map(|p| loaded.resolve_path(p.get_ref())),
+    );
+    files.sort();
+    files.dedup();
+    files
+}
+
+/// A file's modification time, if it can be read.
+pub fn mtime(path: &std::path::Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+fn unix_secs(time: SystemTime) -> f64 {
+    time.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }

@@ -2,12 +2,15 @@
 //! from GeoIP, latency, weights and health.
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod config;
 pub mod control;
 pub mod dns;
 pub mod explain;
 pub mod geo;
 pub mod health;
+pub mod metrics;
 pub mod policy;
+pub mod querylog;
 pub mod snapshot;
 pub mod zone;

@@ -60,6 +60,19 @@ enum Command {
         #[arg(default_value = "A")]
         record_type: String,
     },
+    /// Ask a running server to reload its configuration (POST /reload on
+    /// its admin API); exits 1 and prints every error when the reload failed.
+    Reload {
+        /// Configuration file, for the API address and token when not given.
+        #[arg(short = 'c', long = "config", default_value = "config/gslb.toml")]
+        config: PathBuf,
+        /// Admin API address (default: the config's `server.api`).
+        #[arg(long, value_name = "ADDR:PORT")]
+        api: Option<SocketAddr>,
+        /// Bearer token (default: $GSLB_API_TOKEN, else the config's `server.api_token`).
+        #[arg(long, value_name = "TOKEN")]
+        token: Option<String>,
+    },
     /// GeoIP database tools.
     Geoip {
         #[command(subcommand)]
@@ -122,6 +135,7 @@ fn main() -> ExitCode {
             name,
             record_type,
         } => explain(source.source(), client, &name, &record_type),
+        Command::Reload { config, api, token } => reload_command(&config, api, token),
         Command::Geoip {
             command: GeoipCommand::Build { source, output },
         } => build_geoip(&source, &output),
@@ -206,7 +220,17 @@ fn serve(source: SnapshotSource, listen: Vec<SocketAddr>, api: Option<SocketAddr
     } else {
         listen
     };
-    let _api = api.unwrap_or(server_config.api);
+    let api = api.unwrap_or(server_config.api);
+    // Refuse an API others can reach without a token, before binding anything.
+    let auth = gslb::api::ApiAuth::new(
+        api,
+        server_config.api_token.as_ref().map(|t| t.0.as_str()),
+        server_config.api_require_token,
+    )?;
+    control
+        .query_log
+        .start()
+        .context("starting the query log thread")?;
     let workers = match server_config.udp_workers {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
@@ -237,12 +261,20 @@ fn serve(source: SnapshotSource, listen: Vec<SocketAddr>, api: Option<SocketAddr
             }
         }
         let mut tasks = tokio::task::JoinSet::new();
+        // The admin API comes first, and its line is printed before the DNS
+        // "listening on" lines (scripts read those last).
+        start_api(&mut tasks, api, auth, &control).await;
+        tasks.spawn(gslb::control::watch_files(control.clone()));
         for addr in listen {
             let bound = server::bind(addr, workers)
                 .with_context(|| format!("binding DNS listener {addr}"))?;
             println!("listening on {} (udp+tcp)", bound.local_addr);
             tracing::info!(addr = %bound.local_addr, "listening (udp+tcp)");
-            tasks.spawn(server::serve(bound, control.snapshot.clone()));
+            let observer = gslb::metrics::Observer {
+                metrics: control.metrics.clone(),
+                query_log: control.query_log.clone(),
+            };
+            tasks.spawn(server::serve(bound, control.snapshot.clone(), observer));
         }
         tasks.spawn(async move {
             handle_signals(control).await;
@@ -278,13 +310,92 @@ async fn handle_signals(control: Arc<Control>) {
 
 async fn reload(control: &Arc<Control>) {
     let control = control.clone();
-    match tokio::task::spawn_blocking(move || control.reload()).await {
-        Ok(Ok(())) => tracing::info!("reloaded configuration"),
-        Ok(Err(errors)) => {
-            for err in &errors.0 {
-                tracing::error!("reload failed, keeping the running configuration: {err}");
-            }
+    // Control::reload logs and counts the result itself.
+    if let Err(err) = tokio::task::spawn_blocking(move || control.reload("sighup")).await {
+        tracing::error!(error = %err, "reload task failed");
+    }
+}
+
+/// Binds the admin API and serves it in `tasks`. A bind failure is logged
+/// and DNS is served anyway: the API is not on the data path.
+async fn start_api(
+    tasks: &mut tokio::task::JoinSet<std::io::Result<()>>,
+    addr: SocketAddr,
+    auth: gslb::api::ApiAuth,
+    control: &Arc<Control>,
+) {
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(listener) => listener,
+        Err(err) => {
+            tracing::error!(%addr, error = %err, "cannot bind the admin API; serving DNS without it");
+            return;
         }
-        Err(err) => tracing::error!(error = %err, "reload task failed"),
+    };
+    let local = listener.local_addr().unwrap_or(addr);
+    println!("admin api listening on http://{local}/");
+    tracing::info!(addr = %local, token_required = auth.token_required(), "admin API listening");
+    let control = control.clone();
+    tasks.spawn(async move {
+        if let Err(err) = gslb::api::serve(listener, control, auth).await {
+            tracing::error!(error = %err, "admin API stopped");
+        }
+        // DNS keeps serving without the API.
+        std::future::pending::<()>().await;
+        Ok(())
+    });
+}
+
+/// `gslb reload`: POST /reload to a running server.
+fn reload_command(
+    config: &std::path::Path,
+    api: Option<SocketAddr>,
+    token: Option<String>,
+) -> Result<()> {
+    // The config supplies the address and token when not given; a config
+    // that does not parse (the reason for reloading, maybe) supplies nothing.
+    let server = gslb::config::load_config(config)
+        .ok()
+        .map(|c| c.config.server);
+    let addr = api
+        .or_else(|| server.as_ref().map(|s| s.api))
+        .unwrap_or_else(|| {
+            gslb::config::DEFAULT_API
+                .parse()
+                .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 9300)))
+        });
+    let token = token
+        .or_else(|| {
+            std::env::var("GSLB_API_TOKEN")
+                .ok()
+                .filter(|t| !t.is_empty())
+        })
+        .or_else(|| server.and_then(|s| s.api_token).map(|t| t.0));
+    let reply = gslb::api::client::post(addr, "/reload", token.as_deref())
+        .with_context(|| format!("calling the admin API at {addr}"))?;
+    let body: serde_json::Value =
+        serde_json::from_str(&reply.body).unwrap_or(serde_json::Value::Null);
+    match reply.status {
+        200 => {
+            println!("reloaded ({addr})");
+            Ok(())
+        }
+        422 => {
+            let errors: Vec<String> = body["errors"]
+                .as_array()
+                .map(|list| {
+                    list.iter()
+                        .filter_map(|e| e.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default();
+            Err(anyhow!(
+                "reload failed, the server keeps its running configuration:\n{}",
+                errors.join("\n")
+            ))
+        }
+        status => Err(anyhow!(
+            "admin API answered {status}: {}",
+            body["error"].as_str().unwrap_or(reply.body.trim())
+        )),
     }
 }

@@ -77,14 +77,7 @@ fn count_allocations(cases: &[(&str, Vec<u8>, Rcode)]) -> Vec<(String, u64)> {
     let mut counts = Vec::new();
     for (label, packet, want) in cases {
         let snapshot = control.snapshot.load();
-        let warm = handle_packet(
-            &snapshot,
-            packet,
-            client,
-            Transport::Udp,
-            1,
-            &mut out,
-        );
+        let warm = handle_packet(&snapshot, packet, client, Transport::Udp, 1, &mut out);
         assert_eq!(warm.map(|o| o.rcode), Some(*want), "{label}");
         let before = allocations();
         for seed in 0..64 {

@@ -44,6 +44,10 @@ pub struct ConfigToml {
     /// Health checks, by name; pools name one with `check`.
     #[serde(default)]
     pub checks: std::collections::BTreeMap<String, Spanned<super::CheckToml>>,
+    // --- operations ---
+    /// The query log.
+    #[serde(default)]
+    pub query_log: QueryLogToml,
 }
 
 /// `[server]`: sockets and protocol limits.
@@ -62,6 +66,57 @@ pub struct ServerToml {
     /// UDP worker sockets per listener (SO_REUSEPORT); 0 = one per core.
     #[serde(default)]
     pub udp_workers: usize,
+    // --- operations (admin API, reload) ---
+    /// Bearer token required by mutating admin API calls when the API is
+    /// not on loopback (or when `api_require_token` is set).
+    pub api_token: Option<Secret>,
+    /// Require the token even on a loopback API.
+    #[serde(default)]
+    pub api_require_token: bool,
+    /// Poll the configuration and the files it names every ~2 s and reload
+    /// when one changes.
+    #[serde(default)]
+    pub watch: bool,
+}
+
+/// A secret from the configuration: never printed by `Debug`.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+/// `[query_log]`: one log line per (sampled) query, off by default.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryLogToml {
+    /// Log queries at all.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Fraction of queries logged (0..=1).
+    #[serde(default = "full_rate")]
+    pub sample_rate: Spanned<f64>,
+    /// Most lines per second (token bucket); 0 = no limit.
+    #[serde(default)]
+    pub max_per_second: u32,
+}
+
+impl Default for QueryLogToml {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            sample_rate: full_rate(),
+            max_per_second: 0,
+        }
+    }
+}
+
+fn full_rate() -> Spanned<f64> {
+    Spanned::new(0..0, 1.0)
 }
 
 impl Default for ServerToml {
@@ -71,6 +126,9 @@ impl Default for ServerToml {
             api: default_api(),
             max_udp_payload: Spanned::new(0..0, DEFAULT_MAX_UDP_PAYLOAD),
             udp_workers: 0,
+            api_token: None,
+            api_require_token: false,
+            watch: false,
         }
     }
 }

@@ -205,6 +205,7 @@ fn answer<'s>(
         return Rcode::Refused;
     };
     reply.set_authoritative(true);
+    context.zone = Some(zone);
     answer_in_zone(context, zone, qname, query.qtype, reply)
 }
 

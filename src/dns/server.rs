@@ -19,6 +19,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
 use super::answer::{Transport, handle_packet};
+use crate::metrics::{Observer, QueryRecorder};
 use crate::policy::SplitMix64;
 use crate::snapshot::Snapshot;
 
@@ -113,19 +114,25 @@ fn bind_tcp(addr: SocketAddr) -> io::Result<Socket> {
 ///
 /// # Errors
 /// A UDP worker thread cannot be started.
-pub async fn serve(listener: BoundListener, snapshot: SharedSnapshot) -> io::Result<()> {
+pub async fn serve(
+    listener: BoundListener,
+    snapshot: SharedSnapshot,
+    observer: Observer,
+) -> io::Result<()> {
     for (index, socket) in listener.udp.into_iter().enumerate() {
         let snapshot = snapshot.clone();
+        // Each worker thread records into a metrics slot of its own.
+        let recorder = observer.recorder(Transport::Udp);
         std::thread::Builder::new()
             .name(format!("udp-{}-{index}", listener.local_addr))
-            .spawn(move || serve_udp(&socket, &snapshot))?;
+            .spawn(move || serve_udp(&socket, &snapshot, recorder))?;
     }
-    serve_tcp(listener.tcp, snapshot).await;
+    serve_tcp(listener.tcp, snapshot, observer.recorder(Transport::Tcp)).await;
     Ok(())
 }
 
 /// One UDP worker: batches of queries in, batches of replies out.
-fn serve_udp(socket: &std::net::UdpSocket, snapshot: &SharedSnapshot) {
+fn serve_udp(socket: &std::net::UdpSocket, snapshot: &SharedSnapshot, mut recorder: QueryRecorder) {
     use std::io::{IoSlice, IoSliceMut};
     use std::os::fd::AsRawFd;
 
@@ -176,6 +183,8 @@ fn serve_udp(socket: &std::net::UdpSocket, snapshot: &SharedSnapshot) {
         let mut answered = 0;
         {
             let current = snapshot.load();
+            // Metrics: one lock-free view per batch (rebuilt only after a reload).
+            let view = recorder.view(&current);
             for (index, (bytes, address)) in received[..count].iter().enumerate() {
                 let Some(address) = address else { continue };
                 let Some(peer_ip) = peer_ip(address) else {
@@ -183,16 +192,16 @@ fn serve_udp(socket: &std::net::UdpSocket, snapshot: &SharedSnapshot) {
                 };
                 let query = &queries[index * UDP_QUERY_MAX..index * UDP_QUERY_MAX + bytes];
                 let reply = &mut replies[answered];
-                if handle_packet(
+                let outcome = handle_packet(
                     &current,
                     query,
                     peer_ip,
                     Transport::Udp,
                     rng.next_u64(),
                     reply,
-                )
-                .is_some()
-                {
+                );
+                recorder.record(&view, &current, query, peer_ip, outcome.as_ref());
+                if outcome.is_some() {
                     peers[answered] = Some(*address);
                     answered += 1;
                 }
@@ -225,7 +234,7 @@ fn peer_ip(address: &nix::sys::socket::SockaddrStorage) -> Option<std::net::IpAd
         .map(|v6| std::net::IpAddr::V6(v6.ip()))
 }
 
-async fn serve_tcp(listener: TcpListener, snapshot: SharedSnapshot) {
+async fn serve_tcp(listener: TcpListener, snapshot: SharedSnapshot, recorder: QueryRecorder) {
     let limit = Arc::new(Semaphore::new(TCP_MAX_CONNECTIONS));
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -242,8 +251,9 @@ async fn serve_tcp(listener: TcpListener, snapshot: SharedSnapshot) {
             continue;
         };
         let snapshot = snapshot.clone();
+        let recorder = recorder.fork();
         tokio::spawn(async move {
-            if let Err(err) = serve_tcp_connection(stream, peer, snapshot).await {
+            if let Err(err) = serve_tcp_connection(stream, peer, snapshot, recorder).await {
                 tracing::debug!(error = %err, %peer, "tcp connection ended");
             }
             drop(permit);
@@ -255,6 +265,7 @@ async fn serve_tcp_connection(
     mut stream: TcpStream,
     peer: SocketAddr,
     snapshot: SharedSnapshot,
+    mut recorder: QueryRecorder,
 ) -> io::Result<()> {
     let mut rng = SplitMix64(initial_seed());
     let mut query = Vec::with_capacity(512);
@@ -277,15 +288,17 @@ async fn serve_tcp_connection(
         }
         let answered = {
             let current = snapshot.load();
-            handle_packet(
+            let outcome = handle_packet(
                 &current,
                 &query,
                 peer.ip(),
                 Transport::Tcp,
                 rng.next_u64(),
                 &mut reply,
-            )
-            .is_some()
+            );
+            let view = recorder.view(&current);
+            recorder.record(&view, &current, &query, peer.ip(), outcome.as_ref());
+            outcome.is_some()
         };
         if !answered {
             continue;

@@ -53,6 +53,16 @@ pub enum Override {
 }
 
 impl Override {
+    /// The name used by the admin API and status page.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Override::None => "none",
+            Override::ForceUp => "force-up",
+            Override::ForceDown => "force-down",
+            Override::Drain => "drain",
+        }
+    }
+
     fn to_u8(self) -> u8 {
         match self {
             Override::None => 0,
@@ -98,6 +108,11 @@ pub struct ProbeStatus {
 pub struct EndpointHealth {
     probe: AtomicU8,
     admin: AtomicU8,
+    /// The override of the endpoint's pool (see [`HealthRegistry::set_pool_override`]);
+    /// an endpoint's own override, when set, wins.
+    pool_admin: AtomicU8,
+    /// Answers that named this endpoint (counted by the DNS server).
+    answers: AtomicU64,
     /// Smoothed probe round-trip time in microseconds (0 = not measured).
     rtt_us: AtomicU32,
     /// Weight factor in percent, lowered while a JSON health body reports load.
@@ -119,6 +134,8 @@ impl EndpointHealth {
         Self {
             probe: AtomicU8::new(if initially_up { PROBE_UP } else { PROBE_DOWN }),
             admin: AtomicU8::new(Override::None.to_u8()),
+            pool_admin: AtomicU8::new(Override::None.to_u8()),
+            answers: AtomicU64::new(0),
             rtt_us: AtomicU32::new(0),
             weight_percent: AtomicU8::new(FULL_WEIGHT_PERCENT),
             probes_total: AtomicU64::new(0),
@@ -211,7 +228,7 @@ impl EndpointHealth {
     /// Whether answers may name this endpoint (probes and override combined).
     #[inline]
     pub fn is_usable(&self) -> bool {
-        match Override::from_u8(self.admin.load(Ordering::Relaxed)) {
+        match self.effective_override() {
             Override::ForceUp => true,
             Override::ForceDown | Override::Drain => false,
             Override::None => self.probe.load(Ordering::Relaxed) == PROBE_UP,
@@ -239,6 +256,37 @@ impl EndpointHealth {
         self.admin.store(value.to_u8(), Ordering::Relaxed);
     }
 
+    // --- pool overrides and answer counters (admin API, metrics) ---
+
+    /// The override of the endpoint's pool.
+    pub fn pool_override(&self) -> Override {
+        Override::from_u8(self.pool_admin.load(Ordering::Relaxed))
+    }
+
+    /// The override in force: the endpoint's own, else its pool's.
+    #[inline]
+    pub fn effective_override(&self) -> Override {
+        match Override::from_u8(self.admin.load(Ordering::Relaxed)) {
+            Override::None => Override::from_u8(self.pool_admin.load(Ordering::Relaxed)),
+            own => own,
+        }
+    }
+
+    fn set_pool_override(&self, value: Override) {
+        self.pool_admin.store(value.to_u8(), Ordering::Relaxed);
+    }
+
+    /// Counts one answer naming this endpoint (relaxed: a statistic).
+    #[inline]
+    pub fn count_answer(&self) {
+        self.answers.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Answers that named this endpoint since it was created.
+    pub fn answers(&self) -> u64 {
+        self.answers.load(Ordering::Relaxed)
+    }
+
     /// Smoothed RTT in microseconds, if measured.
     pub fn rtt_us(&self) -> Option<u32> {
         match self.rtt_us.load(Ordering::Relaxed) {
@@ -260,19 +308,82 @@ impl EndpointHealth {
 #[derive(Debug, Default)]
 pub struct HealthRegistry {
     records: Mutex<HashMap<String, Arc<EndpointHealth>>>,
+    /// Pool overrides by pool name; kept across reloads and applied to
+    /// records created later in that pool.
+    pool_overrides: Mutex<HashMap<String, Override>>,
 }
 
 impl HealthRegistry {
     /// The record for `key`, created in `initially_up` state if new.
     pub fn record(&self, key: &str, initially_up: bool) -> Arc<EndpointHealth> {
+        let pool_override = self.pool_override(pool_of(key));
         let mut records = self
             .records
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         records
             .entry(key.to_string())
-            .or_insert_with(|| Arc::new(EndpointHealth::new(initially_up)))
+            .or_insert_with(|| {
+                let record = EndpointHealth::new(initially_up);
+                record.set_pool_override(pool_override);
+                Arc::new(record)
+            })
             .clone()
+    }
+
+    /// The live record for `key` (`pool/target`), if any snapshot uses it.
+    pub fn get(&self, key: &str) -> Option<Arc<EndpointHealth>> {
+        let records = self
+            .records
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        records.get(key).cloned()
+    }
+
+    /// The override set on pool `pool` (`None` when unset).
+    pub fn pool_override(&self, pool: &str) -> Override {
+        let overrides = self
+            .pool_overrides
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        overrides.get(pool).copied().unwrap_or(Override::None)
+    }
+
+    /// Every pool override in force, by pool name.
+    pub fn pool_overrides(&self) -> Vec<(String, Override)> {
+        let overrides = self
+            .pool_overrides
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut list: Vec<_> = overrides.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        list.sort_by(|a, b| a.0.cmp(&b.0));
+        list
+    }
+
+    /// Sets (or with [`Override::None`] clears) the override of every
+    /// endpoint of `pool`, now and after reloads. An endpoint's own
+    /// override, when set, wins over its pool's.
+    pub fn set_pool_override(&self, pool: &str, value: Override) {
+        {
+            let mut overrides = self
+                .pool_overrides
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if value == Override::None {
+                overrides.remove(pool);
+            } else {
+                overrides.insert(pool.to_string(), value);
+            }
+        }
+        let records = self
+            .records
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (key, record) in records.iter() {
+            if pool_of(key) == pool {
+                record.set_pool_override(value);
+            }
+        }
     }
 
     /// Drops records no longer referenced by any snapshot.
@@ -283,6 +394,11 @@ impl HealthRegistry {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         records.retain(|_, record| Arc::strong_count(record) > 1);
     }
+}
+
+/// The pool part of an endpoint key `pool/target`.
+fn pool_of(key: &str) -> &str {
+    key.split_once('/').map_or(key, |(pool, _)| pool)
 }
 
 #[cfg(test)]
@@ -328,5 +444,25 @@ mod tests {
         let b = registry.record("eu/192.0.2.1", true);
         assert!(Arc::ptr_eq(&a, &b));
         assert!(!b.probe_up());
+    }
+
+    #[test]
+    fn pool_override_applies_to_later_records_and_yields_to_endpoint_override() {
+        let registry = HealthRegistry::default();
+        let a = registry.record("eu/192.0.2.1", true);
+        let other = registry.record("us/192.0.2.9", true);
+        registry.set_pool_override("eu", Override::ForceDown);
+        assert!(!a.is_usable());
+        assert!(other.is_usable());
+        // An endpoint that appears in the pool later (a reload) gets it too.
+        let b = registry.record("eu/192.0.2.2", true);
+        assert_eq!(b.pool_override(), Override::ForceDown);
+        assert!(!b.is_usable());
+        // The endpoint's own override wins.
+        b.set_admin_override(Override::ForceUp);
+        assert!(b.is_usable());
+        registry.set_pool_override("eu", Override::None);
+        assert!(a.is_usable());
+        assert!(registry.pool_overrides().is_empty());
     }
 }

@@ -33,6 +33,8 @@ pub const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct GslbServer {
     child: Child,
     addrs: Vec<SocketAddr>,
+    /// The admin API address, when the server printed it.
+    api: Option<SocketAddr>,
     stderr: Arc<Mutex<String>>,
     stderr_thread: Option<JoinHandle<()>>,
 }
@@ -75,6 +77,7 @@ impl GslbServer {
         let mut server = GslbServer {
             child,
             addrs: Vec::new(),
+            api: None,
             stderr,
             stderr_thread,
         };
@@ -85,6 +88,8 @@ impl GslbServer {
                 Ok(line) => {
                     if let Some(addr) = parse_listening_line(&line) {
                         server.addrs.push(addr);
+                    } else if let Some(addr) = parse_api_line(&line) {
+                        server.api = Some(addr);
                     }
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {
@@ -119,6 +124,12 @@ impl GslbServer {
     /// Every listener, in the order the server reported them.
     pub fn addrs(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+
+    /// The admin API address (start the server with `--api 127.0.0.1:0`).
+    pub fn api(&self) -> SocketAddr {
+        self.api
+            .unwrap_or_else(|| panic!("gslb printed no admin api line; stderr:\n{}", self.stderr()))
     }
 
     /// What the server wrote on stderr so far.
@@ -170,6 +181,12 @@ fn collect_lines(pipe: impl Read, sink: &Mutex<String>) {
             text.push('\n');
         }
     }
+}
+
+/// Parses `admin api listening on http://ADDR/`.
+fn parse_api_line(line: &str) -> Option<SocketAddr> {
+    let rest = line.strip_prefix("admin api listening on http://")?;
+    rest.trim_end_matches('/').parse().ok()
 }
 
 /// Parses `listening on ADDR (udp+tcp)`.
@@ -927,5 +944,113 @@ impl Xorshift {
     /// A random byte.
     pub fn byte(&mut self) -> u8 {
         (self.next_u64() >> 56) as u8
+    }
+}
+
+// ---------------------------------------------------------------------------
+// HTTP (admin API)
+// ---------------------------------------------------------------------------
+
+/// A reply of the admin API.
+#[derive(Debug, Clone)]
+pub struct HttpReply {
+    /// Status code.
+    pub status: u16,
+    /// Header lines, lowercase names.
+    pub headers: Vec<(String, String)>,
+    /// Body text.
+    pub body: String,
+}
+
+impl HttpReply {
+    /// The body as JSON (panics with the body when it is not).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|err| panic!("not JSON ({err}): {}", self.body))
+    }
+
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// One HTTP/1.1 request (`Connection: close`) to `addr`.
+pub fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> HttpReply {
+    let mut stream = TcpStream::connect_timeout(&addr, REPLY_TIMEOUT).expect("connect to the API");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("set timeout");
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    stream.write_all(request.as_bytes()).expect("write request");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).expect("read reply");
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP reply: {text}"));
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    HttpReply {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if size == 0 || rest.len() < size {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        body = rest[size..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// Polls `check` every 50 ms until it returns true or `deadline` passes;
+/// returns whether it did.
+pub fn poll_until(deadline: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + deadline;
+    loop {
+        if check() {
+            return true;
+        }
+        if Instant::now() > end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }

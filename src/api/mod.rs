@@ -1,0 +1,421 @@
+//! The admin HTTP API: `/status` (JSON), `/metrics` (OpenMetrics text),
+//! `POST /override`, `POST /reload` and the status page at `/`.
+//!
+//! Owns the API listener and its authorisation; reads the control plane
+//! ([`Control`]) and writes only health overrides and reloads. Never on the
+//! DNS query path. Mutating calls need `Authorization: Bearer <token>` when
+//! a token is configured (always, when the API is not on loopback: `serve`
+//! refuses to start otherwise), and are refused when a browser says they
+//! come from another site (CSRF). Bodies are limited to [`BODY_LIMIT`].
+//! The token never appears in logs or in `/status`.
+
+pub mod client;
+mod status;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::control::Control;
+use crate::health::Override;
+
+pub use status::{StatusHistory, build_status};
+
+/// Largest request body accepted.
+pub const BODY_LIMIT: usize = 64 * 1024;
+/// How often the status history samples answer counters.
+const SAMPLE_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Who may call mutating endpoints.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiAuth {
+    /// The bearer token, when one is required.
+    token: Option<Arc<str>>,
+}
+
+impl std::fmt::Debug for ApiAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiAuth")
+            .field("token_required", &self.token.is_some())
+            .finish()
+    }
+}
+
+/// Why the API cannot be served as configured.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiConfigError {
+    /// A non-loopback address (or `api_require_token`) without a token.
+    #[error(
+        "admin API on {addr} needs a token: set [server] api_token (or bind the API to a loopback address)"
+    )]
+    TokenRequired {
+        /// The API address.
+        addr: SocketAddr,
+    },
+    /// An empty token.
+    #[error("[server] api_token is empty: use a long random string")]
+    EmptyToken,
+}
+
+impl ApiAuth {
+    /// The authorisation rule: a configured token is always required; an API
+    /// not on loopback, or with `require_token`, must have one.
+    ///
+    /// # Errors
+    /// A token is required but none (or an empty one) is configured.
+    pub fn new(
+        addr: SocketAddr,
+        token: Option<&str>,
+        require_token: bool,
+    ) -> Result<Self, ApiConfigError> {
+        match token {
+            Some("") => Err(ApiConfigError::EmptyToken),
+            Some(token) => Ok(Self {
+                token: Some(Arc::from(token)),
+            }),
+            None if require_token || !addr.ip().is_loopback() => {
+                Err(ApiConfigError::TokenRequired { addr })
+            }
+            None => Ok(Self { token: None }),
+        }
+    }
+
+    /// Whether mutating calls need a token.
+    pub fn token_required(&self) -> bool {
+        self.token.is_some()
+    }
+
+    /// Whether the request's `Authorization` header carries the token
+    /// (compared in constant time).
+    pub fn authorises(&self, headers: &HeaderMap) -> bool {
+        let Some(token) = &self.token else {
+            return true;
+        };
+        let Some(given) = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+        else {
+            return false;
+        };
+        use subtle::ConstantTimeEq as _;
+        bool::from(given.trim().as_bytes().ct_eq(token.as_bytes()))
+    }
+}
+
+/// What the handlers share.
+#[derive(Clone)]
+struct ApiState {
+    control: Arc<Control>,
+    auth: ApiAuth,
+    history: Arc<StatusHistory>,
+}
+
+/// Serves the admin API on `listener` until the task is dropped; also
+/// samples answer counters for the "last minute" figures.
+///
+/// # Errors
+/// The listener fails.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    control: Arc<Control>,
+    auth: ApiAuth,
+) -> std::io::Result<()> {
+    let history = Arc::new(StatusHistory::default());
+    {
+        let (control, history) = (control.clone(), history.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(SAMPLE_INTERVAL);
+            loop {
+                tick.tick().await;
+                history.sample(&control);
+            }
+        });
+    }
+    let state = ApiState {
+        control,
+        auth,
+        history,
+    };
+    axum::serve(listener, router(state)).await
+}
+
+fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/", get(page))
+        .route("/status", get(status_json))
+        .route("/metrics", get(metrics))
+        .route("/override", post(set_override))
+        .route("/reload", post(reload))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
+}
+
+async fn page(State(state): State<ApiState>) -> Response {
+    let status = build_status(&state.control, &state.history, state.auth.token_required());
+    // The initial data is inlined so the page renders without a round trip;
+    // "<" is escaped so no string in it can close the script element.
+    let data = serde_json::to_string(&status)
+        .unwrap_or_else(|_| "{}".to_string())
+        .replace('<', "\\u003c");
+    let html = include_str!("page.html").replace("/*INITIAL_STATUS*/null", &data);
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        html,
+    )
+        .into_response()
+}
+
+async fn status_json(State(state): State<ApiState>) -> Response {
+    let status = build_status(&state.control, &state.history, state.auth.token_required());
+    ([(header::CACHE_CONTROL, "no-store")], axum::Json(status)).into_response()
+}
+
+async fn metrics(State(state): State<ApiState>) -> Response {
+    match crate::metrics::render(&state.control) {
+        Ok(text) => ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+/// An error reply: status and a JSON body `{"ok":false,"error":...}`.
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (
+        status,
+        axum::Json(json!({"ok": false, "error": message.into()})),
+    )
+        .into_response()
+}
+
+/// The refusal of a mutating call that is not authorised or comes from
+/// another site (a browser sends `Sec-Fetch-Site` and `Origin` on POSTs);
+/// `None` when it may go ahead.
+fn refusal(state: &ApiState, headers: &HeaderMap) -> Option<Response> {
+    let site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
+    let cross_site = match site {
+        Some(site) => !matches!(site, "same-origin" | "none"),
+        None => match (
+            headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()),
+            headers.get(header::HOST).and_then(|v| v.to_str().ok()),
+        ) {
+            (Some(origin), Some(host)) => origin.split_once("://").map(|(_, h)| h) != Some(host),
+            (Some(_), None) => true,
+            (None, _) => false,
+        },
+    };
+    if cross_site {
+        return Some(error(StatusCode::FORBIDDEN, "cross-site request refused"));
+    }
+    if !state.auth.authorises(headers) {
+        tracing::warn!("admin API call refused: missing or wrong bearer token");
+        return Some(
+            (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                axum::Json(json!({"ok": false, "error": "missing or wrong bearer token"})),
+            )
+                .into_response(),
+        );
+    }
+    None
+}
+
+/// `POST /override` fields (JSON body, form body or query parameters).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OverrideRequest {
+    /// `pool/target`.
+    endpoint: Option<String>,
+    /// Pool name.
+    pool: Option<String>,
+    /// `up`, `down`, `drain` or `none`.
+    state: Option<String>,
+}
+
+/// Parses an override state as the API and page write it.
+pub fn parse_override(text: &str) -> Option<Override> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "up" | "force-up" | "force_up" => Some(Override::ForceUp),
+        "down" | "force-down" | "force_down" => Some(Override::ForceDown),
+        "drain" => Some(Override::Drain),
+        "none" | "clear" | "" => Some(Override::None),
+        _ => None,
+    }
+}
+
+async fn set_override(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> Response {
+    if let Some(refused) = refusal(&state, &headers) {
+        return refused;
+    }
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let is_form = content_type.starts_with("application/x-www-form-urlencoded");
+    let parsed: Result<OverrideRequest, String> = if !body.is_empty() && is_form {
+        serde_urlencoded::from_bytes(&body).map_err(|e| e.to_string())
+    } else if !body.is_empty() {
+        serde_json::from_slice(&body).map_err(|e| e.to_string())
+    } else {
+        serde_urlencoded::from_str(query.as_deref().unwrap_or("")).map_err(|e| e.to_string())
+    };
+    let request = match parsed {
+        Ok(request) => request,
+        Err(err) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("bad override request: {err}"),
+            );
+        }
+    };
+    let Some(value) = request.state.as_deref().and_then(parse_override) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "state must be one of up, down, drain, none",
+        );
+    };
+    let snapshot = state.control.snapshot.load_full();
+    let result = match (&request.endpoint, &request.pool) {
+        (Some(key), None) => {
+            let known = snapshot.probes.endpoints.iter().find(|e| &e.key == key);
+            match known {
+                Some(endpoint) => {
+                    endpoint.health.set_admin_override(value);
+                    tracing::info!(endpoint = %key, state = value.as_str(), "admin override set");
+                    Ok(json!({"ok": true, "endpoint": key, "state": value.as_str()}))
+                }
+                None => Err(error(
+                    StatusCode::NOT_FOUND,
+                    format!("unknown endpoint {key:?} (use pool/target as in /status)"),
+                )),
+            }
+        }
+        (None, Some(pool)) => {
+            let known = snapshot
+                .probes
+                .endpoints
+                .iter()
+                .any(|e| e.key.split_once('/').is_some_and(|(p, _)| p == pool));
+            if known || value == Override::None {
+                state.control.health.set_pool_override(pool, value);
+                tracing::info!(pool = %pool, state = value.as_str(), "admin pool override set");
+                Ok(json!({"ok": true, "pool": pool, "state": value.as_str()}))
+            } else {
+                Err(error(
+                    StatusCode::NOT_FOUND,
+                    format!("unknown pool {pool:?}"),
+                ))
+            }
+        }
+        _ => Err(error(
+            StatusCode::BAD_REQUEST,
+            "give exactly one of endpoint or pool",
+        )),
+    };
+    match result {
+        // A plain HTML form (no script) goes back to the page.
+        Ok(_) if is_form => Redirect::to("/").into_response(),
+        Ok(body) => axum::Json(body).into_response(),
+        Err(response) => response,
+    }
+}
+
+async fn reload(State(state): State<ApiState>, headers: HeaderMap) -> Response {
+    if let Some(refused) = refusal(&state, &headers) {
+        return refused;
+    }
+    let control = state.control.clone();
+    match tokio::task::spawn_blocking(move || control.reload("api")).await {
+        Ok(Ok(report)) => axum::Json(json!({
+            "ok": true,
+            "config_mtime_unix": report.config_mtime.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_secs_f64()),
+        }))
+        .into_response(),
+        Ok(Err(errors)) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            axum::Json(json!({
+                "ok": false,
+                "errors": errors.0.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            })),
+        )
+            .into_response(),
+        Err(err) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("reload task failed: {err}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (k, v) in pairs {
+            map.insert(*k, v.parse().unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn non_loopback_api_needs_a_token() {
+        let public: SocketAddr = "0.0.0.0:9300".parse().unwrap();
+        let loopback: SocketAddr = "127.0.0.1:9300".parse().unwrap();
+        assert!(matches!(
+            ApiAuth::new(public, None, false),
+            Err(ApiConfigError::TokenRequired { .. })
+        ));
+        assert!(ApiAuth::new(loopback, None, true).is_err());
+        assert_eq!(
+            ApiAuth::new(loopback, Some(""), false),
+            Err(ApiConfigError::EmptyToken)
+        );
+        assert!(
+            !ApiAuth::new(loopback, None, false)
+                .unwrap()
+                .token_required()
+        );
+        assert!(
+            ApiAuth::new(public, Some("s3cret"), false)
+                .unwrap()
+                .token_required()
+        );
+    }
+
+    #[test]
+    fn bearer_token_is_checked() {
+        let addr: SocketAddr = "10.0.0.1:9300".parse().unwrap();
+        let auth = ApiAuth::new(addr, Some("s3cret"), false).unwrap();
+        assert!(auth.authorises(&headers(&[("authorization", "Bearer s3cret")])));
+        assert!(!auth.authorises(&headers(&[("authorization", "Bearer s3cre")])));
+        assert!(!auth.authorises(&headers(&[("authorization", "Basic s3cret")])));
+        assert!(!auth.authorises(&headers(&[])));
+        assert!(!format!("{auth:?}").contains("s3cret"));
+        let open = ApiAuth::new("127.0.0.1:1".parse().unwrap(), None, false).unwrap();
+        assert!(open.authorises(&headers(&[])));
+    }
+
+    #[test]
+    fn override_states_parse() {
+        assert_eq!(parse_override("up"), Some(Override::ForceUp));
+        assert_eq!(parse_override("Force-Down"), Some(Override::ForceDown));
+        assert_eq!(parse_override("drain"), Some(Override::Drain));
+        assert_eq!(parse_override("none"), Some(Override::None));
+        assert_eq!(parse_override("sideways"), None);
+    }
+}

@@ -1,0 +1,438 @@
+//! `/status`: every zone, service, pool and endpoint with its health,
+//! overrides and share of answers over the last minute, plus recent
+//! failover events. The "last minute" figures and the events come from
+//! [`StatusHistory`], which samples the answer counters every few seconds.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::Serialize;
+
+use crate::control::Control;
+use crate::health::{EndpointStatus, Override};
+use crate::metrics::PoolTotals;
+use crate::policy::{Endpoint, EndpointTarget, Pool};
+
+/// The window of the "last minute" figures.
+const WINDOW: Duration = Duration::from_secs(60);
+/// Failover events kept.
+const MAX_EVENTS: usize = 50;
+
+/// The `/status` document.
+#[derive(Debug, Serialize)]
+pub struct Status {
+    /// gslb version.
+    pub version: &'static str,
+    /// The configuration in service.
+    pub config: ConfigStatus,
+    /// Whether mutating calls need a bearer token.
+    pub auth_required: bool,
+    /// Served zones.
+    pub zones: Vec<String>,
+    /// Dynamic services.
+    pub services: Vec<ServiceStatus>,
+    /// Every pool used by a service, once, in name order.
+    pub pools: Vec<PoolStatus>,
+    /// Pool overrides in force (also those of pools not configured now).
+    pub pool_overrides: HashMap<String, &'static str>,
+    /// Recent failover events, newest first.
+    pub failovers: Vec<FailoverEvent>,
+}
+
+/// The configuration in service.
+#[derive(Debug, Serialize)]
+pub struct ConfigStatus {
+    /// Its file.
+    pub path: String,
+    /// When it was loaded (Unix seconds).
+    pub loaded_unix: f64,
+    /// Successful reloads since start.
+    pub reloads_ok: u64,
+    /// Failed reloads since start.
+    pub reloads_failed: u64,
+    /// Whether file watching is on.
+    pub watch: bool,
+}
+
+/// One service.
+#[derive(Debug, Serialize)]
+pub struct ServiceStatus {
+    /// Name.
+    pub name: String,
+    /// How pools are ordered.
+    pub policy: String,
+    /// How endpoints are picked.
+    pub selection: String,
+    /// Answer TTL.
+    pub ttl: u32,
+    /// What happens when all pools are down.
+    pub all_down: String,
+    /// Answers in the last minute.
+    pub answers_last_minute: u64,
+    /// Failover answers in the last minute.
+    pub failovers_last_minute: u64,
+    /// Its pools in configuration order, with their share of its answers.
+    pub pools: Vec<PoolStatus>,
+}
+
+/// One pool.
+#[derive(Debug, Clone, Serialize)]
+pub struct PoolStatus {
+    /// Name.
+    pub name: String,
+    /// Used only when all primaries are down.
+    pub backup: bool,
+    /// `[latitude, longitude]`, when configured.
+    pub coordinates: Option<[f64; 2]>,
+    /// The pool override (`none`, `force-up`, `force-down`, `drain`).
+    #[serde(rename = "override")]
+    pub pool_override: &'static str,
+    /// Healthy endpoints now.
+    pub healthy: usize,
+    /// Answers from this pool in the last minute (of the service, inside a
+    /// service; of all services, at the top level).
+    pub answers_last_minute: u64,
+    /// Those answers as a percentage of the service's (inside a service).
+    pub share_percent: Option<f64>,
+    /// Failover answers from this pool in the last minute.
+    pub failovers_last_minute: u64,
+    /// Its endpoints.
+    pub endpoints: Vec<EndpointView>,
+}
+
+/// One endpoint.
+#[derive(Debug, Clone, Serialize)]
+pub struct EndpointView {
+    /// Identity, `pool/target`: what `POST /override` takes.
+    pub key: String,
+    /// Address or CNAME target.
+    pub target: String,
+    /// Configured weight.
+    pub weight: u32,
+    /// `down = true` in the configuration.
+    pub config_down: bool,
+    /// Whether answers may name it now.
+    pub usable: bool,
+    /// One word for people and colours: `up`, `down`, `drain`, `force-up`,
+    /// `force-down` or `config-down`.
+    pub state: &'static str,
+    /// The probes' verdict (`up` or `down`); `up` when not probed.
+    pub probe: &'static str,
+    /// Whether a check probes it.
+    pub probed: bool,
+    /// The check's name.
+    pub check: Option<String>,
+    /// The endpoint's own override.
+    #[serde(rename = "override")]
+    pub own_override: &'static str,
+    /// Its pool's override.
+    pub pool_override: &'static str,
+    /// The override in force (own, else pool's).
+    pub effective_override: &'static str,
+    /// Smoothed probe RTT in milliseconds.
+    pub rtt_ms: Option<f64>,
+    /// Weight factor from JSON health bodies.
+    pub weight_percent: u8,
+    /// Answers naming it since it was configured.
+    pub answers_total: u64,
+    /// Answers naming it in the last minute.
+    pub answers_last_minute: u64,
+    /// Its share of its pool's answers in the last minute, in percent.
+    pub share_percent: Option<f64>,
+    /// Last probe failure.
+    pub last_error: Option<String>,
+    /// Its category.
+    pub last_error_reason: Option<String>,
+    /// When it happened (Unix seconds).
+    pub last_error_unix: Option<f64>,
+    /// Since when the probe verdict holds (Unix seconds).
+    pub state_since_unix: Option<f64>,
+}
+
+/// A change in a service's failover.
+#[derive(Debug, Clone, Serialize)]
+pub struct FailoverEvent {
+    /// When it was seen (Unix seconds).
+    pub time_unix: f64,
+    /// The service.
+    pub service: String,
+    /// The pool answering instead of the first choice.
+    pub pool: String,
+    /// `failover-started`, `fail-open` or `failover-ended`.
+    pub kind: &'static str,
+    /// Failover answers in the sampling interval.
+    pub answers: u64,
+}
+
+/// Samples of the answer counters over the last minute, and failover events.
+#[derive(Debug, Default)]
+pub struct StatusHistory {
+    inner: Mutex<HistoryInner>,
+}
+
+#[derive(Debug, Default)]
+struct HistoryInner {
+    samples: VecDeque<Sample>,
+    events: VecDeque<FailoverEvent>,
+    /// (service, pool) pairs failing over in the last interval.
+    failing: HashMap<(String, String), bool>,
+}
+
+#[derive(Debug)]
+struct Sample {
+    at: Instant,
+    endpoints: HashMap<String, u64>,
+    pools: HashMap<(String, String), PoolTotals>,
+}
+
+impl StatusHistory {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HistoryInner> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Takes a sample of the counters and records failover changes.
+    pub fn sample(&self, control: &Control) {
+        let now = Instant::now();
+        let sample = take_sample(control, now);
+        let mut guard = self.lock();
+        let HistoryInner {
+            samples,
+            events: kept,
+            failing,
+        } = &mut *guard;
+        if let Some(previous) = samples.back() {
+            let mut events = Vec::new();
+            for (key, totals) in &sample.pools {
+                let before = previous.pools.get(key).copied().unwrap_or_default();
+                let delta = totals.failovers.saturating_sub(before.failovers);
+                let open = totals.fail_open.saturating_sub(before.fail_open);
+                let was = failing.get(key).copied().unwrap_or(false);
+                let kind = match (was, delta > 0) {
+                    (false, true) if open > 0 => Some("fail-open"),
+                    (false, true) => Some("failover-started"),
+                    (true, false) => Some("failover-ended"),
+                    _ => None,
+                };
+                if let Some(kind) = kind {
+                    events.push(FailoverEvent {
+                        time_unix: unix(SystemTime::now()),
+                        service: key.0.clone(),
+                        pool: key.1.clone(),
+                        kind,
+                        answers: delta,
+                    });
+                }
+                failing.insert(key.clone(), delta > 0);
+            }
+            for event in events {
+                tracing::warn!(
+                    service = %event.service,
+                    pool = %event.pool,
+                    answers = event.answers,
+                    "{}",
+                    event.kind
+                );
+                kept.push_back(event);
+                while kept.len() > MAX_EVENTS {
+                    kept.pop_front();
+                }
+            }
+        }
+        samples.push_back(sample);
+        // Keep one sample at least a window old as the base.
+        while samples.len() > 1
+            && samples
+                .get(1)
+                .is_some_and(|s| now.duration_since(s.at) >= WINDOW)
+        {
+            samples.pop_front();
+        }
+    }
+}
+
+fn take_sample(control: &Control, at: Instant) -> Sample {
+    let snapshot = control.snapshot.load();
+    Sample {
+        at,
+        endpoints: snapshot
+            .probes
+            .endpoints
+            .iter()
+            .map(|e| (e.key.clone(), e.health.answers()))
+            .collect(),
+        pools: control.metrics.pool_totals(),
+    }
+}
+
+fn unix(time: SystemTime) -> f64 {
+    time.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+fn percent(part: u64, whole: u64) -> Option<f64> {
+    (whole > 0).then(|| (part as f64 * 1000.0 / whole as f64).round() / 10.0)
+}
+
+/// Builds the `/status` document.
+pub fn build_status(control: &Control, history: &StatusHistory, auth_required: bool) -> Status {
+    let snapshot = control.snapshot.load_full();
+    let now = take_sample(control, Instant::now());
+    let inner = history.lock();
+    let base = inner.samples.front();
+    let endpoint_window = |key: &str, total: u64| {
+        total.saturating_sub(
+            base.and_then(|b| b.endpoints.get(key).copied())
+                .unwrap_or(0),
+        )
+    };
+    let pool_window = |key: &(String, String)| {
+        let total = now.pools.get(key).copied().unwrap_or_default();
+        let before = base
+            .and_then(|b| b.pools.get(key).copied())
+            .unwrap_or_default();
+        PoolTotals {
+            answers: total.answers.saturating_sub(before.answers),
+            failovers: total.failovers.saturating_sub(before.failovers),
+            fail_open: total.fail_open.saturating_sub(before.fail_open),
+        }
+    };
+    let probes: HashMap<String, EndpointStatus> = control
+        .monitor
+        .status()
+        .into_iter()
+        .map(|s| (s.key.clone(), s))
+        .collect();
+    let endpoint_view = |endpoint: &Endpoint| {
+        let health = &endpoint.health;
+        let probe = probes.get(&endpoint.key);
+        let effective = health.effective_override();
+        let state = if endpoint.config_down {
+            "config-down"
+        } else {
+            match effective {
+                Override::ForceDown => "force-down",
+                Override::Drain => "drain",
+                Override::ForceUp => "force-up",
+                Override::None if health.probe_up() => "up",
+                Override::None => "down",
+            }
+        };
+        let answers_total = health.answers();
+        EndpointView {
+            key: endpoint.key.clone(),
+            target: match &endpoint.target {
+                EndpointTarget::Address(address) => address.to_string(),
+                EndpointTarget::Cname(_) => endpoint
+                    .key
+                    .split_once('/')
+                    .map_or(endpoint.key.clone(), |(_, t)| t.to_string()),
+            },
+            weight: endpoint.weight,
+            config_down: endpoint.config_down,
+            usable: endpoint.is_healthy(),
+            state,
+            probe: if health.probe_up() { "up" } else { "down" },
+            probed: probe.is_some_and(|p| p.check.is_some()),
+            check: probe.and_then(|p| p.check.clone()),
+            own_override: health.admin_override().as_str(),
+            pool_override: health.pool_override().as_str(),
+            effective_override: effective.as_str(),
+            rtt_ms: health.rtt_us().map(|us| f64::from(us) / 1000.0),
+            weight_percent: health.weight_percent(),
+            answers_total,
+            answers_last_minute: endpoint_window(&endpoint.key, answers_total),
+            share_percent: None,
+            last_error: probe.and_then(|p| p.last_error.clone()),
+            last_error_reason: probe
+                .and_then(|p| p.last_error_reason)
+                .map(|r| r.as_str().to_string()),
+            last_error_unix: probe.and_then(|p| p.last_error_unix),
+            state_since_unix: probe.map(|p| p.state_since_unix),
+        }
+    };
+    let pool_view = |pool: &Pool| {
+        let mut endpoints: Vec<EndpointView> = pool.endpoints.iter().map(endpoint_view).collect();
+        let pool_answers: u64 = endpoints.iter().map(|e| e.answers_last_minute).sum();
+        for endpoint in &mut endpoints {
+            endpoint.share_percent = percent(endpoint.answers_last_minute, pool_answers);
+        }
+        PoolStatus {
+            name: pool.name.clone(),
+            backup: pool.backup,
+            coordinates: pool.coordinates.map(|(lat, lon)| [lat, lon]),
+            pool_override: control.health.pool_override(&pool.name).as_str(),
+            healthy: pool.endpoints.iter().filter(|e| e.is_healthy()).count(),
+            answers_last_minute: pool_answers,
+            share_percent: None,
+            failovers_last_minute: 0,
+            endpoints,
+        }
+    };
+    let mut all_pools: std::collections::BTreeMap<String, PoolStatus> = Default::default();
+    let services = snapshot
+        .services
+        .iter()
+        .map(|service| {
+            let mut pools: Vec<PoolStatus> = service.pools.iter().map(|p| pool_view(p)).collect();
+            let windows: Vec<PoolTotals> = pools
+                .iter()
+                .map(|p| pool_window(&(service.name.clone(), p.name.clone())))
+                .collect();
+            let no_pool = pool_window(&(service.name.clone(), String::new()));
+            let answers = windows.iter().map(|w| w.answers).sum::<u64>() + no_pool.answers;
+            for (pool, window) in pools.iter_mut().zip(&windows) {
+                all_pools
+                    .entry(pool.name.clone())
+                    .or_insert_with(|| pool.clone())
+                    .failovers_last_minute += window.failovers;
+                pool.answers_last_minute = window.answers;
+                pool.failovers_last_minute = window.failovers;
+                pool.share_percent = percent(window.answers, answers);
+            }
+            ServiceStatus {
+                name: service.name.clone(),
+                policy: format!("{:?}", service.route.policy).to_lowercase(),
+                selection: format!("{:?}", service.selection).to_lowercase(),
+                ttl: service.ttl,
+                all_down: match service.all_down {
+                    crate::policy::AllDown::FailOpen => "fail-open",
+                    crate::policy::AllDown::Nodata => "nodata",
+                    crate::policy::AllDown::Servfail => "servfail",
+                }
+                .to_string(),
+                answers_last_minute: answers,
+                failovers_last_minute: windows.iter().map(|w| w.failovers).sum(),
+                pools,
+            }
+        })
+        .collect();
+    let (reloads_ok, reloads_failed) = control.metrics.reload_counts();
+    Status {
+        version: env!("CARGO_PKG_VERSION"),
+        config: ConfigStatus {
+            path: control.source.config_path.display().to_string(),
+            loaded_unix: control.metrics.loaded_unix(),
+            reloads_ok,
+            reloads_failed,
+            watch: control.watch_enabled(),
+        },
+        auth_required,
+        zones: snapshot
+            .zones
+            .iter()
+            .map(|z| z.origin_text().to_string())
+            .collect(),
+        services,
+        pools: all_pools.into_values().collect(),
+        pool_overrides: control
+            .health
+            .pool_overrides()
+            .into_iter()
+            .map(|(pool, value)| (pool, value.as_str()))
+            .collect(),
+        failovers: inner.events.iter().rev().cloned().collect(),
+    }
+}

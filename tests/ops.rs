@@ -1,0 +1,879 @@
+//! Operations end to end: the admin API (`/status`, `/override`, `/reload`,
+//! `/metrics`), tokens, `gslb reload`, the query log, file watching, and
+//! reloads under a steady stream of queries. The real binary on loopback
+//! ports; answers checked with `dig` or the harness's own UDP client. Every
+//! wait is a bounded poll.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{
+    GslbServer, QueryBuilder, TempDir, dig, ecs_option, http, parse_reply, poll_until, rtype,
+    run_gslb,
+};
+
+/// Longest wait for an expected change.
+const DEADLINE: Duration = Duration::from_secs(10);
+const WWW: &str = "www.example.test";
+
+fn repo(path: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(path)
+        .display()
+        .to_string()
+}
+
+/// A config with two pools: `eu` (two endpoints, multivalue) then `us`;
+/// `extra` is appended (more pools, settings).
+fn config(server: &str, eu: &[&str], extra: &str) -> String {
+    let eu: Vec<String> = eu
+        .iter()
+        .map(|a| format!("{{ address = \"{a}\" }}"))
+        .collect();
+    format!(
+        r#"
+[server]
+{server}
+
+[[zone]]
+origin = "example.test"
+file = "{zone}"
+
+[pools.eu]
+endpoints = [{eu}]
+
+[pools.us]
+endpoints = [{{ address = "198.51.100.10" }}]
+
+[services."{WWW}"]
+policy = "failover"
+pools = ["eu", "us"]
+selection = "multivalue"
+max_records = 4
+ttl = 5
+{extra}
+"#,
+        zone = repo("zones/example.test.zone"),
+        eu = eu.join(", "),
+    )
+}
+
+/// Starts gslb on `config` written into `dir`, with an API on a free port.
+fn start(dir: &TempDir, text: &str) -> (GslbServer, PathBuf) {
+    let path = dir.write("gslb.toml", text);
+    let server = GslbServer::start(&[
+        "-c",
+        path.to_str().expect("utf-8 path"),
+        "--api",
+        "127.0.0.1:0",
+    ]);
+    (server, path)
+}
+
+/// The A records of `name`, sorted.
+fn answers(server: &GslbServer, name: &str) -> Vec<String> {
+    let mut ips: Vec<String> = dig(server.addr(), &[name, "A"])
+        .answer
+        .iter()
+        .filter_map(|r| r.split(' ').nth(4).map(str::to_string))
+        .collect();
+    ips.sort();
+    ips
+}
+
+/// Polls until `name` answers exactly `want`.
+fn wait_for(server: &GslbServer, name: &str, want: &[&str]) {
+    let mut last = Vec::new();
+    let ok = poll_until(DEADLINE, || {
+        last = answers(server, name);
+        last == want
+    });
+    assert!(ok, "{name}: wanted {want:?}, still {last:?}");
+}
+
+fn post_json(server: &GslbServer, path: &str, body: &str) -> common::HttpReply {
+    http(
+        server.api(),
+        "POST",
+        path,
+        &[("Content-Type", "application/json")],
+        body,
+    )
+}
+
+fn status(server: &GslbServer) -> serde_json::Value {
+    let reply = http(server.api(), "GET", "/status", &[], "");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    reply.json()
+}
+
+/// The endpoint object with `key` in `/status`'s top-level pools.
+fn endpoint(status: &serde_json::Value, key: &str) -> serde_json::Value {
+    status["pools"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|p| p["endpoints"].as_array().into_iter().flatten())
+        .find(|e| e["key"] == key)
+        .cloned()
+        .unwrap_or_else(|| panic!("no endpoint {key} in {status:#}"))
+}
+
+#[test]
+fn status_lists_zones_services_pools_and_endpoints() {
+    let dir = TempDir::new("status");
+    let (server, _) = start(&dir, &config("", &["192.0.2.10", "192.0.2.11"], ""));
+    wait_for(&server, WWW, &["192.0.2.10", "192.0.2.11"]);
+    let status = status(&server);
+    assert_eq!(status["zones"], serde_json::json!(["example.test."]));
+    let service = &status["services"][0];
+    assert_eq!(service["name"], "www.example.test.");
+    assert_eq!(service["policy"], "failover");
+    assert_eq!(service["selection"], "multivalue");
+    assert_eq!(service["pools"][0]["name"], "eu");
+    assert_eq!(service["pools"][1]["name"], "us");
+    assert!(service["answers_last_minute"].as_u64().unwrap() >= 1);
+    assert_eq!(service["pools"][0]["share_percent"], 100.0);
+    let eu = endpoint(&status, "eu/192.0.2.10");
+    assert_eq!(eu["state"], "up");
+    assert_eq!(eu["probe"], "up");
+    assert_eq!(eu["override"], "none");
+    assert_eq!(eu["config_down"], false);
+    assert!(eu["answers_total"].as_u64().unwrap() >= 1);
+    assert_eq!(eu["share_percent"], 50.0);
+    assert!(status["failovers"].as_array().is_some());
+    assert_eq!(status["auth_required"], false);
+    // The page and unknown paths.
+    let page = http(server.api(), "GET", "/", &[], "");
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("eu/192.0.2.10"), "initial data inlined");
+    assert_eq!(http(server.api(), "GET", "/nope", &[], "").status, 404);
+}
+
+#[test]
+fn overrides_per_endpoint_and_pool_change_answers() {
+    let dir = TempDir::new("override");
+    // A probed pool whose only endpoint is down (nothing listens on the port).
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let extra = format!(
+        r#"
+[checks.tcp]
+kind = "tcp"
+interval = "200ms"
+timeout = "150ms"
+port = {closed}
+initial = "down"
+
+[pools.dead]
+check = "tcp"
+endpoints = [{{ address = "127.0.0.1" }}]
+
+[services."dead.example.test"]
+policy = "failover"
+pools = ["dead", "us"]
+"#
+    );
+    let (server, _) = start(&dir, &config("", &["192.0.2.10", "192.0.2.11"], &extra));
+    wait_for(&server, WWW, &["192.0.2.10", "192.0.2.11"]);
+    wait_for(&server, "dead.example.test", &["198.51.100.10"]);
+
+    // Endpoint: force down (JSON body), then clear.
+    let reply = post_json(
+        &server,
+        "/override",
+        r#"{"endpoint":"eu/192.0.2.10","state":"down"}"#,
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.json()["state"], "force-down");
+    wait_for(&server, WWW, &["192.0.2.11"]);
+    assert_eq!(
+        endpoint(&status(&server), "eu/192.0.2.10")["state"],
+        "force-down"
+    );
+    post_json(
+        &server,
+        "/override",
+        r#"{"endpoint":"eu/192.0.2.10","state":"none"}"#,
+    );
+    wait_for(&server, WWW, &["192.0.2.10", "192.0.2.11"]);
+
+    // Endpoint: drain, as query parameters.
+    let reply = http(
+        server.api(),
+        "POST",
+        "/override?endpoint=eu/192.0.2.11&state=drain",
+        &[],
+        "",
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    wait_for(&server, WWW, &["192.0.2.10"]);
+    assert_eq!(
+        endpoint(&status(&server), "eu/192.0.2.11")["state"],
+        "drain"
+    );
+    http(
+        server.api(),
+        "POST",
+        "/override?endpoint=eu/192.0.2.11&state=none",
+        &[],
+        "",
+    );
+
+    // Pool: drain sends everyone to the next pool; the endpoints show it.
+    let reply = post_json(&server, "/override", r#"{"pool":"eu","state":"drain"}"#);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    wait_for(&server, WWW, &["198.51.100.10"]);
+    let now = status(&server);
+    assert_eq!(
+        endpoint(&now, "eu/192.0.2.10")["effective_override"],
+        "drain"
+    );
+    assert_eq!(now["pool_overrides"]["eu"], "drain");
+    // Pool force-down as a plain HTML form: 303 back to the page.
+    let reply = http(
+        server.api(),
+        "POST",
+        "/override",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        "pool=eu&state=down",
+    );
+    assert_eq!(reply.status, 303, "{}", reply.body);
+    assert_eq!(reply.header("location"), Some("/"));
+    assert_eq!(status(&server)["pool_overrides"]["eu"], "force-down");
+    post_json(&server, "/override", r#"{"pool":"eu","state":"none"}"#);
+    wait_for(&server, WWW, &["192.0.2.10", "192.0.2.11"]);
+
+    // Force up beats a failing probe.
+    post_json(
+        &server,
+        "/override",
+        r#"{"endpoint":"dead/127.0.0.1","state":"up"}"#,
+    );
+    wait_for(&server, "dead.example.test", &["127.0.0.1"]);
+    assert_eq!(
+        endpoint(&status(&server), "dead/127.0.0.1")["probe"],
+        "down"
+    );
+
+    // Bad requests.
+    let bad = post_json(
+        &server,
+        "/override",
+        r#"{"endpoint":"eu/192.0.2.10","state":"sideways"}"#,
+    );
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    let unknown = post_json(
+        &server,
+        "/override",
+        r#"{"endpoint":"eu/203.0.113.1","state":"down"}"#,
+    );
+    assert_eq!(unknown.status, 404, "{}", unknown.body);
+    let both = post_json(
+        &server,
+        "/override",
+        r#"{"endpoint":"eu/192.0.2.10","pool":"eu","state":"down"}"#,
+    );
+    assert_eq!(both.status, 400, "{}", both.body);
+    let big = "x".repeat(70 * 1024);
+    let too_big = post_json(
+        &server,
+        "/override",
+        &format!(r#"{{"endpoint":"{big}","state":"down"}}"#),
+    );
+    assert_eq!(too_big.status, 413);
+    // A browser request from another site is refused.
+    let csrf = http(
+        server.api(),
+        "POST",
+        "/override?pool=eu&state=down",
+        &[
+            ("Origin", "http://evil.example"),
+            ("Sec-Fetch-Site", "cross-site"),
+        ],
+        "",
+    );
+    assert_eq!(csrf.status, 403);
+    assert_eq!(
+        status(&server)["pool_overrides"]["eu"],
+        serde_json::Value::Null
+    );
+}
+
+#[test]
+fn overrides_survive_reload_and_pool_overrides_reach_new_endpoints() {
+    let dir = TempDir::new("keep");
+    let (server, path) = start(&dir, &config("", &["192.0.2.10", "192.0.2.11"], ""));
+    wait_for(&server, WWW, &["192.0.2.10", "192.0.2.11"]);
+    post_json(
+        &server,
+        "/override",
+        r#"{"endpoint":"eu/192.0.2.11","state":"down"}"#,
+    );
+    wait_for(&server, WWW, &["192.0.2.10"]);
+
+    // Reload with a third endpoint: the endpoint override stays.
+    std::fs::write(
+        &path,
+        config("", &["192.0.2.10", "192.0.2.11", "192.0.2.12"], ""),
+    )
+    .unwrap();
+    let reply = http(server.api(), "POST", "/reload", &[], "");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.json()["ok"], true);
+    wait_for(&server, WWW, &["192.0.2.10", "192.0.2.12"]);
+
+    // A pool override applies to endpoints added by a later reload.
+    post_json(&server, "/override", r#"{"pool":"eu","state":"down"}"#);
+    wait_for(&server, WWW, &["198.51.100.10"]);
+    std::fs::write(
+        &path,
+        config(
+            "",
+            &["192.0.2.10", "192.0.2.11", "192.0.2.12", "192.0.2.13"],
+            "",
+        ),
+    )
+    .unwrap();
+    assert_eq!(http(server.api(), "POST", "/reload", &[], "").status, 200);
+    let now = status(&server);
+    assert_eq!(
+        endpoint(&now, "eu/192.0.2.13")["pool_override"],
+        "force-down"
+    );
+    assert_eq!(endpoint(&now, "eu/192.0.2.11")["override"], "force-down");
+    wait_for(&server, WWW, &["198.51.100.10"]);
+    // Cleared, the endpoint's own override still holds.
+    post_json(&server, "/override", r#"{"pool":"eu","state":"none"}"#);
+    wait_for(&server, WWW, &["192.0.2.10", "192.0.2.12", "192.0.2.13"]);
+}
+
+#[test]
+fn mutating_calls_need_the_configured_token() {
+    let dir = TempDir::new("token");
+    let (server, path) = start(
+        &dir,
+        &config(r#"api_token = "s3cret-token""#, &["192.0.2.10"], ""),
+    );
+    let body = r#"{"endpoint":"eu/192.0.2.10","state":"down"}"#;
+    let json = ("Content-Type", "application/json");
+    let none = http(server.api(), "POST", "/override", &[json], body);
+    assert_eq!(none.status, 401, "{}", none.body);
+    assert_eq!(none.header("www-authenticate"), Some("Bearer"));
+    let wrong = http(
+        server.api(),
+        "POST",
+        "/override",
+        &[json, ("Authorization", "Bearer s3cret-toke")],
+        body,
+    );
+    assert_eq!(wrong.status, 401);
+    assert_eq!(http(server.api(), "POST", "/reload", &[], "").status, 401);
+    let right = http(
+        server.api(),
+        "POST",
+        "/override",
+        &[json, ("Authorization", "Bearer s3cret-token")],
+        body,
+    );
+    assert_eq!(right.status, 200, "{}", right.body);
+    wait_for(&server, WWW, &["198.51.100.10"]);
+    // Reads stay open and never show the token.
+    let status = http(server.api(), "GET", "/status", &[], "");
+    assert_eq!(status.json()["auth_required"], true);
+    assert!(!status.body.contains("s3cret"));
+    assert!(!server.stderr().contains("s3cret"));
+    // `gslb reload` takes the token from the config.
+    let api = server.api().to_string();
+    let out = run_gslb(&["reload", "-c", path.to_str().unwrap(), "--api", &api]);
+    assert_eq!(out.code(), Some(0), "{}{}", out.stdout, out.stderr);
+    let out = run_gslb(&["reload", "--config", "/nonexistent.toml", "--api", &api]);
+    assert_eq!(out.code(), Some(1), "{}{}", out.stdout, out.stderr);
+    assert!(out.stderr.contains("401"), "{}", out.stderr);
+}
+
+#[test]
+fn serve_refuses_an_api_others_can_reach_without_a_token() {
+    let dir = TempDir::new("refuse");
+    let path = dir.write("gslb.toml", &config("", &["192.0.2.10"], ""));
+    let out = run_gslb(&[
+        "serve",
+        "-c",
+        path.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--api",
+        "0.0.0.0:0",
+    ]);
+    assert_eq!(out.code(), Some(1), "{}{}", out.stdout, out.stderr);
+    assert!(out.stderr.contains("needs a token"), "{}", out.stderr);
+    assert!(
+        !out.stdout.contains("listening on"),
+        "nothing bound: {}",
+        out.stdout
+    );
+    let strict = dir.write(
+        "strict.toml",
+        &config("api_require_token = true", &["192.0.2.10"], ""),
+    );
+    let out = run_gslb(&[
+        "serve",
+        "-c",
+        strict.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--api",
+        "127.0.0.1:0",
+    ]);
+    assert_eq!(out.code(), Some(1), "{}{}", out.stdout, out.stderr);
+    assert!(out.stderr.contains("needs a token"), "{}", out.stderr);
+}
+
+#[test]
+fn metrics_count_queries_answers_failovers_and_reloads() {
+    let dir = TempDir::new("metrics");
+    let (server, path) = start(&dir, &config("", &["192.0.2.10"], ""));
+    wait_for(&server, WWW, &["192.0.2.10"]);
+    dig(server.addr(), &[WWW, "A", "+tcp"]);
+    dig(server.addr(), &[WWW, "A", "+subnet=81.2.69.0/24"]);
+    dig(server.addr(), &["nope.example.test", "A"]);
+    dig(server.addr(), &["example.org", "A"]);
+    post_json(&server, "/override", r#"{"pool":"eu","state":"down"}"#);
+    wait_for(&server, WWW, &["198.51.100.10"]);
+    std::fs::write(&path, "[server\n").unwrap();
+    assert_eq!(http(server.api(), "POST", "/reload", &[], "").status, 422);
+    std::fs::write(&path, config("", &["192.0.2.10"], "")).unwrap();
+    assert_eq!(http(server.api(), "POST", "/reload", &[], "").status, 200);
+
+    let reply = http(server.api(), "GET", "/metrics", &[], "");
+    assert_eq!(reply.status, 200);
+    assert!(
+        reply
+            .header("content-type")
+            .unwrap_or("")
+            .contains("openmetrics")
+    );
+    let text = reply.body;
+    let value = |series: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no series {series} in:\n{text}"))
+    };
+    assert!(
+        value(
+            r#"gslb_dns_queries_total{zone="example.test.",transport="udp",type="A",rcode="NOERROR"}"#
+        ) >= 2.0
+    );
+    assert_eq!(
+        value(
+            r#"gslb_dns_queries_total{zone="example.test.",transport="tcp",type="A",rcode="NOERROR"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            r#"gslb_dns_queries_total{zone="example.test.",transport="udp",type="A",rcode="NXDOMAIN"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(r#"gslb_dns_queries_total{zone="",transport="udp",type="A",rcode="REFUSED"}"#),
+        1.0
+    );
+    assert!(value(r#"gslb_dns_ecs_queries_total{ecs="present"}"#) >= 1.0);
+    assert!(value(r#"gslb_dns_ecs_queries_total{ecs="absent"}"#) >= 3.0);
+    assert!(value(r#"gslb_service_answers_total{service="www.example.test.",pool="eu"}"#) >= 3.0);
+    assert!(value(r#"gslb_service_answers_total{service="www.example.test.",pool="us"}"#) >= 1.0);
+    assert!(value(r#"gslb_failover_answers_total{service="www.example.test.",pool="us"}"#) >= 1.0);
+    assert!(value(r#"gslb_endpoint_answers_total{pool="eu",endpoint="eu/192.0.2.10"}"#) >= 3.0);
+    assert_eq!(
+        value(r#"gslb_endpoint_up{pool="eu",endpoint="eu/192.0.2.10"}"#),
+        0.0
+    );
+    assert_eq!(
+        value(r#"gslb_endpoint_override{pool="eu",endpoint="eu/192.0.2.10",state="force-down"}"#),
+        1.0
+    );
+    assert_eq!(value(r#"gslb_config_reloads_total{result="ok"}"#), 1.0);
+    assert_eq!(value(r#"gslb_config_reloads_total{result="error"}"#), 1.0);
+    assert!(value("gslb_config_loaded_timestamp_seconds") > 1.0e9);
+    assert!(value("gslb_config_file_mtime_seconds") > 1.0e9);
+    assert_eq!(
+        value(&format!(
+            "gslb_build_info{{version=\"{}\"}}",
+            env!("CARGO_PKG_VERSION")
+        )),
+        1.0
+    );
+    assert!(value("process_resident_memory_bytes") > 0.0);
+    assert!(value("process_open_fds") > 0.0);
+    assert!(text.contains("process_cpu_seconds_total "), "{text}");
+    assert!(text.ends_with("# EOF\n"));
+}
+
+#[test]
+fn reload_command_reports_errors_and_the_server_keeps_serving() {
+    let dir = TempDir::new("reload-cli");
+    let (server, path) = start(&dir, &config("", &["192.0.2.10"], ""));
+    let api = server.api().to_string();
+    let config_arg = path.to_str().unwrap().to_string();
+    std::fs::write(&path, config("", &["192.0.2.20"], "")).unwrap();
+    let ok = run_gslb(&["reload", "-c", &config_arg, "--api", &api]);
+    assert_eq!(ok.code(), Some(0), "{}{}", ok.stdout, ok.stderr);
+    wait_for(&server, WWW, &["192.0.2.20"]);
+    // An unknown pool and a syntax error: exit 1 with file:line errors.
+    std::fs::write(
+        &path,
+        config("", &["192.0.2.30"], "")
+            .replace(r#"pools = ["eu", "us"]"#, r#"pools = ["eu", "mars"]"#),
+    )
+    .unwrap();
+    let bad = run_gslb(&["reload", "-c", &config_arg, "--api", &api]);
+    assert_eq!(bad.code(), Some(1), "{}{}", bad.stdout, bad.stderr);
+    assert!(bad.stderr.contains("mars"), "{}", bad.stderr);
+    assert!(
+        bad.stderr.contains(&format!("{config_arg}:")),
+        "file:line: {}",
+        bad.stderr
+    );
+    std::fs::write(&path, "[server]\nlisten = [\n").unwrap();
+    let syntax = run_gslb(&["reload", "-c", &config_arg, "--api", &api]);
+    assert_eq!(syntax.code(), Some(1));
+    assert!(
+        syntax.stderr.contains(&format!("{config_arg}:")),
+        "{}",
+        syntax.stderr
+    );
+    wait_for(&server, WWW, &["192.0.2.20"]);
+    // Nobody listening: exit 1.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    let down = run_gslb(&["reload", "--api", &closed]);
+    assert_eq!(down.code(), Some(1));
+    assert!(server.stderr().contains("reload failed"), "logged");
+}
+
+#[test]
+fn query_log_writes_one_line_per_query_when_enabled() {
+    let dir = TempDir::new("querylog");
+    let (server, _) = start(
+        &dir,
+        &config(
+            "",
+            &["192.0.2.10"],
+            "\n[query_log]\nenabled = true\nsample_rate = 1.0\nmax_per_second = 1000\n",
+        ),
+    );
+    dig(server.addr(), &[WWW, "A", "+subnet=81.2.69.0/24"]);
+    dig(server.addr(), &["mail.example.test", "MX"]);
+    let found = poll_until(DEADLINE, || {
+        let log = server.stderr();
+        log.lines().any(|l| {
+            l.contains("gslb::query")
+                && l.contains("name=www.example.test.")
+                && l.contains("ecs=81.2.69.0/24")
+                && l.contains("service=www.example.test.")
+                && l.contains("pool=eu")
+                && l.contains("endpoints=192.0.2.10")
+                && l.contains("rcode=\"NOERROR\"") | l.contains("rcode=NOERROR")
+        }) && log.contains("name=mail.example.test.")
+    });
+    assert!(found, "no query log lines:\n{}", server.stderr());
+
+    // Off by default.
+    let quiet_dir = TempDir::new("querylog-off");
+    let (quiet, _) = start(&quiet_dir, &config("", &["192.0.2.10"], ""));
+    dig(quiet.addr(), &[WWW, "A"]);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        !quiet.stderr().contains("gslb::query"),
+        "{}",
+        quiet.stderr()
+    );
+}
+
+#[test]
+fn watch_reloads_when_a_file_changes() {
+    let dir = TempDir::new("watch");
+    let (server, path) = start(&dir, &config("watch = true", &["192.0.2.10"], ""));
+    wait_for(&server, WWW, &["192.0.2.10"]);
+    std::fs::write(&path, config("watch = true", &["192.0.2.40"], "")).unwrap();
+    wait_for(&server, WWW, &["192.0.2.40"]);
+    assert!(
+        server.stderr().contains("trigger=\"watch\"") || server.stderr().contains("trigger=watch"),
+        "{}",
+        server.stderr()
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Reloads under load
+// ---------------------------------------------------------------------------
+
+/// Queries sent by the load client.
+const LOAD_QUERIES: usize = 20_000;
+/// Pace of the load client.
+const LOAD_INTERVAL: Duration = Duration::from_micros(500);
+/// How long one query may wait for its reply (no retries).
+const LOAD_TIMEOUT: Duration = Duration::from_secs(2);
+/// Reloads triggered (half good, half bad).
+const LOAD_RELOADS: usize = 40;
+
+/// One query of the load client: when sent, when answered, what came back.
+struct Exchange {
+    sent: Instant,
+    received: Option<Instant>,
+    www: bool,
+    answer: Option<Vec<Ipv4Addr>>,
+}
+
+/// A good reload: when it started and ended, and the eu address it installed.
+struct Swap {
+    start: Instant,
+    end: Instant,
+    eu: Ipv4Addr,
+}
+
+fn geo_config(eu: &str) -> String {
+    format!(
+        r#"
+[[zone]]
+origin = "example.test"
+file = "{zone}"
+
+[geoip]
+database = "{db}"
+
+[pools.eu]
+endpoints = [{{ address = "{eu}" }}]
+
+[pools.us]
+endpoints = [{{ address = "198.51.100.10" }}]
+
+[services."{WWW}"]
+policy = "geo"
+ttl = 5
+
+[services."{WWW}".geo]
+continent = {{ EU = ["eu", "us"] }}
+default = ["us"]
+"#,
+        zone = repo("zones/example.test.zone"),
+        db = repo("geoip/demo-city.mmdb"),
+    )
+}
+
+#[test]
+fn reloads_under_load_lose_no_query_and_give_no_wrong_answer() {
+    let dir = TempDir::new("load");
+    let (server, path) = start(&dir, &geo_config("192.0.2.10"));
+    let addr = server.addr();
+    let good = ["192.0.2.10", "192.0.2.20"];
+    let stop = Arc::new(AtomicBool::new(false));
+    let client = {
+        let stop = stop.clone();
+        std::thread::spawn(move || load_client(addr, &stop))
+    };
+    // Reloads: good configs alternate the eu address; bad ones would put a
+    // third address in service if they were (partly) applied.
+    let mut swaps = Vec::new();
+    let (mut good_ok, mut bad_rejected) = (0, 0);
+    let begin = Instant::now();
+    for i in 0..LOAD_RELOADS {
+        std::thread::sleep(Duration::from_millis(250));
+        let (text, is_good) = match i % 4 {
+            0 => (geo_config(good[1]), true),
+            1 => (
+                geo_config("192.0.2.66").replace("[pools.us]", "[pools.us\n"),
+                false,
+            ),
+            2 => (geo_config(good[0]), true),
+            _ => (
+                geo_config("192.0.2.99").replace(r#"EU = ["eu", "us"]"#, r#"EU = ["eu", "mars"]"#),
+                false,
+            ),
+        };
+        let tmp = dir.write("next.toml", &text);
+        std::fs::rename(&tmp, &path).unwrap();
+        let start = Instant::now();
+        let reply = http(server.api(), "POST", "/reload", &[], "");
+        let end = Instant::now();
+        if is_good {
+            assert_eq!(reply.status, 200, "{}", reply.body);
+            good_ok += 1;
+            let eu = if i % 4 == 0 { good[1] } else { good[0] };
+            swaps.push(Swap {
+                start,
+                end,
+                eu: eu.parse().unwrap(),
+            });
+        } else {
+            assert_eq!(reply.status, 422, "{}", reply.body);
+            assert!(!reply.json()["errors"].as_array().unwrap().is_empty());
+            bad_rejected += 1;
+        }
+    }
+    let reload_time = begin.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let exchanges = client.join().expect("load client");
+
+    let mail: Ipv4Addr = "192.0.2.25".parse().unwrap();
+    let initial: Ipv4Addr = good[0].parse().unwrap();
+    let (mut lost, mut wrong) = (0usize, Vec::new());
+    for ex in &exchanges {
+        let Some(received) = ex.received else {
+            lost += 1;
+            continue;
+        };
+        let answer = ex.answer.clone().unwrap_or_default();
+        let valid: BTreeSet<Ipv4Addr> = if ex.www {
+            // In service at any moment between send and reply.
+            let at_send = swaps
+                .iter()
+                .rfind(|s| s.end <= ex.sent)
+                .map_or(initial, |s| s.eu);
+            std::iter::once(at_send)
+                .chain(
+                    swaps
+                        .iter()
+                        .filter(|s| s.start <= received && s.end >= ex.sent)
+                        .map(|s| s.eu),
+                )
+                .collect()
+        } else {
+            [mail].into()
+        };
+        if answer.len() != 1 || !valid.contains(&answer[0]) {
+            wrong.push((answer, valid));
+        }
+    }
+    println!(
+        "reloads under load: {} queries sent over {:.1} s, {lost} lost, {} wrong; {} reloads in {:.1} s: {good_ok} good (200), {bad_rejected} bad (422)",
+        exchanges.len(),
+        exchanges.last().map_or(0.0, |e| e
+            .sent
+            .duration_since(exchanges[0].sent)
+            .as_secs_f64()),
+        wrong.len(),
+        good_ok + bad_rejected,
+        reload_time.as_secs_f64(),
+    );
+    assert!(good_ok + bad_rejected >= 20);
+    assert!(
+        exchanges.len() >= 2_000,
+        "the client ran alongside the reloads"
+    );
+    assert_eq!(lost, 0, "lost queries");
+    assert!(
+        wrong.is_empty(),
+        "wrong answers (got, valid): {:?}",
+        &wrong[..wrong.len().min(5)]
+    );
+}
+
+/// Sends up to [`LOAD_QUERIES`] queries, one at a time, paced, alternating
+/// the geo service (with a European ECS subnet) and a static name, until
+/// `stop` (then finishes the query in flight). Bounded in count and time.
+fn load_client(server: SocketAddr, stop: &AtomicBool) -> Vec<Exchange> {
+    let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    socket.connect(server).expect("connect");
+    socket
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("timeout");
+    let ecs = ecs_option(1, 24, 0, &[81, 2, 69]);
+    let hard_stop = Instant::now() + Duration::from_secs(40);
+    let mut out = Vec::with_capacity(LOAD_QUERIES);
+    let mut next = Instant::now();
+    let mut buf = [0u8; 4096];
+    for i in 0..LOAD_QUERIES {
+        if stop.load(Ordering::Relaxed) || Instant::now() > hard_stop {
+            break;
+        }
+        let id = (i % 65_536) as u16;
+        let www = i % 2 == 0;
+        let query = if www {
+            QueryBuilder::new(id, WWW, rtype::A)
+                .edns(1232, 0, ecs.clone())
+                .build()
+        } else {
+            QueryBuilder::new(id, "mail.example.test", rtype::A).build()
+        };
+        let sent = Instant::now();
+        socket.send(&query).expect("send");
+        let mut exchange = Exchange {
+            sent,
+            received: None,
+            www,
+            answer: None,
+        };
+        while sent.elapsed() < LOAD_TIMEOUT {
+            let Ok(len) = socket.recv(&mut buf) else {
+                continue;
+            };
+            let Some(reply) = parse_reply(&buf[..len]) else {
+                continue;
+            };
+            if reply.id != id {
+                continue; // a late reply to an earlier query
+            }
+            exchange.received = Some(Instant::now());
+            exchange.answer = Some(
+                reply
+                    .answer
+                    .iter()
+                    .filter(|r| r.rtype == rtype::A && r.rdata.len() == 4)
+                    .map(|r| Ipv4Addr::new(r.rdata[0], r.rdata[1], r.rdata[2], r.rdata[3]))
+                    .collect(),
+            );
+            break;
+        }
+        out.push(exchange);
+        next += LOAD_INTERVAL;
+        if let Some(wait) = next.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+    }
+    out
+}
+
+#[test]
+fn shipped_etc_layout_and_unit_are_consistent() {
+    // The sample /etc/gslb validates once a database is in place.
+    let dir = TempDir::new("etc");
+    let etc = dir.path().join("gslb");
+    std::fs::create_dir_all(etc.join("zones")).unwrap();
+    std::fs::create_dir_all(etc.join("geoip")).unwrap();
+    for file in ["gslb.toml", "zones/example.test.zone"] {
+        std::fs::copy(repo(&format!("config/etc/gslb/{file}")), etc.join(file)).unwrap();
+    }
+    std::fs::copy(
+        repo("geoip/demo-city.mmdb"),
+        etc.join("geoip/GeoLite2-City.mmdb"),
+    )
+    .unwrap();
+    let config = etc.join("gslb.toml");
+    let out = run_gslb(&["check", "-c", config.to_str().unwrap()]);
+    assert_eq!(out.code(), Some(0), "{}{}", out.stdout, out.stderr);
+    // The unit runs exactly that file, reloads with SIGHUP, may bind port 53.
+    let unit = std::fs::read_to_string(repo("config/systemd/gslb.service")).unwrap();
+    for line in [
+        "ExecStart=/usr/local/bin/gslb serve -c /etc/gslb/gslb.toml",
+        "ExecReload=/bin/kill -HUP $MAINPID",
+        "AmbientCapabilities=CAP_NET_BIND_SERVICE",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+    ] {
+        assert!(unit.lines().any(|l| l == line), "unit lacks {line}");
+    }
+}
