@@ -31,7 +31,7 @@ trap 'rm -f "$log"' EXIT
 status=0
 GSLB_CHAOS_SECS="$seconds" timeout --kill-after=10 "$((seconds + 60))" \
   cargo test --release --test chaos -- --nocapture --test-threads=1 >"$log" 2>&1 || status=$?
-grep -E '^chaos drill' "$log" || true
+grep -oE 'chaos drill over.*' "$log" || true
 if ((status != 0)); then
   echo "chaos drill FAILED (exit $status):" >&2
   tail -n 60 "$log" >&2
