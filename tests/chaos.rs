@@ -282,7 +282,7 @@ fn schedule(duration: Duration) -> Vec<(Duration, Event)> {
             break;
         }
         let region = step % 3;
-        let victims = if step % 2 == 0 {
+        let victims = if step.is_multiple_of(2) {
             vec![2 * region, 2 * region + 1]
         } else {
             vec![2 * region + (step / 2) % 2]
@@ -297,7 +297,7 @@ fn schedule(duration: Duration) -> Vec<(Duration, Event)> {
         if at > end - 1.0 {
             break;
         }
-        let good = reload % 2 == 0;
+        let good = reload.is_multiple_of(2);
         events.push((secs(at), Event::Reload(good)));
         if !good {
             events.push((secs(at + 0.3), Event::RestoreGoodFile));

@@ -149,7 +149,7 @@ pub fn fuzz_packet(snapshot: &Snapshot, data: &[u8]) {
                 .edns
                 .as_ref()
                 .and_then(|edns| match edns.option(EdnsCode::Subnet) {
-                    Some(EdnsOption::Subnet(subnet)) => Some(subnet.clone()),
+                    Some(EdnsOption::Subnet(subnet)) => Some(*subnet),
                     _ => None,
                 });
         match (query_subnet, reply_subnet) {
