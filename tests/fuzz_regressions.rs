@@ -13,7 +13,7 @@ use common::{TempDir, run_gslb};
 /// service's map or `pools` is an error. A typo in a map that is about to
 /// be used therefore goes unnoticed until a service names the map.
 #[test]
-#[ignore = "bug: unused [maps.NAME] are never validated; src/snapshot/services.rs build_services resolves a map only via build_service for services naming it"]
+
 fn unused_map_naming_an_unknown_pool_is_rejected() {
     let dir = TempDir::new("unused-map");
     let zone = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("zones/example.test.zone");

@@ -62,6 +62,7 @@ pub fn build_services(
             pools.insert(name.clone(), Arc::new(built));
         }
     }
+    check_unused_maps(inputs, errors);
     let mut services = Vec::new();
     for (name, service) in &config.services {
         let index = services.len();
@@ -70,6 +71,51 @@ pub fn build_services(
         }
     }
     services
+}
+
+/// Validates maps no service uses, so `gslb check` catches their mistakes
+/// before a later edit starts using them.
+fn check_unused_maps(inputs: &ServiceInputs<'_>, errors: &mut Vec<BuildError>) {
+    let config = &inputs.loaded.config;
+    let known: Vec<&str> = config.pools.keys().map(String::as_str).collect();
+    for (map_name, map) in &config.maps {
+        if config.services.values().any(|s| {
+            s.get_ref()
+                .map
+                .as_ref()
+                .is_some_and(|m| m.get_ref() == map_name)
+        }) {
+            continue;
+        }
+        let mut resolve = |list: &Spanned<Vec<String>>, errors: &mut Vec<BuildError>| -> Order {
+            let mut order = Vec::new();
+            for pool in list.get_ref() {
+                match known.iter().position(|k| k == pool) {
+                    Some(i) => order.push(i as u16),
+                    None => errors.push(
+                        inputs
+                            .loaded
+                            .error_at(
+                                list.span(),
+                                format!(
+                                    "unknown pool {pool:?} in map {map_name} (known: {})",
+                                    list_or_none(&known)
+                                ),
+                            )
+                            .into(),
+                    ),
+                }
+            }
+            order
+        };
+        compile_map(
+            inputs.loaded,
+            map.get_ref(),
+            &mut resolve,
+            inputs.geo,
+            errors,
+        );
+    }
 }
 
 fn build_pool(
