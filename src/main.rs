@@ -235,6 +235,11 @@ fn serve(source: SnapshotSource, listen: Vec<SocketAddr>, api: Option<SocketAddr
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
+    let tcp_limits = server::TcpLimits {
+        max_connections: server_config.tcp_max_connections,
+        idle_timeout: std::time::Duration::from_secs(server_config.tcp_idle_timeout.max(1)),
+        max_queries: server_config.tcp_max_queries.max(1),
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -274,7 +279,12 @@ fn serve(source: SnapshotSource, listen: Vec<SocketAddr>, api: Option<SocketAddr
                 metrics: control.metrics.clone(),
                 query_log: control.query_log.clone(),
             };
-            tasks.spawn(server::serve(bound, control.snapshot.clone(), observer));
+            tasks.spawn(server::serve(
+                bound,
+                control.snapshot.clone(),
+                observer,
+                tcp_limits,
+            ));
         }
         tasks.spawn(async move {
             handle_signals(control).await;

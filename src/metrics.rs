@@ -26,6 +26,7 @@ use rustc_hash::FxHashMap;
 
 use crate::control::Control;
 use crate::dns::answer::{Outcome, Transport};
+use crate::dns::rrl::RrlVerdict;
 use crate::dns::wire::Rcode;
 use crate::health::{FailureReason, Override};
 use crate::policy::{Selection, SplitMix64};
@@ -76,6 +77,10 @@ struct SlotCells {
     ecs_absent: AtomicU64,
     /// Replies truncated (TC).
     truncated: AtomicU64,
+    /// UDP responses dropped by response rate limiting.
+    rrl_dropped: AtomicU64,
+    /// UDP responses replaced by a truncated "slip" reply by rate limiting.
+    rrl_slipped: AtomicU64,
 }
 
 /// Query counts of one zone in one slot: transport × rcode × type.
@@ -363,6 +368,16 @@ pub struct QueryRecorder {
 }
 
 impl QueryRecorder {
+    /// Counts a response that rate limiting dropped or slipped.
+    pub fn record_rate_limited(&self, verdict: RrlVerdict) {
+        let cell = match verdict {
+            RrlVerdict::Send => return,
+            RrlVerdict::Drop => &self.fixed.rrl_dropped,
+            RrlVerdict::Slip => &self.fixed.rrl_slipped,
+        };
+        cell.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// A clone sharing the slot, with a random stream of its own (one per
     /// TCP connection).
     pub fn fork(&self) -> Self {
@@ -707,6 +722,22 @@ impl prometheus_client::collector::Collector for Scrape {
             "packets dropped without a reply (not a query, too short)",
             MetricType::Counter,
             [(vec![], sum(|s| &s.dropped))],
+        )?;
+        family(
+            e,
+            "gslb_rrl_limited_responses",
+            "UDP responses over a client prefix's rate limit, by action",
+            MetricType::Counter,
+            [
+                (
+                    vec![("action", "dropped".to_string())],
+                    sum(|s| &s.rrl_dropped),
+                ),
+                (
+                    vec![("action", "slipped".to_string())],
+                    sum(|s| &s.rrl_slipped),
+                ),
+            ],
         )?;
         family(
             e,

@@ -28,6 +28,9 @@ pub struct ConfigToml {
     /// EDNS Client Subnet handling.
     #[serde(default)]
     pub ecs: EcsToml,
+    /// Response rate limiting of UDP answers.
+    #[serde(default)]
+    pub rrl: RrlToml,
     /// Pools (regions) of endpoints, by name.
     #[serde(default)]
     pub pools: std::collections::BTreeMap<String, Spanned<PoolToml>>,
@@ -66,6 +69,15 @@ pub struct ServerToml {
     /// UDP worker sockets per listener (SO_REUSEPORT); 0 = one per core.
     #[serde(default)]
     pub udp_workers: usize,
+    /// Concurrent TCP connections per listener; more are closed at once.
+    #[serde(default = "default_tcp_max_connections")]
+    pub tcp_max_connections: usize,
+    /// Seconds a TCP connection may stay idle, or take to send one query.
+    #[serde(default = "default_tcp_idle_timeout")]
+    pub tcp_idle_timeout: u64,
+    /// Queries answered per TCP connection before it is closed.
+    #[serde(default = "default_tcp_max_queries")]
+    pub tcp_max_queries: u32,
     // --- operations (admin API, reload) ---
     /// Bearer token required by mutating admin API calls when the API is
     /// not on loopback (or when `api_require_token` is set).
@@ -126,6 +138,9 @@ impl Default for ServerToml {
             api: default_api(),
             max_udp_payload: Spanned::new(0..0, DEFAULT_MAX_UDP_PAYLOAD),
             udp_workers: 0,
+            tcp_max_connections: default_tcp_max_connections(),
+            tcp_idle_timeout: default_tcp_idle_timeout(),
+            tcp_max_queries: default_tcp_max_queries(),
             api_token: None,
             api_require_token: false,
             watch: false,
@@ -141,6 +156,18 @@ fn default_listen() -> Vec<Spanned<SocketAddr>> {
             .parse()
             .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 5300))),
     )]
+}
+
+fn default_tcp_max_connections() -> usize {
+    512
+}
+
+fn default_tcp_idle_timeout() -> u64 {
+    10
+}
+
+fn default_tcp_max_queries() -> u32 {
+    1_000
 }
 
 fn default_api() -> SocketAddr {
@@ -414,4 +441,54 @@ pub struct GeoMapToml {
     pub continent: std::collections::BTreeMap<String, Spanned<Vec<String>>>,
     /// Everyone else.
     pub default: Option<Spanned<Vec<String>>>,
+}
+
+/// `[rrl]`: response rate limiting (BIND/Knot RRL), off by default.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RrlToml {
+    /// Limit UDP responses per client prefix.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Responses per second per prefix.
+    #[serde(default = "default_rrl_rate")]
+    pub responses_per_second: Spanned<u32>,
+    /// Every `slip`-th limited response goes out truncated (TC) so real
+    /// clients retry over TCP; 0 drops them all.
+    #[serde(default = "default_rrl_slip")]
+    pub slip: u32,
+    /// IPv4 prefix length clients are grouped by.
+    #[serde(default = "default_v4_cap")]
+    pub ipv4_prefix_len: Spanned<u8>,
+    /// IPv6 prefix length clients are grouped by.
+    #[serde(default = "default_v6_cap")]
+    pub ipv6_prefix_len: Spanned<u8>,
+    /// Slots in the limiter's table (more: fewer prefixes sharing a budget).
+    #[serde(default = "default_rrl_table")]
+    pub table_size: usize,
+}
+
+impl Default for RrlToml {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            responses_per_second: default_rrl_rate(),
+            slip: default_rrl_slip(),
+            ipv4_prefix_len: default_v4_cap(),
+            ipv6_prefix_len: default_v6_cap(),
+            table_size: default_rrl_table(),
+        }
+    }
+}
+
+fn default_rrl_rate() -> Spanned<u32> {
+    Spanned::new(0..0, 20)
+}
+
+fn default_rrl_slip() -> u32 {
+    2
+}
+
+fn default_rrl_table() -> usize {
+    65_536
 }

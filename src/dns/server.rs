@@ -19,6 +19,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
 use super::answer::{Transport, handle_packet};
+use super::rrl::RrlVerdict;
+use super::wire::truncate_reply;
 use crate::metrics::{Observer, QueryRecorder};
 use crate::policy::SplitMix64;
 use crate::snapshot::Snapshot;
@@ -30,10 +32,17 @@ pub type SharedSnapshot = Arc<ArcSwap<Snapshot>>;
 const UDP_BATCH: usize = 32;
 /// Largest query datagram read; longer ones arrive truncated and are dropped.
 const UDP_QUERY_MAX: usize = 4096;
-/// How long a TCP connection may sit idle between queries.
-const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Concurrent TCP connections per listener.
-const TCP_MAX_CONNECTIONS: usize = 512;
+/// Limits that keep slow or greedy TCP clients from holding the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpLimits {
+    /// Concurrent connections per listener; more are closed at once.
+    pub max_connections: usize,
+    /// How long a connection may sit idle, or take to send one query
+    /// (a slow-loris client is cut off after this).
+    pub idle_timeout: Duration,
+    /// Queries answered per connection before it is closed.
+    pub max_queries: u32,
+}
 
 /// Sockets bound for one listen address.
 pub struct BoundListener {
@@ -118,6 +127,7 @@ pub async fn serve(
     listener: BoundListener,
     snapshot: SharedSnapshot,
     observer: Observer,
+    tcp_limits: TcpLimits,
 ) -> io::Result<()> {
     for (index, socket) in listener.udp.into_iter().enumerate() {
         let snapshot = snapshot.clone();
@@ -127,7 +137,13 @@ pub async fn serve(
             .name(format!("udp-{}-{index}", listener.local_addr))
             .spawn(move || serve_udp(&socket, &snapshot, recorder))?;
     }
-    serve_tcp(listener.tcp, snapshot, observer.recorder(Transport::Tcp)).await;
+    serve_tcp(
+        listener.tcp,
+        snapshot,
+        observer.recorder(Transport::Tcp),
+        tcp_limits,
+    )
+    .await;
     Ok(())
 }
 
@@ -146,6 +162,8 @@ fn serve_udp(socket: &std::net::UdpSocket, snapshot: &SharedSnapshot, mut record
     let mut send_headers = MultiHeaders::<SockaddrStorage>::preallocate(UDP_BATCH, None);
     let mut received: [(usize, Option<SockaddrStorage>); UDP_BATCH] = [(0, None); UDP_BATCH];
     let mut peers: [Option<SockaddrStorage>; UDP_BATCH] = [None; UDP_BATCH];
+    // Rate limiting counts whole seconds on a monotonic clock, read once per batch.
+    let started = std::time::Instant::now();
     loop {
         let count = {
             let mut chunks = queries.chunks_exact_mut(UDP_QUERY_MAX);
@@ -183,6 +201,7 @@ fn serve_udp(socket: &std::net::UdpSocket, snapshot: &SharedSnapshot, mut record
         let mut answered = 0;
         {
             let current = snapshot.load();
+            let now_secs = started.elapsed().as_secs() as u32;
             // Metrics: one lock-free view per batch (rebuilt only after a reload).
             let view = recorder.view(&current);
             for (index, (bytes, address)) in received[..count].iter().enumerate() {
@@ -201,10 +220,20 @@ fn serve_udp(socket: &std::net::UdpSocket, snapshot: &SharedSnapshot, mut record
                     reply,
                 );
                 recorder.record(&view, &current, query, peer_ip, outcome.as_ref());
-                if outcome.is_some() {
-                    peers[answered] = Some(*address);
-                    answered += 1;
+                if outcome.is_none() {
+                    continue;
                 }
+                if let Some(limiter) = &current.rrl {
+                    let verdict = limiter.check(peer_ip, now_secs);
+                    recorder.record_rate_limited(verdict);
+                    match verdict {
+                        RrlVerdict::Send => {}
+                        RrlVerdict::Slip => truncate_reply(reply),
+                        RrlVerdict::Drop => continue,
+                    }
+                }
+                peers[answered] = Some(*address);
+                answered += 1;
             }
         }
         if answered == 0 {
@@ -234,8 +263,13 @@ fn peer_ip(address: &nix::sys::socket::SockaddrStorage) -> Option<std::net::IpAd
         .map(|v6| std::net::IpAddr::V6(v6.ip()))
 }
 
-async fn serve_tcp(listener: TcpListener, snapshot: SharedSnapshot, recorder: QueryRecorder) {
-    let limit = Arc::new(Semaphore::new(TCP_MAX_CONNECTIONS));
+async fn serve_tcp(
+    listener: TcpListener,
+    snapshot: SharedSnapshot,
+    recorder: QueryRecorder,
+    limits: TcpLimits,
+) {
+    let limit = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -253,7 +287,7 @@ async fn serve_tcp(listener: TcpListener, snapshot: SharedSnapshot, recorder: Qu
         let snapshot = snapshot.clone();
         let recorder = recorder.fork();
         tokio::spawn(async move {
-            if let Err(err) = serve_tcp_connection(stream, peer, snapshot, recorder).await {
+            if let Err(err) = serve_tcp_connection(stream, peer, snapshot, recorder, limits).await {
                 tracing::debug!(error = %err, %peer, "tcp connection ended");
             }
             drop(permit);
@@ -266,13 +300,16 @@ async fn serve_tcp_connection(
     peer: SocketAddr,
     snapshot: SharedSnapshot,
     mut recorder: QueryRecorder,
+    limits: TcpLimits,
 ) -> io::Result<()> {
     let mut rng = SplitMix64(initial_seed());
     let mut query = Vec::with_capacity(512);
     let mut reply = Vec::with_capacity(4096);
-    loop {
+    let mut framed = Vec::with_capacity(4096);
+    // Pipelined queries are answered in order, each as soon as it is read.
+    for _ in 0..limits.max_queries {
         let mut len_bytes = [0u8; 2];
-        match tokio::time::timeout(TCP_IDLE_TIMEOUT, stream.read_exact(&mut len_bytes)).await {
+        match tokio::time::timeout(limits.idle_timeout, stream.read_exact(&mut len_bytes)).await {
             Ok(Ok(_)) => {}
             Ok(Err(err)) if err.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
             Ok(Err(err)) => return Err(err),
@@ -280,7 +317,7 @@ async fn serve_tcp_connection(
         }
         let len = usize::from(u16::from_be_bytes(len_bytes));
         query.resize(len, 0);
-        match tokio::time::timeout(TCP_IDLE_TIMEOUT, stream.read_exact(&mut query)).await {
+        match tokio::time::timeout(limits.idle_timeout, stream.read_exact(&mut query)).await {
             Ok(result) => {
                 result?;
             }
@@ -303,11 +340,12 @@ async fn serve_tcp_connection(
         if !answered {
             continue;
         }
-        let mut framed = Vec::with_capacity(reply.len() + 2);
+        framed.clear();
         framed.extend_from_slice(&(reply.len() as u16).to_be_bytes());
         framed.extend_from_slice(&reply);
         stream.write_all(&framed).await?;
     }
+    Ok(())
 }
 
 /// A per-task seed for weighted random choices: different per task and run.

@@ -13,6 +13,7 @@ use hickory_proto::rr::Name;
 use std::sync::Arc;
 
 use crate::config::{ConfigError, FieldsToml, LoadedConfig, load_config};
+use crate::dns::rrl::{RateLimiter, RrlSettings};
 use crate::geo::{FieldPaths, GeoError, LocationTable};
 use crate::health::{HealthRegistry, ProbePlan};
 use crate::policy::Service;
@@ -93,6 +94,8 @@ pub struct Snapshot {
     pub max_udp_payload: u16,
     /// Every endpoint and how it is probed (for the health monitor).
     pub probes: ProbePlan,
+    /// Response rate limiter for UDP answers, when enabled.
+    pub rrl: Option<RateLimiter>,
 }
 
 impl Snapshot {
@@ -203,6 +206,7 @@ impl Snapshot {
                     .into(),
             );
         }
+        let rrl = build_rate_limiter(&loaded, &mut errors);
         let geo = load_geo_tables(&loaded, &mut errors);
         // --- health checks ---
         let mut check_errors = Vec::new();
@@ -231,6 +235,7 @@ impl Snapshot {
                 geo,
                 ecs: ecs_settings,
                 max_udp_payload,
+                rrl,
                 probes: ProbePlan {
                     endpoints: planned,
                     settings: health_settings,
@@ -239,6 +244,59 @@ impl Snapshot {
             loaded,
         ))
     }
+}
+
+/// The rate limiter `[rrl]` asks for, checked.
+fn build_rate_limiter(loaded: &LoadedConfig, errors: &mut Vec<BuildError>) -> Option<RateLimiter> {
+    let rrl = &loaded.config.rrl;
+    if !rrl.enabled {
+        return None;
+    }
+    let mut ok = true;
+    if *rrl.responses_per_second.get_ref() == 0 {
+        errors.push(
+            loaded
+                .error_at(
+                    rrl.responses_per_second.span(),
+                    "rrl.responses_per_second must be at least 1",
+                )
+                .into(),
+        );
+        ok = false;
+    }
+    if !(1..=32).contains(rrl.ipv4_prefix_len.get_ref()) {
+        errors.push(
+            loaded
+                .error_at(
+                    rrl.ipv4_prefix_len.span(),
+                    "rrl.ipv4_prefix_len must be 1..=32",
+                )
+                .into(),
+        );
+        ok = false;
+    }
+    if !(1..=128).contains(rrl.ipv6_prefix_len.get_ref()) {
+        errors.push(
+            loaded
+                .error_at(
+                    rrl.ipv6_prefix_len.span(),
+                    "rrl.ipv6_prefix_len must be 1..=128",
+                )
+                .into(),
+        );
+        ok = false;
+    }
+    ok.then(|| {
+        RateLimiter::new(
+            RrlSettings {
+                responses_per_second: *rrl.responses_per_second.get_ref(),
+                slip: rrl.slip,
+                ipv4_prefix_len: *rrl.ipv4_prefix_len.get_ref(),
+                ipv6_prefix_len: *rrl.ipv6_prefix_len.get_ref(),
+            },
+            rrl.table_size.clamp(1, 1 << 24),
+        )
+    })
 }
 
 /// Loads the configured GeoIP databases.
