@@ -157,3 +157,41 @@ fn tcp_queries_per_connection_and_connection_count_are_bounded() {
         "third connection over the limit was kept"
     );
 }
+
+#[test]
+fn admin_api_requests_are_rate_limited() {
+    let dir = TempDir::new("api-limit");
+    dir.write("limits.test.zone", ZONE);
+    let config = dir.write(
+        "gslb.toml",
+        "[[zone]]\norigin = \"limits.test\"\nfile = \"limits.test.zone\"\n",
+    );
+    let server = GslbServer::start(&[
+        "-c",
+        config.to_str().expect("utf-8 path"),
+        "--api",
+        "127.0.0.1:0",
+    ]);
+    // Bounded: 300 requests, far over the 100-request burst.
+    let statuses: Vec<u16> = (0..300)
+        .map(|_| common::http(server.api(), "GET", "/status", &[], "").status)
+        .collect();
+    let limited = statuses.iter().filter(|&&s| s == 429).count();
+    let served = statuses.iter().filter(|&&s| s == 200).count();
+    println!("300 API requests: {served} served, {limited} answered 429");
+    assert_eq!(served + limited, 300);
+    assert!(
+        served >= 100 && limited > 0,
+        "served {served}, limited {limited}"
+    );
+    // The budget refills.
+    assert!(common::poll_until(Duration::from_secs(5), || common::http(
+        server.api(),
+        "GET",
+        "/status",
+        &[],
+        ""
+    )
+    .status
+        == 200));
+}

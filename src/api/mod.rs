@@ -118,6 +118,63 @@ struct ApiState {
     control: Arc<Control>,
     auth: ApiAuth,
     history: Arc<StatusHistory>,
+    limiter: Arc<RequestBudget>,
+}
+
+/// Requests per second the API serves, and the burst it allows.
+const API_REQUESTS_PER_SECOND: f64 = 50.0;
+const API_BURST: f64 = 100.0;
+
+/// A token bucket over all API requests, so a client looping on the API
+/// (scrapes, page refreshes, overrides) cannot take the control plane's
+/// time from reloads and probes. Control plane only: a mutex is fine.
+#[derive(Debug)]
+struct RequestBudget {
+    state: std::sync::Mutex<(f64, std::time::Instant)>,
+}
+
+impl RequestBudget {
+    fn new() -> Self {
+        Self {
+            state: std::sync::Mutex::new((API_BURST, std::time::Instant::now())),
+        }
+    }
+
+    /// Takes one token; `false` when the bucket is empty.
+    fn take(&self) -> bool {
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = std::time::Instant::now();
+        let refill = now.duration_since(state.1).as_secs_f64() * API_REQUESTS_PER_SECOND;
+        state.0 = (state.0 + refill).min(API_BURST);
+        state.1 = now;
+        if state.0 >= 1.0 {
+            state.0 -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Answers 429 when the request budget is spent.
+async fn limit_rate(
+    State(state): State<ApiState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if state.limiter.take() {
+        next.run(request).await
+    } else {
+        (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, "1")],
+            axum::Json(json!({"ok": false, "error": "too many requests"})),
+        )
+            .into_response()
+    }
 }
 
 /// Serves the admin API on `listener` until the task is dropped; also
@@ -145,6 +202,7 @@ pub async fn serve(
         control,
         auth,
         history,
+        limiter: Arc::new(RequestBudget::new()),
     };
     axum::serve(listener, router(state)).await
 }
@@ -157,6 +215,10 @@ fn router(state: ApiState) -> Router {
         .route("/override", post(set_override))
         .route("/reload", post(reload))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limit_rate,
+        ))
         .with_state(state)
 }
 
