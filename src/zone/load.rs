@@ -33,20 +33,9 @@ pub struct LocatedRecord {
 /// # Errors
 /// Every problem found, each naming file and line.
 pub fn load_zone_file(path: &Path, origin: &Name) -> Result<Vec<LocatedRecord>, Vec<ZoneError>> {
-    let mut state = ParseState {
-        origin: origin.clone(),
-        default_ttl: None,
-        last_ttl: None,
-        previous_owner: None,
-        records: Vec::new(),
-        errors: Vec::new(),
-    };
+    let mut state = ParseState::new(origin);
     read_file(path, &mut state, 0, None);
-    if state.errors.is_empty() {
-        Ok(state.records)
-    } else {
-        Err(state.errors)
-    }
+    state.finish()
 }
 
 /// Parses zone text that did not come from a file (tests, fuzzing).
@@ -58,20 +47,9 @@ pub fn parse_zone_text(
     path: &Path,
     origin: &Name,
 ) -> Result<Vec<LocatedRecord>, Vec<ZoneError>> {
-    let mut state = ParseState {
-        origin: origin.clone(),
-        default_ttl: None,
-        last_ttl: None,
-        previous_owner: None,
-        records: Vec::new(),
-        errors: Vec::new(),
-    };
+    let mut state = ParseState::new(origin);
     parse_text(text, path, &mut state, 0);
-    if state.errors.is_empty() {
-        Ok(state.records)
-    } else {
-        Err(state.errors)
-    }
+    state.finish()
 }
 
 struct ParseState {
@@ -84,6 +62,25 @@ struct ParseState {
 }
 
 impl ParseState {
+    fn new(origin: &Name) -> Self {
+        Self {
+            origin: origin.clone(),
+            default_ttl: None,
+            last_ttl: None,
+            previous_owner: None,
+            records: Vec::new(),
+            errors: Vec::new(),
+        }
+    }
+
+    fn finish(self) -> Result<Vec<LocatedRecord>, Vec<ZoneError>> {
+        if self.errors.is_empty() {
+            Ok(self.records)
+        } else {
+            Err(self.errors)
+        }
+    }
+
     fn error(&mut self, file: &Path, line: usize, message: impl Into<String>) {
         self.errors.push(ZoneError::Syntax {
             file: file.to_path_buf(),
