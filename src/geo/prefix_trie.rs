@@ -700,7 +700,7 @@ mod tests {
         for (seed, width) in [(6u64, 4u8), (7, 8), (8, 9), (9, 32), (10, 128)] {
             let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ seed);
             let mut trie = PrefixTrie::new(0u8, width);
-            let mut check = |trie: &PrefixTrie<u8>, rng: &mut Rng| {
+            let check = |trie: &PrefixTrie<u8>, rng: &mut Rng| {
                 for _ in 0..2000 {
                     let (bits, _) = random_prefix(rng, width);
                     let bits = bits | u128::from(rng.below(1 << 4)) & (u128::MAX >> (128 - width));
