@@ -74,7 +74,7 @@ fn bench_wire(c: &mut Criterion) {
                 udp_payload: 1232,
                 client_subnet: e.client_subnet.map(|s| (s, 0)),
             });
-            let mut reply = ReplyWriter::new(&mut out, black_box(&query), 1232, edns);
+            let mut reply = ReplyWriter::new(&mut out, black_box(&query), &owner, 1232, edns);
             reply.set_authoritative(true);
             reply.push_rrset(Section::Answer, &owner, wire::rtype::A, 60, [rdata]);
             reply.set_ecs_scope(24);

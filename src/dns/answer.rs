@@ -136,7 +136,10 @@ pub fn handle_packet_traced<'s>(
             usize::from(e.udp_payload.clamp(512, snapshot.max_udp_payload))
         }
     };
-    let mut reply = ReplyWriter::new(out, &query, max_len, edns);
+    // Lowercased once: the zone lookups and the reply's name compression use it.
+    let mut qname_buf = [0u8; MAX_NAME_LEN];
+    let qname_lower = lowercase_name(query.qname, &mut qname_buf).map(|len| &qname_buf[..len]);
+    let mut reply = ReplyWriter::new(out, &query, qname_lower.unwrap_or_default(), max_len, edns);
     let mut context = Context {
         snapshot,
         client,
@@ -146,7 +149,7 @@ pub fn handle_packet_traced<'s>(
         zone: None,
         service: None,
     };
-    let rcode = answer(&mut context, &query, &mut reply);
+    let rcode = answer(&mut context, &query, qname_lower, &mut reply);
     if usable_subnet.is_some() {
         reply.set_ecs_scope(context.scope_prefix_len.min(client.prefix_len));
     }
@@ -181,6 +184,7 @@ struct Context<'s, 't> {
 fn answer<'s>(
     context: &mut Context<'s, '_>,
     query: &Query<'_>,
+    qname_lower: Option<&[u8]>,
     reply: &mut ReplyWriter<'_>,
 ) -> Rcode {
     let snapshot = context.snapshot;
@@ -195,11 +199,9 @@ fn answer<'s>(
         rtype::MAILA | rtype::MAILB | 128..=250 => return Rcode::NotImp,
         _ => {}
     }
-    let mut qname = [0u8; MAX_NAME_LEN];
-    let Some(qname_len) = lowercase_name(query.qname, &mut qname) else {
+    let Some(qname) = qname_lower else {
         return Rcode::FormErr;
     };
-    let qname = &qname[..qname_len];
     let Some(zone) = snapshot.zones.find(qname) else {
         // Not authoritative: refuse rather than answer (no amplification, no referral to root).
         return Rcode::Refused;

@@ -503,16 +503,21 @@ pub struct ReplyWriter<'b> {
     counts: [u16; 3],
     truncated: bool,
     edns: Option<ReplyEdns>,
-    qname_lower: [u8; MAX_NAME_LEN],
-    qname_len: usize,
+    /// The question name in lowercase, as the caller already has it.
+    qname_lower: &'b [u8],
     question_end: usize,
 }
 
 impl<'b> ReplyWriter<'b> {
     /// Starts a reply to `query`, limited to `max_len` bytes in total.
+    ///
+    /// `qname_lower` is `query.qname` in lowercase (see [`lowercase_name`]),
+    /// which the caller needs anyway for its lookups; names written later are
+    /// compressed against it.
     pub fn new(
         buf: &'b mut Vec<u8>,
         query: &Query<'_>,
+        qname_lower: &'b [u8],
         max_len: usize,
         edns: Option<ReplyEdns>,
     ) -> Self {
@@ -524,14 +529,13 @@ impl<'b> ReplyWriter<'b> {
         if query.checking_disabled {
             flags |= 0x0010;
         }
-        buf.extend_from_slice(&query.id.to_be_bytes());
-        buf.extend_from_slice(&flags.to_be_bytes());
-        buf.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]);
+        let [id0, id1] = query.id.to_be_bytes();
+        let [f0, f1] = flags.to_be_bytes();
+        buf.extend_from_slice(&[id0, id1, f0, f1, 0, 1, 0, 0, 0, 0, 0, 0]);
         buf.extend_from_slice(query.qname);
-        buf.extend_from_slice(&query.qtype.to_be_bytes());
-        buf.extend_from_slice(&query.qclass.to_be_bytes());
-        let mut qname_lower = [0u8; MAX_NAME_LEN];
-        let qname_len = lowercase_name(query.qname, &mut qname_lower).unwrap_or(0);
+        let [t0, t1] = query.qtype.to_be_bytes();
+        let [c0, c1] = query.qclass.to_be_bytes();
+        buf.extend_from_slice(&[t0, t1, c0, c1]);
         let question_end = buf.len();
         let reserve = edns.map_or(0, |e| e.wire_len());
         Self {
@@ -541,7 +545,6 @@ impl<'b> ReplyWriter<'b> {
             truncated: false,
             edns,
             qname_lower,
-            qname_len,
             question_end,
         }
     }
@@ -594,13 +597,14 @@ impl<'b> ReplyWriter<'b> {
         }
         let rollback = self.buf.len();
         let mut added = 0u16;
+        let [t0, t1] = rtype.to_be_bytes();
+        let [c0, c1] = CLASS_IN.to_be_bytes();
+        let [l0, l1, l2, l3] = ttl.to_be_bytes();
         for rdata in rdatas {
             self.write_name(owner);
-            self.buf.extend_from_slice(&rtype.to_be_bytes());
-            self.buf.extend_from_slice(&CLASS_IN.to_be_bytes());
-            self.buf.extend_from_slice(&ttl.to_be_bytes());
+            let [r0, r1] = (rdata.len().min(usize::from(u16::MAX)) as u16).to_be_bytes();
             self.buf
-                .extend_from_slice(&(rdata.len().min(usize::from(u16::MAX)) as u16).to_be_bytes());
+                .extend_from_slice(&[t0, t1, c0, c1, l0, l1, l2, l3, r0, r1]);
             self.buf.extend_from_slice(rdata);
             added += 1;
         }
@@ -638,7 +642,7 @@ impl<'b> ReplyWriter<'b> {
 
     /// Writes `name` (lowercase wire format), compressed against the question.
     fn write_name(&mut self, name: &[u8]) {
-        let qname = &self.qname_lower[..self.qname_len];
+        let qname = self.qname_lower;
         // Find the longest suffix of `name` that is also a suffix of the question name.
         let mut pos = 0usize;
         while let Some(&len) = name.get(pos) {
@@ -688,22 +692,33 @@ fn is_label_boundary(name: &[u8], offset: usize) -> bool {
 }
 
 fn write_opt(buf: &mut Vec<u8>, edns: &ReplyEdns, extended_rcode: u8) {
-    buf.push(0); // root owner
-    buf.extend_from_slice(&rtype::OPT.to_be_bytes());
-    buf.extend_from_slice(&edns.udp_payload.to_be_bytes());
-    // TTL field: extended rcode, version 0, no flags (we do not do DNSSEC).
-    buf.extend_from_slice(&[extended_rcode, 0, 0, 0]);
+    let [p0, p1] = edns.udp_payload.to_be_bytes();
+    let [o0, o1] = rtype::OPT.to_be_bytes();
+    // Root owner, type, class (our payload size), TTL field (extended rcode,
+    // version 0, no flags: we do not do DNSSEC), then RDLENGTH.
+    let fixed = |rdlen: u16| {
+        let [d0, d1] = rdlen.to_be_bytes();
+        [0, o0, o1, p0, p1, extended_rcode, 0, 0, 0, d0, d1]
+    };
     match edns.client_subnet {
-        None => buf.extend_from_slice(&0u16.to_be_bytes()),
+        None => buf.extend_from_slice(&fixed(0)),
         Some((subnet, scope_prefix_len)) => {
             let address_len = usize::from(subnet.source_prefix_len.div_ceil(8));
             let option_len = 4 + address_len as u16;
-            buf.extend_from_slice(&(4 + option_len).to_be_bytes());
-            buf.extend_from_slice(&OPTION_CLIENT_SUBNET.to_be_bytes());
-            buf.extend_from_slice(&option_len.to_be_bytes());
-            buf.extend_from_slice(&subnet.family().to_be_bytes());
-            buf.push(subnet.source_prefix_len);
-            buf.push(scope_prefix_len);
+            buf.extend_from_slice(&fixed(4 + option_len));
+            let [c0, c1] = OPTION_CLIENT_SUBNET.to_be_bytes();
+            let [n0, n1] = option_len.to_be_bytes();
+            let [f0, f1] = subnet.family().to_be_bytes();
+            buf.extend_from_slice(&[
+                c0,
+                c1,
+                n0,
+                n1,
+                f0,
+                f1,
+                subnet.source_prefix_len,
+                scope_prefix_len,
+            ]);
             match subnet.address {
                 IpAddr::V4(a) => buf.extend_from_slice(&a.octets()[..address_len]),
                 IpAddr::V6(a) => buf.extend_from_slice(&a.octets()[..address_len]),
@@ -774,7 +789,8 @@ mod tests {
         .concat();
         let parsed = parse_query(&query).unwrap();
         let mut buf = Vec::new();
-        let mut writer = ReplyWriter::new(&mut buf, &parsed, 512, None);
+        let lower = parsed.qname.to_ascii_lowercase();
+        let mut writer = ReplyWriter::new(&mut buf, &parsed, &lower, 512, None);
         writer.set_authoritative(true);
         writer.push_rrset(
             Section::Answer,

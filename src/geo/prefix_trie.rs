@@ -101,7 +101,16 @@ pub struct PrefixTrie<T> {
     root: u32,
     /// Family width in bits: 32 for IPv4, 128 for IPv6.
     max_len: u8,
+    /// The node (and its depth) reached from the root by each value of the
+    /// first [`JUMP_BITS`] bits, or a leaf above that depth: lookups start
+    /// there instead of walking those bits one at a time. Built by `map` and
+    /// `collapse`; empty (lookups walk from the root) in a new trie, after
+    /// `insert`, or when `max_len < JUMP_BITS`.
+    jump: Box<[(u32, u8)]>,
 }
+
+/// Bits resolved at once by [`PrefixTrie`]'s jump table (256 entries).
+const JUMP_BITS: u8 = 8;
 
 #[derive(Clone, Copy, Debug)]
 enum Node<T> {
@@ -121,6 +130,7 @@ impl<T: Copy + Eq> PrefixTrie<T> {
             nodes: vec![Node::Leaf(default)],
             root: 0,
             max_len: max_len.min(128),
+            jump: Box::default(),
         }
     }
 
@@ -153,6 +163,10 @@ impl<T: Copy + Eq> PrefixTrie<T> {
     /// merged here; call [`collapse`](Self::collapse) when done inserting.
     pub fn insert(&mut self, bits: u128, prefix_len: u8, value: T) {
         let prefix_len = prefix_len.min(self.max_len);
+        // Paths change: lookups walk from the root until `collapse` rebuilds it.
+        if !self.jump.is_empty() {
+            self.jump = Box::default();
+        }
         let mut idx = self.root;
         for depth in 0..prefix_len {
             let children = match self.nodes[idx as usize] {
@@ -184,8 +198,8 @@ impl<T: Copy + Eq> PrefixTrie<T> {
     /// scope this answer can honestly claim.
     #[inline]
     pub fn lookup(&self, bits: u128) -> (T, u8) {
-        let mut idx = self.root;
-        let mut depth: u8 = 0;
+        let first = (bits >> self.max_len.saturating_sub(JUMP_BITS)) as usize & 0xff;
+        let (mut idx, mut depth) = self.jump.get(first).copied().unwrap_or((self.root, 0));
         loop {
             // Index is valid: the arena only holds indices this module pushed.
             match self.nodes[idx as usize] {
@@ -200,6 +214,47 @@ impl<T: Copy + Eq> PrefixTrie<T> {
         }
     }
 
+    /// [`lookup`](Self::lookup) without the jump table, for tests.
+    #[cfg(test)]
+    fn lookup_from_root(&self, bits: u128) -> (T, u8) {
+        let mut idx = self.root;
+        let mut depth: u8 = 0;
+        loop {
+            match self.nodes[idx as usize] {
+                Node::Leaf(value) => return (value, depth),
+                Node::Inner(children) => {
+                    idx = children[self.bit(bits, depth)];
+                    depth += 1;
+                }
+            }
+        }
+    }
+
+    /// Fills `jump` for the current nodes (empty when `max_len < JUMP_BITS`).
+    fn build_jump(&mut self) {
+        if self.max_len < JUMP_BITS {
+            self.jump = Box::default();
+            return;
+        }
+        self.jump = (0..1u32 << JUMP_BITS)
+            .map(|first| {
+                let bits = u128::from(first) << (self.max_len - JUMP_BITS);
+                let mut idx = self.root;
+                let mut depth = 0u8;
+                while depth < JUMP_BITS {
+                    match self.nodes[idx as usize] {
+                        Node::Leaf(_) => break,
+                        Node::Inner(children) => {
+                            idx = children[self.bit(bits, depth)];
+                            depth += 1;
+                        }
+                    }
+                }
+                (idx, depth)
+            })
+            .collect();
+    }
+
     /// Returns a compact copy with every value passed through `f`, then
     /// sibling leaves with equal values merged bottom-up (so mapping many
     /// locations to a few decisions widens the scopes lookup reports).
@@ -210,12 +265,14 @@ impl<T: Copy + Eq> PrefixTrie<T> {
             nodes: Vec::with_capacity(self.nodes.len()),
             root: 0,
             max_len: self.max_len,
+            jump: Box::default(),
         };
         let root = match self.rebuild(self.root, &mut f, &mut out.nodes) {
             Built::Leaf(value) => push_node(&mut out.nodes, Node::Leaf(value)),
             Built::Inner(idx) => idx,
         };
         out.root = root;
+        out.build_jump();
         out
     }
 
@@ -633,6 +690,37 @@ mod tests {
                         !model_uniform(&model, width, bits, depth - 1, value),
                         "seed {seed}: depth {depth} around {bits:#x} is not maximal"
                     );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn jump_table_agrees_with_walking_from_the_root() {
+        for (seed, width) in [(6u64, 4u8), (7, 8), (8, 9), (9, 32), (10, 128)] {
+            let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ seed);
+            let mut trie = PrefixTrie::new(0u8, width);
+            let check = |trie: &PrefixTrie<u8>, rng: &mut Rng| {
+                for _ in 0..2000 {
+                    let (bits, _) = random_prefix(rng, width);
+                    let bits = bits | u128::from(rng.below(1 << 4)) & (u128::MAX >> (128 - width));
+                    assert_eq!(
+                        trie.lookup(bits),
+                        trie.lookup_from_root(bits),
+                        "width {width}"
+                    );
+                }
+            };
+            for round in 0..3 {
+                for _ in 0..100 {
+                    let (bits, len) = random_prefix(&mut rng, width);
+                    trie.insert(bits, len, rng.below(4) as u8);
+                }
+                // Inserted into: the table must not be used stale.
+                check(&trie, &mut rng);
+                if round < 2 {
+                    trie.collapse();
+                    check(&trie, &mut rng);
                 }
             }
         }

@@ -22,6 +22,15 @@ pub fn pick<'s>(
     let _ = pool_index;
     selection.pool = Some(pool);
     selection.failed_open = fail_open;
+    // The common case, one weighted record from a small pool: two passes over
+    // the endpoints, no candidate array.
+    if service.selection == SelectionKind::Weighted
+        && service.max_records <= 1
+        && pool.endpoints.len() <= 64
+    {
+        pick_one_weighted(pool, family, seed, fail_open, selection, trace);
+        return;
+    }
     // Candidates: indices of usable endpoints, on the stack.
     let mut candidates = [0u16; 256];
     let mut count = 0usize;
@@ -152,6 +161,62 @@ pub fn pick<'s>(
             );
         }
     }
+}
+
+/// [`pick`] for `Weighted` with one record wanted and at most 64 endpoints:
+/// the same draw and the same endpoint as the general loop's first round.
+fn pick_one_weighted<'s>(
+    pool: &'s Pool,
+    family: Family,
+    seed: u64,
+    fail_open: bool,
+    selection: &mut Selection<'s>,
+    trace: &mut Trace<'_>,
+) {
+    // Pass 1: which endpoints are usable (bit i), how many, their total weight.
+    let mut usable = 0u64;
+    let mut count = 0usize;
+    let mut total = 0u64;
+    for (i, endpoint) in pool.endpoints.iter().enumerate() {
+        if endpoint.serves(family) && (fail_open || endpoint.is_healthy()) {
+            usable |= 1 << i;
+            count += 1;
+            total += endpoint.effective_weight();
+        }
+    }
+    if count > 0 {
+        // Zero weights everywhere means "equal" (see `pick`).
+        let all_zero = total == 0;
+        if all_zero {
+            total = count as u64;
+        }
+        let mut target = SplitMix64(seed).next_u64() % total;
+        // Pass 2: the first usable endpoint whose cumulative weight passes
+        // the target; the last usable one if weights moved in between.
+        let mut bits = usable;
+        let mut chosen = 0u16;
+        while bits != 0 {
+            let i = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            chosen = i as u16;
+            let w = if all_zero {
+                1
+            } else {
+                pool.endpoints[i].effective_weight()
+            };
+            if target < w {
+                break;
+            }
+            target -= w;
+        }
+        selection.chosen[selection.count] = chosen;
+        selection.count += 1;
+    }
+    trace!(
+        trace,
+        "weighted random among {count} endpoint(s): picked {}",
+        names(selection)
+    );
 }
 
 fn names(selection: &Selection<'_>) -> String {

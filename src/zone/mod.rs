@@ -147,6 +147,8 @@ pub enum Resolution<'z> {
 #[derive(Debug, Clone)]
 pub struct Zone {
     origin: WireName,
+    /// Number of labels in `origin` (the root has none).
+    origin_labels: usize,
     origin_text: String,
     /// Name → node, hashed with FxHash: keys are zone data, not attacker-chosen
     /// insertions, so a fast non-keyed hash is fine on the query path.
@@ -285,6 +287,7 @@ impl Zone {
         }
         Ok(Zone {
             origin_text: origin.to_ascii(),
+            origin_labels: label_count(&origin_wire),
             origin: origin_wire,
             nodes,
             // RFC 2308 §5: negative answers are cached for min(SOA TTL, SOA MINIMUM).
@@ -359,10 +362,13 @@ impl Zone {
     pub fn resolve(&self, qname: &[u8]) -> Resolution<'_> {
         let mut offsets = [0u8; 128];
         let count = label_offsets(qname, &mut offsets);
-        let origin_labels = label_count(&self.origin);
+        let origin_labels = self.origin_labels;
         // Walk down from just below the apex to the name itself, looking for a
         // zone cut; stop at the first missing name (nothing exists below it).
         let mut closest_encloser = &self.origin[..];
+        // The last step of the walk (depth 0) is the name itself: keep its
+        // node rather than looking it up again.
+        let mut found = None;
         for depth in (0..count.saturating_sub(origin_labels)).rev() {
             let suffix = &qname[usize::from(offsets[depth])..];
             let Some((owner, node)) = self.nodes.get_key_value(suffix) else {
@@ -372,8 +378,10 @@ impl Zone {
                 return Resolution::Referral { cut: owner, ns };
             }
             closest_encloser = suffix;
+            found = Some(node);
         }
-        match self.nodes.get(qname) {
+        // No step taken: the name is at (or above) the apex.
+        match found.or_else(|| self.nodes.get(qname)) {
             Some(node) => Resolution::Node {
                 node,
                 from_wildcard: false,
@@ -455,6 +463,9 @@ fn rdata_target(data: &RData) -> Option<&Name> {
 #[derive(Debug, Clone, Default)]
 pub struct ZoneSet {
     zones: HashMap<WireName, Zone, FxBuildHasher>,
+    /// Bit `n` is set when some origin is `n` bytes long in wire format, so
+    /// `find` hashes only the suffixes that can be an origin.
+    origin_lengths: [u64; 4],
 }
 
 impl ZoneSet {
@@ -463,19 +474,43 @@ impl ZoneSet {
         if self.zones.contains_key(zone.origin()) {
             return false;
         }
+        let len = zone.origin.len();
+        if let Some(word) = self.origin_lengths.get_mut(len / 64) {
+            *word |= 1 << (len % 64);
+        }
         self.zones.insert(zone.origin.clone(), zone);
         true
     }
 
     /// The zone with the longest origin that contains `qname` (lowercase wire).
     pub fn find(&self, qname: &[u8]) -> Option<&Zone> {
-        let mut offsets = [0u8; 128];
-        let count = label_offsets(qname, &mut offsets);
-        offsets[..count]
-            .iter()
-            .map(|&o| &qname[usize::from(o)..])
-            .chain(std::iter::once(&qname[qname.len().saturating_sub(1)..]))
-            .find_map(|suffix| self.zones.get(suffix))
+        // Longest suffix first: each label boundary, then the root.
+        let mut pos = 0usize;
+        while let Some(&len) = qname.get(pos) {
+            if len == 0 {
+                break;
+            }
+            let suffix = &qname[pos..];
+            if self.may_be_origin(suffix.len())
+                && let Some(zone) = self.zones.get(suffix)
+            {
+                return Some(zone);
+            }
+            pos += 1 + usize::from(len);
+        }
+        let root = &qname[qname.len().saturating_sub(1)..];
+        if self.may_be_origin(root.len()) {
+            self.zones.get(root)
+        } else {
+            None
+        }
+    }
+
+    /// Whether some origin is `len` bytes long.
+    fn may_be_origin(&self, len: usize) -> bool {
+        self.origin_lengths
+            .get(len / 64)
+            .is_some_and(|word| word & (1 << (len % 64)) != 0)
     }
 
     /// The zone with exactly this origin, for attaching services.

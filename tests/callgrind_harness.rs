@@ -1,0 +1,63 @@
+//! Instruction counts per query under callgrind (not a test: `#[ignore]`).
+//!
+//!     cargo test --release --test callgrind_harness --no-run
+//!     CG_KIND=geo_ecs valgrind --tool=callgrind \
+//!         --toggle-collect='callgrind_harness::run_one' \
+//!         target/release/deps/callgrind_harness-HASH --ignored --exact run
+//!
+//! Divide the total by `CG_N` (default 10,000). Kinds: `static_a`,
+//! `geo_no_ecs` (source 81.2.69.7), `geo_ecs` (1,024 rotating subnets), the
+//! same inputs as `benches/hot_path.rs`'s `handle_packet` group.
+
+use std::hint::black_box;
+use std::net::{IpAddr, Ipv4Addr};
+
+use gslb::control::Control;
+use gslb::dns::answer::{Transport, handle_packet};
+use gslb::snapshot::{Snapshot, SnapshotSource};
+
+#[path = "../benches/support/queries.rs"]
+mod queries;
+
+#[inline(never)]
+fn run_one(snapshot: &Snapshot, packet: &[u8], seed: u64, out: &mut Vec<u8>) -> usize {
+    let source = IpAddr::V4(Ipv4Addr::new(81, 2, 69, 7));
+    handle_packet(snapshot, packet, source, Transport::Udp, seed, out).map_or(0, |_| out.len())
+}
+
+#[test]
+#[ignore = "run under callgrind, see the module doc"]
+fn run() {
+    let source = SnapshotSource {
+        config_path: queries::fixture_config(),
+        extra_zones: Vec::new(),
+    };
+    let (control, _) = Control::start(source).unwrap_or_else(|errors| panic!("{errors}"));
+    let kind = std::env::var("CG_KIND").unwrap_or_else(|_| "static_a".into());
+    let n: usize = std::env::var("CG_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let packets: Vec<Vec<u8>> = match kind.as_str() {
+        "static_a" => vec![queries::query(7, "static.example.test", queries::A, None)],
+        "geo_no_ecs" => vec![queries::query(7, "www.example.test", queries::A, None)],
+        "geo_ecs" => queries::ecs_clients(1024)
+            .into_iter()
+            .enumerate()
+            .map(|(i, ecs)| queries::query(i as u16, "www.example.test", queries::A, Some(ecs)))
+            .collect(),
+        other => panic!("unknown CG_KIND {other}"),
+    };
+    let snapshot = control.snapshot.load_full();
+    let mut out = Vec::with_capacity(4096);
+    let mut total = 0usize;
+    for i in 0..n {
+        total += run_one(
+            &snapshot,
+            black_box(&packets[i % packets.len()]),
+            i as u64,
+            &mut out,
+        );
+    }
+    assert!(total > 0);
+}
