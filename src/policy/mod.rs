@@ -177,7 +177,6 @@ pub fn select<'s>(
             pick::pick(
                 service,
                 pool,
-                pool_index,
                 family,
                 client,
                 seed,
@@ -216,7 +215,6 @@ pub fn select<'s>(
             pick::pick(
                 service,
                 pool,
-                pool_index,
                 family,
                 client,
                 seed,

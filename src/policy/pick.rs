@@ -11,7 +11,6 @@ pub use crate::config::SelectionKind;
 pub fn pick<'s>(
     service: &'s Service,
     pool: &'s Pool,
-    pool_index: u16,
     family: Family,
     client: ClientAddress,
     seed: u64,
@@ -19,7 +18,6 @@ pub fn pick<'s>(
     selection: &mut Selection<'s>,
     trace: &mut Trace<'_>,
 ) {
-    let _ = pool_index;
     selection.pool = Some(pool);
     selection.failed_open = fail_open;
     // The common case, one weighted record from a small pool: two passes over
