@@ -111,30 +111,34 @@ fn service(
     geo: Option<GeoRules>,
     selection: SelectionKind,
 ) -> Fixture {
-    let table = locations();
     let route = RouteRules {
         policy,
         geo,
         latency: Vec::new(),
-        pools: pools.clone(),
+        pools,
     };
-    let (orders, region_table) = route.compile(Some(&table), None);
-    Fixture {
-        service: Service {
-            name: "www.example.test.".to_string(),
-            pools,
-            orders,
-            table: region_table,
-            selection,
-            max_records: 1,
-            ttl: 30,
-            all_down: AllDown::FailOpen,
-            sticky_prefix_v4: 24,
-            sticky_prefix_v6: 56,
-            route,
-            failover_ttl: None,
-            measured_order: None,
-        },
+    let mut service = compiled(route, &locations(), None);
+    service.selection = selection;
+    Fixture { service }
+}
+
+/// A service compiled from `route` (weighted, one record, TTL 30, fail-open).
+fn compiled(route: RouteRules, locations: &LocationTable, asn: Option<&LocationTable>) -> Service {
+    let (orders, table) = route.compile(Some(locations), asn);
+    Service {
+        name: "www.example.test.".to_string(),
+        pools: route.pools.clone(),
+        orders,
+        table,
+        selection: SelectionKind::Weighted,
+        max_records: 1,
+        ttl: 30,
+        all_down: AllDown::FailOpen,
+        sticky_prefix_v4: 24,
+        sticky_prefix_v6: 56,
+        route,
+        failover_ttl: None,
+        measured_order: None,
     }
 }
 
@@ -517,25 +521,10 @@ fn latency_rows_override_the_fallback() {
         policy: PolicyKind::Latency,
         geo: Some(geo_rules()),
         latency: vec![("81.2.69.128/25".parse().unwrap(), vec![2, 0, 1])],
-        pools: pools.clone(),
+        pools,
     };
     let table = locations();
-    let (orders, region_table) = route.compile(Some(&table), None);
-    let s = Service {
-        name: "x.".into(),
-        pools,
-        orders,
-        table: region_table,
-        selection: SelectionKind::Weighted,
-        max_records: 1,
-        ttl: 30,
-        all_down: AllDown::FailOpen,
-        sticky_prefix_v4: 24,
-        sticky_prefix_v6: 56,
-        route,
-        failover_ttl: None,
-        measured_order: None,
-    };
+    let s = compiled(route, &table, None);
     let (keys, scope) = answer(&s, ClientAddress::full(ip("81.2.69.200")), Family::V4);
     assert!(keys[0].starts_with("ap/"), "{keys:?}");
     assert_eq!(scope, 25);
@@ -597,22 +586,7 @@ fn asn_rules_override_location_rules_but_not_nets() {
         latency: Vec::new(),
         pools: pools.clone(),
     };
-    let (orders, region_table) = route.compile(Some(&table), Some(&asn));
-    let s = Service {
-        name: "x.".into(),
-        pools,
-        orders,
-        table: region_table,
-        selection: SelectionKind::Weighted,
-        max_records: 1,
-        ttl: 30,
-        all_down: AllDown::FailOpen,
-        sticky_prefix_v4: 24,
-        sticky_prefix_v6: 56,
-        route,
-        failover_ttl: None,
-        measured_order: None,
-    };
+    let s = compiled(route, &table, Some(&asn));
     // GB by country, but AS64500 is more specific.
     assert!(answer(&s, ClientAddress::full(ip("81.2.69.10")), Family::V4).0[0].starts_with("ap/"));
     // The operator net beats the ASN.
