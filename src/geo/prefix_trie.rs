@@ -107,10 +107,42 @@ pub struct PrefixTrie<T> {
     /// `collapse`; empty (lookups walk from the root) in a new trie, after
     /// `insert`, or when `max_len < JUMP_BITS`.
     jump: Box<[(u32, u8)]>,
+    /// The 16-way index [`index_for_lookups`](Self::index_for_lookups)
+    /// builds; empty otherwise, and after any change.
+    strided: Strided<T>,
 }
 
 /// Bits resolved at once by [`PrefixTrie`]'s jump table (256 entries).
 const JUMP_BITS: u8 = 8;
+/// Bits resolved by each level of the strided index after its first.
+const STRIDE: u8 = 4;
+
+/// A multibit copy of a trie for the query path: the first [`JUMP_BITS`]
+/// index a 256-slot table, each further [`STRIDE`] bits a 16-slot node, so
+/// a /24 takes 5 steps instead of 24. A leaf slot keeps its binary depth,
+/// so lookups report the same scopes as the binary trie.
+#[derive(Clone, Debug)]
+struct Strided<T> {
+    first: Box<[Slot<T>]>,
+    nodes: Vec<[Slot<T>; 16]>,
+}
+
+impl<T> Default for Strided<T> {
+    fn default() -> Self {
+        Self {
+            first: Box::default(),
+            nodes: Vec::new(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Slot<T> {
+    /// The value, and the depth of its leaf in the binary trie.
+    Leaf(T, u8),
+    /// Index of the next 16-slot node.
+    Next(u32),
+}
 
 #[derive(Clone, Copy, Debug)]
 enum Node<T> {
@@ -131,6 +163,7 @@ impl<T: Copy + Eq> PrefixTrie<T> {
             root: 0,
             max_len: max_len.min(128),
             jump: Box::default(),
+            strided: Strided::default(),
         }
     }
 
@@ -167,6 +200,7 @@ impl<T: Copy + Eq> PrefixTrie<T> {
         if !self.jump.is_empty() {
             self.jump = Box::default();
         }
+        self.strided = Strided::default();
         let mut idx = self.root;
         for depth in 0..prefix_len {
             let children = match self.nodes[idx as usize] {
@@ -198,6 +232,31 @@ impl<T: Copy + Eq> PrefixTrie<T> {
     /// scope this answer can honestly claim.
     #[inline]
     pub fn lookup(&self, bits: u128) -> (T, u8) {
+        // Left-aligned in two halves, so the bits at any depth are one 64-bit
+        // shift away (u128 shifts cost several instructions each).
+        let aligned = bits.checked_shl(128 - u32::from(self.max_len)).unwrap_or(0);
+        let (high, low) = ((aligned >> 64) as u64, aligned as u64);
+        if let Some(&first) = self.strided.first.get((high >> 56) as usize) {
+            let mut slot = first;
+            let mut shift = u32::from(JUMP_BITS);
+            loop {
+                match slot {
+                    Slot::Leaf(value, depth) => return (value, depth),
+                    Slot::Next(node) => {
+                        // Nodes exist only above depth `max_len`, so shift < 128;
+                        // a 4-bit chunk never straddles the halves.
+                        let chunk = if shift < 64 {
+                            (high << shift) >> 60
+                        } else {
+                            (low << (shift & 63)) >> 60
+                        };
+                        // Index is valid: only this module pushes nodes.
+                        slot = self.strided.nodes[node as usize][chunk as usize];
+                        shift += u32::from(STRIDE);
+                    }
+                }
+            }
+        }
         let first = (bits >> self.max_len.saturating_sub(JUMP_BITS)) as usize & 0xff;
         let (mut idx, mut depth) = self.jump.get(first).copied().unwrap_or((self.root, 0));
         loop {
@@ -206,10 +265,61 @@ impl<T: Copy + Eq> PrefixTrie<T> {
                 Node::Leaf(value) => return (value, depth),
                 Node::Inner(children) => {
                     // Inner nodes only exist above depth `max_len` (insert
-                    // stops at `prefix_len <= max_len`), so `bit` stays in range.
-                    idx = children[self.bit(bits, depth)];
+                    // stops at `prefix_len <= max_len`), so depth < 128.
+                    let bit = if depth < 64 {
+                        (high << depth) >> 63
+                    } else {
+                        (low << (depth & 63)) >> 63
+                    };
+                    idx = children[bit as usize];
                     depth += 1;
                 }
+            }
+        }
+    }
+
+    /// Builds the strided index that makes [`lookup`](Self::lookup) take
+    /// one step per 4 bits. Costs memory (16 slots per node), so it is
+    /// built only for tables read per query; any later change drops it.
+    pub fn index_for_lookups(&mut self) {
+        let mut strided = Strided::default();
+        if self.max_len >= JUMP_BITS {
+            let first: Vec<Slot<T>> = (0..1u32 << JUMP_BITS)
+                .map(|chunk| self.stride_slot(self.root, 0, chunk, JUMP_BITS, &mut strided.nodes))
+                .collect();
+            strided.first = first.into_boxed_slice();
+        }
+        self.strided = strided;
+    }
+
+    /// The slot for the next `width` bits (`chunk`) below binary node `idx`
+    /// at `depth`: the leaf reached within them, or a new node below.
+    fn stride_slot(
+        &self,
+        mut idx: u32,
+        mut depth: u8,
+        chunk: u32,
+        width: u8,
+        nodes: &mut Vec<[Slot<T>; 16]>,
+    ) -> Slot<T> {
+        for i in 0..width {
+            match self.nodes[idx as usize] {
+                Node::Leaf(value) => return Slot::Leaf(value, depth),
+                Node::Inner(children) => {
+                    idx = children[((chunk >> (width - 1 - i)) & 1) as usize];
+                    depth += 1;
+                }
+            }
+        }
+        match self.nodes[idx as usize] {
+            Node::Leaf(value) => Slot::Leaf(value, depth),
+            Node::Inner(_) => {
+                let mut slots = [Slot::Next(0); 16];
+                for (next, slot) in slots.iter_mut().enumerate() {
+                    *slot = self.stride_slot(idx, depth, next as u32, STRIDE, nodes);
+                }
+                nodes.push(slots);
+                Slot::Next((nodes.len() - 1) as u32)
             }
         }
     }
@@ -266,6 +376,7 @@ impl<T: Copy + Eq> PrefixTrie<T> {
             root: 0,
             max_len: self.max_len,
             jump: Box::default(),
+            strided: Strided::default(),
         };
         let root = match self.rebuild(self.root, &mut f, &mut out.nodes) {
             Built::Leaf(value) => push_node(&mut out.nodes, Node::Leaf(value)),
@@ -435,6 +546,13 @@ impl<T: Copy + Eq> PrefixTable<T> {
             v4: self.v4.map(&mut f),
             v6: self.v6.map(&mut f),
         }
+    }
+
+    /// Builds both tries' strided lookup index, see
+    /// [`PrefixTrie::index_for_lookups`].
+    pub fn index_for_lookups(&mut self) {
+        self.v4.index_for_lookups();
+        self.v6.index_for_lookups();
     }
 
     /// Collapses both tries, see [`PrefixTrie::collapse`].
@@ -696,7 +814,7 @@ mod tests {
     }
 
     #[test]
-    fn jump_table_agrees_with_walking_from_the_root() {
+    fn jump_table_and_strided_index_agree_with_walking_from_the_root() {
         for (seed, width) in [(6u64, 4u8), (7, 8), (8, 9), (9, 32), (10, 128)] {
             let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ seed);
             let mut trie = PrefixTrie::new(0u8, width);
@@ -720,6 +838,9 @@ mod tests {
                 check(&trie, &mut rng);
                 if round < 2 {
                     trie.collapse();
+                    check(&trie, &mut rng);
+                    trie.index_for_lookups();
+                    assert_eq!(trie.strided.first.is_empty(), width < JUMP_BITS);
                     check(&trie, &mut rng);
                 }
             }

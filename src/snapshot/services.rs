@@ -480,6 +480,7 @@ fn build_service(
     let (orders, table) = route.compile(inputs.geo.locations.as_deref(), inputs.geo.asn.as_deref());
     let (v4_cap, v6_cap) = inputs.ecs_caps;
     Some(Service {
+        serial: Service::next_serial(),
         name: fqdn.to_ascii(),
         pools: service_pools,
         orders,

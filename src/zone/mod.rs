@@ -538,6 +538,11 @@ impl ZoneSet {
         self.zones.get(index)
     }
 
+    /// The zones, in index order.
+    pub fn as_slice(&self) -> &[Zone] {
+        &self.zones
+    }
+
     /// Iterates over the zones, in index order.
     pub fn iter(&self) -> impl Iterator<Item = &Zone> {
         self.zones.iter()
