@@ -17,6 +17,7 @@
 //! significant bit of the family width.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 
 use ipnet::IpNet;
 
@@ -92,11 +93,15 @@ pub fn bits_addr(family: Family, bits: u128) -> IpAddr {
 /// A binary trie over the bits of one address family, mapping every address
 /// to a value. Nodes live in one arena (`Vec`) and refer to each other by
 /// `u32` index; there is no allocation per node and none during lookup.
+///
+/// The arena and jump table are reference-counted, so a clone is cheap and
+/// shares them (services with identical routing share one compiled table);
+/// [`insert`](Self::insert) copies a shared arena before changing it.
 #[derive(Clone, Debug)]
 pub struct PrefixTrie<T> {
     /// Arena of nodes; `root` indexes into it and every `Inner` child index
     /// is a valid index into it (all indices are produced by this module).
-    nodes: Vec<Node<T>>,
+    nodes: Arc<Vec<Node<T>>>,
     /// Index of the root node.
     root: u32,
     /// Family width in bits: 32 for IPv4, 128 for IPv6.
@@ -106,7 +111,7 @@ pub struct PrefixTrie<T> {
     /// there instead of walking those bits one at a time. Built by `map` and
     /// `collapse`; empty (lookups walk from the root) in a new trie, after
     /// `insert`, or when `max_len < JUMP_BITS`.
-    jump: Box<[(u32, u8)]>,
+    jump: Arc<[(u32, u8)]>,
 }
 
 /// Bits resolved at once by [`PrefixTrie`]'s jump table (256 entries).
@@ -127,10 +132,10 @@ impl<T: Copy + Eq> PrefixTrie<T> {
     /// values are clamped to 128.
     pub fn new(default: T, max_len: u8) -> Self {
         PrefixTrie {
-            nodes: vec![Node::Leaf(default)],
+            nodes: Arc::new(vec![Node::Leaf(default)]),
             root: 0,
             max_len: max_len.min(128),
-            jump: Box::default(),
+            jump: Arc::default(),
         }
     }
 
@@ -165,7 +170,7 @@ impl<T: Copy + Eq> PrefixTrie<T> {
         let prefix_len = prefix_len.min(self.max_len);
         // Paths change: lookups walk from the root until `collapse` rebuilds it.
         if !self.jump.is_empty() {
-            self.jump = Box::default();
+            self.jump = Arc::default();
         }
         let mut idx = self.root;
         for depth in 0..prefix_len {
@@ -175,14 +180,14 @@ impl<T: Copy + Eq> PrefixTrie<T> {
                     let left = self.push(Node::Leaf(old));
                     let right = self.push(Node::Leaf(old));
                     let children = [left, right];
-                    self.nodes[idx as usize] = Node::Inner(children);
+                    Arc::make_mut(&mut self.nodes)[idx as usize] = Node::Inner(children);
                     children
                 }
             };
             idx = children[self.bit(bits, depth)];
         }
         // Any subtree under `idx` becomes unreachable; `collapse` drops it.
-        self.nodes[idx as usize] = Node::Leaf(value);
+        Arc::make_mut(&mut self.nodes)[idx as usize] = Node::Leaf(value);
     }
 
     /// Same as [`insert`](Self::insert): lays `value` over the prefix,
@@ -233,7 +238,7 @@ impl<T: Copy + Eq> PrefixTrie<T> {
     /// Fills `jump` for the current nodes (empty when `max_len < JUMP_BITS`).
     fn build_jump(&mut self) {
         if self.max_len < JUMP_BITS {
-            self.jump = Box::default();
+            self.jump = Arc::default();
             return;
         }
         self.jump = (0..1u32 << JUMP_BITS)
@@ -261,17 +266,18 @@ impl<T: Copy + Eq> PrefixTrie<T> {
     ///
     /// `f` is called once per reachable leaf, in address order.
     pub fn map<U: Copy + Eq>(&self, mut f: impl FnMut(T) -> U) -> PrefixTrie<U> {
-        let mut out = PrefixTrie {
-            nodes: Vec::with_capacity(self.nodes.len()),
-            root: 0,
-            max_len: self.max_len,
-            jump: Box::default(),
-        };
-        let root = match self.rebuild(self.root, &mut f, &mut out.nodes) {
-            Built::Leaf(value) => push_node(&mut out.nodes, Node::Leaf(value)),
+        let mut nodes = Vec::new();
+        let root = match self.rebuild(self.root, &mut f, &mut nodes) {
+            Built::Leaf(value) => push_node(&mut nodes, Node::Leaf(value)),
             Built::Inner(idx) => idx,
         };
-        out.root = root;
+        nodes.shrink_to_fit();
+        let mut out = PrefixTrie {
+            nodes: Arc::new(nodes),
+            root,
+            max_len: self.max_len,
+            jump: Arc::default(),
+        };
         out.build_jump();
         out
     }
@@ -280,6 +286,33 @@ impl<T: Copy + Eq> PrefixTrie<T> {
     /// nodes left unreachable by overriding inserts.
     pub fn collapse(&mut self) {
         *self = self.map(|value| value);
+    }
+
+    /// Number of leaves reachable from the root: the CIDR blocks of the
+    /// table (after [`collapse`](Self::collapse), each as wide as it can be).
+    pub fn leaf_count(&self) -> usize {
+        self.iter_leaves().count()
+    }
+
+    /// Number of address ranges with one value: runs of adjacent leaves
+    /// holding the same value count once (several CIDR blocks can make one
+    /// range that is not itself a prefix).
+    pub fn range_count(&self) -> usize {
+        let mut previous = None;
+        let mut ranges = 0;
+        for (_, _, value) in self.iter_leaves() {
+            if previous != Some(value) {
+                ranges += 1;
+                previous = Some(value);
+            }
+        }
+        ranges
+    }
+
+    /// Whether `self` and `other` share one node arena (one is a clone of
+    /// the other, neither changed since).
+    pub fn shares_nodes_with(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.nodes, &other.nodes)
     }
 
     /// Iterates over the leaves reachable from the root, in address order,
@@ -299,7 +332,7 @@ impl<T: Copy + Eq> PrefixTrie<T> {
     }
 
     fn push(&mut self, node: Node<T>) -> u32 {
-        push_node(&mut self.nodes, node)
+        push_node(Arc::make_mut(&mut self.nodes), node)
     }
 
     /// Copies the subtree at `idx` into `out` mapped through `f`, merging
@@ -447,6 +480,17 @@ impl<T: Copy + Eq> PrefixTable<T> {
     pub fn node_count(&self) -> usize {
         self.v4.node_count() + self.v6.node_count()
     }
+
+    /// Total number of leaves (CIDR blocks) in both tries.
+    pub fn leaf_count(&self) -> usize {
+        self.v4.leaf_count() + self.v6.leaf_count()
+    }
+
+    /// Total number of ranges with one value in both tries, see
+    /// [`PrefixTrie::range_count`].
+    pub fn range_count(&self) -> usize {
+        self.v4.range_count() + self.v6.range_count()
+    }
 }
 
 #[cfg(test)]
@@ -551,6 +595,22 @@ mod tests {
             leaves,
             vec![(0, 1, 0), (v4("128.0.0.0"), 2, 1), (v4("192.0.0.0"), 2, 0)]
         );
+    }
+
+    #[test]
+    fn clones_share_the_arena_until_one_is_changed() {
+        let mut trie = PrefixTrie::new(0u8, 32);
+        trie.insert(v4("10.0.0.0"), 8, 1);
+        trie.insert(v4("11.0.0.0"), 8, 1);
+        trie.insert(v4("12.0.0.0"), 8, 2);
+        trie.collapse();
+        assert_eq!((trie.leaf_count(), trie.range_count()), (10, 4));
+        let mut copy = trie.clone();
+        assert!(copy.shares_nodes_with(&trie));
+        copy.insert(v4("12.0.0.0"), 8, 3);
+        assert!(!copy.shares_nodes_with(&trie));
+        assert_eq!(trie.lookup(v4("12.1.2.3")), (2, 8));
+        assert_eq!(copy.lookup(v4("12.1.2.3")), (3, 8));
     }
 
     #[test]
