@@ -10,6 +10,7 @@ uses target/bench-scale/).
     scale_gen.py geoip OUT.csv [--v4 3700000] [--v6 300000] [--seed 1]
     scale_gen.py config OUTDIR --geoip PATH.mmdb [--records 100000]
                  [--services 10000] [--pools 1000] [--queries 200000] [--seed 1]
+    scale_gen.py small OUTDIR [--queries 200000]    # same query kinds, config/gslb.toml
 
 The GeoIP model (see benches/README.md, "Scale"): every /8 of the usable IPv4
 space belongs to a registry region; it is cut into allocations (/12../20), most
@@ -320,6 +321,7 @@ def write_config(args):
         "[server]",
         'listen = ["127.0.0.1:5300"]',
         'api = "127.0.0.1:0"',
+        "udp_workers = 1",
         "",
         "[[zone]]",
         f'origin = "{ORIGIN}"',
@@ -401,12 +403,39 @@ def write_config(args):
             f.write(f"{services[rng.randrange(len(services))][0]} A\n")
     with open(os.path.join(args.outdir, "queries-services-ecs.bin"), "wb") as f:
         for n in range(args.queries):
-            subnet = rng.randrange(1 << 24)
-            while (subnet >> 16) in RESERVED_V4_8 or (subnet >> 16) >= 224:
-                subnet = rng.randrange(1 << 24)
-            f.write(wire_query(n & 0xFFFF, services[rng.randrange(len(services))][0], subnet))
+            name = services[rng.randrange(len(services))][0]
+            f.write(wire_query(n & 0xFFFF, name, random_subnet24(rng)))
     print(f"wrote {config_file}: {args.records} records, {args.services} services, "
           f"{args.pools} pools, {clusters} maps", file=sys.stderr)
+
+
+def write_small_queries(args):
+    """The same three query files for the shipped config/gslb.toml: its
+    static names, and www.example.test without and with ECS."""
+    rng = random.Random(args.seed)
+    os.makedirs(args.outdir, exist_ok=True)
+    static = [("example.test", "SOA"), ("example.test", "NS"), ("example.test", "MX"),
+              ("example.test", "TXT"), ("ns1.example.test", "A"), ("ns1.example.test", "AAAA"),
+              ("ns2.example.test", "A"), ("mail.example.test", "A"), ("api.example.test", "A"),
+              ("api.example.test", "AAAA"), ("docs.example.test", "CNAME"),
+              ("x.apps.example.test", "A")]
+    with open(os.path.join(args.outdir, "queries-records.txt"), "w") as f:
+        for _ in range(args.queries):
+            name, kind = static[rng.randrange(len(static))]
+            f.write(f"{name} {kind}\n")
+    with open(os.path.join(args.outdir, "queries-services.txt"), "w") as f:
+        f.write("www.example.test A\n" * args.queries)
+    with open(os.path.join(args.outdir, "queries-services-ecs.bin"), "wb") as f:
+        for n in range(args.queries):
+            f.write(wire_query(n & 0xFFFF, "www.example.test", random_subnet24(rng)))
+
+
+def random_subnet24(rng):
+    """A random /24 of the public IPv4 space (as a 24-bit number)."""
+    while True:
+        subnet = rng.randrange(1 << 24)
+        if (subnet >> 16) not in RESERVED_V4_8 and (subnet >> 16) < 224:
+            return subnet
 
 
 def wire_query(qid, name, subnet24):
@@ -440,9 +469,15 @@ def main():
     c.add_argument("--pools", type=int, default=1_000)
     c.add_argument("--queries", type=int, default=200_000, help="lines per dnsperf query file")
     c.add_argument("--seed", type=int, default=1)
+    q = sub.add_parser("small", help="write the same query files for config/gslb.toml into OUTDIR")
+    q.add_argument("outdir")
+    q.add_argument("--queries", type=int, default=200_000)
+    q.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     if args.command == "geoip":
         write_geoip(args)
+    elif args.command == "small":
+        write_small_queries(args)
     else:
         if args.pools < CLUSTER or args.pools % CLUSTER:
             parser.error(f"--pools must be a multiple of {CLUSTER}")
