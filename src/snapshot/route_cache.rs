@@ -26,9 +26,12 @@ pub struct RouteCache {
     inner: RefCell<CacheState>,
 }
 
+/// What `RouteRules::compile` returns: the distinct orders and the table.
+type Compiled = (Vec<Box<[u16]>>, RegionTable);
+
 #[derive(Default)]
 struct CacheState {
-    tables: HashMap<RouteKey, (Vec<Box<[u16]>>, RegionTable)>,
+    tables: HashMap<RouteKey, Compiled>,
     /// Compilations asked for, and how many of them were answered by the cache.
     requests: usize,
 }
@@ -51,7 +54,7 @@ pub struct RouteCacheStats {
 impl RouteCache {
     /// `route.compile(...)` against `geo`, or a shared copy of an earlier
     /// result for an equal routing.
-    pub fn compile(&self, route: &RouteRules, geo: &GeoTables) -> (Vec<Box<[u16]>>, RegionTable) {
+    pub fn compile(&self, route: &RouteRules, geo: &GeoTables) -> Compiled {
         let key = RouteKey::of(route);
         let mut state = self.inner.borrow_mut();
         state.requests += 1;
