@@ -16,10 +16,12 @@
 //! (32 or 128); bits above it are ignored. Bit 0 of the prefix is the most
 //! significant bit of the family width.
 
+use std::hash::Hash;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use ipnet::IpNet;
+use rustc_hash::FxHashMap;
 
 /// Address family of a prefix trie, and of an address after IPv4-mapped IPv6
 /// addresses have been folded into IPv4.
@@ -91,51 +93,65 @@ pub fn bits_addr(family: Family, bits: u128) -> IpAddr {
 }
 
 /// A binary trie over the bits of one address family, mapping every address
-/// to a value. Nodes live in one arena (`Vec`) and refer to each other by
-/// `u32` index; there is no allocation per node and none during lookup.
+/// to a value. Inner nodes live in one arena (`Vec<[u32; 2]>`) and refer to
+/// their children by `u32` reference: an inner node's index, or, with the
+/// [`LEAF`] bit set, an index into a table of leaf values. So a node costs 8
+/// bytes and a leaf nothing but its parent's reference (and after
+/// [`collapse`](Self::collapse) or [`map`](Self::map) the value table holds
+/// each distinct value once). There is no allocation per node and none
+/// during lookup.
 ///
-/// The arena and jump table are reference-counted, so a clone is cheap and
-/// shares them (services with identical routing share one compiled table);
+/// The arena is reference-counted, so a clone is cheap and shares it
+/// (services with identical routing share one compiled table);
 /// [`insert`](Self::insert) copies a shared arena before changing it.
 #[derive(Clone, Debug)]
 pub struct PrefixTrie<T> {
-    /// Arena of nodes; `root` indexes into it and every `Inner` child index
-    /// is a valid index into it (all indices are produced by this module).
-    nodes: Arc<Vec<Node<T>>>,
-    /// Index of the root node.
+    /// Nodes, leaf values and the jump table.
+    arena: Arc<Arena<T>>,
+    /// Reference to the root: a leaf when the whole family maps to one value.
     root: u32,
     /// Family width in bits: 32 for IPv4, 128 for IPv6.
     max_len: u8,
-    /// The node (and its depth) reached from the root by each value of the
-    /// first [`JUMP_BITS`] bits, or a leaf above that depth: lookups start
+}
+
+/// The storage of a [`PrefixTrie`]. Every reference held in `nodes`, in
+/// `jump` and in the trie's `root` is valid: inner references index `nodes`,
+/// leaf references index `values` (all are produced by this module).
+#[derive(Clone, Debug)]
+struct Arena<T> {
+    /// Inner nodes: references to the children for bit 0 and bit 1.
+    nodes: Vec<[u32; 2]>,
+    /// Leaf values. Leaves may share a slot, so a slot is never overwritten.
+    values: Vec<T>,
+    /// The reference (and its depth) reached from the root by each value of
+    /// the first [`JUMP_BITS`] bits, or a leaf above that depth: lookups start
     /// there instead of walking those bits one at a time. Built by `map` and
     /// `collapse`; empty (lookups walk from the root) in a new trie, after
     /// `insert`, or when `max_len < JUMP_BITS`.
-    jump: Arc<[(u32, u8)]>,
+    jump: Vec<(u32, u8)>,
 }
 
 /// Bits resolved at once by [`PrefixTrie`]'s jump table (256 entries).
 const JUMP_BITS: u8 = 8;
 
-#[derive(Clone, Copy, Debug)]
-enum Node<T> {
-    /// Every address below this node maps to the value.
-    Leaf(T),
-    /// Children for bit 0 and bit 1.
-    Inner([u32; 2]),
-}
+/// Tag bit of a child reference: set, the other bits index the leaf values;
+/// clear, they index the inner nodes.
+const LEAF: u32 = 1 << 31;
 
-impl<T: Copy + Eq> PrefixTrie<T> {
+impl<T: Copy + Eq + Hash> PrefixTrie<T> {
     /// Creates a trie in which every address maps to `default`.
     ///
     /// `max_len` is the family width (32 for IPv4, 128 for IPv6); larger
     /// values are clamped to 128.
     pub fn new(default: T, max_len: u8) -> Self {
         PrefixTrie {
-            nodes: Arc::new(vec![Node::Leaf(default)]),
-            root: 0,
+            arena: Arc::new(Arena {
+                nodes: Vec::new(),
+                values: vec![default],
+                jump: Vec::new(),
+            }),
+            root: LEAF,
             max_len: max_len.min(128),
-            jump: Arc::default(),
         }
     }
 
@@ -150,10 +166,19 @@ impl<T: Copy + Eq> PrefixTrie<T> {
         self.max_len
     }
 
-    /// Number of nodes (inner and leaf) in the arena, including any left
-    /// unreachable by overriding inserts until the next [`collapse`](Self::collapse).
+    /// Number of inner nodes and leaf value slots in the arena, including
+    /// any left unreachable by overriding inserts until the next
+    /// [`collapse`](Self::collapse).
     pub fn node_count(&self) -> usize {
-        self.nodes.len()
+        self.arena.nodes.len() + self.arena.values.len()
+    }
+
+    /// Bytes held by the arena (nodes, values, jump table), for reports.
+    pub fn arena_bytes(&self) -> usize {
+        let arena = &*self.arena;
+        arena.nodes.capacity() * std::mem::size_of::<[u32; 2]>()
+            + arena.values.capacity() * std::mem::size_of::<T>()
+            + arena.jump.capacity() * std::mem::size_of::<(u32, u8)>()
     }
 
     /// Maps every address of the prefix `bits/prefix_len` to `value`.
@@ -167,27 +192,29 @@ impl<T: Copy + Eq> PrefixTrie<T> {
     /// [`max_len`](Self::max_len) is clamped to it. Sibling leaves are not
     /// merged here; call [`collapse`](Self::collapse) when done inserting.
     pub fn insert(&mut self, bits: u128, prefix_len: u8, value: T) {
-        let prefix_len = prefix_len.min(self.max_len);
+        let max_len = self.max_len;
+        let prefix_len = prefix_len.min(max_len);
+        let arena = Arc::make_mut(&mut self.arena);
         // Paths change: lookups walk from the root until `collapse` rebuilds it.
-        if !self.jump.is_empty() {
-            self.jump = Arc::default();
-        }
-        let mut idx = self.root;
+        arena.jump.clear();
+        // Where the reference to `current` is stored: the root, or a child
+        // slot of an inner node.
+        let mut slot: Option<(usize, usize)> = None;
+        let mut current = self.root;
         for depth in 0..prefix_len {
-            let children = match self.nodes[idx as usize] {
-                Node::Inner(children) => children,
-                Node::Leaf(old) => {
-                    let left = self.push(Node::Leaf(old));
-                    let right = self.push(Node::Leaf(old));
-                    let children = [left, right];
-                    Arc::make_mut(&mut self.nodes)[idx as usize] = Node::Inner(children);
-                    children
-                }
-            };
-            idx = children[self.bit(bits, depth)];
+            if current & LEAF != 0 {
+                // Split the leaf: both halves keep its value (and slot).
+                let inner = push_inner(&mut arena.nodes, [current, current]);
+                set_reference(&mut self.root, &mut arena.nodes, slot, inner);
+                current = inner;
+            }
+            let side = bit_at(bits, depth, max_len);
+            slot = Some((current as usize, side));
+            current = arena.nodes[current as usize][side];
         }
-        // Any subtree under `idx` becomes unreachable; `collapse` drops it.
-        Arc::make_mut(&mut self.nodes)[idx as usize] = Node::Leaf(value);
+        // Any subtree under `current` becomes unreachable; `collapse` drops it.
+        let leaf = push_leaf(&mut arena.values, value);
+        set_reference(&mut self.root, &mut arena.nodes, slot, leaf);
     }
 
     /// Same as [`insert`](Self::insert): lays `value` over the prefix,
@@ -203,61 +230,52 @@ impl<T: Copy + Eq> PrefixTrie<T> {
     /// scope this answer can honestly claim.
     #[inline]
     pub fn lookup(&self, bits: u128) -> (T, u8) {
+        let arena = &*self.arena;
         let first = (bits >> self.max_len.saturating_sub(JUMP_BITS)) as usize & 0xff;
-        let (mut idx, mut depth) = self.jump.get(first).copied().unwrap_or((self.root, 0));
-        loop {
-            // Index is valid: the arena only holds indices this module pushed.
-            match self.nodes[idx as usize] {
-                Node::Leaf(value) => return (value, depth),
-                Node::Inner(children) => {
-                    // Inner nodes only exist above depth `max_len` (insert
-                    // stops at `prefix_len <= max_len`), so `bit` stays in range.
-                    idx = children[self.bit(bits, depth)];
-                    depth += 1;
-                }
-            }
+        let (mut current, mut depth) = arena.jump.get(first).copied().unwrap_or((self.root, 0));
+        // References are valid (see `Arena`), so indexing cannot fail.
+        while current & LEAF == 0 {
+            // Inner nodes only exist above depth `max_len` (insert stops at
+            // `prefix_len <= max_len`), so `bit_at` stays in range.
+            current = arena.nodes[current as usize][bit_at(bits, depth, self.max_len)];
+            depth += 1;
         }
+        (arena.values[(current & !LEAF) as usize], depth)
     }
 
     /// [`lookup`](Self::lookup) without the jump table, for tests.
     #[cfg(test)]
     fn lookup_from_root(&self, bits: u128) -> (T, u8) {
-        let mut idx = self.root;
-        let mut depth: u8 = 0;
-        loop {
-            match self.nodes[idx as usize] {
-                Node::Leaf(value) => return (value, depth),
-                Node::Inner(children) => {
-                    idx = children[self.bit(bits, depth)];
-                    depth += 1;
-                }
-            }
+        let arena = &*self.arena;
+        let (mut current, mut depth) = (self.root, 0u8);
+        while current & LEAF == 0 {
+            current = arena.nodes[current as usize][bit_at(bits, depth, self.max_len)];
+            depth += 1;
         }
+        (arena.values[(current & !LEAF) as usize], depth)
     }
 
-    /// Fills `jump` for the current nodes (empty when `max_len < JUMP_BITS`).
+    /// Fills the jump table for the current nodes (empty when
+    /// `max_len < JUMP_BITS`).
     fn build_jump(&mut self) {
-        if self.max_len < JUMP_BITS {
-            self.jump = Arc::default();
-            return;
-        }
-        self.jump = (0..1u32 << JUMP_BITS)
-            .map(|first| {
-                let bits = u128::from(first) << (self.max_len - JUMP_BITS);
-                let mut idx = self.root;
-                let mut depth = 0u8;
-                while depth < JUMP_BITS {
-                    match self.nodes[idx as usize] {
-                        Node::Leaf(_) => break,
-                        Node::Inner(children) => {
-                            idx = children[self.bit(bits, depth)];
-                            depth += 1;
-                        }
+        let (root, max_len) = (self.root, self.max_len);
+        let arena = Arc::make_mut(&mut self.arena);
+        arena.jump = if max_len < JUMP_BITS {
+            Vec::new()
+        } else {
+            let nodes = &arena.nodes;
+            (0..1u32 << JUMP_BITS)
+                .map(|first| {
+                    let bits = u128::from(first) << (max_len - JUMP_BITS);
+                    let (mut current, mut depth) = (root, 0u8);
+                    while depth < JUMP_BITS && current & LEAF == 0 {
+                        current = nodes[current as usize][bit_at(bits, depth, max_len)];
+                        depth += 1;
                     }
-                }
-                (idx, depth)
-            })
-            .collect();
+                    (current, depth)
+                })
+                .collect()
+        };
     }
 
     /// Returns a compact copy with every value passed through `f`, then
@@ -265,27 +283,40 @@ impl<T: Copy + Eq> PrefixTrie<T> {
     /// locations to a few decisions widens the scopes lookup reports).
     ///
     /// `f` is called once per reachable leaf, in address order.
-    pub fn map<U: Copy + Eq>(&self, mut f: impl FnMut(T) -> U) -> PrefixTrie<U> {
-        let mut nodes = Vec::new();
-        let root = match self.rebuild(self.root, &mut f, &mut nodes) {
-            Built::Leaf(value) => push_node(&mut nodes, Node::Leaf(value)),
-            Built::Inner(idx) => idx,
+    pub fn map<U: Copy + Eq + Hash>(&self, mut f: impl FnMut(T) -> U) -> PrefixTrie<U> {
+        let mut out = Rebuilt {
+            arena: Arena {
+                nodes: Vec::new(),
+                values: Vec::new(),
+                jump: Vec::new(),
+            },
+            slots: FxHashMap::default(),
         };
-        nodes.shrink_to_fit();
-        let mut out = PrefixTrie {
-            nodes: Arc::new(nodes),
+        let root = self.rebuild(self.root, &mut f, &mut out).place(&mut out);
+        out.arena.nodes.shrink_to_fit();
+        out.arena.values.shrink_to_fit();
+        let mut trie = PrefixTrie {
+            arena: Arc::new(out.arena),
             root,
             max_len: self.max_len,
-            jump: Arc::default(),
         };
-        out.build_jump();
-        out
+        trie.build_jump();
+        trie
     }
 
     /// Merges sibling leaves holding equal values, bottom-up, and drops
     /// nodes left unreachable by overriding inserts.
     pub fn collapse(&mut self) {
         *self = self.map(|value| value);
+    }
+
+    /// Iterates over the leaves reachable from the root, in address order,
+    /// as `(bits, prefix_len, value)` with `bits` right-aligned and masked.
+    pub fn iter_leaves(&self) -> Leaves<'_, T> {
+        Leaves {
+            trie: self,
+            stack: vec![(self.root, 0, 0)],
+        }
     }
 
     /// Number of leaves reachable from the root: the CIDR blocks of the
@@ -309,105 +340,131 @@ impl<T: Copy + Eq> PrefixTrie<T> {
         ranges
     }
 
-    /// Whether `self` and `other` share one node arena (one is a clone of
-    /// the other, neither changed since).
+    /// Whether `self` and `other` share one arena (one is a clone of the
+    /// other, neither changed since).
     pub fn shares_nodes_with(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.nodes, &other.nodes)
+        Arc::ptr_eq(&self.arena, &other.arena)
     }
 
-    /// Iterates over the leaves reachable from the root, in address order,
-    /// as `(bits, prefix_len, value)` with `bits` right-aligned and masked.
-    pub fn iter_leaves(&self) -> Leaves<'_, T> {
-        Leaves {
-            trie: self,
-            stack: vec![(self.root, 0, 0)],
-        }
-    }
-
-    /// Bit `depth` of `bits`, counted from the top of the family width,
-    /// as a child index (0 or 1). Requires `depth < max_len`.
-    #[inline]
-    fn bit(&self, bits: u128, depth: u8) -> usize {
-        ((bits >> (self.max_len - 1 - depth)) & 1) as usize
-    }
-
-    fn push(&mut self, node: Node<T>) -> u32 {
-        push_node(Arc::make_mut(&mut self.nodes), node)
-    }
-
-    /// Copies the subtree at `idx` into `out` mapped through `f`, merging
-    /// equal sibling leaves. A leaf result is not pushed yet, so the parent
-    /// can still merge it; an inner result is already in `out`.
-    fn rebuild<U: Copy + Eq>(
+    /// Copies the subtree at `current` into `out` mapped through `f`,
+    /// merging equal sibling leaves. A leaf result is not placed yet, so the
+    /// parent can still merge it; an inner result is already in `out`.
+    fn rebuild<U: Copy + Eq + Hash>(
         &self,
-        idx: u32,
+        current: u32,
         f: &mut impl FnMut(T) -> U,
-        out: &mut Vec<Node<U>>,
+        out: &mut Rebuilt<U>,
     ) -> Built<U> {
         // Recursion depth is bounded by `max_len` (at most 128).
-        match self.nodes[idx as usize] {
-            Node::Leaf(value) => Built::Leaf(f(value)),
-            Node::Inner([left, right]) => {
-                let left = self.rebuild(left, f, out);
-                let right = self.rebuild(right, f, out);
-                match (left, right) {
-                    (Built::Leaf(a), Built::Leaf(b)) if a == b => Built::Leaf(a),
-                    (left, right) => {
-                        let left = left.place(out);
-                        let right = right.place(out);
-                        Built::Inner(push_node(out, Node::Inner([left, right])))
-                    }
-                }
+        let arena = &*self.arena;
+        if current & LEAF != 0 {
+            return Built::Leaf(f(arena.values[(current & !LEAF) as usize]));
+        }
+        let [left, right] = arena.nodes[current as usize];
+        let left = self.rebuild(left, f, out);
+        let right = self.rebuild(right, f, out);
+        match (left, right) {
+            (Built::Leaf(a), Built::Leaf(b)) if a == b => Built::Leaf(a),
+            (left, right) => {
+                let children = [left.place(out), right.place(out)];
+                Built::Inner(push_inner(&mut out.arena.nodes, children))
             }
         }
     }
 }
 
+/// Bit `depth` of `bits`, counted from the top of the family width
+/// `max_len`, as a child index (0 or 1). Requires `depth < max_len`.
+#[inline]
+fn bit_at(bits: u128, depth: u8, max_len: u8) -> usize {
+    ((bits >> (max_len - 1 - depth)) & 1) as usize
+}
+
+/// Stores `reference` where `slot` says: a child of an inner node, or the root.
+fn set_reference(
+    root: &mut u32,
+    nodes: &mut [[u32; 2]],
+    slot: Option<(usize, usize)>,
+    reference: u32,
+) {
+    match slot {
+        Some((node, side)) => nodes[node][side] = reference,
+        None => *root = reference,
+    }
+}
+
+fn push_inner(nodes: &mut Vec<[u32; 2]>, children: [u32; 2]) -> u32 {
+    // A binary trie over at most 128 bits built from real prefix lists stays
+    // far below 2^31 nodes (the arena would need 16 GiB first).
+    let idx = u32::try_from(nodes.len())
+        .ok()
+        .filter(|idx| idx & LEAF == 0)
+        .expect("prefix trie arena exceeds 2^31 nodes");
+    nodes.push(children);
+    idx
+}
+
+fn push_leaf<T>(values: &mut Vec<T>, value: T) -> u32 {
+    // As for nodes: one value per insert or distinct value, far below 2^31.
+    let idx = u32::try_from(values.len())
+        .ok()
+        .filter(|idx| idx & LEAF == 0)
+        .expect("prefix trie values exceed 2^31");
+    values.push(value);
+    idx | LEAF
+}
+
+/// The arena being built by [`PrefixTrie::map`], with the slot of each
+/// distinct value placed so far (leaves share them).
+struct Rebuilt<U> {
+    arena: Arena<U>,
+    slots: FxHashMap<U, u32>,
+}
+
 /// Result of rebuilding one subtree: a leaf value not yet placed, or the
-/// index of an inner node already in the output arena.
+/// reference of an inner node already in the output arena.
 enum Built<U> {
     Leaf(U),
     Inner(u32),
 }
 
-impl<U> Built<U> {
-    fn place(self, out: &mut Vec<Node<U>>) -> u32 {
+impl<U: Copy + Eq + Hash> Built<U> {
+    fn place(self, out: &mut Rebuilt<U>) -> u32 {
         match self {
-            Built::Leaf(value) => push_node(out, Node::Leaf(value)),
+            Built::Leaf(value) => match out.slots.get(&value) {
+                Some(&leaf) => leaf,
+                None => {
+                    let leaf = push_leaf(&mut out.arena.values, value);
+                    out.slots.insert(value, leaf);
+                    leaf
+                }
+            },
             Built::Inner(idx) => idx,
         }
     }
-}
-
-fn push_node<U>(nodes: &mut Vec<Node<U>>, node: Node<U>) -> u32 {
-    // A binary trie over at most 128 bits built from real prefix lists stays
-    // far below 2^32 nodes (the arena would need > 48 GiB first).
-    let idx = u32::try_from(nodes.len()).expect("prefix trie arena exceeds u32 indices");
-    nodes.push(node);
-    idx
 }
 
 /// Iterator over the leaves of a [`PrefixTrie`], from [`PrefixTrie::iter_leaves`].
 #[derive(Debug)]
 pub struct Leaves<'a, T> {
     trie: &'a PrefixTrie<T>,
-    /// Pending nodes as (index, bits so far, depth).
+    /// Pending references as (reference, bits so far, depth).
     stack: Vec<(u32, u128, u8)>,
 }
 
-impl<T: Copy + Eq> Iterator for Leaves<'_, T> {
+impl<T: Copy + Eq + Hash> Iterator for Leaves<'_, T> {
     type Item = (u128, u8, T);
 
     fn next(&mut self) -> Option<Self::Item> {
-        while let Some((idx, bits, depth)) = self.stack.pop() {
-            match self.trie.nodes[idx as usize] {
-                Node::Leaf(value) => return Some((bits, depth, value)),
-                Node::Inner([left, right]) => {
-                    let one = 1u128 << (self.trie.max_len - 1 - depth);
-                    self.stack.push((right, bits | one, depth + 1));
-                    self.stack.push((left, bits, depth + 1));
-                }
+        let arena = &*self.trie.arena;
+        while let Some((current, bits, depth)) = self.stack.pop() {
+            if current & LEAF != 0 {
+                return Some((bits, depth, arena.values[(current & !LEAF) as usize]));
             }
+            let [left, right] = arena.nodes[current as usize];
+            let one = 1u128 << (self.trie.max_len - 1 - depth);
+            self.stack.push((right, bits | one, depth + 1));
+            self.stack.push((left, bits, depth + 1));
         }
         None
     }
@@ -422,7 +479,7 @@ pub struct PrefixTable<T> {
     pub v6: PrefixTrie<T>,
 }
 
-impl<T: Copy + Eq> PrefixTable<T> {
+impl<T: Copy + Eq + Hash> PrefixTable<T> {
     /// Creates a table in which every address of both families maps to `default`.
     pub fn new(default: T) -> Self {
         PrefixTable {
@@ -463,7 +520,7 @@ impl<T: Copy + Eq> PrefixTable<T> {
     }
 
     /// Maps both tries through `f` and collapses them, see [`PrefixTrie::map`].
-    pub fn map<U: Copy + Eq>(&self, mut f: impl FnMut(T) -> U) -> PrefixTable<U> {
+    pub fn map<U: Copy + Eq + Hash>(&self, mut f: impl FnMut(T) -> U) -> PrefixTable<U> {
         PrefixTable {
             v4: self.v4.map(&mut f),
             v6: self.v6.map(&mut f),
@@ -479,6 +536,11 @@ impl<T: Copy + Eq> PrefixTable<T> {
     /// Total number of nodes in both arenas.
     pub fn node_count(&self) -> usize {
         self.v4.node_count() + self.v6.node_count()
+    }
+
+    /// Bytes held by both arenas, see [`PrefixTrie::arena_bytes`].
+    pub fn arena_bytes(&self) -> usize {
+        self.v4.arena_bytes() + self.v6.arena_bytes()
     }
 
     /// Total number of leaves (CIDR blocks) in both tries.

@@ -235,6 +235,7 @@ impl Snapshot {
             table_prefixes = routes.leaves,
             table_ranges = routes.ranges,
             largest_table_prefixes = routes.largest_leaves,
+            tables_mib = routes.bytes >> 20,
             "services compiled (services with equal routing share one region table)"
         );
         if !errors.is_empty() {
@@ -348,7 +349,13 @@ fn load_geo_tables(loaded: &LoadedConfig, errors: &mut Vec<BuildError>) -> GeoTa
         match table {
             Ok(table) => {
                 let stats = table.stats();
-                tracing::info!(path = %path.display(), networks = stats.networks, locations = stats.locations, "geoip database loaded");
+                tracing::info!(
+                    path = %path.display(),
+                    networks = stats.networks,
+                    locations = stats.locations,
+                    prefix_table_mib = stats.prefix_bytes >> 20,
+                    "geoip database loaded"
+                );
                 tables.locations = Some(Arc::new(table));
             }
             Err(err) => errors.push(geo_error(err)),

@@ -49,6 +49,8 @@ pub struct RouteCacheStats {
     pub ranges: usize,
     /// The most CIDR blocks in one table.
     pub largest_leaves: usize,
+    /// Bytes held by all distinct tables.
+    pub bytes: usize,
 }
 
 impl RouteCache {
@@ -79,6 +81,7 @@ impl RouteCache {
             stats.leaves += leaves;
             stats.ranges += table.prefixes.range_count();
             stats.largest_leaves = stats.largest_leaves.max(leaves);
+            stats.bytes += table.prefixes.arena_bytes();
         }
         stats
     }
