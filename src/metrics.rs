@@ -22,7 +22,6 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric as _};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
-use rustc_hash::FxHashMap;
 
 use crate::control::Control;
 use crate::dns::answer::{Outcome, Transport};
@@ -289,12 +288,7 @@ impl Metrics {
         let zones = snapshot
             .zones
             .iter()
-            .map(|zone| {
-                (
-                    Box::<[u8]>::from(zone.origin()),
-                    zone_cells(zone.origin_text()),
-                )
-            })
+            .map(|zone| zone_cells(zone.origin_text()))
             .collect();
         let services = snapshot
             .services
@@ -345,8 +339,8 @@ pub struct View {
     /// The snapshot it was built for (weak: only its address is compared,
     /// and the allocation it keeps alive cannot be reused by a new snapshot).
     snapshot: Weak<Snapshot>,
-    /// Zone origin (lowercase wire) → cells.
-    zones: FxHashMap<Box<[u8]>, Arc<ZoneCells>>,
+    /// Cells of each zone, by its index in the snapshot's zone set.
+    zones: Vec<Arc<ZoneCells>>,
     /// Cells of queries outside every zone.
     no_zone: Arc<ZoneCells>,
     /// `[service index][pool index]`, the last entry of each = no pool.
@@ -418,7 +412,8 @@ impl QueryRecorder {
         };
         let zone_cells = outcome
             .zone
-            .and_then(|zone| view.zones.get(zone.origin()))
+            .and_then(|zone| index_in(snapshot.zones.as_slice(), zone))
+            .and_then(|index| view.zones.get(index))
             .unwrap_or(&view.no_zone);
         zone_cells.count(self.transport, outcome.rcode, outcome.qtype);
         if outcome.client_subnet.is_some() {

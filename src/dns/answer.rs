@@ -4,9 +4,10 @@
 
 use std::net::IpAddr;
 
+use super::precompiled;
 use super::wire::{
-    self, ClientSubnet, MAX_NAME_LEN, Query, QueryError, Rcode, ReplyEdns, ReplyWriter, Section,
-    lowercase_name, rtype,
+    self, ClientSubnet, EdnsInfo, MAX_NAME_LEN, Query, QueryError, Rcode, ReplyEdns, ReplyWriter,
+    Section, lowercase_name, rtype,
 };
 use crate::policy::{
     self, ClientAddress, EndpointTarget, Family, Selection, Service, Trace, trace,
@@ -73,11 +74,12 @@ pub fn handle_packet<'s>(
     seed: u64,
     out: &mut Vec<u8>,
 ) -> Option<Outcome<'s>> {
-    handle_packet_traced(snapshot, packet, client, transport, seed, out, None)
+    precompiled::answer(snapshot, packet, client, transport, seed, out)
+        .or_else(|| handle_packet_traced(snapshot, packet, client, transport, seed, out, None))
 }
 
-/// [`handle_packet`] that also records why each step went as it did
-/// (`gslb explain`): the same code, with a trace sink.
+/// The general path: [`handle_packet`] without the precompiled answers,
+/// and optionally recording why each step went as it did (`gslb explain`).
 pub fn handle_packet_traced<'s>(
     snapshot: &'s Snapshot,
     packet: &[u8],
@@ -101,27 +103,16 @@ pub fn handle_packet_traced<'s>(
         }
     };
     let subnet = query.edns.and_then(|e| e.client_subnet);
-    // RFC 7871 §7.1.2: a source prefix of 0 asks us not to use the subnet.
-    let usable_subnet = subnet.filter(|s| snapshot.ecs.enabled && s.source_prefix_len > 0);
-    let client = match usable_subnet {
-        Some(s) => {
-            let cap = match s.address {
-                IpAddr::V4(_) => snapshot.ecs.max_source_prefix_v4,
-                IpAddr::V6(_) => snapshot.ecs.max_source_prefix_v6,
-            };
-            ClientAddress::subnet(s.address, s.source_prefix_len.min(cap))
-        }
-        None => ClientAddress::full(client),
-    };
+    let (client, usable_subnet) = routing_client(snapshot, subnet, client);
     trace!(
         trace,
         "client: {}/{} ({})",
         client.address,
         client.prefix_len,
         match (subnet, usable_subnet) {
-            (_, Some(_)) => "EDNS Client Subnet",
-            (Some(_), None) if !snapshot.ecs.enabled => "source address; ECS disabled in config",
-            (Some(_), None) => "source address; ECS source prefix 0",
+            (_, true) => "EDNS Client Subnet",
+            (Some(_), false) if !snapshot.ecs.enabled => "source address; ECS disabled in config",
+            (Some(_), false) => "source address; ECS source prefix 0",
             (None, _) => "source address, no ECS",
         }
     );
@@ -129,13 +120,7 @@ pub fn handle_packet_traced<'s>(
         udp_payload: snapshot.max_udp_payload,
         client_subnet: e.client_subnet.map(|s| (s, 0)),
     });
-    let max_len = match (transport, query.edns) {
-        (Transport::Tcp, _) => TCP_LIMIT,
-        (Transport::Udp, None) => PLAIN_UDP_LIMIT,
-        (Transport::Udp, Some(e)) => {
-            usize::from(e.udp_payload.clamp(512, snapshot.max_udp_payload))
-        }
-    };
+    let max_len = reply_limit(snapshot, transport, query.edns);
     // Lowercased once: the zone lookups and the reply's name compression use it.
     let mut qname_buf = [0u8; MAX_NAME_LEN];
     let qname_lower = lowercase_name(query.qname, &mut qname_buf).map(|len| &qname_buf[..len]);
@@ -150,7 +135,7 @@ pub fn handle_packet_traced<'s>(
         service: None,
     };
     let rcode = answer(&mut context, &query, qname_lower, &mut reply);
-    if usable_subnet.is_some() {
+    if usable_subnet {
         reply.set_ecs_scope(context.scope_prefix_len.min(client.prefix_len));
     }
     let truncated = reply.is_truncated();
@@ -164,6 +149,45 @@ pub fn handle_packet_traced<'s>(
         client: Some(client),
         service: context.service,
     })
+}
+
+/// The client as routing sees it: the query's Client Subnet when ECS is on
+/// and the resolver did not opt out (capped to the configured prefix), else
+/// the packet's source address. The flag says whether the subnet was used.
+pub(crate) fn routing_client(
+    snapshot: &Snapshot,
+    subnet: Option<ClientSubnet>,
+    source: IpAddr,
+) -> (ClientAddress, bool) {
+    // RFC 7871 §7.1.2: a source prefix of 0 asks us not to use the subnet.
+    match subnet.filter(|s| snapshot.ecs.enabled && s.source_prefix_len > 0) {
+        Some(s) => {
+            let cap = match s.address {
+                IpAddr::V4(_) => snapshot.ecs.max_source_prefix_v4,
+                IpAddr::V6(_) => snapshot.ecs.max_source_prefix_v6,
+            };
+            (
+                ClientAddress::subnet(s.address, s.source_prefix_len.min(cap)),
+                true,
+            )
+        }
+        None => (ClientAddress::full(source), false),
+    }
+}
+
+/// Largest reply allowed for a query that came over `transport` with `edns`.
+pub(crate) fn reply_limit(
+    snapshot: &Snapshot,
+    transport: Transport,
+    edns: Option<EdnsInfo>,
+) -> usize {
+    match (transport, edns) {
+        (Transport::Tcp, _) => TCP_LIMIT,
+        (Transport::Udp, None) => PLAIN_UDP_LIMIT,
+        (Transport::Udp, Some(e)) => {
+            usize::from(e.udp_payload.clamp(512, snapshot.max_udp_payload))
+        }
+    }
 }
 
 /// Per-query state shared by the answer steps.

@@ -1,5 +1,6 @@
 //! The DNS data plane: wire format, answering queries from a snapshot, sockets.
 pub mod answer;
+pub mod precompiled;
 pub mod rrl;
 pub mod server;
 pub mod wire;

@@ -147,21 +147,54 @@ pub async fn serve(
     Ok(())
 }
 
+/// A peer address type of one socket family, as recvmmsg fills it in:
+/// 16 bytes for IPv4 and 28 for IPv6, copied once per query.
+trait PeerAddress: nix::sys::socket::SockaddrLike + Copy {
+    fn ip(&self) -> std::net::IpAddr;
+}
+
+impl PeerAddress for nix::sys::socket::SockaddrIn {
+    fn ip(&self) -> std::net::IpAddr {
+        std::net::IpAddr::V4(nix::sys::socket::SockaddrIn::ip(self))
+    }
+}
+
+impl PeerAddress for nix::sys::socket::SockaddrIn6 {
+    fn ip(&self) -> std::net::IpAddr {
+        std::net::IpAddr::V6(nix::sys::socket::SockaddrIn6::ip(self))
+    }
+}
+
 /// One UDP worker: batches of queries in, batches of replies out.
-fn serve_udp(socket: &std::net::UdpSocket, snapshot: &SharedSnapshot, mut recorder: QueryRecorder) {
+fn serve_udp(socket: &std::net::UdpSocket, snapshot: &SharedSnapshot, recorder: QueryRecorder) {
+    match socket.local_addr() {
+        Ok(SocketAddr::V6(_)) => {
+            serve_udp_batches::<nix::sys::socket::SockaddrIn6>(socket, snapshot, recorder);
+        }
+        _ => serve_udp_batches::<nix::sys::socket::SockaddrIn>(socket, snapshot, recorder),
+    }
+}
+
+fn serve_udp_batches<A: PeerAddress>(
+    socket: &std::net::UdpSocket,
+    snapshot: &SharedSnapshot,
+    mut recorder: QueryRecorder,
+) {
     use std::io::{IoSlice, IoSliceMut};
     use std::os::fd::AsRawFd;
 
-    use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg};
+    use nix::sys::socket::{MsgFlags, MultiHeaders, recvmmsg, sendmmsg};
 
     let fd = socket.as_raw_fd();
     let mut rng = SplitMix64(initial_seed());
     let mut queries = vec![0u8; UDP_BATCH * UDP_QUERY_MAX];
     let mut replies: Vec<Vec<u8>> = (0..UDP_BATCH).map(|_| Vec::with_capacity(4096)).collect();
-    let mut receive_headers = MultiHeaders::<SockaddrStorage>::preallocate(UDP_BATCH, None);
-    let mut send_headers = MultiHeaders::<SockaddrStorage>::preallocate(UDP_BATCH, None);
-    let mut received: [(usize, Option<SockaddrStorage>); UDP_BATCH] = [(0, None); UDP_BATCH];
-    let mut peers: [Option<SockaddrStorage>; UDP_BATCH] = [None; UDP_BATCH];
+    let mut receive_headers = MultiHeaders::<A>::preallocate(UDP_BATCH, None);
+    let mut send_headers = MultiHeaders::<A>::preallocate(UDP_BATCH, None);
+    let mut lengths = [0usize; UDP_BATCH];
+    // Query i's peer is at `peers[i]` on receipt; replies and their peers
+    // are then packed to the front (in place: answered <= i).
+    let mut peers: [Option<A>; UDP_BATCH] = [None; UDP_BATCH];
     // Rate limiting counts whole seconds on a monotonic clock, read once per batch.
     let started = std::time::Instant::now();
     loop {
@@ -179,14 +212,16 @@ fn serve_udp(socket: &std::net::UdpSocket, snapshot: &SharedSnapshot, mut record
             ) {
                 Ok(results) => {
                     let mut count = 0;
-                    for (slot, message) in received.iter_mut().zip(results) {
+                    for ((length, peer), message) in
+                        lengths.iter_mut().zip(peers.iter_mut()).zip(results)
+                    {
                         // A truncated datagram is not a query we can answer.
-                        let bytes = if message.flags.contains(MsgFlags::MSG_TRUNC) {
+                        *length = if message.flags.contains(MsgFlags::MSG_TRUNC) {
                             0
                         } else {
                             message.bytes
                         };
-                        *slot = (bytes, message.address);
+                        *peer = message.address;
                         count += 1;
                     }
                     count
@@ -204,12 +239,13 @@ fn serve_udp(socket: &std::net::UdpSocket, snapshot: &SharedSnapshot, mut record
             let now_secs = started.elapsed().as_secs() as u32;
             // Metrics: one lock-free view per batch (rebuilt only after a reload).
             let view = recorder.view(&current);
-            for (index, (bytes, address)) in received[..count].iter().enumerate() {
-                let Some(address) = address else { continue };
-                let Some(peer_ip) = peer_ip(address) else {
+            for index in 0..count {
+                let Some(address) = peers[index] else {
                     continue;
                 };
-                let query = &queries[index * UDP_QUERY_MAX..index * UDP_QUERY_MAX + bytes];
+                let peer_ip = address.ip();
+                let start = index * UDP_QUERY_MAX;
+                let query = &queries[start..start + lengths[index]];
                 let reply = &mut replies[answered];
                 let outcome = handle_packet(
                     &current,
@@ -232,7 +268,9 @@ fn serve_udp(socket: &std::net::UdpSocket, snapshot: &SharedSnapshot, mut record
                         RrlVerdict::Drop => continue,
                     }
                 }
-                peers[answered] = Some(*address);
+                if answered != index {
+                    peers[answered] = Some(address);
+                }
                 answered += 1;
             }
         }
@@ -252,15 +290,6 @@ fn serve_udp(socket: &std::net::UdpSocket, snapshot: &SharedSnapshot, mut record
             tracing::debug!(error = %err, "udp send failed");
         }
     }
-}
-
-fn peer_ip(address: &nix::sys::socket::SockaddrStorage) -> Option<std::net::IpAddr> {
-    if let Some(v4) = address.as_sockaddr_in() {
-        return Some(std::net::IpAddr::V4(v4.ip()));
-    }
-    address
-        .as_sockaddr_in6()
-        .map(|v6| std::net::IpAddr::V6(v6.ip()))
 }
 
 async fn serve_tcp(

@@ -284,7 +284,7 @@ fn has_opt_record(packet: &[u8]) -> bool {
 const OPTION_CLIENT_SUBNET: u16 = 8;
 
 /// Walks the OPT RDATA and validates the Client Subnet option if present.
-fn parse_edns_options(mut rdata: &[u8]) -> Result<Option<ClientSubnet>, ()> {
+pub(crate) fn parse_edns_options(mut rdata: &[u8]) -> Result<Option<ClientSubnet>, ()> {
     let mut subnet = None;
     while !rdata.is_empty() {
         let [c0, c1, l0, l1, rest @ ..] = rdata else {
@@ -309,7 +309,7 @@ fn parse_edns_options(mut rdata: &[u8]) -> Result<Option<ClientSubnet>, ()> {
 /// Source prefix > 0 is returned as a subnet; source prefix 0 means the
 /// resolver opts out of ECS ("MUST NOT use it"), which we express by a
 /// subnet of prefix 0 so the reply still echoes the option.
-fn parse_client_subnet(value: &[u8]) -> Result<ClientSubnet, ()> {
+pub(crate) fn parse_client_subnet(value: &[u8]) -> Result<ClientSubnet, ()> {
     let [
         f0,
         f1,
@@ -691,7 +691,7 @@ fn is_label_boundary(name: &[u8], offset: usize) -> bool {
     pos == offset
 }
 
-fn write_opt(buf: &mut Vec<u8>, edns: &ReplyEdns, extended_rcode: u8) {
+pub(crate) fn write_opt(buf: &mut Vec<u8>, edns: &ReplyEdns, extended_rcode: u8) {
     let [p0, p1] = edns.udp_payload.to_be_bytes();
     let [o0, o1] = rtype::OPT.to_be_bytes();
     // Root owner, type, class (our payload size), TTL field (extended rcode,

@@ -102,6 +102,23 @@ pub struct ProbeStatus {
     pub consecutive_failures: u32,
 }
 
+/// Changes whenever any endpoint's usability or weight changes (probe
+/// verdict, operator override, pool override, JSON health weight), so the
+/// query path can keep pool choices until it moves (`policy::plan_cache`).
+static HEALTH_EPOCH: AtomicU64 = AtomicU64::new(0);
+
+/// The current health epoch. Acquire: a reader that sees an epoch also sees
+/// every health change made before it was bumped.
+#[inline]
+pub fn health_epoch() -> u64 {
+    HEALTH_EPOCH.load(Ordering::Acquire)
+}
+
+/// Marks a change; called after the changed value is stored.
+fn bump_health_epoch() {
+    HEALTH_EPOCH.fetch_add(1, Ordering::Release);
+}
+
 /// Health of one endpoint. What the query path reads are atomics: readers
 /// never block writers.
 #[derive(Debug)]
@@ -160,8 +177,10 @@ impl EndpointHealth {
 
     /// Sets the weight factor (clamped to 0..=100).
     pub fn set_weight_percent(&self, percent: u8) {
-        self.weight_percent
-            .store(percent.min(FULL_WEIGHT_PERCENT), Ordering::Relaxed);
+        let percent = percent.min(FULL_WEIGHT_PERCENT);
+        if self.weight_percent.swap(percent, Ordering::Relaxed) != percent {
+            bump_health_epoch();
+        }
     }
 
     /// Records a successful probe: counters, RTT average and weight factor.
@@ -242,8 +261,10 @@ impl EndpointHealth {
 
     /// Records the probes' verdict.
     pub fn set_probe_up(&self, up: bool) {
-        self.probe
-            .store(if up { PROBE_UP } else { PROBE_DOWN }, Ordering::Relaxed);
+        let value = if up { PROBE_UP } else { PROBE_DOWN };
+        if self.probe.swap(value, Ordering::Relaxed) != value {
+            bump_health_epoch();
+        }
     }
 
     /// The operator override in force.
@@ -253,7 +274,9 @@ impl EndpointHealth {
 
     /// Sets or clears the operator override.
     pub fn set_admin_override(&self, value: Override) {
-        self.admin.store(value.to_u8(), Ordering::Relaxed);
+        if self.admin.swap(value.to_u8(), Ordering::Relaxed) != value.to_u8() {
+            bump_health_epoch();
+        }
     }
 
     // --- pool overrides and answer counters (admin API, metrics) ---
@@ -273,7 +296,9 @@ impl EndpointHealth {
     }
 
     fn set_pool_override(&self, value: Override) {
-        self.pool_admin.store(value.to_u8(), Ordering::Relaxed);
+        if self.pool_admin.swap(value.to_u8(), Ordering::Relaxed) != value.to_u8() {
+            bump_health_epoch();
+        }
     }
 
     /// Counts one answer naming this endpoint (relaxed: a statistic).

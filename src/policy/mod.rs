@@ -14,16 +14,18 @@
 //! the server does.
 
 mod pick;
+mod plan_cache;
 pub mod route;
 mod service;
 
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
+use pick::Candidates;
 pub use pick::{SplitMix64, hash_address, hash_str};
 pub use service::{
-    AllDown, Endpoint, EndpointTarget, MinHealthy, NO_PREFERENCE, Pool, RegionTable, Selection,
-    Service,
+    AllDown, Census, Endpoint, EndpointTarget, MinHealthy, NO_PREFERENCE, Pool, RegionTable,
+    Selection, Service,
 };
 
 /// Most records one answer can carry.
@@ -141,6 +143,75 @@ pub fn select<'s>(
     let scope_prefix_len = scope.min(client.prefix_len);
 
     let mut selection = Selection::empty(service, scope_prefix_len);
+    // Without a trace, and with an order that only changes on reload, the
+    // pool choice is memoised per thread until some endpoint's health moves.
+    let choice = match (&trace, &measured) {
+        (None, None) => plan_cache::choose(service, order_index, family, || {
+            choose_pool(service, order, family, &mut None)
+        }),
+        _ => choose_pool(service, order, family, &mut trace),
+    };
+    match choice {
+        PoolChoice::Pick {
+            pool,
+            census,
+            fail_open,
+            failed_over,
+        } => {
+            let candidates = if fail_open {
+                Candidates::All
+            } else {
+                Candidates::Healthy(&census)
+            };
+            if let Some(pool) = service.pools.get(usize::from(pool)) {
+                pick::pick(
+                    service,
+                    pool,
+                    family,
+                    client,
+                    seed,
+                    candidates,
+                    &mut selection,
+                    &mut trace,
+                );
+            }
+            if failed_over {
+                mark_failed_over(service, &mut selection, &mut trace);
+            }
+        }
+        PoolChoice::NoData => {}
+        PoolChoice::ServFail => selection.servfail = true,
+    }
+    selection
+}
+
+/// Which pool answers, decided from the order and the endpoints' health.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum PoolChoice {
+    /// Pick endpoints from this pool (index in `Service::pools`).
+    Pick {
+        pool: u16,
+        /// Its endpoints of the family as counted when choosing.
+        census: Census,
+        /// Every candidate is down: pick as if all were up.
+        fail_open: bool,
+        /// The pool is not the client's first.
+        failed_over: bool,
+    },
+    /// No records (no pool has the family, or all down with `nodata`).
+    NoData,
+    /// All down with `servfail`.
+    ServFail,
+}
+
+/// Failover: primaries in order, then backups; the first pool with enough
+/// healthy endpoints of the family, else the service's all-down rule.
+fn choose_pool(
+    service: &Service,
+    order: &[u16],
+    family: Family,
+    trace: &mut Trace<'_>,
+) -> PoolChoice {
     let candidates = order
         .iter()
         .filter(|&&p| !service.pools[usize::from(p)].backup)
@@ -154,7 +225,8 @@ pub fn select<'s>(
     for &pool_index in candidates {
         any_candidate = true;
         let pool = &service.pools[usize::from(pool_index)];
-        let total = pool.count_family(family);
+        let census = pool.census(family);
+        let total = census.total;
         if total == 0 {
             trace!(
                 trace,
@@ -165,7 +237,7 @@ pub fn select<'s>(
             continue;
         }
         let is_first = *first_with_family.get_or_insert(pool_index) == pool_index;
-        let healthy = pool.count_healthy(family);
+        let healthy = census.healthy;
         let needed = pool.min_healthy.needed(total);
         if healthy >= needed {
             trace!(
@@ -174,20 +246,12 @@ pub fn select<'s>(
                 pool.name,
                 if pool.backup { " (backup)" } else { "" }
             );
-            pick::pick(
-                service,
-                pool,
-                family,
-                client,
-                seed,
-                false,
-                &mut selection,
-                &mut trace,
-            );
-            if !is_first {
-                mark_failed_over(service, &mut selection, &mut trace);
-            }
-            return selection;
+            return PoolChoice::Pick {
+                pool: pool_index,
+                census,
+                fail_open: false,
+                failed_over: !is_first,
+            };
         }
         trace!(
             trace,
@@ -203,7 +267,7 @@ pub fn select<'s>(
             if any_candidate { "pools" } else { "order" },
             family_name(family)
         );
-        return selection;
+        return PoolChoice::NoData;
     };
     match service.all_down {
         AllDown::FailOpen => {
@@ -212,30 +276,25 @@ pub fn select<'s>(
                 trace,
                 "all pools down: failing open with pool {} as if all were up", pool.name
             );
-            pick::pick(
-                service,
-                pool,
-                family,
-                client,
-                seed,
-                true,
-                &mut selection,
-                &mut trace,
-            );
-            mark_failed_over(service, &mut selection, &mut trace);
+            PoolChoice::Pick {
+                pool: pool_index,
+                census: Census::default(),
+                fail_open: true,
+                failed_over: true,
+            }
         }
         AllDown::Nodata => {
             trace!(
                 trace,
                 "all pools down: answering with no records (all_down = nodata)"
             );
+            PoolChoice::NoData
         }
         AllDown::Servfail => {
             trace!(trace, "all pools down: SERVFAIL (all_down = servfail)");
-            selection.servfail = true;
+            PoolChoice::ServFail
         }
     }
-    selection
 }
 
 /// The answer does not come from the client's first pool: flag it, and

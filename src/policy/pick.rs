@@ -1,12 +1,22 @@
 //! Picking endpoints inside the chosen pool: weighted random, sticky
 //! (weighted rendezvous hashing of the client subnet) or multivalue.
 
-use super::{ClientAddress, Family, MAX_RECORDS, Pool, Selection, Service, Trace, mask, trace};
+use super::{
+    Census, ClientAddress, Family, MAX_RECORDS, Pool, Selection, Service, Trace, mask, trace,
+};
 
 pub use crate::config::SelectionKind;
 
+/// Which endpoints of the pool may be picked.
+#[derive(Debug, Clone, Copy)]
+pub enum Candidates<'c> {
+    /// The healthy ones, as counted by the caller.
+    Healthy(&'c Census),
+    /// All answering the family, healthy or not (failing open).
+    All,
+}
+
 /// Fills `selection` with endpoints of `pool` answering `family`.
-/// With `fail_open`, unhealthy endpoints count as healthy.
 #[allow(clippy::too_many_arguments)]
 pub fn pick<'s>(
     service: &'s Service,
@@ -14,19 +24,21 @@ pub fn pick<'s>(
     family: Family,
     client: ClientAddress,
     seed: u64,
-    fail_open: bool,
+    candidates: Candidates<'_>,
     selection: &mut Selection<'s>,
     trace: &mut Trace<'_>,
 ) {
     selection.pool = Some(pool);
+    let fail_open = matches!(candidates, Candidates::All);
     selection.failed_open = fail_open;
-    // The common case, one weighted record from a small pool: two passes over
-    // the endpoints, no candidate array.
-    if service.selection == SelectionKind::Weighted
+    // The common case, one weighted record from a small pool of healthy
+    // endpoints: the census already has them and their total weight.
+    if let Candidates::Healthy(census) = candidates
+        && service.selection == SelectionKind::Weighted
         && service.max_records <= 1
         && pool.endpoints.len() <= 64
     {
-        pick_one_weighted(pool, family, seed, fail_open, selection, trace);
+        pick_one_weighted(pool, census, seed, selection, trace);
         return;
     }
     // Candidates: indices of usable endpoints, on the stack.
@@ -161,37 +173,29 @@ pub fn pick<'s>(
     }
 }
 
-/// [`pick`] for `Weighted` with one record wanted and at most 64 endpoints:
-/// the same draw and the same endpoint as the general loop's first round.
+/// [`pick`] for `Weighted` with one record wanted among at most 64
+/// endpoints: the same draw and the same endpoint as the general loop's
+/// first round, over the census's healthy endpoints.
 fn pick_one_weighted<'s>(
     pool: &'s Pool,
-    family: Family,
+    census: &Census,
     seed: u64,
-    fail_open: bool,
     selection: &mut Selection<'s>,
     trace: &mut Trace<'_>,
 ) {
-    // Pass 1: which endpoints are usable (bit i), how many, their total weight.
-    let mut usable = 0u64;
-    let mut count = 0usize;
-    let mut total = 0u64;
-    for (i, endpoint) in pool.endpoints.iter().enumerate() {
-        if endpoint.serves(family) && (fail_open || endpoint.is_healthy()) {
-            usable |= 1 << i;
-            count += 1;
-            total += endpoint.effective_weight();
-        }
-    }
+    let count = census.healthy_mask.count_ones() as usize;
     if count > 0 {
         // Zero weights everywhere means "equal" (see `pick`).
-        let all_zero = total == 0;
-        if all_zero {
-            total = count as u64;
-        }
+        let all_zero = census.healthy_weight == 0;
+        let total = if all_zero {
+            count as u64
+        } else {
+            census.healthy_weight
+        };
         let mut target = SplitMix64(seed).next_u64() % total;
-        // Pass 2: the first usable endpoint whose cumulative weight passes
-        // the target; the last usable one if weights moved in between.
-        let mut bits = usable;
+        // The first healthy endpoint whose cumulative weight passes the
+        // target; the last one if weights moved since the census.
+        let mut bits = census.healthy_mask;
         let mut chosen = 0u16;
         while bits != 0 {
             let i = bits.trailing_zeros() as usize;

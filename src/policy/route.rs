@@ -220,6 +220,8 @@ impl RouteRules {
             overlay_networks(&mut table, &mut orders, &self.latency);
         }
         table.collapse();
+        // Read on every query: worth the strided index's memory.
+        table.index_for_lookups();
         (orders.list, RegionTable { prefixes: table })
     }
 

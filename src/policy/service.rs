@@ -141,18 +141,38 @@ impl Pool {
     }
 }
 
-impl Pool {
-    /// Endpoints answering `family`.
-    pub fn count_family(&self, family: Family) -> usize {
-        self.endpoints.iter().filter(|e| e.serves(family)).count()
-    }
+/// A pool's endpoints of one family as of now, counted in one pass.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Census {
+    /// Endpoints answering the family.
+    pub total: usize,
+    /// Of those, the healthy ones.
+    pub healthy: usize,
+    /// Bit i: endpoint i answers the family and is healthy (first 64 only).
+    pub healthy_mask: u64,
+    /// Sum of the healthy endpoints' effective weights (first 64 only).
+    pub healthy_weight: u64,
+}
 
-    /// Healthy endpoints answering `family`.
-    pub fn count_healthy(&self, family: Family) -> usize {
-        self.endpoints
-            .iter()
-            .filter(|e| e.serves(family) && e.is_healthy())
-            .count()
+impl Pool {
+    /// Counts the endpoints answering `family`, and the healthy ones.
+    #[inline]
+    pub fn census(&self, family: Family) -> Census {
+        let mut census = Census::default();
+        for (i, endpoint) in self.endpoints.iter().enumerate() {
+            if !endpoint.serves(family) {
+                continue;
+            }
+            census.total += 1;
+            if endpoint.is_healthy() {
+                census.healthy += 1;
+                if i < 64 {
+                    census.healthy_mask |= 1 << i;
+                    census.healthy_weight += endpoint.effective_weight();
+                }
+            }
+        }
+        census
     }
 }
 
@@ -183,6 +203,9 @@ impl RegionTable {
 /// A name answered dynamically.
 #[derive(Debug)]
 pub struct Service {
+    /// Unique for the life of the process (see [`Service::next_serial`]):
+    /// identifies the service in per-thread caches across reloads.
+    pub serial: u64,
     /// Fully qualified name, as text.
     pub name: String,
     /// Candidate pools; orders index into this.
@@ -213,6 +236,12 @@ pub struct Service {
 }
 
 impl Service {
+    /// A serial no other service of this process has had.
+    pub fn next_serial() -> u64 {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    }
+
     /// The ordered pool list with this index (empty if out of range).
     pub fn order(&self, index: u32) -> &[u16] {
         self.orders.get(index as usize).map_or(&[], |o| &o[..])

@@ -126,6 +126,7 @@ fn service(
 fn compiled(route: RouteRules, locations: &LocationTable, asn: Option<&LocationTable>) -> Service {
     let (orders, table) = route.compile(Some(locations), asn);
     Service {
+        serial: Service::next_serial(),
         name: "www.example.test.".to_string(),
         pools: route.pools.clone(),
         orders,
@@ -302,10 +303,14 @@ fn all_down_fail_open_nodata_and_servfail() {
         selection.scope_prefix_len, 0,
         "failover does not depend on the client"
     );
+    // A compiled service never changes in place (a reload builds new ones
+    // with new serials); a test that edits one gives it a new serial too.
     fixture.service.all_down = AllDown::Nodata;
+    fixture.service.serial = Service::next_serial();
     let selection = select(&fixture.service, client, Family::V4, 3, None);
     assert_eq!((selection.count, selection.servfail), (0, false));
     fixture.service.all_down = AllDown::Servfail;
+    fixture.service.serial = Service::next_serial();
     assert!(select(&fixture.service, client, Family::V4, 3, None).servfail);
 }
 

@@ -13,6 +13,7 @@ use hickory_proto::rr::Name;
 use std::sync::Arc;
 
 use crate::config::{ConfigError, FieldsToml, LoadedConfig, load_config};
+use crate::dns::precompiled::PrecompiledAnswers;
 use crate::dns::rrl::{RateLimiter, RrlSettings};
 use crate::geo::{FieldPaths, GeoError, LocationTable};
 use crate::health::{HealthRegistry, ProbePlan};
@@ -97,6 +98,8 @@ pub struct Snapshot {
     pub probes: ProbePlan,
     /// Response rate limiter for UDP answers, when enabled.
     pub rrl: Option<RateLimiter>,
+    /// Answers serialised at build time for the fast path.
+    pub precompiled: PrecompiledAnswers,
 }
 
 impl Snapshot {
@@ -241,21 +244,22 @@ impl Snapshot {
         if !errors.is_empty() {
             return Err(BuildErrors(errors));
         }
-        Ok((
-            Snapshot {
-                zones,
-                services,
-                geo,
-                ecs: ecs_settings,
-                max_udp_payload,
-                rrl,
-                probes: ProbePlan {
-                    endpoints: planned,
-                    settings: health_settings,
-                },
+        let mut snapshot = Snapshot {
+            zones,
+            services,
+            geo,
+            ecs: ecs_settings,
+            max_udp_payload,
+            rrl,
+            probes: ProbePlan {
+                endpoints: planned,
+                settings: health_settings,
             },
-            loaded,
-        ))
+            precompiled: PrecompiledAnswers::default(),
+        };
+        // Built by answering through the general path, so it needs the rest.
+        snapshot.precompiled = PrecompiledAnswers::build(&snapshot);
+        Ok((snapshot, loaded))
     }
 }
 

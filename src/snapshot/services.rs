@@ -483,6 +483,7 @@ fn build_service(
     let (orders, table) = inputs.route_cache.compile(&route, inputs.geo);
     let (v4_cap, v6_cap) = inputs.ecs_caps;
     Some(Service {
+        serial: Service::next_serial(),
         name: fqdn.to_ascii(),
         pools: service_pools,
         orders,

@@ -321,6 +321,11 @@ impl Zone {
         self.nodes.get(name)
     }
 
+    /// Every name of the zone with its node (empty non-terminals included).
+    pub fn nodes(&self) -> impl Iterator<Item = (&[u8], &Node)> {
+        self.nodes.iter().map(|(name, node)| (&name[..], node))
+    }
+
     /// Whether a name has static records.
     pub fn has_records(&self, name: &[u8]) -> bool {
         self.nodes.get(name).is_some_and(|n| !n.rrsets.is_empty())
@@ -462,7 +467,9 @@ fn rdata_target(data: &RData) -> Option<&Name> {
 /// All served zones, found by longest matching origin.
 #[derive(Debug, Clone, Default)]
 pub struct ZoneSet {
-    zones: HashMap<WireName, Zone, FxBuildHasher>,
+    zones: Vec<Zone>,
+    /// Origin → index in `zones`.
+    by_origin: HashMap<WireName, usize, FxBuildHasher>,
     /// Bit `n` is set when some origin is `n` bytes long in wire format, so
     /// `find` hashes only the suffixes that can be an origin.
     origin_lengths: [u64; 4],
@@ -471,19 +478,26 @@ pub struct ZoneSet {
 impl ZoneSet {
     /// Adds a zone; `false` if one with the same origin is already present.
     pub fn insert(&mut self, zone: Zone) -> bool {
-        if self.zones.contains_key(zone.origin()) {
+        if self.by_origin.contains_key(zone.origin()) {
             return false;
         }
         let len = zone.origin.len();
         if let Some(word) = self.origin_lengths.get_mut(len / 64) {
             *word |= 1 << (len % 64);
         }
-        self.zones.insert(zone.origin.clone(), zone);
+        self.by_origin.insert(zone.origin.clone(), self.zones.len());
+        self.zones.push(zone);
         true
     }
 
     /// The zone with the longest origin that contains `qname` (lowercase wire).
     pub fn find(&self, qname: &[u8]) -> Option<&Zone> {
+        self.find_index(qname)
+            .and_then(|index| self.zones.get(index))
+    }
+
+    /// The index (see [`ZoneSet::get`]) of the zone [`ZoneSet::find`] returns.
+    pub fn find_index(&self, qname: &[u8]) -> Option<usize> {
         // Longest suffix first: each label boundary, then the root.
         let mut pos = 0usize;
         while let Some(&len) = qname.get(pos) {
@@ -492,15 +506,15 @@ impl ZoneSet {
             }
             let suffix = &qname[pos..];
             if self.may_be_origin(suffix.len())
-                && let Some(zone) = self.zones.get(suffix)
+                && let Some(&index) = self.by_origin.get(suffix)
             {
-                return Some(zone);
+                return Some(index);
             }
             pos += 1 + usize::from(len);
         }
         let root = &qname[qname.len().saturating_sub(1)..];
         if self.may_be_origin(root.len()) {
-            self.zones.get(root)
+            self.by_origin.get(root).copied()
         } else {
             None
         }
@@ -515,12 +529,23 @@ impl ZoneSet {
 
     /// The zone with exactly this origin, for attaching services.
     pub fn get_mut(&mut self, origin: &[u8]) -> Option<&mut Zone> {
-        self.zones.get_mut(origin)
+        let index = *self.by_origin.get(origin)?;
+        self.zones.get_mut(index)
     }
 
-    /// Iterates over the zones.
+    /// The zone at `index` (stable for the life of the set).
+    pub fn get(&self, index: usize) -> Option<&Zone> {
+        self.zones.get(index)
+    }
+
+    /// The zones, in index order.
+    pub fn as_slice(&self) -> &[Zone] {
+        &self.zones
+    }
+
+    /// Iterates over the zones, in index order.
     pub fn iter(&self) -> impl Iterator<Item = &Zone> {
-        self.zones.values()
+        self.zones.iter()
     }
 
     /// Number of zones.

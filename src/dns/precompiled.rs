@@ -1,0 +1,404 @@
+//! Answers serialised when the snapshot is built, so the common query costs
+//! one hash lookup, a copy and a few patches.
+//!
+//! For every name of every zone, the static answers (each RRset type present
+//! plus A and AAAA, which are asked for everywhere) are produced once by the
+//! general path, [`answer::handle_packet_traced`], and kept as the bytes
+//! after the question. Their names are compressed against the question at
+//! offset 12, which has the same length whatever the client's case, so the
+//! bytes are valid for any query of that name. Service names keep their A and
+//! AAAA answers dynamic: the policy runs per query and each chosen endpoint is
+//! written as a pointer to the question plus its pre-encoded RDATA.
+//!
+//! Anything unusual (other classes, extra records, unknown EDNS versions,
+//! NXDOMAIN, wildcards, CNAME endpoints, answers that need truncation)
+//! returns `None` and takes the general path, which therefore stays the one
+//! definition of every answer; `tests/precompiled.rs` checks the two agree
+//! byte for byte.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+
+use rustc_hash::FxBuildHasher;
+
+use super::answer::{self, Outcome, Transport};
+use super::wire::{
+    self, CLASS_IN, ClientSubnet, EdnsInfo, HEADER_LEN, MAX_NAME_LEN, Rcode, ReplyEdns, rtype,
+};
+use crate::policy::{self, EndpointTarget, Family};
+use crate::snapshot::Snapshot;
+use crate::zone::Resolution;
+
+/// Static answers by name, built from a snapshot (see the module docs).
+#[derive(Debug, Default)]
+pub struct PrecompiledAnswers {
+    /// Lowercase wire name → what is known about it.
+    names: HashMap<Box<[u8]>, NameAnswers, FxBuildHasher>,
+    /// Every name's canned answers, each name's in one run.
+    canned: Vec<Canned>,
+    /// The bytes after the question of every canned answer.
+    bodies: Vec<u8>,
+}
+
+/// One name's entry.
+#[derive(Debug, Clone, Copy)]
+struct NameAnswers {
+    /// Index of the answering zone in `Snapshot::zones`.
+    zone: u32,
+    /// The service answering A and AAAA here, if any.
+    service: Option<u32>,
+    /// This name's run in `canned`.
+    canned_start: u32,
+    canned_end: u32,
+}
+
+/// A static answer to one query type.
+#[derive(Debug, Clone, Copy)]
+struct Canned {
+    qtype: u16,
+    rcode: Rcode,
+    authoritative: bool,
+    /// Answer, authority and additional counts (no OPT).
+    counts: [u16; 3],
+    /// Its bytes in `bodies`.
+    body_start: u32,
+    body_end: u32,
+}
+
+/// Offset of SCOPE PREFIX-LENGTH in a Client Subnet option (after code,
+/// length, family and source prefix; RFC 7871 §6).
+const ECS_SCOPE_OFFSET: usize = 7;
+/// Pointer to the question name, the owner of every service record.
+const QNAME_POINTER: [u8; 2] = [0xc0, HEADER_LEN as u8];
+
+impl PrecompiledAnswers {
+    /// Builds the answers for every name of `snapshot`'s zones.
+    pub fn build(snapshot: &Snapshot) -> Self {
+        let mut answers = Self::default();
+        let mut query = Vec::with_capacity(HEADER_LEN + MAX_NAME_LEN + 4);
+        let mut reply = Vec::with_capacity(4096);
+        let source = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+        for (zone_index, zone) in snapshot.zones.iter().enumerate() {
+            for (name, node) in zone.nodes() {
+                // A name inside a more specific zone is that zone's to answer.
+                if snapshot.zones.find_index(name) != Some(zone_index) {
+                    continue;
+                }
+                let service = match zone.resolve(name) {
+                    Resolution::Node {
+                        node,
+                        from_wildcard: false,
+                    } => node.service,
+                    _ => None,
+                };
+                let mut qtypes: Vec<u16> = node.rrsets.iter().map(|r| r.rtype).collect();
+                if service.is_none() {
+                    qtypes.extend([rtype::A, rtype::AAAA]);
+                }
+                qtypes.sort_unstable();
+                qtypes.dedup();
+                let canned_start = answers.canned.len() as u32;
+                for qtype in qtypes {
+                    write_plain_query(&mut query, name, qtype);
+                    let Some(outcome) = answer::handle_packet_traced(
+                        snapshot,
+                        &query,
+                        source,
+                        Transport::Tcp,
+                        0,
+                        &mut reply,
+                        None,
+                    ) else {
+                        continue;
+                    };
+                    // Only answers that cannot depend on the client or the draw.
+                    if outcome.service.is_some() || outcome.truncated {
+                        continue;
+                    }
+                    let Some(body) = reply.get(query.len()..) else {
+                        continue;
+                    };
+                    let count = |i: usize| u16::from_be_bytes([reply[6 + 2 * i], reply[7 + 2 * i]]);
+                    let body_start = answers.bodies.len() as u32;
+                    answers.bodies.extend_from_slice(body);
+                    answers.canned.push(Canned {
+                        qtype,
+                        rcode: outcome.rcode,
+                        authoritative: reply[2] & 0x04 != 0,
+                        counts: [count(0), count(1), count(2)],
+                        body_start,
+                        body_end: answers.bodies.len() as u32,
+                    });
+                }
+                answers.names.insert(
+                    name.into(),
+                    NameAnswers {
+                        zone: zone_index as u32,
+                        service: service.map(|s| s as u32),
+                        canned_start,
+                        canned_end: answers.canned.len() as u32,
+                    },
+                );
+            }
+        }
+        answers.canned.shrink_to_fit();
+        answers.bodies.shrink_to_fit();
+        answers
+    }
+
+    /// Number of names and of canned answers (for the load log).
+    pub fn stats(&self) -> (usize, usize) {
+        (self.names.len(), self.canned.len())
+    }
+}
+
+/// A plain query (no EDNS, class IN) for `name` and `qtype`.
+fn write_plain_query(out: &mut Vec<u8>, name: &[u8], qtype: u16) {
+    out.clear();
+    out.extend_from_slice(&[0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
+    out.extend_from_slice(name);
+    out.extend_from_slice(&qtype.to_be_bytes());
+    out.extend_from_slice(&CLASS_IN.to_be_bytes());
+}
+
+/// What the fast path reads from a query.
+struct FastQuery {
+    /// Length of the question name.
+    qname_len: usize,
+    /// Offset just past the question.
+    question_end: usize,
+    qtype: u16,
+    edns: Option<EdnsInfo>,
+    /// Where the OPT RDATA is in the query when it holds exactly one option,
+    /// a valid Client Subnet: the reply echoes those bytes with the scope set.
+    lone_client_subnet: Option<std::ops::Range<usize>>,
+}
+
+/// Reads an ordinary query: QUERY opcode, one class-IN question, no answer
+/// or authority records, and nothing or one EDNS(0) OPT as additional.
+/// The question name is lowercased into `name`. `None`: leave it to the
+/// general path (which also decides the errors).
+#[inline]
+fn parse(packet: &[u8], name: &mut [u8; MAX_NAME_LEN]) -> Option<FastQuery> {
+    let header = packet.get(..HEADER_LEN)?;
+    // QR = 0 and opcode QUERY.
+    if header[2] & 0xf8 != 0 {
+        return None;
+    }
+    let counts = u64::from_be_bytes(header[4..12].try_into().ok()?);
+    let has_opt = match counts {
+        0x0001_0000_0000_0000 => false,
+        0x0001_0000_0000_0001 => true,
+        _ => return None,
+    };
+    let mut pos = HEADER_LEN;
+    loop {
+        let len = usize::from(*packet.get(pos)?);
+        pos += 1 + len;
+        if len == 0 {
+            break;
+        }
+        // Compression pointers and extended labels are not valid here.
+        if len > 63 || pos - HEADER_LEN > MAX_NAME_LEN {
+            return None;
+        }
+    }
+    let qname_len = pos - HEADER_LEN;
+    let qname_lower = name.get_mut(..qname_len)?;
+    qname_lower.copy_from_slice(packet.get(HEADER_LEN..pos)?);
+    // Label lengths are below 64, so lowercasing leaves them alone.
+    qname_lower.make_ascii_lowercase();
+    let question: [u8; 4] = packet.get(pos..pos + 4)?.try_into().ok()?;
+    let qtype = u16::from_be_bytes([question[0], question[1]]);
+    if u16::from_be_bytes([question[2], question[3]]) != CLASS_IN {
+        return None;
+    }
+    let question_end = pos + 4;
+    let mut edns = None;
+    let mut lone_client_subnet = None;
+    if has_opt {
+        let fixed: [u8; 11] = packet
+            .get(question_end..question_end + 11)?
+            .try_into()
+            .ok()?;
+        // Root owner, type OPT, version 0.
+        if fixed[0] != 0 || u16::from_be_bytes([fixed[1], fixed[2]]) != rtype::OPT || fixed[6] != 0
+        {
+            return None;
+        }
+        let rdata_len = usize::from(u16::from_be_bytes([fixed[9], fixed[10]]));
+        let rdata_start = question_end + 11;
+        let rdata = packet.get(rdata_start..rdata_start + rdata_len)?;
+        let client_subnet = match rdata {
+            [] => None,
+            [0, 8, l0, l1, value @ ..]
+                if usize::from(u16::from_be_bytes([*l0, *l1])) == value.len() =>
+            {
+                lone_client_subnet = Some(rdata_start..rdata_start + rdata_len);
+                Some(wire::parse_client_subnet(value).ok()?)
+            }
+            _ => wire::parse_edns_options(rdata).ok()?,
+        };
+        edns = Some(EdnsInfo {
+            udp_payload: u16::from_be_bytes([fixed[3], fixed[4]]),
+            version: 0,
+            client_subnet,
+        });
+    }
+    Some(FastQuery {
+        qname_len,
+        question_end,
+        qtype,
+        edns,
+        lone_client_subnet,
+    })
+}
+
+/// Answers `packet` from the precompiled answers, when it is an ordinary
+/// query for a name they cover. Writes the same bytes the general path
+/// would; `None` leaves the query to it (`out` may then hold anything).
+pub fn answer<'s>(
+    snapshot: &'s Snapshot,
+    packet: &[u8],
+    source: IpAddr,
+    transport: Transport,
+    seed: u64,
+    out: &mut Vec<u8>,
+) -> Option<Outcome<'s>> {
+    let mut name = [0u8; MAX_NAME_LEN];
+    let query = parse(packet, &mut name)?;
+    let precompiled = &snapshot.precompiled;
+    let entry = precompiled.names.get(&name[..query.qname_len])?;
+    let zone = snapshot.zones.get(entry.zone as usize)?;
+    let subnet = query.edns.and_then(|e| e.client_subnet);
+    let (client, subnet_used) = answer::routing_client(snapshot, subnet, source);
+    let limit = answer::reply_limit(snapshot, transport, query.edns);
+    let question = packet.get(HEADER_LEN..query.question_end)?;
+    let family = match query.qtype {
+        rtype::A => Some(Family::V4),
+        rtype::AAAA => Some(Family::V6),
+        _ => None,
+    };
+    let (rcode, service, scope) = match (entry.service, family) {
+        (Some(index), Some(family)) => {
+            let service = snapshot.services.get(index as usize)?;
+            let selection = policy::select(service, client, family, seed, None);
+            let first = selection.endpoints().next()?;
+            if selection.servfail || matches!(first.target, EndpointTarget::Cname(_)) {
+                return None;
+            }
+            let record_type = first.record_type().to_be_bytes();
+            let ttl = selection.ttl.to_be_bytes();
+            write_header(
+                out,
+                packet,
+                true,
+                Rcode::NoError,
+                [selection.count as u16, 0, 0],
+                query.edns.is_some(),
+            );
+            out.extend_from_slice(question);
+            for endpoint in selection.endpoints() {
+                let rdata_len = (endpoint.rdata.len() as u16).to_be_bytes();
+                out.extend_from_slice(&[
+                    QNAME_POINTER[0],
+                    QNAME_POINTER[1],
+                    record_type[0],
+                    record_type[1],
+                    0,
+                    CLASS_IN as u8,
+                    ttl[0],
+                    ttl[1],
+                    ttl[2],
+                    ttl[3],
+                    rdata_len[0],
+                    rdata_len[1],
+                ]);
+                out.extend_from_slice(&endpoint.rdata);
+            }
+            let scope = if subnet_used {
+                selection.scope_prefix_len.min(client.prefix_len)
+            } else {
+                0
+            };
+            (Rcode::NoError, Some((service, selection)), scope)
+        }
+        _ => {
+            let runs = precompiled
+                .canned
+                .get(entry.canned_start as usize..entry.canned_end as usize)?;
+            let canned = runs.iter().find(|c| c.qtype == query.qtype)?;
+            let body = precompiled
+                .bodies
+                .get(canned.body_start as usize..canned.body_end as usize)?;
+            write_header(
+                out,
+                packet,
+                canned.authoritative,
+                canned.rcode,
+                canned.counts,
+                query.edns.is_some(),
+            );
+            out.extend_from_slice(question);
+            out.extend_from_slice(body);
+            (canned.rcode, None, 0)
+        }
+    };
+    match (query.edns, query.lone_client_subnet) {
+        (None, _) => {}
+        (Some(_), Some(option)) => {
+            // The same bytes `write_opt` would write, copied from the query:
+            // root owner, OPT, our payload size, no extended rcode/flags.
+            let option = packet.get(option)?;
+            let [p0, p1] = snapshot.max_udp_payload.to_be_bytes();
+            let [l0, l1] = (option.len() as u16).to_be_bytes();
+            out.extend_from_slice(&[0, 0, rtype::OPT as u8, p0, p1, 0, 0, 0, 0, l0, l1]);
+            let scope_at = out.len() + ECS_SCOPE_OFFSET;
+            out.extend_from_slice(option);
+            out[scope_at] = scope;
+        }
+        (Some(_), None) => {
+            let edns = ReplyEdns {
+                udp_payload: snapshot.max_udp_payload,
+                client_subnet: subnet.map(|s: ClientSubnet| (s, scope)),
+            };
+            wire::write_opt(out, &edns, 0);
+        }
+    }
+    // Truncation is the general path's business.
+    if out.len() > limit {
+        return None;
+    }
+    Some(Outcome {
+        rcode,
+        qtype: query.qtype,
+        truncated: false,
+        zone: Some(zone),
+        client_subnet: subnet,
+        client: Some(client),
+        service,
+    })
+}
+
+/// Writes the reply header: ID, RD and CD echoed from the query (opcode is
+/// QUERY), QR, AA as given, the rcode, one question, `counts`, and one more
+/// additional record when the reply carries an OPT.
+#[inline]
+fn write_header(
+    out: &mut Vec<u8>,
+    query: &[u8],
+    authoritative: bool,
+    rcode: Rcode,
+    counts: [u16; 3],
+    with_opt: bool,
+) {
+    out.clear();
+    let flags0 = 0x80 | (query[2] & 0x01) | (u8::from(authoritative) << 2);
+    let flags1 = (query[3] & 0x10) | (rcode.value() & 0x0f) as u8;
+    let [a0, a1] = counts[0].to_be_bytes();
+    let [n0, n1] = counts[1].to_be_bytes();
+    let [d0, d1] = (counts[2] + u16::from(with_opt)).to_be_bytes();
+    out.extend_from_slice(&[
+        query[0], query[1], flags0, flags1, 0, 1, a0, a1, n0, n1, d0, d1,
+    ]);
+}
