@@ -375,7 +375,7 @@ fn default_ttl() -> u32 {
 }
 
 /// How a service orders its regions for a client.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum PolicyKind {
     /// By the geo map (CIDR > ASN > subdivision > country > continent > default).

@@ -275,6 +275,8 @@ pub struct LoadStats {
     pub v4_nodes: usize,
     /// Nodes in the collapsed IPv6 trie.
     pub v6_nodes: usize,
+    /// Bytes held by both collapsed tries.
+    pub prefix_bytes: usize,
     /// For each configured field, how many distinct records had it.
     pub fields_found: Vec<(&'static str, usize)>,
 }
@@ -446,6 +448,7 @@ impl LocationTable {
         stats.locations = locations.len();
         stats.v4_nodes = prefixes.v4.node_count();
         stats.v6_nodes = prefixes.v6.node_count();
+        stats.prefix_bytes = prefixes.arena_bytes();
         stats.fields_found = configured
             .iter()
             .zip(&found)

@@ -87,26 +87,52 @@ pub fn write_mmdb_with_epoch(
     entries: &[(IpNet, MmdbValue)],
     build_epoch: u64,
 ) -> Result<Vec<u8>, GeoError> {
-    // Data section: each distinct record encoded once.
-    let mut data = Vec::new();
-    let mut offsets: HashMap<Vec<u8>, u32> = HashMap::new();
+    let mut data = DataSection::default();
+    let mut placed = Vec::with_capacity(entries.len());
+    for (net, value) in entries {
+        placed.push((*net, data.add(value)?));
+    }
+    write_placed(database_type, data, &placed, build_epoch)
+}
+
+/// The data section being written: each distinct record encoded once.
+#[derive(Default)]
+struct DataSection {
+    bytes: Vec<u8>,
+    offsets: HashMap<Vec<u8>, u32>,
+    scratch: Vec<u8>,
+}
+
+impl DataSection {
+    /// Encodes `value` (or finds its earlier copy) and returns its offset.
+    fn add(&mut self, value: &MmdbValue) -> Result<u32, GeoError> {
+        self.scratch.clear();
+        encode_value(value, &mut self.scratch)?;
+        if let Some(offset) = self.offsets.get(&self.scratch) {
+            return Ok(*offset);
+        }
+        let offset = u32::try_from(self.bytes.len())
+            .ok()
+            .filter(|o| *o < u32::MAX)
+            .ok_or_else(|| write_error("data section exceeds 4 GiB"))?;
+        self.bytes.extend_from_slice(&self.scratch);
+        self.offsets.insert(self.scratch.clone(), offset);
+        Ok(offset)
+    }
+}
+
+/// Writes the search tree for `placed` (networks with data-section offsets,
+/// later entries winning where they overlap), the data and the metadata.
+fn write_placed(
+    database_type: &str,
+    data: DataSection,
+    placed: &[(IpNet, u32)],
+    build_epoch: u64,
+) -> Result<Vec<u8>, GeoError> {
+    let data = data.bytes;
     // Trie values: 0 = no data, otherwise data offset + 1.
     let mut trie = PrefixTrie::new(0u32, 128);
-    for (net, value) in entries {
-        let mut encoded = Vec::new();
-        encode_value(value, &mut encoded)?;
-        let offset = match offsets.get(&encoded) {
-            Some(offset) => *offset,
-            None => {
-                let offset = u32::try_from(data.len())
-                    .ok()
-                    .filter(|o| *o < u32::MAX)
-                    .ok_or_else(|| write_error("data section exceeds 4 GiB"))?;
-                data.extend_from_slice(&encoded);
-                offsets.insert(encoded, offset);
-                offset
-            }
-        };
+    for &(net, offset) in placed {
         let (bits, prefix_len) = match net.trunc() {
             IpNet::V4(v4) => (u128::from(u32::from(v4.network())), v4.prefix_len() + 96),
             IpNet::V6(v6) => (u128::from(v6.network()), v6.prefix_len()),
@@ -185,7 +211,11 @@ pub fn write_mmdb_with_epoch(
 /// [`GeoError::DemoCsv`] naming the line of a malformed header, network,
 /// country, continent or coordinate; [`GeoError::MmdbWrite`] as in [`write_mmdb`].
 pub fn build_demo_mmdb(source_text: &str) -> Result<Vec<u8>, GeoError> {
-    let mut entries = Vec::new();
+    // A city-sized source has millions of networks but far fewer distinct
+    // locations: each distinct row is parsed and encoded once.
+    let mut data = DataSection::default();
+    let mut by_row: HashMap<[&str; 5], u32> = HashMap::new();
+    let mut placed = Vec::new();
     let mut saw_header = false;
     for (idx, raw) in source_text.lines().enumerate() {
         let line = idx + 1;
@@ -204,7 +234,31 @@ pub fn build_demo_mmdb(source_text: &str) -> Result<Vec<u8>, GeoError> {
             saw_header = true;
             continue;
         }
-        entries.push(parse_demo_row(line, &cells)?);
+        let [
+            network,
+            country,
+            continent,
+            subdivision,
+            latitude,
+            longitude,
+        ] = cells[..]
+        else {
+            return Err(csv_error(
+                line,
+                format!("expected 6 cells, found {}", cells.len()),
+            ));
+        };
+        let net = parse_demo_network(line, network)?;
+        let row = [country, continent, subdivision, latitude, longitude];
+        let offset = match by_row.get(&row) {
+            Some(offset) => *offset,
+            None => {
+                let offset = data.add(&parse_demo_record(line, row)?)?;
+                by_row.insert(row, offset);
+                offset
+            }
+        };
+        placed.push((net, offset));
     }
     if !saw_header {
         return Err(csv_error(
@@ -212,7 +266,7 @@ pub fn build_demo_mmdb(source_text: &str) -> Result<Vec<u8>, GeoError> {
             format!("missing header \"{DEMO_CSV_HEADER}\""),
         ));
     }
-    write_mmdb(DEMO_DATABASE_TYPE, &entries)
+    write_placed(DEMO_DATABASE_TYPE, data, &placed, 0)
 }
 
 /// Size of the all-zero separator between search tree and data section.
@@ -234,21 +288,7 @@ fn csv_error(line: usize, message: impl Into<String>) -> GeoError {
     }
 }
 
-fn parse_demo_row(line: usize, cells: &[&str]) -> Result<(IpNet, MmdbValue), GeoError> {
-    let [
-        network,
-        country,
-        continent,
-        subdivision,
-        latitude,
-        longitude,
-    ] = cells
-    else {
-        return Err(csv_error(
-            line,
-            format!("expected 6 cells, found {}", cells.len()),
-        ));
-    };
+fn parse_demo_network(line: usize, network: &str) -> Result<IpNet, GeoError> {
     let net: IpNet = network
         .parse()
         .map_err(|_| csv_error(line, format!("invalid network \"{network}\"")))?;
@@ -258,6 +298,12 @@ fn parse_demo_row(line: usize, cells: &[&str]) -> Result<(IpNet, MmdbValue), Geo
             format!("network \"{network}\" has host bits set"),
         ));
     }
+    Ok(net)
+}
+
+/// The record of a CSV row's cells after the network.
+fn parse_demo_record(line: usize, cells: [&str; 5]) -> Result<MmdbValue, GeoError> {
+    let [country, continent, subdivision, latitude, longitude] = cells;
     let country = if country.is_empty() {
         None
     } else if country.len() == 2 && country.bytes().all(|b| b.is_ascii_alphabetic()) {
@@ -324,7 +370,7 @@ fn parse_demo_row(line: usize, cells: &[&str]) -> Result<(IpNet, MmdbValue), Geo
             "subdivisions".to_owned(),
             MmdbValue::Array(vec![MmdbValue::map([(
                 "iso_code",
-                MmdbValue::string(*subdivision),
+                MmdbValue::string(subdivision),
             )])]),
         ));
     }
@@ -337,7 +383,7 @@ fn parse_demo_row(line: usize, cells: &[&str]) -> Result<(IpNet, MmdbValue), Geo
             ]),
         ));
     }
-    Ok((net, MmdbValue::Map(record)))
+    Ok(MmdbValue::Map(record))
 }
 
 fn parse_coordinate(line: usize, name: &str, text: &str, limit: f64) -> Result<f64, GeoError> {

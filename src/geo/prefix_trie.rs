@@ -16,9 +16,12 @@
 //! (32 or 128); bits above it are ignored. Bit 0 of the prefix is the most
 //! significant bit of the family width.
 
+use std::hash::Hash;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 
 use ipnet::IpNet;
+use rustc_hash::FxHashMap;
 
 /// Address family of a prefix trie, and of an address after IPv4-mapped IPv6
 /// addresses have been folded into IPv4.
@@ -90,26 +93,45 @@ pub fn bits_addr(family: Family, bits: u128) -> IpAddr {
 }
 
 /// A binary trie over the bits of one address family, mapping every address
-/// to a value. Nodes live in one arena (`Vec`) and refer to each other by
-/// `u32` index; there is no allocation per node and none during lookup.
+/// to a value. Inner nodes live in one arena (`Vec<[u32; 2]>`) and refer to
+/// their children by `u32` reference: an inner node's index, or, with the
+/// [`LEAF`] bit set, an index into a table of leaf values. So a node costs 8
+/// bytes and a leaf nothing but its parent's reference (and after
+/// [`collapse`](Self::collapse) or [`map`](Self::map) the value table holds
+/// each distinct value once). There is no allocation per node and none
+/// during lookup.
+///
+/// The arena is reference-counted, so a clone is cheap and shares it
+/// (services with identical routing share one compiled table);
+/// [`insert`](Self::insert) copies a shared arena before changing it.
 #[derive(Clone, Debug)]
 pub struct PrefixTrie<T> {
-    /// Arena of nodes; `root` indexes into it and every `Inner` child index
-    /// is a valid index into it (all indices are produced by this module).
-    nodes: Vec<Node<T>>,
-    /// Index of the root node.
+    /// Nodes, leaf values and the jump table.
+    arena: Arc<Arena<T>>,
+    /// Reference to the root: a leaf when the whole family maps to one value.
     root: u32,
     /// Family width in bits: 32 for IPv4, 128 for IPv6.
     max_len: u8,
-    /// The node (and its depth) reached from the root by each value of the
-    /// first [`JUMP_BITS`] bits, or a leaf above that depth: lookups start
+}
+
+/// The storage of a [`PrefixTrie`]. Every reference held in `nodes`, in
+/// `jump` and in the trie's `root` is valid: inner references index `nodes`,
+/// leaf references index `values` (all are produced by this module).
+#[derive(Clone, Debug)]
+struct Arena<T> {
+    /// Inner nodes: references to the children for bit 0 and bit 1.
+    nodes: Vec<[u32; 2]>,
+    /// Leaf values. Leaves may share a slot, so a slot is never overwritten.
+    values: Vec<T>,
+    /// The reference (and its depth) reached from the root by each value of
+    /// the first [`JUMP_BITS`] bits, or a leaf above that depth: lookups start
     /// there instead of walking those bits one at a time. Built by `map` and
     /// `collapse`; empty (lookups walk from the root) in a new trie, after
     /// `insert`, or when `max_len < JUMP_BITS`.
-    jump: Box<[(u32, u8)]>,
-    /// The 16-way index [`index_for_lookups`](Self::index_for_lookups)
-    /// builds; empty otherwise, and after any change.
-    strided: Strided<T>,
+    jump: Vec<(u32, u8)>,
+    /// The 16-way index [`PrefixTrie::index_for_lookups`] builds; empty
+    /// otherwise, and after any change.
+    strided: Strided,
 }
 
 /// Bits resolved at once by [`PrefixTrie`]'s jump table (256 entries).
@@ -121,49 +143,42 @@ const STRIDE: u8 = 4;
 /// index a 256-slot table, each further [`STRIDE`] bits a 16-slot node, so
 /// a /24 takes 5 steps instead of 24. A leaf slot keeps its binary depth,
 /// so lookups report the same scopes as the binary trie.
-#[derive(Clone, Debug)]
-struct Strided<T> {
-    first: Box<[Slot<T>]>,
-    nodes: Vec<[Slot<T>; 16]>,
+///
+/// A slot is one `u32` (a node is 64 bytes): with [`SLOT_LEAF`] set, the
+/// depth in bits 23..=30 and the index of the value (in the trie's value
+/// table) below; otherwise the index of the next node.
+#[derive(Clone, Debug, Default)]
+struct Strided {
+    first: Box<[u32]>,
+    nodes: Vec<[u32; 16]>,
 }
 
-impl<T> Default for Strided<T> {
-    fn default() -> Self {
-        Self {
-            first: Box::default(),
-            nodes: Vec::new(),
-        }
-    }
-}
+/// Tag bit of a strided slot holding a leaf.
+const SLOT_LEAF: u32 = 1 << 31;
+/// Bits of a leaf slot's value index (the depth sits above them).
+const SLOT_VALUE_BITS: u32 = 23;
+/// Mask of a leaf slot's value index.
+const SLOT_VALUE: u32 = (1 << SLOT_VALUE_BITS) - 1;
 
-#[derive(Clone, Copy, Debug)]
-enum Slot<T> {
-    /// The value, and the depth of its leaf in the binary trie.
-    Leaf(T, u8),
-    /// Index of the next 16-slot node.
-    Next(u32),
-}
+/// Tag bit of a child reference: set, the other bits index the leaf values;
+/// clear, they index the inner nodes.
+const LEAF: u32 = 1 << 31;
 
-#[derive(Clone, Copy, Debug)]
-enum Node<T> {
-    /// Every address below this node maps to the value.
-    Leaf(T),
-    /// Children for bit 0 and bit 1.
-    Inner([u32; 2]),
-}
-
-impl<T: Copy + Eq> PrefixTrie<T> {
+impl<T: Copy + Eq + Hash> PrefixTrie<T> {
     /// Creates a trie in which every address maps to `default`.
     ///
     /// `max_len` is the family width (32 for IPv4, 128 for IPv6); larger
     /// values are clamped to 128.
     pub fn new(default: T, max_len: u8) -> Self {
         PrefixTrie {
-            nodes: vec![Node::Leaf(default)],
-            root: 0,
+            arena: Arc::new(Arena {
+                nodes: Vec::new(),
+                values: vec![default],
+                jump: Vec::new(),
+                strided: Strided::default(),
+            }),
+            root: LEAF,
             max_len: max_len.min(128),
-            jump: Box::default(),
-            strided: Strided::default(),
         }
     }
 
@@ -178,10 +193,22 @@ impl<T: Copy + Eq> PrefixTrie<T> {
         self.max_len
     }
 
-    /// Number of nodes (inner and leaf) in the arena, including any left
-    /// unreachable by overriding inserts until the next [`collapse`](Self::collapse).
+    /// Number of inner nodes and leaf value slots in the arena, including
+    /// any left unreachable by overriding inserts until the next
+    /// [`collapse`](Self::collapse).
     pub fn node_count(&self) -> usize {
-        self.nodes.len()
+        self.arena.nodes.len() + self.arena.values.len()
+    }
+
+    /// Bytes held by the arena (nodes, values, jump table, strided index),
+    /// for reports.
+    pub fn arena_bytes(&self) -> usize {
+        let arena = &*self.arena;
+        arena.nodes.capacity() * std::mem::size_of::<[u32; 2]>()
+            + arena.values.capacity() * std::mem::size_of::<T>()
+            + arena.jump.capacity() * std::mem::size_of::<(u32, u8)>()
+            + arena.strided.first.len() * std::mem::size_of::<u32>()
+            + arena.strided.nodes.capacity() * std::mem::size_of::<[u32; 16]>()
     }
 
     /// Maps every address of the prefix `bits/prefix_len` to `value`.
@@ -195,28 +222,31 @@ impl<T: Copy + Eq> PrefixTrie<T> {
     /// [`max_len`](Self::max_len) is clamped to it. Sibling leaves are not
     /// merged here; call [`collapse`](Self::collapse) when done inserting.
     pub fn insert(&mut self, bits: u128, prefix_len: u8, value: T) {
-        let prefix_len = prefix_len.min(self.max_len);
-        // Paths change: lookups walk from the root until `collapse` rebuilds it.
-        if !self.jump.is_empty() {
-            self.jump = Box::default();
-        }
-        self.strided = Strided::default();
-        let mut idx = self.root;
+        let max_len = self.max_len;
+        let prefix_len = prefix_len.min(max_len);
+        let arena = Arc::make_mut(&mut self.arena);
+        // Paths change: lookups walk from the root until `collapse` rebuilds
+        // the jump table (and `index_for_lookups` the strided index).
+        arena.jump.clear();
+        arena.strided = Strided::default();
+        // Where the reference to `current` is stored: the root, or a child
+        // slot of an inner node.
+        let mut slot: Option<(usize, usize)> = None;
+        let mut current = self.root;
         for depth in 0..prefix_len {
-            let children = match self.nodes[idx as usize] {
-                Node::Inner(children) => children,
-                Node::Leaf(old) => {
-                    let left = self.push(Node::Leaf(old));
-                    let right = self.push(Node::Leaf(old));
-                    let children = [left, right];
-                    self.nodes[idx as usize] = Node::Inner(children);
-                    children
-                }
-            };
-            idx = children[self.bit(bits, depth)];
+            if current & LEAF != 0 {
+                // Split the leaf: both halves keep its value (and slot).
+                let inner = push_inner(&mut arena.nodes, [current, current]);
+                set_reference(&mut self.root, &mut arena.nodes, slot, inner);
+                current = inner;
+            }
+            let side = bit_at(bits, depth, max_len);
+            slot = Some((current as usize, side));
+            current = arena.nodes[current as usize][side];
         }
-        // Any subtree under `idx` becomes unreachable; `collapse` drops it.
-        self.nodes[idx as usize] = Node::Leaf(value);
+        // Any subtree under `current` becomes unreachable; `collapse` drops it.
+        let leaf = push_leaf(&mut arena.values, value);
+        set_reference(&mut self.root, &mut arena.nodes, slot, leaf);
     }
 
     /// Same as [`insert`](Self::insert): lays `value` over the prefix,
@@ -232,137 +262,132 @@ impl<T: Copy + Eq> PrefixTrie<T> {
     /// scope this answer can honestly claim.
     #[inline]
     pub fn lookup(&self, bits: u128) -> (T, u8) {
+        let arena = &*self.arena;
         // Left-aligned in two halves, so the bits at any depth are one 64-bit
         // shift away (u128 shifts cost several instructions each).
         let aligned = bits.checked_shl(128 - u32::from(self.max_len)).unwrap_or(0);
         let (high, low) = ((aligned >> 64) as u64, aligned as u64);
-        if let Some(&first) = self.strided.first.get((high >> 56) as usize) {
+        if let Some(&first) = arena.strided.first.get((high >> 56) as usize) {
             let mut slot = first;
             let mut shift = u32::from(JUMP_BITS);
-            loop {
-                match slot {
-                    Slot::Leaf(value, depth) => return (value, depth),
-                    Slot::Next(node) => {
-                        // Nodes exist only above depth `max_len`, so shift < 128;
-                        // a 4-bit chunk never straddles the halves.
-                        let chunk = if shift < 64 {
-                            (high << shift) >> 60
-                        } else {
-                            (low << (shift & 63)) >> 60
-                        };
-                        // Index is valid: only this module pushes nodes.
-                        slot = self.strided.nodes[node as usize][chunk as usize];
-                        shift += u32::from(STRIDE);
-                    }
-                }
+            while slot & SLOT_LEAF == 0 {
+                // Nodes exist only above depth `max_len`, so shift < 128;
+                // a 4-bit chunk never straddles the halves.
+                let chunk = if shift < 64 {
+                    (high << shift) >> 60
+                } else {
+                    (low << (shift & 63)) >> 60
+                };
+                // Index is valid: only this module pushes nodes.
+                slot = arena.strided.nodes[slot as usize][chunk as usize];
+                shift += u32::from(STRIDE);
             }
+            let depth = (slot >> SLOT_VALUE_BITS) as u8;
+            return (arena.values[(slot & SLOT_VALUE) as usize], depth);
         }
         let first = (bits >> self.max_len.saturating_sub(JUMP_BITS)) as usize & 0xff;
-        let (mut idx, mut depth) = self.jump.get(first).copied().unwrap_or((self.root, 0));
-        loop {
-            // Index is valid: the arena only holds indices this module pushed.
-            match self.nodes[idx as usize] {
-                Node::Leaf(value) => return (value, depth),
-                Node::Inner(children) => {
-                    // Inner nodes only exist above depth `max_len` (insert
-                    // stops at `prefix_len <= max_len`), so depth < 128.
-                    let bit = if depth < 64 {
-                        (high << depth) >> 63
-                    } else {
-                        (low << (depth & 63)) >> 63
-                    };
-                    idx = children[bit as usize];
-                    depth += 1;
-                }
-            }
+        let (mut current, mut depth) = arena.jump.get(first).copied().unwrap_or((self.root, 0));
+        // References are valid (see `Arena`), so indexing cannot fail.
+        while current & LEAF == 0 {
+            // Inner nodes only exist above depth `max_len` (insert stops at
+            // `prefix_len <= max_len`), so depth < 128.
+            let bit = if depth < 64 {
+                (high << depth) >> 63
+            } else {
+                (low << (depth & 63)) >> 63
+            };
+            current = arena.nodes[current as usize][bit as usize];
+            depth += 1;
         }
+        (arena.values[(current & !LEAF) as usize], depth)
     }
 
     /// Builds the strided index that makes [`lookup`](Self::lookup) take
-    /// one step per 4 bits. Costs memory (16 slots per node), so it is
+    /// one step per 4 bits. Costs memory (64 bytes per node), so it is
     /// built only for tables read per query; any later change drops it.
+    /// A trie with more than 2^23 value slots keeps the binary walk only.
     pub fn index_for_lookups(&mut self) {
         let mut strided = Strided::default();
-        if self.max_len >= JUMP_BITS {
-            let first: Vec<Slot<T>> = (0..1u32 << JUMP_BITS)
+        if self.max_len >= JUMP_BITS && self.arena.values.len() <= SLOT_VALUE as usize + 1 {
+            let first: Option<Box<[u32]>> = (0..1u32 << JUMP_BITS)
                 .map(|chunk| self.stride_slot(self.root, 0, chunk, JUMP_BITS, &mut strided.nodes))
                 .collect();
-            strided.first = first.into_boxed_slice();
+            match first {
+                Some(first) => strided.first = first,
+                None => strided = Strided::default(),
+            }
         }
-        self.strided = strided;
+        strided.nodes.shrink_to_fit();
+        Arc::make_mut(&mut self.arena).strided = strided;
     }
 
-    /// The slot for the next `width` bits (`chunk`) below binary node `idx`
-    /// at `depth`: the leaf reached within them, or a new node below.
+    /// The slot for the next `width` bits (`chunk`) below the reference
+    /// `current` at `depth`: the leaf reached within them, or a new node
+    /// below. `None` when node indices would reach the leaf tag.
     fn stride_slot(
         &self,
-        mut idx: u32,
+        mut current: u32,
         mut depth: u8,
         chunk: u32,
         width: u8,
-        nodes: &mut Vec<[Slot<T>; 16]>,
-    ) -> Slot<T> {
+        nodes: &mut Vec<[u32; 16]>,
+    ) -> Option<u32> {
+        let arena = &*self.arena;
         for i in 0..width {
-            match self.nodes[idx as usize] {
-                Node::Leaf(value) => return Slot::Leaf(value, depth),
-                Node::Inner(children) => {
-                    idx = children[((chunk >> (width - 1 - i)) & 1) as usize];
-                    depth += 1;
-                }
+            if current & LEAF != 0 {
+                break;
             }
+            current = arena.nodes[current as usize][((chunk >> (width - 1 - i)) & 1) as usize];
+            depth += 1;
         }
-        match self.nodes[idx as usize] {
-            Node::Leaf(value) => Slot::Leaf(value, depth),
-            Node::Inner(_) => {
-                let mut slots = [Slot::Next(0); 16];
-                for (next, slot) in slots.iter_mut().enumerate() {
-                    *slot = self.stride_slot(idx, depth, next as u32, STRIDE, nodes);
-                }
-                nodes.push(slots);
-                Slot::Next((nodes.len() - 1) as u32)
-            }
+        if current & LEAF != 0 {
+            // The value index fits: `index_for_lookups` checked the table size.
+            return Some(SLOT_LEAF | u32::from(depth) << SLOT_VALUE_BITS | (current & !LEAF));
         }
+        let mut slots = [0u32; 16];
+        for (next, slot) in slots.iter_mut().enumerate() {
+            *slot = self.stride_slot(current, depth, next as u32, STRIDE, nodes)?;
+        }
+        let index = u32::try_from(nodes.len())
+            .ok()
+            .filter(|i| i & SLOT_LEAF == 0)?;
+        nodes.push(slots);
+        Some(index)
     }
 
     /// [`lookup`](Self::lookup) without the jump table, for tests.
     #[cfg(test)]
     fn lookup_from_root(&self, bits: u128) -> (T, u8) {
-        let mut idx = self.root;
-        let mut depth: u8 = 0;
-        loop {
-            match self.nodes[idx as usize] {
-                Node::Leaf(value) => return (value, depth),
-                Node::Inner(children) => {
-                    idx = children[self.bit(bits, depth)];
-                    depth += 1;
-                }
-            }
+        let arena = &*self.arena;
+        let (mut current, mut depth) = (self.root, 0u8);
+        while current & LEAF == 0 {
+            current = arena.nodes[current as usize][bit_at(bits, depth, self.max_len)];
+            depth += 1;
         }
+        (arena.values[(current & !LEAF) as usize], depth)
     }
 
-    /// Fills `jump` for the current nodes (empty when `max_len < JUMP_BITS`).
+    /// Fills the jump table for the current nodes (empty when
+    /// `max_len < JUMP_BITS`).
     fn build_jump(&mut self) {
-        if self.max_len < JUMP_BITS {
-            self.jump = Box::default();
-            return;
-        }
-        self.jump = (0..1u32 << JUMP_BITS)
-            .map(|first| {
-                let bits = u128::from(first) << (self.max_len - JUMP_BITS);
-                let mut idx = self.root;
-                let mut depth = 0u8;
-                while depth < JUMP_BITS {
-                    match self.nodes[idx as usize] {
-                        Node::Leaf(_) => break,
-                        Node::Inner(children) => {
-                            idx = children[self.bit(bits, depth)];
-                            depth += 1;
-                        }
+        let (root, max_len) = (self.root, self.max_len);
+        let arena = Arc::make_mut(&mut self.arena);
+        arena.jump = if max_len < JUMP_BITS {
+            Vec::new()
+        } else {
+            let nodes = &arena.nodes;
+            (0..1u32 << JUMP_BITS)
+                .map(|first| {
+                    let bits = u128::from(first) << (max_len - JUMP_BITS);
+                    let (mut current, mut depth) = (root, 0u8);
+                    while depth < JUMP_BITS && current & LEAF == 0 {
+                        current = nodes[current as usize][bit_at(bits, depth, max_len)];
+                        depth += 1;
                     }
-                }
-                (idx, depth)
-            })
-            .collect();
+                    (current, depth)
+                })
+                .collect()
+        };
     }
 
     /// Returns a compact copy with every value passed through `f`, then
@@ -370,21 +395,26 @@ impl<T: Copy + Eq> PrefixTrie<T> {
     /// locations to a few decisions widens the scopes lookup reports).
     ///
     /// `f` is called once per reachable leaf, in address order.
-    pub fn map<U: Copy + Eq>(&self, mut f: impl FnMut(T) -> U) -> PrefixTrie<U> {
-        let mut out = PrefixTrie {
-            nodes: Vec::with_capacity(self.nodes.len()),
-            root: 0,
+    pub fn map<U: Copy + Eq + Hash>(&self, mut f: impl FnMut(T) -> U) -> PrefixTrie<U> {
+        let mut out = Rebuilt {
+            arena: Arena {
+                nodes: Vec::new(),
+                values: Vec::new(),
+                jump: Vec::new(),
+                strided: Strided::default(),
+            },
+            slots: FxHashMap::default(),
+        };
+        let root = self.rebuild(self.root, &mut f, &mut out).place(&mut out);
+        out.arena.nodes.shrink_to_fit();
+        out.arena.values.shrink_to_fit();
+        let mut trie = PrefixTrie {
+            arena: Arc::new(out.arena),
+            root,
             max_len: self.max_len,
-            jump: Box::default(),
-            strided: Strided::default(),
         };
-        let root = match self.rebuild(self.root, &mut f, &mut out.nodes) {
-            Built::Leaf(value) => push_node(&mut out.nodes, Node::Leaf(value)),
-            Built::Inner(idx) => idx,
-        };
-        out.root = root;
-        out.build_jump();
-        out
+        trie.build_jump();
+        trie
     }
 
     /// Merges sibling leaves holding equal values, bottom-up, and drops
@@ -402,90 +432,152 @@ impl<T: Copy + Eq> PrefixTrie<T> {
         }
     }
 
-    /// Bit `depth` of `bits`, counted from the top of the family width,
-    /// as a child index (0 or 1). Requires `depth < max_len`.
-    #[inline]
-    fn bit(&self, bits: u128, depth: u8) -> usize {
-        ((bits >> (self.max_len - 1 - depth)) & 1) as usize
+    /// Number of leaves reachable from the root: the CIDR blocks of the
+    /// table (after [`collapse`](Self::collapse), each as wide as it can be).
+    pub fn leaf_count(&self) -> usize {
+        self.iter_leaves().count()
     }
 
-    fn push(&mut self, node: Node<T>) -> u32 {
-        push_node(&mut self.nodes, node)
+    /// Number of address ranges with one value: runs of adjacent leaves
+    /// holding the same value count once (several CIDR blocks can make one
+    /// range that is not itself a prefix).
+    pub fn range_count(&self) -> usize {
+        let mut previous = None;
+        let mut ranges = 0;
+        for (_, _, value) in self.iter_leaves() {
+            if previous != Some(value) {
+                ranges += 1;
+                previous = Some(value);
+            }
+        }
+        ranges
     }
 
-    /// Copies the subtree at `idx` into `out` mapped through `f`, merging
-    /// equal sibling leaves. A leaf result is not pushed yet, so the parent
-    /// can still merge it; an inner result is already in `out`.
-    fn rebuild<U: Copy + Eq>(
+    /// Whether `self` and `other` share one arena (one is a clone of the
+    /// other, neither changed since).
+    pub fn shares_nodes_with(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.arena, &other.arena)
+    }
+
+    /// Copies the subtree at `current` into `out` mapped through `f`,
+    /// merging equal sibling leaves. A leaf result is not placed yet, so the
+    /// parent can still merge it; an inner result is already in `out`.
+    fn rebuild<U: Copy + Eq + Hash>(
         &self,
-        idx: u32,
+        current: u32,
         f: &mut impl FnMut(T) -> U,
-        out: &mut Vec<Node<U>>,
+        out: &mut Rebuilt<U>,
     ) -> Built<U> {
         // Recursion depth is bounded by `max_len` (at most 128).
-        match self.nodes[idx as usize] {
-            Node::Leaf(value) => Built::Leaf(f(value)),
-            Node::Inner([left, right]) => {
-                let left = self.rebuild(left, f, out);
-                let right = self.rebuild(right, f, out);
-                match (left, right) {
-                    (Built::Leaf(a), Built::Leaf(b)) if a == b => Built::Leaf(a),
-                    (left, right) => {
-                        let left = left.place(out);
-                        let right = right.place(out);
-                        Built::Inner(push_node(out, Node::Inner([left, right])))
-                    }
-                }
+        let arena = &*self.arena;
+        if current & LEAF != 0 {
+            return Built::Leaf(f(arena.values[(current & !LEAF) as usize]));
+        }
+        let [left, right] = arena.nodes[current as usize];
+        let left = self.rebuild(left, f, out);
+        let right = self.rebuild(right, f, out);
+        match (left, right) {
+            (Built::Leaf(a), Built::Leaf(b)) if a == b => Built::Leaf(a),
+            (left, right) => {
+                let children = [left.place(out), right.place(out)];
+                Built::Inner(push_inner(&mut out.arena.nodes, children))
             }
         }
     }
 }
 
+/// Bit `depth` of `bits`, counted from the top of the family width
+/// `max_len`, as a child index (0 or 1). Requires `depth < max_len`.
+#[inline]
+fn bit_at(bits: u128, depth: u8, max_len: u8) -> usize {
+    ((bits >> (max_len - 1 - depth)) & 1) as usize
+}
+
+/// Stores `reference` where `slot` says: a child of an inner node, or the root.
+fn set_reference(
+    root: &mut u32,
+    nodes: &mut [[u32; 2]],
+    slot: Option<(usize, usize)>,
+    reference: u32,
+) {
+    match slot {
+        Some((node, side)) => nodes[node][side] = reference,
+        None => *root = reference,
+    }
+}
+
+fn push_inner(nodes: &mut Vec<[u32; 2]>, children: [u32; 2]) -> u32 {
+    // A binary trie over at most 128 bits built from real prefix lists stays
+    // far below 2^31 nodes (the arena would need 16 GiB first).
+    let idx = u32::try_from(nodes.len())
+        .ok()
+        .filter(|idx| idx & LEAF == 0)
+        .expect("prefix trie arena exceeds 2^31 nodes");
+    nodes.push(children);
+    idx
+}
+
+fn push_leaf<T>(values: &mut Vec<T>, value: T) -> u32 {
+    // As for nodes: one value per insert or distinct value, far below 2^31.
+    let idx = u32::try_from(values.len())
+        .ok()
+        .filter(|idx| idx & LEAF == 0)
+        .expect("prefix trie values exceed 2^31");
+    values.push(value);
+    idx | LEAF
+}
+
+/// The arena being built by [`PrefixTrie::map`], with the slot of each
+/// distinct value placed so far (leaves share them).
+struct Rebuilt<U> {
+    arena: Arena<U>,
+    slots: FxHashMap<U, u32>,
+}
+
 /// Result of rebuilding one subtree: a leaf value not yet placed, or the
-/// index of an inner node already in the output arena.
+/// reference of an inner node already in the output arena.
 enum Built<U> {
     Leaf(U),
     Inner(u32),
 }
 
-impl<U> Built<U> {
-    fn place(self, out: &mut Vec<Node<U>>) -> u32 {
+impl<U: Copy + Eq + Hash> Built<U> {
+    fn place(self, out: &mut Rebuilt<U>) -> u32 {
         match self {
-            Built::Leaf(value) => push_node(out, Node::Leaf(value)),
+            Built::Leaf(value) => match out.slots.get(&value) {
+                Some(&leaf) => leaf,
+                None => {
+                    let leaf = push_leaf(&mut out.arena.values, value);
+                    out.slots.insert(value, leaf);
+                    leaf
+                }
+            },
             Built::Inner(idx) => idx,
         }
     }
-}
-
-fn push_node<U>(nodes: &mut Vec<Node<U>>, node: Node<U>) -> u32 {
-    // A binary trie over at most 128 bits built from real prefix lists stays
-    // far below 2^32 nodes (the arena would need > 48 GiB first).
-    let idx = u32::try_from(nodes.len()).expect("prefix trie arena exceeds u32 indices");
-    nodes.push(node);
-    idx
 }
 
 /// Iterator over the leaves of a [`PrefixTrie`], from [`PrefixTrie::iter_leaves`].
 #[derive(Debug)]
 pub struct Leaves<'a, T> {
     trie: &'a PrefixTrie<T>,
-    /// Pending nodes as (index, bits so far, depth).
+    /// Pending references as (reference, bits so far, depth).
     stack: Vec<(u32, u128, u8)>,
 }
 
-impl<T: Copy + Eq> Iterator for Leaves<'_, T> {
+impl<T: Copy + Eq + Hash> Iterator for Leaves<'_, T> {
     type Item = (u128, u8, T);
 
     fn next(&mut self) -> Option<Self::Item> {
-        while let Some((idx, bits, depth)) = self.stack.pop() {
-            match self.trie.nodes[idx as usize] {
-                Node::Leaf(value) => return Some((bits, depth, value)),
-                Node::Inner([left, right]) => {
-                    let one = 1u128 << (self.trie.max_len - 1 - depth);
-                    self.stack.push((right, bits | one, depth + 1));
-                    self.stack.push((left, bits, depth + 1));
-                }
+        let arena = &*self.trie.arena;
+        while let Some((current, bits, depth)) = self.stack.pop() {
+            if current & LEAF != 0 {
+                return Some((bits, depth, arena.values[(current & !LEAF) as usize]));
             }
+            let [left, right] = arena.nodes[current as usize];
+            let one = 1u128 << (self.trie.max_len - 1 - depth);
+            self.stack.push((right, bits | one, depth + 1));
+            self.stack.push((left, bits, depth + 1));
         }
         None
     }
@@ -500,7 +592,7 @@ pub struct PrefixTable<T> {
     pub v6: PrefixTrie<T>,
 }
 
-impl<T: Copy + Eq> PrefixTable<T> {
+impl<T: Copy + Eq + Hash> PrefixTable<T> {
     /// Creates a table in which every address of both families maps to `default`.
     pub fn new(default: T) -> Self {
         PrefixTable {
@@ -541,11 +633,17 @@ impl<T: Copy + Eq> PrefixTable<T> {
     }
 
     /// Maps both tries through `f` and collapses them, see [`PrefixTrie::map`].
-    pub fn map<U: Copy + Eq>(&self, mut f: impl FnMut(T) -> U) -> PrefixTable<U> {
+    pub fn map<U: Copy + Eq + Hash>(&self, mut f: impl FnMut(T) -> U) -> PrefixTable<U> {
         PrefixTable {
             v4: self.v4.map(&mut f),
             v6: self.v6.map(&mut f),
         }
+    }
+
+    /// Collapses both tries, see [`PrefixTrie::collapse`].
+    pub fn collapse(&mut self) {
+        self.v4.collapse();
+        self.v6.collapse();
     }
 
     /// Builds both tries' strided lookup index, see
@@ -555,15 +653,25 @@ impl<T: Copy + Eq> PrefixTable<T> {
         self.v6.index_for_lookups();
     }
 
-    /// Collapses both tries, see [`PrefixTrie::collapse`].
-    pub fn collapse(&mut self) {
-        self.v4.collapse();
-        self.v6.collapse();
-    }
-
     /// Total number of nodes in both arenas.
     pub fn node_count(&self) -> usize {
         self.v4.node_count() + self.v6.node_count()
+    }
+
+    /// Bytes held by both arenas, see [`PrefixTrie::arena_bytes`].
+    pub fn arena_bytes(&self) -> usize {
+        self.v4.arena_bytes() + self.v6.arena_bytes()
+    }
+
+    /// Total number of leaves (CIDR blocks) in both tries.
+    pub fn leaf_count(&self) -> usize {
+        self.v4.leaf_count() + self.v6.leaf_count()
+    }
+
+    /// Total number of ranges with one value in both tries, see
+    /// [`PrefixTrie::range_count`].
+    pub fn range_count(&self) -> usize {
+        self.v4.range_count() + self.v6.range_count()
     }
 }
 
@@ -669,6 +777,22 @@ mod tests {
             leaves,
             vec![(0, 1, 0), (v4("128.0.0.0"), 2, 1), (v4("192.0.0.0"), 2, 0)]
         );
+    }
+
+    #[test]
+    fn clones_share_the_arena_until_one_is_changed() {
+        let mut trie = PrefixTrie::new(0u8, 32);
+        trie.insert(v4("10.0.0.0"), 8, 1);
+        trie.insert(v4("11.0.0.0"), 8, 1);
+        trie.insert(v4("12.0.0.0"), 8, 2);
+        trie.collapse();
+        assert_eq!((trie.leaf_count(), trie.range_count()), (10, 4));
+        let mut copy = trie.clone();
+        assert!(copy.shares_nodes_with(&trie));
+        copy.insert(v4("12.0.0.0"), 8, 3);
+        assert!(!copy.shares_nodes_with(&trie));
+        assert_eq!(trie.lookup(v4("12.1.2.3")), (2, 8));
+        assert_eq!(copy.lookup(v4("12.1.2.3")), (3, 8));
     }
 
     #[test]
@@ -840,7 +964,7 @@ mod tests {
                     trie.collapse();
                     check(&trie, &mut rng);
                     trie.index_for_lookups();
-                    assert_eq!(trie.strided.first.is_empty(), width < JUMP_BITS);
+                    assert_eq!(trie.arena.strided.first.is_empty(), width < JUMP_BITS);
                     check(&trie, &mut rng);
                 }
             }

@@ -21,6 +21,7 @@ use crate::policy::Service;
 use crate::zone::{Zone, ZoneError, ZoneSet, load_zone_file};
 
 pub mod latency;
+mod route_cache;
 mod services;
 
 pub use services::GeoTables;
@@ -217,6 +218,7 @@ impl Snapshot {
         let health_settings = crate::health::build_health_settings(&loaded, &mut check_errors);
         errors.extend(check_errors.into_iter().map(BuildError::from));
         let mut planned = Vec::new();
+        let route_cache = route_cache::RouteCache::default();
         let inputs = services::ServiceInputs {
             checks: &checks,
             loaded: &loaded,
@@ -226,8 +228,19 @@ impl Snapshot {
                 ecs_settings.max_source_prefix_v4,
                 ecs_settings.max_source_prefix_v6,
             ),
+            route_cache: &route_cache,
         };
         let services = services::build_services(&inputs, &mut zones, &mut planned, &mut errors);
+        let routes = route_cache.stats();
+        tracing::info!(
+            services = routes.services,
+            region_tables = routes.tables,
+            table_prefixes = routes.leaves,
+            table_ranges = routes.ranges,
+            largest_table_prefixes = routes.largest_leaves,
+            tables_mib = routes.bytes >> 20,
+            "services compiled (services with equal routing share one region table)"
+        );
         if !errors.is_empty() {
             return Err(BuildErrors(errors));
         }
@@ -340,7 +353,13 @@ fn load_geo_tables(loaded: &LoadedConfig, errors: &mut Vec<BuildError>) -> GeoTa
         match table {
             Ok(table) => {
                 let stats = table.stats();
-                tracing::info!(path = %path.display(), networks = stats.networks, locations = stats.locations, "geoip database loaded");
+                tracing::info!(
+                    path = %path.display(),
+                    networks = stats.networks,
+                    locations = stats.locations,
+                    prefix_table_mib = stats.prefix_bytes >> 20,
+                    "geoip database loaded"
+                );
                 tables.locations = Some(Arc::new(table));
             }
             Err(err) => errors.push(geo_error(err)),

@@ -11,6 +11,7 @@ use toml::Spanned;
 
 use super::BuildError;
 use super::latency::load_latency_table;
+use super::route_cache::RouteCache;
 use crate::config::{
     GeoMapToml, LoadedConfig, MinHealthyToml, PolicyKind, PoolToml, SelectionKind, ServiceToml,
 };
@@ -44,6 +45,8 @@ pub struct ServiceInputs<'a> {
     pub ecs_caps: (u8, u8),
     /// Compiled health checks, for pools' `check`.
     pub checks: &'a CheckSet,
+    /// Region tables already compiled for an equal routing.
+    pub route_cache: &'a RouteCache,
 }
 
 /// Compiles pools and services, attaching each service to its zone; adds
@@ -477,7 +480,7 @@ fn build_service(
         latency,
         pools: service_pools.clone(),
     };
-    let (orders, table) = route.compile(inputs.geo.locations.as_deref(), inputs.geo.asn.as_deref());
+    let (orders, table) = inputs.route_cache.compile(&route, inputs.geo);
     let (v4_cap, v6_cap) = inputs.ecs_caps;
     Some(Service {
         serial: Service::next_serial(),

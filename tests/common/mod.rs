@@ -49,6 +49,16 @@ impl GslbServer {
     /// Like [`GslbServer::start`], but returns why the server did not come up
     /// (for tests that skip when, e.g., `::1` cannot be bound).
     pub fn try_start(args: &[&str]) -> Result<GslbServer, String> {
+        Self::try_start_within(args, START_DEADLINE)
+    }
+
+    /// Like [`GslbServer::start`], with a longer deadline for configurations
+    /// that take a while to load (scale tests; slower in debug builds).
+    pub fn start_within(args: &[&str], start_deadline: Duration) -> GslbServer {
+        Self::try_start_within(args, start_deadline).unwrap_or_else(|err| panic!("{err}"))
+    }
+
+    fn try_start_within(args: &[&str], start_deadline: Duration) -> Result<GslbServer, String> {
         let expected = 1 + args.iter().filter(|a| **a == "--listen").count();
         let mut child = gslb_command()
             .args(["serve", "--listen", "127.0.0.1:0"])
@@ -81,7 +91,7 @@ impl GslbServer {
             stderr,
             stderr_thread,
         };
-        let deadline = Instant::now() + START_DEADLINE;
+        let deadline = Instant::now() + start_deadline;
         while server.addrs.len() < expected {
             let left = deadline.saturating_duration_since(Instant::now());
             match lines_rx.recv_timeout(left) {
@@ -94,7 +104,7 @@ impl GslbServer {
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     return Err(format!(
-                        "gslb did not report {expected} listener(s) within {START_DEADLINE:?}; \
+                        "gslb did not report {expected} listener(s) within {start_deadline:?}; \
                          got {:?}; stderr:\n{}",
                         server.addrs,
                         server.stderr()
