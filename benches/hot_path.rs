@@ -11,7 +11,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 use gslb::control::Control;
-use gslb::dns::answer::{Transport, handle_packet};
+use gslb::dns::answer::{Transport, handle_packet, handle_packet_traced};
 use gslb::dns::wire::{self, ReplyEdns, ReplyWriter, Section};
 use gslb::policy::{self, ClientAddress, Family};
 use gslb::snapshot::{Snapshot, SnapshotSource};
@@ -190,6 +190,22 @@ fn bench_handle_packet(c: &mut Criterion) {
                 Transport::Udp,
                 i as u64,
                 &mut out,
+            )
+        })
+    });
+    // The same queries through the general path alone (what the
+    // precompiled answers save).
+    group.bench_function("general_path/geo_ecs_many_subnets", |b| {
+        b.iter(|| {
+            i = i.wrapping_add(1);
+            handle_packet_traced(
+                &snapshot,
+                black_box(&geo_ecs[i & (ROTATION - 1)]),
+                source,
+                Transport::Udp,
+                i as u64,
+                &mut out,
+                None,
             )
         })
     });
