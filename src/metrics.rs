@@ -427,9 +427,7 @@ impl QueryRecorder {
         let mut chosen = None;
         if let Some((service, selection)) = &outcome.service {
             let service_index = index_in(&snapshot.services, service);
-            let pool_index = selection
-                .pool
-                .and_then(|pool| service.pools.iter().position(|p| std::ptr::eq(&**p, pool)));
+            let pool_index = selection.pool.map(|_| usize::from(selection.pool_index));
             let failover = selection.failed_over || selection.failed_open;
             if let Some(cells) = service_index.and_then(|s| view.services.get(s)) {
                 let cell = pool_index

@@ -273,7 +273,7 @@ pub fn answer<'s>(
     let subnet = query.edns.and_then(|e| e.client_subnet);
     let (client, subnet_used) = answer::routing_client(snapshot, subnet, source);
     let limit = answer::reply_limit(snapshot, transport, query.edns);
-    let question = packet.get(HEADER_LEN..query.question_end)?;
+    let header_and_question = packet.get(..query.question_end)?;
     let family = match query.qtype {
         rtype::A => Some(Family::V4),
         rtype::AAAA => Some(Family::V6),
@@ -289,15 +289,14 @@ pub fn answer<'s>(
             }
             let record_type = first.record_type().to_be_bytes();
             let ttl = selection.ttl.to_be_bytes();
-            write_header(
+            write_header_and_question(
                 out,
-                packet,
+                header_and_question,
                 true,
                 Rcode::NoError,
                 [selection.count as u16, 0, 0],
                 query.edns.is_some(),
             );
-            out.extend_from_slice(question);
             for endpoint in selection.endpoints() {
                 let rdata_len = (endpoint.rdata.len() as u16).to_be_bytes();
                 out.extend_from_slice(&[
@@ -331,15 +330,14 @@ pub fn answer<'s>(
             let body = precompiled
                 .bodies
                 .get(canned.body_start as usize..canned.body_end as usize)?;
-            write_header(
+            write_header_and_question(
                 out,
-                packet,
+                header_and_question,
                 canned.authoritative,
                 canned.rcode,
                 canned.counts,
                 query.edns.is_some(),
             );
-            out.extend_from_slice(question);
             out.extend_from_slice(body);
             (canned.rcode, None, 0)
         }
@@ -380,11 +378,12 @@ pub fn answer<'s>(
     })
 }
 
-/// Writes the reply header: ID, RD and CD echoed from the query (opcode is
-/// QUERY), QR, AA as given, the rcode, one question, `counts`, and one more
-/// additional record when the reply carries an OPT.
+/// Starts the reply with the query's header and question (one copy), then
+/// sets the header: QR, opcode QUERY, AA as given, RD and CD as the query
+/// had them, the rcode, one question, `counts`, and one more additional
+/// record when the reply carries an OPT.
 #[inline]
-fn write_header(
+fn write_header_and_question(
     out: &mut Vec<u8>,
     query: &[u8],
     authoritative: bool,
@@ -393,12 +392,13 @@ fn write_header(
     with_opt: bool,
 ) {
     out.clear();
-    let flags0 = 0x80 | (query[2] & 0x01) | (u8::from(authoritative) << 2);
-    let flags1 = (query[3] & 0x10) | (rcode.value() & 0x0f) as u8;
+    out.extend_from_slice(query);
     let [a0, a1] = counts[0].to_be_bytes();
     let [n0, n1] = counts[1].to_be_bytes();
     let [d0, d1] = (counts[2] + u16::from(with_opt)).to_be_bytes();
-    out.extend_from_slice(&[
-        query[0], query[1], flags0, flags1, 0, 1, a0, a1, n0, n1, d0, d1,
-    ]);
+    if let Some(header) = out.get_mut(2..HEADER_LEN) {
+        let flags0 = 0x80 | (header[0] & 0x01) | (u8::from(authoritative) << 2);
+        let flags1 = (header[1] & 0x10) | (rcode.value() & 0x0f) as u8;
+        header.copy_from_slice(&[flags0, flags1, 0, 1, a0, a1, n0, n1, d0, d1]);
+    }
 }

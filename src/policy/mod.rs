@@ -163,6 +163,7 @@ pub fn select<'s>(
             } else {
                 Candidates::Healthy(&census)
             };
+            selection.pool_index = pool;
             if let Some(pool) = service.pools.get(usize::from(pool)) {
                 pick::pick(
                     service,

@@ -261,6 +261,8 @@ impl Service {
 pub struct Selection<'s> {
     /// The pool answering, if any.
     pub pool: Option<&'s Pool>,
+    /// Index of `pool` in `Service::pools` (meaningless while `pool` is `None`).
+    pub pool_index: u16,
     /// Indices of the chosen endpoints in the pool.
     pub chosen: [u16; MAX_RECORDS],
     /// How many of `chosen` are set.
@@ -282,6 +284,7 @@ impl<'s> Selection<'s> {
     pub fn empty(service: &Service, scope_prefix_len: u8) -> Self {
         Self {
             pool: None,
+            pool_index: 0,
             chosen: [0; MAX_RECORDS],
             count: 0,
             ttl: service.ttl,
