@@ -123,6 +123,23 @@ fn cluster_pool(cluster: usize, role: usize) -> usize {
     cluster * 4 + role
 }
 
+/// Odd clusters differ from even ones in what compiles into a region
+/// table (their map sends Europe to `na`, their `eu` and `na` pools swap
+/// coordinates), so sharing tables between unequal routings would show.
+fn is_odd(cluster: usize) -> bool {
+    cluster % 2 == 1
+}
+
+/// Coordinates of `pool`: its role's, with `eu` and `na` swapped in odd clusters.
+fn pool_coordinates(pool: usize) -> (f64, f64) {
+    let role = match (is_odd(pool / 4), pool % 4) {
+        (true, EU) => NA,
+        (true, NA) => EU,
+        (_, role) => role,
+    };
+    (ROLES[role].1, ROLES[role].2)
+}
+
 /// What a service is, and so which pool must answer a client.
 #[derive(Clone, Copy, Debug)]
 enum Kind {
@@ -130,7 +147,7 @@ enum Kind {
     GeoMap(usize),
     /// Inline map: EU to `.0`, everyone else to `.1`.
     GeoInline(usize, usize),
-    /// Nearest over a cluster (its map as fallback).
+    /// Nearest over a cluster's pools (no map: in pool order without coordinates).
     Nearest(usize),
     /// Failover over the cluster's eu then na pools.
     Failover(usize),
@@ -154,7 +171,7 @@ fn config(dir: &Path) -> String {
         dir.join("city.mmdb").display()
     );
     for pool in 0..POOLS {
-        let (_, lat, lon) = ROLES[pool % 4];
+        let (lat, lon) = pool_coordinates(pool);
         let endpoints: Vec<String> = (0..2 + pool % 3)
             .map(|j| {
                 format!(
@@ -174,10 +191,15 @@ fn config(dir: &Path) -> String {
     }
     for cluster in 0..CLUSTERS {
         let [eu, na, ap, sa] = [EU, NA, AP, SA].map(|role| pool_name(cluster_pool(cluster, role)));
+        let (europe, then) = if is_odd(cluster) {
+            (&na, &eu)
+        } else {
+            (&eu, &na)
+        };
         writeln!(
             toml,
             "[maps.c{cluster:03}]\n\
-             continent = {{ EU = [\"{eu}\", \"{na}\"], AF = [\"{eu}\", \"{na}\"], NA = [\"{na}\", \"{eu}\"], \
+             continent = {{ EU = [\"{europe}\", \"{then}\"], AF = [\"{eu}\", \"{na}\"], NA = [\"{na}\", \"{eu}\"], \
              SA = [\"{sa}\", \"{na}\"], AS = [\"{ap}\", \"{na}\"], OC = [\"{ap}\", \"{na}\"] }}\n\
              country = {{ CA = [\"{eu}\", \"{na}\"] }}\n\
              subdivision = {{ \"US-WA\" = [\"{ap}\", \"{na}\"] }}\n\
@@ -199,9 +221,17 @@ fn config(dir: &Path) -> String {
                 pool_name(b)
             )
             .unwrap(),
-            Kind::Nearest(cluster) => {
-                writeln!(toml, "policy = \"nearest\"\nmap = \"c{cluster:03}\"\n").unwrap();
-            }
+            // Pools in role order and no map, so only odd clusters'
+            // swapped coordinates tell their tables from even ones'.
+            Kind::Nearest(cluster) => writeln!(
+                toml,
+                "policy = \"nearest\"\npools = [{}]\n",
+                (0..4)
+                    .map(|role| format!("\"{}\"", pool_name(cluster_pool(cluster, role))))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+            .unwrap(),
             Kind::Failover(cluster) => writeln!(
                 toml,
                 "policy = \"failover\"\npools = [\"{}\", \"{}\"]\n",
@@ -224,6 +254,7 @@ fn expected_pool(i: usize, k: Option<u32>) -> usize {
                 None => NA,
                 Some(("CA", ..)) => EU,
                 Some(("US", _, "WA", ..)) => AP,
+                Some((_, "EU", ..)) if is_odd(cluster) => NA,
                 Some((_, "EU" | "AF", ..)) => EU,
                 Some((_, "NA", ..)) => NA,
                 Some((_, "SA", ..)) => SA,
@@ -238,15 +269,12 @@ fn expected_pool(i: usize, k: Option<u32>) -> usize {
         },
         Kind::Nearest(cluster) => match place {
             // Every place sits on one pool's coordinates: that pool.
-            Some((.., lat, lon)) => {
-                let role = ROLES
-                    .iter()
-                    .position(|(_, plat, plon)| (*plat, *plon) == (lat, lon))
-                    .expect("places sit on pools");
-                cluster_pool(cluster, role)
-            }
-            // No coordinates: the map's default.
-            None => cluster_pool(cluster, NA),
+            Some((.., lat, lon)) => (0..4)
+                .map(|role| cluster_pool(cluster, role))
+                .find(|&pool| pool_coordinates(pool) == (lat, lon))
+                .expect("places sit on pools"),
+            // No coordinates: the pools in configured order.
+            None => cluster_pool(cluster, EU),
         },
         Kind::Failover(cluster) => cluster_pool(cluster, EU),
     }
