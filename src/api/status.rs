@@ -174,16 +174,76 @@ pub struct StatusHistory {
 #[derive(Debug, Default)]
 struct HistoryInner {
     samples: VecDeque<Sample>,
+    /// Counters read at the last sample, for the next one's failover events.
+    latest: Option<Counters>,
     events: VecDeque<FailoverEvent>,
     /// (service, pool) pairs failing over in the last interval.
     failing: HashMap<(String, String), bool>,
+    /// Dense ids of the endpoint and (service, pool) keys kept samples use,
+    /// so a sample holds numbers only: with 10,000 services a sample of
+    /// keyed maps took ~8 MB, and a minute of samples ~250 MB.
+    endpoint_ids: HashMap<String, usize>,
+    pool_ids: HashMap<(String, String), usize>,
 }
 
+/// The counters as read, by key.
+#[derive(Debug)]
+struct Counters {
+    endpoints: HashMap<String, u64>,
+    pools: HashMap<(String, String), PoolTotals>,
+}
+
+/// Counters kept for the window, by the ids in [`HistoryInner`].
 #[derive(Debug)]
 struct Sample {
     at: Instant,
-    endpoints: HashMap<String, u64>,
-    pools: HashMap<(String, String), PoolTotals>,
+    endpoints: Vec<u64>,
+    pools: Vec<PoolTotals>,
+}
+
+impl HistoryInner {
+    /// `counters` by dense id, interning keys seen for the first time.
+    fn compact(&mut self, at: Instant, counters: &Counters) -> Sample {
+        let mut endpoints = vec![0; self.endpoint_ids.len()];
+        for (key, &answers) in &counters.endpoints {
+            let next = self.endpoint_ids.len();
+            let id = *self.endpoint_ids.entry(key.clone()).or_insert(next);
+            if id >= endpoints.len() {
+                endpoints.resize(id + 1, 0);
+            }
+            endpoints[id] = answers;
+        }
+        let mut pools = vec![PoolTotals::default(); self.pool_ids.len()];
+        for (key, &totals) in &counters.pools {
+            let next = self.pool_ids.len();
+            let id = *self.pool_ids.entry(key.clone()).or_insert(next);
+            if id >= pools.len() {
+                pools.resize(id + 1, PoolTotals::default());
+            }
+            pools[id] = totals;
+        }
+        Sample {
+            at,
+            endpoints,
+            pools,
+        }
+    }
+
+    /// An endpoint's answer count in `sample` (0 if it had none then).
+    fn endpoint_in(&self, sample: &Sample, key: &str) -> u64 {
+        self.endpoint_ids
+            .get(key)
+            .and_then(|&id| sample.endpoints.get(id).copied())
+            .unwrap_or(0)
+    }
+
+    /// A (service, pool)'s totals in `sample`.
+    fn pool_in(&self, sample: &Sample, key: &(String, String)) -> PoolTotals {
+        self.pool_ids
+            .get(key)
+            .and_then(|&id| sample.pools.get(id).copied())
+            .unwrap_or_default()
+    }
 }
 
 impl StatusHistory {
@@ -196,20 +256,16 @@ impl StatusHistory {
     /// Takes a sample of the counters and records failover changes.
     pub fn sample(&self, control: &Control) {
         let now = Instant::now();
-        let sample = take_sample(control, now);
+        let counters = read_counters(control);
         let mut guard = self.lock();
-        let HistoryInner {
-            samples,
-            events: kept,
-            failing,
-        } = &mut *guard;
-        if let Some(previous) = samples.back() {
+        let inner = &mut *guard;
+        if let Some(previous) = &inner.latest {
             let mut events = Vec::new();
-            for (key, totals) in &sample.pools {
+            for (key, totals) in &counters.pools {
                 let before = previous.pools.get(key).copied().unwrap_or_default();
                 let delta = totals.failovers.saturating_sub(before.failovers);
                 let open = totals.fail_open.saturating_sub(before.fail_open);
-                let was = failing.get(key).copied().unwrap_or(false);
+                let was = inner.failing.get(key).copied().unwrap_or(false);
                 let kind = match (was, delta > 0) {
                     (false, true) if open > 0 => Some("fail-open"),
                     (false, true) => Some("failover-started"),
@@ -225,7 +281,9 @@ impl StatusHistory {
                         answers: delta,
                     });
                 }
-                failing.insert(key.clone(), delta > 0);
+                if was != (delta > 0) {
+                    inner.failing.insert(key.clone(), delta > 0);
+                }
             }
             for event in events {
                 tracing::warn!(
@@ -235,12 +293,15 @@ impl StatusHistory {
                     "{}",
                     event.kind
                 );
-                kept.push_back(event);
-                while kept.len() > MAX_EVENTS {
-                    kept.pop_front();
+                inner.events.push_back(event);
+                while inner.events.len() > MAX_EVENTS {
+                    inner.events.pop_front();
                 }
             }
         }
+        let sample = inner.compact(now, &counters);
+        inner.latest = Some(counters);
+        let samples = &mut inner.samples;
         samples.push_back(sample);
         // Keep one sample at least a window old as the base.
         while samples.len() > 1
@@ -253,10 +314,9 @@ impl StatusHistory {
     }
 }
 
-fn take_sample(control: &Control, at: Instant) -> Sample {
+fn read_counters(control: &Control) -> Counters {
     let snapshot = control.snapshot.load();
-    Sample {
-        at,
+    Counters {
         endpoints: snapshot
             .probes
             .endpoints
@@ -279,20 +339,14 @@ fn percent(part: u64, whole: u64) -> Option<f64> {
 /// Builds the `/status` document.
 pub fn build_status(control: &Control, history: &StatusHistory, auth_required: bool) -> Status {
     let snapshot = control.snapshot.load_full();
-    let now = take_sample(control, Instant::now());
+    let now = read_counters(control);
     let inner = history.lock();
     let base = inner.samples.front();
-    let endpoint_window = |key: &str, total: u64| {
-        total.saturating_sub(
-            base.and_then(|b| b.endpoints.get(key).copied())
-                .unwrap_or(0),
-        )
-    };
+    let endpoint_window =
+        |key: &str, total: u64| total.saturating_sub(base.map_or(0, |b| inner.endpoint_in(b, key)));
     let pool_window = |key: &(String, String)| {
         let total = now.pools.get(key).copied().unwrap_or_default();
-        let before = base
-            .and_then(|b| b.pools.get(key).copied())
-            .unwrap_or_default();
+        let before = base.map_or_else(PoolTotals::default, |b| inner.pool_in(b, key));
         PoolTotals {
             answers: total.answers.saturating_sub(before.answers),
             failovers: total.failovers.saturating_sub(before.failovers),
