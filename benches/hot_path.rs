@@ -11,7 +11,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 use gslb::control::Control;
-use gslb::dns::answer::{Transport, handle_packet, handle_packet_traced};
+use gslb::dns::answer::{Outcome, Transport, handle_packet, handle_packet_traced};
 use gslb::dns::wire::{self, ReplyEdns, ReplyWriter, Section};
 use gslb::policy::{self, ClientAddress, Family};
 use gslb::snapshot::{Snapshot, SnapshotSource};
@@ -20,6 +20,10 @@ use gslb::snapshot::{Snapshot, SnapshotSource};
 mod queries;
 
 /// Rotating inputs: a power of two so the index is a mask, not a division.
+/// A whole-packet handler: `handle_packet`, or the general path alone.
+type Handler =
+    for<'s> fn(&'s Snapshot, &[u8], IpAddr, Transport, u64, &mut Vec<u8>) -> Option<Outcome<'s>>;
+
 const ROTATION: usize = 1024;
 
 fn build_snapshot() -> (Control, std::sync::Arc<Snapshot>) {
@@ -152,63 +156,34 @@ fn bench_handle_packet(c: &mut Criterion) {
         .collect();
     let mut out = Vec::with_capacity(4096);
     let mut group = c.benchmark_group("handle_packet");
-    let mut seed = 0u64;
-    group.bench_function("static_a", |b| {
-        b.iter(|| {
-            seed = seed.wrapping_add(1);
-            handle_packet(
-                &snapshot,
-                black_box(&static_a),
-                source,
-                Transport::Udp,
-                seed,
-                &mut out,
-            )
-        })
-    });
-    group.bench_function("geo_no_ecs", |b| {
-        b.iter(|| {
-            seed = seed.wrapping_add(1);
-            handle_packet(
-                &snapshot,
-                black_box(&geo),
-                source,
-                Transport::Udp,
-                seed,
-                &mut out,
-            )
-        })
-    });
+    // The general path alone: what the precompiled answers save.
+    let general: Handler = |snapshot, packet, source, transport, seed, out| {
+        handle_packet_traced(snapshot, packet, source, transport, seed, out, None)
+    };
+    let cases: [(&str, &[Vec<u8>], Handler); 4] = [
+        ("static_a", std::slice::from_ref(&static_a), handle_packet),
+        ("geo_no_ecs", std::slice::from_ref(&geo), handle_packet),
+        ("geo_ecs_many_subnets", &geo_ecs, handle_packet),
+        ("general_path/geo_ecs_many_subnets", &geo_ecs, general),
+    ];
     let mut i = 0usize;
-    group.bench_function("geo_ecs_many_subnets", |b| {
-        b.iter(|| {
-            i = i.wrapping_add(1);
-            handle_packet(
-                &snapshot,
-                black_box(&geo_ecs[i & (ROTATION - 1)]),
-                source,
-                Transport::Udp,
-                i as u64,
-                &mut out,
-            )
-        })
-    });
-    // The same queries through the general path alone (what the
-    // precompiled answers save).
-    group.bench_function("general_path/geo_ecs_many_subnets", |b| {
-        b.iter(|| {
-            i = i.wrapping_add(1);
-            handle_packet_traced(
-                &snapshot,
-                black_box(&geo_ecs[i & (ROTATION - 1)]),
-                source,
-                Transport::Udp,
-                i as u64,
-                &mut out,
-                None,
-            )
-        })
-    });
+    for (name, packets, handler) in cases {
+        // Packet counts are powers of two (1 or ROTATION): a mask, no division.
+        let mask = packets.len() - 1;
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                i = i.wrapping_add(1);
+                handler(
+                    &snapshot,
+                    black_box(&packets[i & mask]),
+                    source,
+                    Transport::Udp,
+                    i as u64,
+                    &mut out,
+                )
+            })
+        });
+    }
     group.finish();
 }
 

@@ -65,9 +65,6 @@ struct Canned {
     body_end: u32,
 }
 
-/// Offset of SCOPE PREFIX-LENGTH in a Client Subnet option (after code,
-/// length, family and source prefix; RFC 7871 §6).
-const ECS_SCOPE_OFFSET: usize = 7;
 /// Pointer to the question name, the owner of every service record.
 const QNAME_POINTER: [u8; 2] = [0xc0, HEADER_LEN as u8];
 
@@ -169,9 +166,6 @@ struct FastQuery {
     question_end: usize,
     qtype: u16,
     edns: Option<EdnsInfo>,
-    /// Where the OPT RDATA is in the query when it holds exactly one option,
-    /// a valid Client Subnet: the reply echoes those bytes with the scope set.
-    lone_client_subnet: Option<std::ops::Range<usize>>,
 }
 
 /// Reads an ordinary query: QUERY opcode, one class-IN question, no answer
@@ -215,7 +209,6 @@ fn parse(packet: &[u8], name: &mut [u8; MAX_NAME_LEN]) -> Option<FastQuery> {
     }
     let question_end = pos + 4;
     let mut edns = None;
-    let mut lone_client_subnet = None;
     if has_opt {
         let fixed: [u8; 11] = packet
             .get(question_end..question_end + 11)?
@@ -229,20 +222,10 @@ fn parse(packet: &[u8], name: &mut [u8; MAX_NAME_LEN]) -> Option<FastQuery> {
         let rdata_len = usize::from(u16::from_be_bytes([fixed[9], fixed[10]]));
         let rdata_start = question_end + 11;
         let rdata = packet.get(rdata_start..rdata_start + rdata_len)?;
-        let client_subnet = match rdata {
-            [] => None,
-            [0, 8, l0, l1, value @ ..]
-                if usize::from(u16::from_be_bytes([*l0, *l1])) == value.len() =>
-            {
-                lone_client_subnet = Some(rdata_start..rdata_start + rdata_len);
-                Some(wire::parse_client_subnet(value).ok()?)
-            }
-            _ => wire::parse_edns_options(rdata).ok()?,
-        };
         edns = Some(EdnsInfo {
             udp_payload: u16::from_be_bytes([fixed[3], fixed[4]]),
             version: 0,
-            client_subnet,
+            client_subnet: wire::parse_edns_options(rdata).ok()?,
         });
     }
     Some(FastQuery {
@@ -250,7 +233,6 @@ fn parse(packet: &[u8], name: &mut [u8; MAX_NAME_LEN]) -> Option<FastQuery> {
         question_end,
         qtype,
         edns,
-        lone_client_subnet,
     })
 }
 
@@ -342,26 +324,12 @@ pub fn answer<'s>(
             (canned.rcode, None, 0)
         }
     };
-    match (query.edns, query.lone_client_subnet) {
-        (None, _) => {}
-        (Some(_), Some(option)) => {
-            // The same bytes `write_opt` would write, copied from the query:
-            // root owner, OPT, our payload size, no extended rcode/flags.
-            let option = packet.get(option)?;
-            let [p0, p1] = snapshot.max_udp_payload.to_be_bytes();
-            let [l0, l1] = (option.len() as u16).to_be_bytes();
-            out.extend_from_slice(&[0, 0, rtype::OPT as u8, p0, p1, 0, 0, 0, 0, l0, l1]);
-            let scope_at = out.len() + ECS_SCOPE_OFFSET;
-            out.extend_from_slice(option);
-            out[scope_at] = scope;
-        }
-        (Some(_), None) => {
-            let edns = ReplyEdns {
-                udp_payload: snapshot.max_udp_payload,
-                client_subnet: subnet.map(|s: ClientSubnet| (s, scope)),
-            };
-            wire::write_opt(out, &edns, 0);
-        }
+    if query.edns.is_some() {
+        let edns = ReplyEdns {
+            udp_payload: snapshot.max_udp_payload,
+            client_subnet: subnet.map(|s: ClientSubnet| (s, scope)),
+        };
+        wire::write_opt(out, &edns, 0);
     }
     // Truncation is the general path's business.
     if out.len() > limit {

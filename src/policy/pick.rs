@@ -90,8 +90,7 @@ pub fn pick<'s>(
                     }
                     found
                 };
-                selection.chosen[selection.count] = candidates[position];
-                selection.count += 1;
+                selection.push(candidates[position]);
                 candidates.swap(position, remaining - 1);
                 remaining -= 1;
             }
@@ -122,8 +121,7 @@ pub fn pick<'s>(
             let scored = &mut scored[..count];
             scored.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
             for &(_, i) in scored.iter().take(wanted) {
-                selection.chosen[selection.count] = i;
-                selection.count += 1;
+                selection.push(i);
             }
             trace!(
                 trace,
@@ -138,8 +136,7 @@ pub fn pick<'s>(
                 (seed % count as u64) as usize
             };
             for k in 0..wanted {
-                selection.chosen[selection.count] = candidates[(start + k) % count];
-                selection.count += 1;
+                selection.push(candidates[(start + k) % count]);
             }
             trace!(
                 trace,
@@ -161,8 +158,7 @@ pub fn pick<'s>(
             };
             candidates.sort_unstable_by_key(|&i| rank(i));
             for &i in candidates.iter().take(wanted) {
-                selection.chosen[selection.count] = i;
-                selection.count += 1;
+                selection.push(i);
             }
             trace!(
                 trace,
@@ -211,8 +207,7 @@ fn pick_one_weighted<'s>(
             }
             target -= w;
         }
-        selection.chosen[selection.count] = chosen;
-        selection.count += 1;
+        selection.push(chosen);
     }
     trace!(
         trace,

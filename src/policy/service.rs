@@ -295,6 +295,14 @@ impl<'s> Selection<'s> {
         }
     }
 
+    /// Adds endpoint `index` of the pool to the chosen ones.
+    pub fn push(&mut self, index: u16) {
+        if let Some(slot) = self.chosen.get_mut(self.count) {
+            *slot = index;
+            self.count += 1;
+        }
+    }
+
     /// The chosen endpoints.
     pub fn endpoints(&self) -> impl Iterator<Item = &'s Endpoint> + '_ {
         let pool = self.pool;
