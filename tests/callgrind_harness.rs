@@ -5,24 +5,38 @@
 //!         --toggle-collect='callgrind_harness::run_one' \
 //!         target/release/deps/callgrind_harness-HASH --ignored --exact run
 //!
-//! Divide the total by `CG_N` (default 10,000). Kinds: `static_a`,
+//! Divide the total by `CG_N` (default 10,000). With `CG_RECORD=1` each
+//! query is also recorded in the metrics, as the UDP loop does. Kinds: `static_a`,
 //! `geo_no_ecs` (source 81.2.69.7), `geo_ecs` (1,024 rotating subnets), the
 //! same inputs as `benches/hot_path.rs`'s `handle_packet` group.
 
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
 
+use std::sync::Arc;
+
 use gslb::control::Control;
 use gslb::dns::answer::{Transport, handle_packet};
+use gslb::metrics::{QueryRecorder, View};
 use gslb::snapshot::{Snapshot, SnapshotSource};
 
 #[path = "../benches/support/queries.rs"]
 mod queries;
 
 #[inline(never)]
-fn run_one(snapshot: &Snapshot, packet: &[u8], seed: u64, out: &mut Vec<u8>) -> usize {
+fn run_one(
+    snapshot: &Arc<Snapshot>,
+    packet: &[u8],
+    seed: u64,
+    out: &mut Vec<u8>,
+    recording: Option<(&mut QueryRecorder, &View)>,
+) -> usize {
     let source = IpAddr::V4(Ipv4Addr::new(81, 2, 69, 7));
-    handle_packet(snapshot, packet, source, Transport::Udp, seed, out).map_or(0, |_| out.len())
+    let outcome = handle_packet(snapshot, packet, source, Transport::Udp, seed, out);
+    if let Some((recorder, view)) = recording {
+        recorder.record(view, snapshot, packet, source, outcome.as_ref());
+    }
+    outcome.map_or(0, |_| out.len())
 }
 
 #[test]
@@ -49,6 +63,11 @@ fn run() {
         other => panic!("unknown CG_KIND {other}"),
     };
     let snapshot = control.snapshot.load_full();
+    let recording = std::env::var("CG_RECORD").is_ok_and(|v| v == "1");
+    let mut recorder = control
+        .metrics
+        .recorder(Transport::Udp, control.query_log.clone());
+    let view = recorder.view(&snapshot);
     let mut out = Vec::with_capacity(4096);
     let mut total = 0usize;
     for i in 0..n {
@@ -57,6 +76,7 @@ fn run() {
             black_box(&packets[i % packets.len()]),
             i as u64,
             &mut out,
+            recording.then_some((&mut recorder, &*view)),
         );
     }
     assert!(total > 0);

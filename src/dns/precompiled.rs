@@ -170,10 +170,9 @@ struct FastQuery {
 
 /// Reads an ordinary query: QUERY opcode, one class-IN question, no answer
 /// or authority records, and nothing or one EDNS(0) OPT as additional.
-/// The question name is lowercased into `name`. `None`: leave it to the
-/// general path (which also decides the errors).
+/// `None`: leave it to the general path (which also decides the errors).
 #[inline]
-fn parse(packet: &[u8], name: &mut [u8; MAX_NAME_LEN]) -> Option<FastQuery> {
+fn parse(packet: &[u8]) -> Option<FastQuery> {
     let header = packet.get(..HEADER_LEN)?;
     // QR = 0 and opcode QUERY.
     if header[2] & 0xf8 != 0 {
@@ -198,10 +197,6 @@ fn parse(packet: &[u8], name: &mut [u8; MAX_NAME_LEN]) -> Option<FastQuery> {
         }
     }
     let qname_len = pos - HEADER_LEN;
-    let qname_lower = name.get_mut(..qname_len)?;
-    qname_lower.copy_from_slice(packet.get(HEADER_LEN..pos)?);
-    // Label lengths are below 64, so lowercasing leaves them alone.
-    qname_lower.make_ascii_lowercase();
     let question: [u8; 4] = packet.get(pos..pos + 4)?.try_into().ok()?;
     let qtype = u16::from_be_bytes([question[0], question[1]]);
     if u16::from_be_bytes([question[2], question[3]]) != CLASS_IN {
@@ -247,10 +242,22 @@ pub fn answer<'s>(
     seed: u64,
     out: &mut Vec<u8>,
 ) -> Option<Outcome<'s>> {
-    let mut name = [0u8; MAX_NAME_LEN];
-    let query = parse(packet, &mut name)?;
+    let query = parse(packet)?;
     let precompiled = &snapshot.precompiled;
-    let entry = precompiled.names.get(&name[..query.qname_len])?;
+    let qname = packet.get(HEADER_LEN..HEADER_LEN + query.qname_len)?;
+    // Usually the name is already in the form the map keys have.
+    let mut lower;
+    let key = if has_uppercase(qname) {
+        lower = [0u8; MAX_NAME_LEN];
+        let lower = lower.get_mut(..qname.len())?;
+        lower.copy_from_slice(qname);
+        // Label lengths are below 64, so lowercasing leaves them alone.
+        lower.make_ascii_lowercase();
+        &*lower
+    } else {
+        qname
+    };
+    let entry = precompiled.names.get(key)?;
     let zone = snapshot.zones.get(entry.zone as usize)?;
     let subnet = query.edns.and_then(|e| e.client_subnet);
     let (client, subnet_used) = answer::routing_client(snapshot, subnet, source);
@@ -346,6 +353,32 @@ pub fn answer<'s>(
     })
 }
 
+/// Whether `bytes` hold an ASCII capital letter. Eight bytes at a time:
+/// a byte's top bit is set in `upper` when it lies in `A..=Z`.
+#[inline]
+fn has_uppercase(bytes: &[u8]) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    let upper = |word: u64| {
+        // Per byte b < 0x80: (b + 0x3f) has bit 7 set iff b >= 'A';
+        // (b + 0x25) has it set iff b > 'Z'. Bytes >= 0x80 are masked out.
+        let low = word & !HIGH;
+        (low + ONES * 0x3f) & !(low + ONES * 0x25) & !word & HIGH
+    };
+    let mut chunks = bytes.chunks_exact(8);
+    let mut found = 0;
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        found |= upper(u64::from_ne_bytes(word));
+    }
+    let tail = chunks.remainder();
+    let mut word = [0u8; 8];
+    word[..tail.len()].copy_from_slice(tail);
+    found |= upper(u64::from_ne_bytes(word));
+    found != 0
+}
+
 /// Starts the reply with the query's header and question (one copy), then
 /// sets the header: QR, opcode QUERY, AA as given, RD and CD as the query
 /// had them, the rcode, one question, `counts`, and one more additional
@@ -361,12 +394,39 @@ fn write_header_and_question(
 ) {
     out.clear();
     out.extend_from_slice(query);
-    let [a0, a1] = counts[0].to_be_bytes();
-    let [n0, n1] = counts[1].to_be_bytes();
-    let [d0, d1] = (counts[2] + u16::from(with_opt)).to_be_bytes();
     if let Some(header) = out.get_mut(2..HEADER_LEN) {
-        let flags0 = 0x80 | (header[0] & 0x01) | (u8::from(authoritative) << 2);
-        let flags1 = (header[1] & 0x10) | (rcode.value() & 0x0f) as u8;
-        header.copy_from_slice(&[flags0, flags1, 0, 1, a0, a1, n0, n1, d0, d1]);
+        let flags = 0x8000
+            | u64::from(header[0] & 0x01) << 8
+            | u64::from(authoritative) << 10
+            | u64::from(header[1] & 0x10)
+            | u64::from(rcode.value() & 0x0f);
+        // Flags, then the four counts: one question, `counts`, the OPT.
+        let head = flags << 48 | 1 << 32 | u64::from(counts[0]) << 16 | u64::from(counts[1]);
+        let additional = counts[2] + u16::from(with_opt);
+        header[..8].copy_from_slice(&head.to_be_bytes());
+        header[8..].copy_from_slice(&additional.to_be_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::has_uppercase;
+
+    #[test]
+    fn has_uppercase_matches_the_bytewise_test_for_every_byte_and_position() {
+        for len in 1..=17 {
+            for position in 0..len {
+                for byte in 0..=255u8 {
+                    let mut bytes = vec![b'a'; len];
+                    bytes[position] = byte;
+                    assert_eq!(
+                        has_uppercase(&bytes),
+                        byte.is_ascii_uppercase(),
+                        "byte {byte:#04x} at {position} of {len}"
+                    );
+                }
+            }
+        }
+        assert!(!has_uppercase(b""));
     }
 }

@@ -692,39 +692,41 @@ fn is_label_boundary(name: &[u8], offset: usize) -> bool {
 }
 
 pub(crate) fn write_opt(buf: &mut Vec<u8>, edns: &ReplyEdns, extended_rcode: u8) {
+    // Root owner, type, class (our payload size), TTL field (extended rcode,
+    // version 0, no flags: we do not do DNSSEC), RDLENGTH, then the Client
+    // Subnet option if any: written on the stack, appended in one copy.
+    let mut record = [0u8; 11 + 8 + 16];
     let [p0, p1] = edns.udp_payload.to_be_bytes();
     let [o0, o1] = rtype::OPT.to_be_bytes();
-    // Root owner, type, class (our payload size), TTL field (extended rcode,
-    // version 0, no flags: we do not do DNSSEC), then RDLENGTH.
-    let fixed = |rdlen: u16| {
-        let [d0, d1] = rdlen.to_be_bytes();
-        [0, o0, o1, p0, p1, extended_rcode, 0, 0, 0, d0, d1]
-    };
-    match edns.client_subnet {
-        None => buf.extend_from_slice(&fixed(0)),
-        Some((subnet, scope_prefix_len)) => {
-            let address_len = usize::from(subnet.source_prefix_len.div_ceil(8));
-            let option_len = 4 + address_len as u16;
-            buf.extend_from_slice(&fixed(4 + option_len));
-            let [c0, c1] = OPTION_CLIENT_SUBNET.to_be_bytes();
-            let [n0, n1] = option_len.to_be_bytes();
-            let [f0, f1] = subnet.family().to_be_bytes();
-            buf.extend_from_slice(&[
-                c0,
-                c1,
-                n0,
-                n1,
-                f0,
-                f1,
-                subnet.source_prefix_len,
-                scope_prefix_len,
-            ]);
-            match subnet.address {
-                IpAddr::V4(a) => buf.extend_from_slice(&a.octets()[..address_len]),
-                IpAddr::V6(a) => buf.extend_from_slice(&a.octets()[..address_len]),
-            }
+    record[..6].copy_from_slice(&[0, o0, o1, p0, p1, extended_rcode]);
+    let mut len = 11;
+    if let Some((subnet, scope_prefix_len)) = edns.client_subnet {
+        let address_len = usize::from(subnet.source_prefix_len.div_ceil(8));
+        let option_len = 4 + address_len as u16;
+        let [d0, d1] = (4 + option_len).to_be_bytes();
+        let [c0, c1] = OPTION_CLIENT_SUBNET.to_be_bytes();
+        let [n0, n1] = option_len.to_be_bytes();
+        let [f0, f1] = subnet.family().to_be_bytes();
+        record[9..19].copy_from_slice(&[
+            d0,
+            d1,
+            c0,
+            c1,
+            n0,
+            n1,
+            f0,
+            f1,
+            subnet.source_prefix_len,
+            scope_prefix_len,
+        ]);
+        let address = &mut record[19..19 + address_len];
+        match subnet.address {
+            IpAddr::V4(a) => address.copy_from_slice(&a.octets()[..address_len]),
+            IpAddr::V6(a) => address.copy_from_slice(&a.octets()[..address_len]),
         }
+        len = 19 + address_len;
     }
+    buf.extend_from_slice(&record[..len]);
 }
 
 /// Writes a header-only error reply (FORMERR/NOTIMP/BADVERS) for a rejected packet.
