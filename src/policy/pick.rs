@@ -179,7 +179,9 @@ fn pick_one_weighted<'s>(
     selection: &mut Selection<'s>,
     trace: &mut Trace<'_>,
 ) {
-    let count = census.healthy_mask.count_ones() as usize;
+    // The pool has at most 64 endpoints, so the mask holds every healthy one
+    // (and popcount is a slow loop on baseline x86-64).
+    let count = census.healthy;
     if count > 0 {
         // Zero weights everywhere means "equal" (see `pick`).
         let all_zero = census.healthy_weight == 0;
