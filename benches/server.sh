@@ -24,7 +24,7 @@
 #   FOREIGN_MAX [10] / RETRIES [2]: a measurement during which processes outside the
 #     benchmark used more than FOREIGN_MAX % of one core is repeated, up to RETRIES times
 #   CG_DURATION [10] CG_WARMUP [2] CG_CLIENTS [4] CG_OUTSTANDING [20] CG_KINDS [$KINDS]
-#   CG_TOP [30] rows per section of the callgrind profiles
+#   CG_TOP [30] rows per section of the callgrind profiles   CG_SERVERS [gslb gdnsd]
 #   SCALE_WORKERS [1 2]   OUT_DIR [target/bench-server/run-STAMP]   KEEP_WORK [0]
 #   GSLB_BIN [target/release/gslb; built with cargo build --release unless NO_BUILD=1]
 set -uo pipefail
@@ -76,6 +76,7 @@ CG_CLIENTS=${CG_CLIENTS:-4}
 CG_OUTSTANDING=${CG_OUTSTANDING:-20}
 CG_KINDS=${CG_KINDS:-$KINDS}
 CG_TOP=${CG_TOP:-30}
+CG_SERVERS=${CG_SERVERS:-gslb gdnsd}
 SCALE_WORKERS=${SCALE_WORKERS:-1 2}
 HZ=$(getconf CLK_TCK)
 
@@ -501,7 +502,7 @@ summarise_profile() {  # DUMP QUERIES
 run_callgrind() {
   echo "server,kind,instructions,completed,lost,instructions_per_query,dump" >"$OUT_DIR/callgrind.csv"
   local s port kind before after dump total sum
-  for s in gslb gdnsd; do
+  for s in $CG_SERVERS; do
     port=$GSLB_PORT
     [[ $s == gdnsd ]] && port=$GDNSD_PORT
     write_config "$s" "$WORK/$s-cg" "$port" 1

@@ -44,8 +44,6 @@ pub struct Outcome<'s> {
     pub zone: Option<&'s Zone>,
     /// The query's EDNS Client Subnet, if it had one.
     pub client_subnet: Option<ClientSubnet>,
-    /// The client as routing saw it.
-    pub client: Option<ClientAddress>,
     /// The service that answered and what it chose.
     pub service: Option<(&'s Service, Selection<'s>)>,
 }
@@ -58,7 +56,6 @@ impl Outcome<'_> {
             truncated: false,
             zone: None,
             client_subnet: None,
-            client: None,
             service: None,
         }
     }
@@ -146,7 +143,6 @@ pub fn handle_packet_traced<'s>(
         truncated,
         zone: context.zone,
         client_subnet: subnet,
-        client: Some(client),
         service: context.service,
     })
 }

@@ -348,7 +348,6 @@ pub fn answer<'s>(
         truncated: false,
         zone: Some(zone),
         client_subnet: subnet,
-        client: Some(client),
         service,
     })
 }

@@ -262,11 +262,16 @@ impl<T: Copy + Eq + Hash> PrefixTrie<T> {
     /// scope this answer can honestly claim.
     #[inline]
     pub fn lookup(&self, bits: u128) -> (T, u8) {
-        let arena = &*self.arena;
-        // Left-aligned in two halves, so the bits at any depth are one 64-bit
-        // shift away (u128 shifts cost several instructions each).
         let aligned = bits.checked_shl(128 - u32::from(self.max_len)).unwrap_or(0);
-        let (high, low) = ((aligned >> 64) as u64, aligned as u64);
+        self.lookup_aligned((aligned >> 64) as u64, aligned as u64)
+    }
+
+    /// [`lookup`](Self::lookup) with the address left-aligned in two
+    /// halves, so the bits at any depth are one 64-bit shift away (u128
+    /// shifts cost several instructions each).
+    #[inline]
+    fn lookup_aligned(&self, high: u64, low: u64) -> (T, u8) {
+        let arena = &*self.arena;
         if let Some(&first) = arena.strided.first.get((high >> 56) as usize) {
             let mut slot = first;
             let mut shift = u32::from(JUMP_BITS);
@@ -285,7 +290,9 @@ impl<T: Copy + Eq + Hash> PrefixTrie<T> {
             let depth = (slot >> SLOT_VALUE_BITS) as u8;
             return (arena.values[(slot & SLOT_VALUE) as usize], depth);
         }
-        let first = (bits >> self.max_len.saturating_sub(JUMP_BITS)) as usize & 0xff;
+        // The first JUMP_BITS bits (the jump table is empty when the family
+        // is narrower than that).
+        let first = (high >> (64 - u32::from(JUMP_BITS))) as usize;
         let (mut current, mut depth) = arena.jump.get(first).copied().unwrap_or((self.root, 0));
         // References are valid (see `Arena`), so indexing cannot fail.
         while current & LEAF == 0 {
@@ -628,8 +635,17 @@ impl<T: Copy + Eq + Hash> PrefixTable<T> {
     /// and returns the value with its prefix length in that family.
     #[inline]
     pub fn lookup(&self, ip: IpAddr) -> (T, u8) {
-        let (family, bits) = addr_bits(ip);
-        self.trie(family).lookup(bits)
+        let v4 = match ip {
+            IpAddr::V4(v4) => v4,
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => v4,
+                None => {
+                    let bits = v6.to_bits();
+                    return self.v6.lookup_aligned((bits >> 64) as u64, bits as u64);
+                }
+            },
+        };
+        self.v4.lookup_aligned(u64::from(v4.to_bits()) << 32, 0)
     }
 
     /// Maps both tries through `f` and collapses them, see [`PrefixTrie::map`].
