@@ -115,14 +115,28 @@ fn rcode_index(rcode: Rcode) -> usize {
 
 #[inline]
 fn qtype_index(qtype: u16) -> usize {
-    if qtype == 0 {
-        return QTYPES.len() + 1;
+    match QTYPE_INDEX.get(usize::from(qtype)) {
+        Some(&index) => usize::from(index),
+        None => QTYPES
+            .iter()
+            .position(|&(t, _)| t == qtype)
+            .unwrap_or(QTYPES.len()),
     }
-    QTYPES
-        .iter()
-        .position(|&(t, _)| t == qtype)
-        .unwrap_or(QTYPES.len())
 }
+
+/// `qtype_index` of the types below 256, looked up rather than searched.
+const QTYPE_INDEX: [u8; 256] = {
+    let mut table = [QTYPES.len() as u8; 256];
+    table[0] = QTYPES.len() as u8 + 1;
+    let mut i = 0;
+    while i < QTYPES.len() {
+        if QTYPES[i].0 < 256 {
+            table[QTYPES[i].0 as usize] = i as u8;
+        }
+        i += 1;
+    }
+    table
+};
 
 /// Answers of one service from one pool in one slot.
 #[derive(Debug, Default)]
@@ -991,6 +1005,8 @@ mod tests {
         assert_eq!(rcode_index(Rcode::Refused), 5);
         assert_eq!(rcode_index(Rcode::BadVers), 6);
         assert_eq!(qtype_index(1), 0);
+        assert_eq!(qtype_index(28), 7);
+        assert_eq!(qtype_index(257), QTYPES.len() - 1);
         assert_eq!(qtype_index(999), QTYPES.len());
         assert_eq!(qtype_index(0), QTYPES.len() + 1);
         let cells = ZoneCells::new();

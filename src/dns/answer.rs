@@ -71,8 +71,11 @@ pub fn handle_packet<'s>(
     seed: u64,
     out: &mut Vec<u8>,
 ) -> Option<Outcome<'s>> {
-    precompiled::answer(snapshot, packet, client, transport, seed, out)
-        .or_else(|| handle_packet_traced(snapshot, packet, client, transport, seed, out, None))
+    let fast = precompiled::answer(snapshot, packet, client, transport, seed, out);
+    if fast.is_some() {
+        return fast;
+    }
+    handle_packet_traced(snapshot, packet, client, transport, seed, out, None)
 }
 
 /// The general path: [`handle_packet`] without the precompiled answers,
