@@ -364,17 +364,16 @@ fn has_uppercase(bytes: &[u8]) -> bool {
         let low = word & !HIGH;
         (low + ONES * 0x3f) & !(low + ONES * 0x25) & !word & HIGH
     };
-    let mut chunks = bytes.chunks_exact(8);
-    let mut found = 0;
-    for chunk in &mut chunks {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        found |= upper(u64::from_ne_bytes(word));
+    // Whole words, then the last eight bytes (overlapping, which does not
+    // matter for "any").
+    let Some(last) = bytes.last_chunk::<8>() else {
+        return bytes.iter().any(u8::is_ascii_uppercase);
+    };
+    let (words, _) = bytes.as_chunks::<8>();
+    let mut found = upper(u64::from_ne_bytes(*last));
+    for word in words {
+        found |= upper(u64::from_ne_bytes(*word));
     }
-    let tail = chunks.remainder();
-    let mut word = [0u8; 8];
-    word[..tail.len()].copy_from_slice(tail);
-    found |= upper(u64::from_ne_bytes(word));
     found != 0
 }
 
