@@ -28,7 +28,7 @@ use crate::dns::answer::{Outcome, Transport};
 use crate::dns::rrl::RrlVerdict;
 use crate::dns::wire::Rcode;
 use crate::health::{FailureReason, Override};
-use crate::policy::{Selection, SplitMix64};
+use crate::policy::SplitMix64;
 use crate::querylog::{QueryLog, QueryLogEntry};
 use crate::snapshot::Snapshot;
 
@@ -438,48 +438,56 @@ impl QueryRecorder {
         if outcome.truncated {
             self.fixed.truncated.fetch_add(1, Ordering::Relaxed);
         }
-        let mut chosen = None;
         if let Some((service, selection)) = &outcome.service {
-            let service_index = index_in(&snapshot.services, service);
-            let pool_index = selection.pool.map(|_| usize::from(selection.pool_index));
-            let failover = selection.failed_over || selection.failed_open;
-            if let Some(cells) = service_index.and_then(|s| view.services.get(s)) {
-                let cell = pool_index
-                    .or(cells.len().checked_sub(1))
-                    .and_then(|p| cells.get(p));
-                if let Some(cell) = cell {
-                    cell.answers.fetch_add(1, Ordering::Relaxed);
-                    if failover {
-                        cell.failovers.fetch_add(1, Ordering::Relaxed);
-                    }
-                    if selection.failed_open {
-                        cell.fail_open.fetch_add(1, Ordering::Relaxed);
-                    }
+            let cells = index_in(&snapshot.services, service).and_then(|s| view.services.get(s));
+            // The pool's cell, or the last one (no pool).
+            let cell = cells.and_then(|cells| match selection.pool {
+                Some(_) => cells.get(usize::from(selection.pool_index)),
+                None => cells.last(),
+            });
+            if let Some(cell) = cell {
+                cell.answers.fetch_add(1, Ordering::Relaxed);
+                if selection.failed_over || selection.failed_open {
+                    cell.failovers.fetch_add(1, Ordering::Relaxed);
+                }
+                if selection.failed_open {
+                    cell.fail_open.fetch_add(1, Ordering::Relaxed);
                 }
             }
             for endpoint in selection.endpoints() {
                 endpoint.health.count_answer();
             }
-            chosen = Some((service_index, pool_index, selection, failover));
         }
         let mut rng = SplitMix64(self.rng);
         let wanted = self.query_log.wants(&mut rng);
         self.rng = rng.0;
         if wanted {
-            self.query_log.submit(QueryLogEntry::new(
-                snapshot,
-                self.transport,
-                peer,
-                packet,
-                outcome,
-                chosen.map(|(s, p, sel, f)| (s, p, sel_chosen(sel), f)),
-            ));
+            self.log(snapshot, packet, peer, outcome);
         }
     }
-}
 
-fn sel_chosen(selection: &Selection<'_>) -> ([u16; crate::policy::MAX_RECORDS], usize) {
-    (selection.chosen, selection.count)
+    /// Queues the query log entry of a sampled query (kept out of line:
+    /// `record` stays small for the queries that are not logged).
+    #[cold]
+    #[inline(never)]
+    fn log(&self, snapshot: &Arc<Snapshot>, packet: &[u8], peer: IpAddr, outcome: &Outcome<'_>) {
+        let chosen = outcome.service.as_ref().map(|(service, selection)| {
+            (
+                index_in(&snapshot.services, service),
+                selection.pool.map(|_| usize::from(selection.pool_index)),
+                (selection.chosen, selection.count),
+                selection.failed_over || selection.failed_open,
+            )
+        });
+        self.query_log.submit(QueryLogEntry::new(
+            snapshot,
+            self.transport,
+            peer,
+            packet,
+            outcome,
+            chosen,
+        ));
+    }
 }
 
 /// The index of `item` in `slice`, when it is an element of it.
