@@ -268,7 +268,19 @@ pub fn answer<'s>(
         rtype::AAAA => Some(Family::V6),
         _ => None,
     };
-    let (rcode, service, scope) = match (entry.service, family) {
+    // Appends the OPT record if the query had one; false if the reply is
+    // then too long (truncation is the general path's business).
+    let finish = |out: &mut Vec<u8>, scope: u8| {
+        if query.edns.is_some() {
+            let edns = ReplyEdns {
+                udp_payload: snapshot.max_udp_payload,
+                client_subnet: subnet.map(|s: ClientSubnet| (s, scope)),
+            };
+            wire::write_opt(out, &edns, 0);
+        }
+        out.len() <= limit
+    };
+    match (entry.service, family) {
         (Some(index), Some(family)) => {
             let service = snapshot.services.get(index as usize)?;
             let selection = policy::select(service, client, family, seed, None);
@@ -309,7 +321,17 @@ pub fn answer<'s>(
             } else {
                 0
             };
-            (Rcode::NoError, Some((service, selection)), scope)
+            if !finish(out, scope) {
+                return None;
+            }
+            Some(Outcome {
+                rcode: Rcode::NoError,
+                qtype: query.qtype,
+                truncated: false,
+                zone: Some(zone),
+                client_subnet: subnet,
+                service: Some((service, selection)),
+            })
         }
         _ => {
             let runs = precompiled
@@ -328,28 +350,19 @@ pub fn answer<'s>(
                 query.edns.is_some(),
             );
             out.extend_from_slice(body);
-            (canned.rcode, None, 0)
+            if !finish(out, 0) {
+                return None;
+            }
+            Some(Outcome {
+                rcode: canned.rcode,
+                qtype: query.qtype,
+                truncated: false,
+                zone: Some(zone),
+                client_subnet: subnet,
+                service: None,
+            })
         }
-    };
-    if query.edns.is_some() {
-        let edns = ReplyEdns {
-            udp_payload: snapshot.max_udp_payload,
-            client_subnet: subnet.map(|s: ClientSubnet| (s, scope)),
-        };
-        wire::write_opt(out, &edns, 0);
     }
-    // Truncation is the general path's business.
-    if out.len() > limit {
-        return None;
-    }
-    Some(Outcome {
-        rcode,
-        qtype: query.qtype,
-        truncated: false,
-        zone: Some(zone),
-        client_subnet: subnet,
-        service,
-    })
 }
 
 /// Whether `bytes` hold an ASCII capital letter. Eight bytes at a time:
