@@ -91,16 +91,15 @@ impl ZoneCells {
         Self((0..ZONE_CELLS).map(|_| AtomicU64::new(0)).collect())
     }
 
+    /// The counter of queries over `transport` answered `rcode` for `qtype`.
     #[inline]
-    fn count(&self, transport: Transport, rcode: Rcode, qtype: u16) {
+    fn cell(&self, transport: Transport, rcode: Rcode, qtype: u16) -> Option<&AtomicU64> {
         let t = match transport {
             Transport::Udp => 0,
             Transport::Tcp => 1,
         };
         let index = (t * RCODES.len() + rcode_index(rcode)) * QTYPE_CELLS + qtype_index(qtype);
-        if let Some(cell) = self.0.get(index) {
-            cell.fetch_add(1, Ordering::Relaxed);
-        }
+        self.0.get(index)
     }
 }
 
@@ -232,6 +231,7 @@ impl Metrics {
             query_log,
             slot,
             transport,
+            sole_writer: transport == Transport::Udp,
             fixed,
             view: Arc::new(ArcSwapOption::empty()),
             rng: crate::policy::hash_str(&format!("{slot}")) ^ unix_ms(SystemTime::now()),
@@ -362,13 +362,18 @@ pub struct View {
 }
 
 /// Records what happened to each query of one slot: metrics, endpoint answer
-/// counts and the query log. Cheap to clone (TCP connections share a slot).
-#[derive(Debug, Clone)]
+/// counts and the query log. TCP connections share a slot through
+/// [`fork`](Self::fork); a UDP worker has one of its own.
+#[derive(Debug)]
 pub struct QueryRecorder {
     metrics: Arc<Metrics>,
     query_log: Arc<QueryLog>,
     slot: usize,
     transport: Transport,
+    /// Whether this recorder is the only writer of its slot's cells (a UDP
+    /// worker's, never forked): it then counts with a plain load and store,
+    /// sparing the locked read-modify-write per counter and query.
+    sole_writer: bool,
     fixed: Arc<SlotCells>,
     view: Arc<ArcSwapOption<View>>,
     /// State of the query log's sampling generator ([`SplitMix64`]).
@@ -383,16 +388,35 @@ impl QueryRecorder {
             RrlVerdict::Drop => &self.fixed.rrl_dropped,
             RrlVerdict::Slip => &self.fixed.rrl_slipped,
         };
-        cell.fetch_add(1, Ordering::Relaxed);
+        self.bump(cell);
     }
 
-    /// A clone sharing the slot, with a random stream of its own (one per
-    /// TCP connection).
-    pub fn fork(&self) -> Self {
-        let mut fork = self.clone();
+    /// A recorder sharing the slot, with a random stream of its own (one
+    /// per TCP connection). Neither is the slot's sole writer afterwards.
+    pub fn fork(&mut self) -> Self {
+        self.sole_writer = false;
         let mut rng = SplitMix64(self.rng ^ unix_ms(SystemTime::now()).rotate_left(17));
-        fork.rng = rng.next_u64() ^ (Arc::strong_count(&self.view) as u64);
-        fork
+        Self {
+            metrics: self.metrics.clone(),
+            query_log: self.query_log.clone(),
+            slot: self.slot,
+            transport: self.transport,
+            sole_writer: false,
+            fixed: self.fixed.clone(),
+            view: self.view.clone(),
+            rng: rng.next_u64() ^ (Arc::strong_count(&self.view) as u64),
+        }
+    }
+
+    /// Adds one to a cell of this recorder's slot.
+    #[inline]
+    fn bump(&self, cell: &AtomicU64) {
+        if self.sole_writer {
+            // No other thread writes it; readers see either value.
+            cell.store(cell.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        } else {
+            cell.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// The view for `snapshot`; rebuilt (under the registry lock) only when
@@ -421,7 +445,7 @@ impl QueryRecorder {
         outcome: Option<&Outcome<'_>>,
     ) {
         let Some(outcome) = outcome else {
-            self.fixed.dropped.fetch_add(1, Ordering::Relaxed);
+            self.bump(&self.fixed.dropped);
             return;
         };
         let zone_cells = outcome
@@ -429,14 +453,16 @@ impl QueryRecorder {
             .and_then(|zone| index_in(snapshot.zones.as_slice(), zone))
             .and_then(|index| view.zones.get(index))
             .unwrap_or(&view.no_zone);
-        zone_cells.count(self.transport, outcome.rcode, outcome.qtype);
-        if outcome.client_subnet.is_some() {
-            self.fixed.ecs_present.fetch_add(1, Ordering::Relaxed);
-        } else {
-            self.fixed.ecs_absent.fetch_add(1, Ordering::Relaxed);
+        if let Some(cell) = zone_cells.cell(self.transport, outcome.rcode, outcome.qtype) {
+            self.bump(cell);
         }
+        self.bump(if outcome.client_subnet.is_some() {
+            &self.fixed.ecs_present
+        } else {
+            &self.fixed.ecs_absent
+        });
         if outcome.truncated {
-            self.fixed.truncated.fetch_add(1, Ordering::Relaxed);
+            self.bump(&self.fixed.truncated);
         }
         if let Some((service, selection)) = &outcome.service {
             let cells = index_in(&snapshot.services, service).and_then(|s| view.services.get(s));
@@ -446,12 +472,12 @@ impl QueryRecorder {
                 None => cells.last(),
             });
             if let Some(cell) = cell {
-                cell.answers.fetch_add(1, Ordering::Relaxed);
+                self.bump(&cell.answers);
                 if selection.failed_over || selection.failed_open {
-                    cell.failovers.fetch_add(1, Ordering::Relaxed);
+                    self.bump(&cell.failovers);
                 }
                 if selection.failed_open {
-                    cell.fail_open.fetch_add(1, Ordering::Relaxed);
+                    self.bump(&cell.fail_open);
                 }
             }
             for endpoint in selection.endpoints() {

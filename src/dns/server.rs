@@ -295,7 +295,7 @@ fn serve_udp_batches<A: PeerAddress>(
 async fn serve_tcp(
     listener: TcpListener,
     snapshot: SharedSnapshot,
-    recorder: QueryRecorder,
+    mut recorder: QueryRecorder,
     limits: TcpLimits,
 ) {
     let limit = Arc::new(Semaphore::new(limits.max_connections.max(1)));
