@@ -186,7 +186,8 @@ fn serve_udp_batches<A: PeerAddress>(
     use nix::sys::socket::{MsgFlags, MultiHeaders, recvmmsg, sendmmsg};
 
     let fd = socket.as_raw_fd();
-    let mut rng = SplitMix64(initial_seed());
+    // Per-query seeds count up: the policy mixes its seed before drawing.
+    let mut seed = initial_seed();
     let mut queries = vec![0u8; UDP_BATCH * UDP_QUERY_MAX];
     let mut replies: Vec<Vec<u8>> = (0..UDP_BATCH).map(|_| Vec::with_capacity(4096)).collect();
     let mut receive_headers = MultiHeaders::<A>::preallocate(UDP_BATCH, None);
@@ -247,14 +248,8 @@ fn serve_udp_batches<A: PeerAddress>(
                 let start = index * UDP_QUERY_MAX;
                 let query = &queries[start..start + lengths[index]];
                 let reply = &mut replies[answered];
-                let outcome = handle_packet(
-                    &current,
-                    query,
-                    peer_ip,
-                    Transport::Udp,
-                    rng.next_u64(),
-                    reply,
-                );
+                seed = seed.wrapping_add(1);
+                let outcome = handle_packet(&current, query, peer_ip, Transport::Udp, seed, reply);
                 recorder.record(&view, &current, query, peer_ip, outcome.as_ref());
                 if outcome.is_none() {
                     continue;

@@ -112,7 +112,8 @@ pub(crate) use trace;
 
 /// Chooses the endpoints answering `family` for `client`.
 ///
-/// `seed` drives weighted random choice; the caller varies it per query.
+/// `seed` drives weighted random choice; the caller varies it per query
+/// (consecutive values will do: draws mix it first).
 pub fn select<'s>(
     service: &'s Service,
     client: ClientAddress,
