@@ -394,7 +394,7 @@ fn has_uppercase(bytes: &[u8]) -> bool {
 /// sets the header: QR, opcode QUERY, AA as given, RD and CD as the query
 /// had them, the rcode, one question, `counts`, and one more additional
 /// record when the reply carries an OPT.
-#[inline]
+#[inline(always)]
 fn write_header_and_question(
     out: &mut Vec<u8>,
     query: &[u8],
