@@ -8,7 +8,7 @@
 //! of direct-mapped slots, so memory does not grow with the configuration
 //! (a collision only means a recomputation).
 
-use std::cell::RefCell;
+use std::cell::Cell;
 
 use super::pick::mix;
 use super::{Family, PoolChoice, Service};
@@ -19,6 +19,7 @@ const SLOTS: usize = 1024;
 
 #[derive(Debug, Clone, Copy)]
 struct Entry {
+    /// `Service::serial`; 0 (no service has it) marks an empty slot.
     service: u64,
     order: u32,
     family: Family,
@@ -26,8 +27,18 @@ struct Entry {
     choice: PoolChoice,
 }
 
+const EMPTY: Entry = Entry {
+    service: 0,
+    order: 0,
+    family: Family::V4,
+    epoch: 0,
+    choice: PoolChoice::NoData,
+};
+
 thread_local! {
-    static CHOICES: RefCell<Vec<Option<Entry>>> = const { RefCell::new(Vec::new()) };
+    // Plain `Copy` data with a constant initialiser: no lazy set-up and no
+    // destructor to register, so an access is one thread-pointer offset.
+    static CHOICES: [Cell<Entry>; SLOTS] = const { [const { Cell::new(EMPTY) }; SLOTS] };
 }
 
 /// The choice for (`service`, `order`, `family`): remembered if the health
@@ -45,12 +56,9 @@ pub(super) fn choose(
     let key = service.serial ^ (u64::from(order) << 1) ^ family as u64;
     let slot = mix(key) as usize & (SLOTS - 1);
     CHOICES.with(|choices| {
-        let mut choices = choices.borrow_mut();
-        if choices.is_empty() {
-            choices.resize(SLOTS, None);
-        }
-        if let Some(Some(entry)) = choices.get(slot)
-            && entry.service == service.serial
+        let cell = &choices[slot];
+        let entry = cell.get();
+        if entry.service == service.serial
             && entry.order == order
             && entry.family == family
             && entry.epoch == epoch
@@ -58,15 +66,13 @@ pub(super) fn choose(
             return entry.choice;
         }
         let choice = compute();
-        if let Some(entry) = choices.get_mut(slot) {
-            *entry = Some(Entry {
-                service: service.serial,
-                order,
-                family,
-                epoch,
-                choice,
-            });
-        }
+        cell.set(Entry {
+            service: service.serial,
+            order,
+            family,
+            epoch,
+            choice,
+        });
         choice
     })
 }
