@@ -501,7 +501,7 @@ impl QueryRecorder {
             (
                 index_in(&snapshot.services, service),
                 selection.pool.map(|_| usize::from(selection.pool_index)),
-                (selection.chosen, selection.count),
+                (selection.chosen, usize::from(selection.count)),
                 selection.failed_over || selection.failed_open,
             )
         });

@@ -73,7 +73,7 @@ pub fn pick<'s>(
         SelectionKind::Weighted => {
             let mut rng = SplitMix64(seed);
             let mut remaining = candidates.len();
-            while selection.count < wanted && remaining > 0 {
+            while usize::from(selection.count) < wanted && remaining > 0 {
                 let total: u64 = candidates[..remaining].iter().map(|&i| weight(i)).sum();
                 let position = if total == 0 {
                     (rng.next_u64() % remaining as u64) as usize

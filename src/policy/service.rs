@@ -266,7 +266,7 @@ pub struct Selection<'s> {
     /// Indices of the chosen endpoints in the pool.
     pub chosen: [u16; MAX_RECORDS],
     /// How many of `chosen` are set.
-    pub count: usize,
+    pub count: u8,
     /// Answer TTL.
     pub ttl: u32,
     /// ECS scope prefix length for the reply.
@@ -297,7 +297,7 @@ impl<'s> Selection<'s> {
 
     /// Adds endpoint `index` of the pool to the chosen ones.
     pub fn push(&mut self, index: u16) {
-        if let Some(slot) = self.chosen.get_mut(self.count) {
+        if let Some(slot) = self.chosen.get_mut(usize::from(self.count)) {
             *slot = index;
             self.count += 1;
         }
@@ -306,7 +306,7 @@ impl<'s> Selection<'s> {
     /// The chosen endpoints.
     pub fn endpoints(&self) -> impl Iterator<Item = &'s Endpoint> + '_ {
         let pool = self.pool;
-        self.chosen[..self.count]
+        self.chosen[..usize::from(self.count)]
             .iter()
             .filter_map(move |&i| pool.and_then(|p| p.endpoints.get(usize::from(i))))
     }
