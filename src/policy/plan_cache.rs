@@ -10,7 +10,6 @@
 
 use std::cell::Cell;
 
-use super::pick::mix;
 use super::{Family, PoolChoice, Service};
 use crate::health::health_epoch;
 
@@ -54,7 +53,9 @@ pub(super) fn choose(
     // epoch after it, so the entry is already stale when next looked at.
     let epoch = health_epoch();
     let key = service.serial ^ (u64::from(order) << 1) ^ family as u64;
-    let slot = mix(key) as usize & (SLOTS - 1);
+    // Fibonacci hashing: the top bits of the product spread sequential
+    // serials and orders over the slots.
+    let slot = (key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - SLOTS.trailing_zeros())) as usize;
     CHOICES.with(|choices| {
         let cell = &choices[slot];
         let entry = cell.get();
