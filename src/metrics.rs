@@ -1034,6 +1034,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn only_an_unforked_udp_recorder_counts_as_its_slots_sole_writer() {
+        let metrics = Arc::new(Metrics::new());
+        let log = Arc::new(QueryLog::default());
+        let udp = metrics.recorder(Transport::Udp, log.clone());
+        assert!(udp.sole_writer);
+        let mut tcp = metrics.recorder(Transport::Tcp, log.clone());
+        assert!(!tcp.sole_writer);
+        let fork = tcp.fork();
+        assert!(!tcp.sole_writer && !fork.sole_writer);
+        // A UDP recorder forked (never done today) stops being one too.
+        let mut shared = metrics.recorder(Transport::Udp, log);
+        let other = shared.fork();
+        assert!(!shared.sole_writer && !other.sole_writer);
+        // Either way each count lands once.
+        for recorder in [&udp, &shared, &other] {
+            recorder.bump(&recorder.fixed.dropped);
+        }
+        assert_eq!(udp.fixed.dropped.load(Ordering::Relaxed), 1);
+        assert_eq!(shared.fixed.dropped.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
     fn cell_indices_cover_every_label() {
         assert_eq!(rcode_index(Rcode::NoError), 0);
         assert_eq!(rcode_index(Rcode::Refused), 5);
