@@ -245,19 +245,21 @@ pub fn answer<'s>(
     let query = parse(packet)?;
     let precompiled = &snapshot.precompiled;
     let qname = packet.get(HEADER_LEN..HEADER_LEN + query.qname_len)?;
-    // Usually the name is already in the form the map keys have.
-    let mut lower;
-    let key = if has_uppercase(qname) {
-        lower = [0u8; MAX_NAME_LEN];
-        let lower = lower.get_mut(..qname.len())?;
-        lower.copy_from_slice(qname);
-        // Label lengths are below 64, so lowercasing leaves them alone.
-        lower.make_ascii_lowercase();
-        &*lower
-    } else {
-        qname
+    // The keys are lowercase and names usually come so: look the name up
+    // as it is, and only when that misses, lowercase a copy if it has
+    // capitals (a mixed-case name cannot equal a lowercase key).
+    let entry = match precompiled.names.get(qname) {
+        Some(entry) => entry,
+        None if has_uppercase(qname) => {
+            let mut lower = [0u8; MAX_NAME_LEN];
+            let lower = lower.get_mut(..qname.len())?;
+            lower.copy_from_slice(qname);
+            // Label lengths are below 64, so lowercasing leaves them alone.
+            lower.make_ascii_lowercase();
+            precompiled.names.get(&*lower)?
+        }
+        None => return None,
     };
-    let entry = precompiled.names.get(key)?;
     let zone = snapshot.zones.get(entry.zone as usize)?;
     let subnet = query.edns.and_then(|e| e.client_subnet);
     let (client, subnet_used) = answer::routing_client(snapshot, subnet, source);
