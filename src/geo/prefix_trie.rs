@@ -635,17 +635,11 @@ impl<T: Copy + Eq + Hash> PrefixTable<T> {
     /// and returns the value with its prefix length in that family.
     #[inline]
     pub fn lookup(&self, ip: IpAddr) -> (T, u8) {
-        let v4 = match ip {
-            IpAddr::V4(v4) => v4,
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => v4,
-                None => {
-                    let bits = v6.to_bits();
-                    return self.v6.lookup_aligned((bits >> 64) as u64, bits as u64);
-                }
-            },
-        };
-        self.v4.lookup_aligned(u64::from(v4.to_bits()) << 32, 0)
+        // Left-aligned per family without a u128 shift.
+        match addr_bits(ip) {
+            (Family::V4, bits) => self.v4.lookup_aligned((bits as u64) << 32, 0),
+            (Family::V6, bits) => self.v6.lookup_aligned((bits >> 64) as u64, bits as u64),
+        }
     }
 
     /// Maps both tries through `f` and collapses them, see [`PrefixTrie::map`].
