@@ -252,11 +252,8 @@ pub fn answer<'s>(
         Some(entry) => entry,
         None if has_uppercase(qname) => {
             let mut lower = [0u8; MAX_NAME_LEN];
-            let lower = lower.get_mut(..qname.len())?;
-            lower.copy_from_slice(qname);
-            // Label lengths are below 64, so lowercasing leaves them alone.
-            lower.make_ascii_lowercase();
-            precompiled.names.get(&*lower)?
+            let len = wire::lowercase_name(qname, &mut lower)?;
+            precompiled.names.get(lower.get(..len)?)?
         }
         None => return None,
     };
