@@ -131,6 +131,24 @@ fn tcp_idle_and_slow_loris_connections_are_cut_off() {
     );
 }
 
+/// A connection on which the server answers a query. Retried (bounded):
+/// the server frees a closed connection's slot just after closing it, so a
+/// connection made at once may still find the limit reached.
+fn served_connection(server: SocketAddr, id: u16) -> TcpStream {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut stream = tcp_connect(server);
+        let query = QueryBuilder::new(id, "www.limits.test", 1).build();
+        let mut framed = (query.len() as u16).to_be_bytes().to_vec();
+        framed.extend_from_slice(&query);
+        if stream.write_all(&framed).is_ok() && tcp_recv(&mut stream).is_some() {
+            return stream;
+        }
+        assert!(Instant::now() < deadline, "no TCP connection was served");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn tcp_queries_per_connection_and_connection_count_are_bounded() {
     let (_dir, server) = start("[server]\ntcp_max_queries = 3\ntcp_max_connections = 2\n");
@@ -148,9 +166,9 @@ fn tcp_queries_per_connection_and_connection_count_are_bounded() {
     let _ = stream.write_all(&QueryBuilder::new(9, "www.limits.test", 1).build());
     assert!(wait_closed(&mut stream, Duration::from_secs(5)));
 
-    let _first = tcp_connect(server.addr());
-    let _second = tcp_connect(server.addr());
-    std::thread::sleep(Duration::from_millis(200)); // let the server accept both
+    // Two connections the server answers on hold both slots.
+    let _first = served_connection(server.addr(), 10);
+    let _second = served_connection(server.addr(), 11);
     let mut third = tcp_connect(server.addr());
     assert!(
         wait_closed(&mut third, Duration::from_secs(5)),
