@@ -450,7 +450,6 @@ impl QueryRecorder {
         };
         let zone_cells = outcome
             .zone
-            .and_then(|zone| index_in(snapshot.zones.as_slice(), zone))
             .and_then(|index| view.zones.get(index))
             .unwrap_or(&view.no_zone);
         if let Some(cell) = zone_cells.cell(self.transport, outcome.rcode, outcome.qtype) {
@@ -465,7 +464,7 @@ impl QueryRecorder {
             self.bump(&self.fixed.truncated);
         }
         if let Some((service, selection)) = &outcome.service {
-            let cells = index_in(&snapshot.services, service).and_then(|s| view.services.get(s));
+            let cells = view.services.get(*service);
             // The pool's cell, or the last one (no pool).
             let cell = cells.and_then(|cells| match selection.pool {
                 Some(_) => cells.get(usize::from(selection.pool_index)),
@@ -499,7 +498,7 @@ impl QueryRecorder {
     fn log(&self, snapshot: &Arc<Snapshot>, packet: &[u8], peer: IpAddr, outcome: &Outcome<'_>) {
         let chosen = outcome.service.as_ref().map(|(service, selection)| {
             (
-                index_in(&snapshot.services, service),
+                *service,
                 selection.pool.map(|_| usize::from(selection.pool_index)),
                 (selection.chosen, usize::from(selection.count)),
                 selection.failed_over || selection.failed_open,
@@ -514,17 +513,6 @@ impl QueryRecorder {
             chosen,
         ));
     }
-}
-
-/// The index of `item` in `slice`, when it is an element of it.
-fn index_in<T>(slice: &[T], item: &T) -> Option<usize> {
-    let size = std::mem::size_of::<T>().max(1);
-    let offset = (item as *const T as usize).checked_sub(slice.as_ptr() as usize)?;
-    let index = offset / size;
-    slice
-        .get(index)
-        .is_some_and(|candidate| std::ptr::eq(candidate, item))
-        .then_some(index)
 }
 
 fn unix_ms(time: SystemTime) -> u64 {
@@ -1081,14 +1069,6 @@ mod tests {
             cells.0[ZONE_CELLS - 1 - QTYPE_CELLS].load(Ordering::Relaxed),
             1
         );
-    }
-
-    #[test]
-    fn index_in_finds_elements_only() {
-        let items = [10u32, 20, 30];
-        assert_eq!(index_in(&items, &items[2]), Some(2));
-        let other = 20u32;
-        assert_eq!(index_in(&items, &other), None);
     }
 
     #[test]

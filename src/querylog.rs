@@ -43,12 +43,7 @@ pub struct QueryLogEntry {
 }
 
 /// The service part of an entry.
-type ServiceChoice = (
-    Option<usize>,
-    Option<usize>,
-    ([u16; MAX_RECORDS], usize),
-    bool,
-);
+type ServiceChoice = (usize, Option<usize>, ([u16; MAX_RECORDS], usize), bool);
 
 impl QueryLogEntry {
     /// Copies what the log line needs.
@@ -87,7 +82,7 @@ impl QueryLogEntry {
             ("-".to_string(), "-".to_string(), String::new(), false);
         if let Some((service_index, pool_index, (chosen, count), was_failover)) = &self.service {
             failover = *was_failover;
-            if let Some(s) = service_index.and_then(|i| self.snapshot.services.get(i)) {
+            if let Some(s) = self.snapshot.services.get(*service_index) {
                 service.clone_from(&s.name);
                 if let Some(p) = pool_index.and_then(|i| s.pools.get(i)) {
                     pool.clone_from(&p.name);

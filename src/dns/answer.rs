@@ -40,12 +40,13 @@ pub struct Outcome<'s> {
     pub qtype: u16,
     /// Whether the reply was truncated.
     pub truncated: bool,
-    /// The zone that answered, if any.
-    pub zone: Option<&'s Zone>,
+    /// Index in `Snapshot::zones` of the zone that answered, if any.
+    pub zone: Option<usize>,
     /// The query's EDNS Client Subnet, if it had one.
     pub client_subnet: Option<ClientSubnet>,
-    /// The service that answered and what it chose.
-    pub service: Option<(&'s Service, Selection<'s>)>,
+    /// Index in `Snapshot::services` of the service that answered, and
+    /// what it chose.
+    pub service: Option<(usize, Selection<'s>)>,
 }
 
 impl Outcome<'_> {
@@ -197,10 +198,10 @@ struct Context<'s, 't> {
     /// ECS scope of the answer so far (0: does not depend on the client).
     scope_prefix_len: u8,
     trace: Trace<'t>,
-    /// The zone answering (for metrics).
-    zone: Option<&'s Zone>,
-    /// The last service consulted and its choice (for metrics and logs).
-    service: Option<(&'s Service, Selection<'s>)>,
+    /// The zone answering, by index (for metrics).
+    zone: Option<usize>,
+    /// The last service consulted, by index, and its choice (for metrics and logs).
+    service: Option<(usize, Selection<'s>)>,
 }
 
 /// Fills the reply's sections and returns its rcode.
@@ -225,12 +226,16 @@ fn answer<'s>(
     let Some(qname) = qname_lower else {
         return Rcode::FormErr;
     };
-    let Some(zone) = snapshot.zones.find(qname) else {
+    let Some((zone_index, zone)) = snapshot
+        .zones
+        .find_index(qname)
+        .and_then(|index| Some((index, snapshot.zones.get(index)?)))
+    else {
         // Not authoritative: refuse rather than answer (no amplification, no referral to root).
         return Rcode::Refused;
     };
     reply.set_authoritative(true);
-    context.zone = Some(zone);
+    context.zone = Some(zone_index);
     answer_in_zone(context, zone, qname, query.qtype, reply)
 }
 
@@ -361,7 +366,7 @@ fn answer_service<'s>(
         context.trace.as_deref_mut(),
     );
     context.scope_prefix_len = context.scope_prefix_len.max(selection.scope_prefix_len);
-    context.service = Some((service, selection.clone()));
+    context.service = Some((index, selection.clone()));
     if selection.servfail {
         return ServiceAnswer::Done(Rcode::ServFail);
     }

@@ -257,7 +257,6 @@ pub fn answer<'s>(
         }
         None => return None,
     };
-    let zone = snapshot.zones.get(entry.zone as usize)?;
     let subnet = query.edns.and_then(|e| e.client_subnet);
     let (client, subnet_used) = answer::routing_client(snapshot, subnet, source);
     let limit = answer::reply_limit(snapshot, transport, query.edns);
@@ -327,9 +326,9 @@ pub fn answer<'s>(
                 rcode: Rcode::NoError,
                 qtype: query.qtype,
                 truncated: false,
-                zone: Some(zone),
+                zone: Some(entry.zone as usize),
                 client_subnet: subnet,
-                service: Some((service, selection)),
+                service: Some((index as usize, selection)),
             })
         }
         _ => {
@@ -356,7 +355,7 @@ pub fn answer<'s>(
                 rcode: canned.rcode,
                 qtype: query.qtype,
                 truncated: false,
-                zone: Some(zone),
+                zone: Some(entry.zone as usize),
                 client_subnet: subnet,
                 service: None,
             })
