@@ -1,6 +1,7 @@
 //! gslb: an authoritative DNS server that answers service names per client
 //! from GeoIP, latency, weights and health.
-#![forbid(unsafe_code)]
+// Only `dns::udp_batch` (batched socket I/O) allows `unsafe`, on its own.
+#![deny(unsafe_code)]
 
 pub mod api;
 pub mod config;

@@ -3,4 +3,5 @@ pub mod answer;
 pub mod precompiled;
 pub mod rrl;
 pub mod server;
+pub mod udp_batch;
 pub mod wire;

@@ -2,13 +2,14 @@
 //!
 //! The only module that does network I/O for DNS. Each UDP socket (one per
 //! worker, SO_REUSEPORT, so the kernel spreads clients over cores) is served
-//! by its own OS thread in batches: one `recvmmsg` takes up to
+//! by its own OS thread in batches (`udp_batch`): one `recvmmsg` takes up to
 //! [`UDP_BATCH`] queries, one `sendmmsg` returns their replies, as gdnsd
 //! does. TCP runs on tokio. Each query loads the current snapshot once
 //! (`ArcSwap::load`, lock-free) and never holds it across an `.await`.
 
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,6 +21,7 @@ use tokio::sync::Semaphore;
 
 use super::answer::{Transport, handle_packet};
 use super::rrl::RrlVerdict;
+use super::udp_batch::{UDP_BATCH, UdpBatch};
 use super::wire::truncate_reply;
 use crate::metrics::{Observer, QueryRecorder};
 use crate::policy::SplitMix64;
@@ -28,10 +30,6 @@ use crate::snapshot::Snapshot;
 /// The snapshot currently answering queries, replaced whole on reload.
 pub type SharedSnapshot = Arc<ArcSwap<Snapshot>>;
 
-/// Queries taken per `recvmmsg` call.
-const UDP_BATCH: usize = 32;
-/// Largest query datagram read; longer ones arrive truncated and are dropped.
-const UDP_QUERY_MAX: usize = 4096;
 /// Limits that keep slow or greedy TCP clients from holding the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TcpLimits {
@@ -147,91 +145,23 @@ pub async fn serve(
     Ok(())
 }
 
-/// A peer address type of one socket family, as recvmmsg fills it in:
-/// 16 bytes for IPv4 and 28 for IPv6, copied once per query.
-trait PeerAddress: nix::sys::socket::SockaddrLike + Copy {
-    fn ip(&self) -> std::net::IpAddr;
-}
-
-impl PeerAddress for nix::sys::socket::SockaddrIn {
-    fn ip(&self) -> std::net::IpAddr {
-        std::net::IpAddr::V4(nix::sys::socket::SockaddrIn::ip(self))
-    }
-}
-
-impl PeerAddress for nix::sys::socket::SockaddrIn6 {
-    fn ip(&self) -> std::net::IpAddr {
-        std::net::IpAddr::V6(nix::sys::socket::SockaddrIn6::ip(self))
-    }
-}
-
 /// One UDP worker: batches of queries in, batches of replies out.
-fn serve_udp(socket: &std::net::UdpSocket, snapshot: &SharedSnapshot, recorder: QueryRecorder) {
-    match socket.local_addr() {
-        Ok(SocketAddr::V6(_)) => {
-            serve_udp_batches::<nix::sys::socket::SockaddrIn6>(socket, snapshot, recorder);
-        }
-        _ => serve_udp_batches::<nix::sys::socket::SockaddrIn>(socket, snapshot, recorder),
-    }
-}
-
-fn serve_udp_batches<A: PeerAddress>(
-    socket: &std::net::UdpSocket,
-    snapshot: &SharedSnapshot,
-    mut recorder: QueryRecorder,
-) {
-    use std::io::{IoSlice, IoSliceMut};
-    use std::os::fd::AsRawFd;
-
-    use nix::sys::socket::{MsgFlags, MultiHeaders, recvmmsg, sendmmsg};
-
-    let fd = socket.as_raw_fd();
+fn serve_udp(socket: &std::net::UdpSocket, snapshot: &SharedSnapshot, mut recorder: QueryRecorder) {
+    let mut batch = UdpBatch::new(socket.as_fd());
     // Per-query seeds count up: the policy mixes its seed before drawing.
     let mut seed = initial_seed();
-    let mut queries = vec![0u8; UDP_BATCH * UDP_QUERY_MAX];
     let mut replies: Vec<Vec<u8>> = (0..UDP_BATCH).map(|_| Vec::with_capacity(4096)).collect();
-    let mut receive_headers = MultiHeaders::<A>::preallocate(UDP_BATCH, None);
-    let mut send_headers = MultiHeaders::<A>::preallocate(UDP_BATCH, None);
-    let mut lengths = [0usize; UDP_BATCH];
-    // Query i's peer is at `peers[i]` on receipt; replies and their peers
-    // are then packed to the front (in place: answered <= i).
-    let mut peers: [Option<A>; UDP_BATCH] = [None; UDP_BATCH];
+    // Reply k answers query `reply_to[k]` of the batch.
+    let mut reply_to = [0u8; UDP_BATCH];
     // Rate limiting counts whole seconds on a monotonic clock, read once per batch.
     let started = std::time::Instant::now();
     loop {
-        let count = {
-            let mut chunks = queries.chunks_exact_mut(UDP_QUERY_MAX);
-            let mut buffers: [[IoSliceMut<'_>; 1]; UDP_BATCH] =
-                std::array::from_fn(|_| [IoSliceMut::new(chunks.next().unwrap_or_default())]);
-            // MSG_WAITFORONE: block for the first datagram, then take what is queued.
-            match recvmmsg(
-                fd,
-                &mut receive_headers,
-                buffers.iter_mut(),
-                MsgFlags::MSG_WAITFORONE,
-                None,
-            ) {
-                Ok(results) => {
-                    let mut count = 0;
-                    for ((length, peer), message) in
-                        lengths.iter_mut().zip(peers.iter_mut()).zip(results)
-                    {
-                        // A truncated datagram is not a query we can answer.
-                        *length = if message.flags.contains(MsgFlags::MSG_TRUNC) {
-                            0
-                        } else {
-                            message.bytes
-                        };
-                        *peer = message.address;
-                        count += 1;
-                    }
-                    count
-                }
-                Err(err) => {
-                    // EINTR, or ICMP-induced errors: keep serving.
-                    tracing::debug!(error = %err, "udp receive failed");
-                    continue;
-                }
+        let count = match batch.receive() {
+            Ok(count) => count,
+            Err(err) => {
+                // EINTR, or ICMP-induced errors: keep serving.
+                tracing::debug!(error = %err, "udp receive failed");
+                continue;
             }
         };
         let mut answered = 0;
@@ -241,12 +171,9 @@ fn serve_udp_batches<A: PeerAddress>(
             // Metrics: one lock-free view per batch (rebuilt only after a reload).
             let view = recorder.view(&current);
             for index in 0..count {
-                let Some(address) = peers[index] else {
+                let Some((query, peer_ip)) = batch.query(index) else {
                     continue;
                 };
-                let peer_ip = address.ip();
-                let start = index * UDP_QUERY_MAX;
-                let query = &queries[start..start + lengths[index]];
                 let reply = &mut replies[answered];
                 seed = seed.wrapping_add(1);
                 let outcome = handle_packet(&current, query, peer_ip, Transport::Udp, seed, reply);
@@ -263,25 +190,14 @@ fn serve_udp_batches<A: PeerAddress>(
                         RrlVerdict::Drop => continue,
                     }
                 }
-                if answered != index {
-                    peers[answered] = Some(address);
-                }
+                reply_to[answered] = index as u8;
                 answered += 1;
             }
         }
         if answered == 0 {
             continue;
         }
-        let slices: [[IoSlice<'_>; 1]; UDP_BATCH] =
-            std::array::from_fn(|i| [IoSlice::new(replies.get(i).map_or(&[][..], |r| &r[..]))]);
-        if let Err(err) = sendmmsg(
-            fd,
-            &mut send_headers,
-            &slices[..answered],
-            &peers[..answered],
-            [],
-            MsgFlags::empty(),
-        ) {
+        if let Err(err) = batch.send(&replies[..answered], &reply_to[..answered]) {
             tracing::debug!(error = %err, "udp send failed");
         }
     }
