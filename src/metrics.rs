@@ -455,7 +455,7 @@ impl QueryRecorder {
         if let Some(cell) = zone_cells.cell(self.transport, outcome.rcode, outcome.qtype) {
             self.bump(cell);
         }
-        self.bump(if outcome.client_subnet.is_some() {
+        self.bump(if outcome.had_client_subnet {
             &self.fixed.ecs_present
         } else {
             &self.fixed.ecs_absent

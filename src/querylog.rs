@@ -61,7 +61,9 @@ impl QueryLogEntry {
             snapshot: snapshot.clone(),
             transport,
             client,
-            subnet: outcome.client_subnet,
+            subnet: crate::dns::wire::parse_query(packet)
+                .ok()
+                .and_then(|query| query.edns?.client_subnet),
             qname,
             qname_len,
             qtype: outcome.qtype,

@@ -43,7 +43,9 @@ pub struct Outcome<'s> {
     /// Index in `Snapshot::zones` of the zone that answered, if any.
     pub zone: Option<usize>,
     /// The query's EDNS Client Subnet, if it had one.
-    pub client_subnet: Option<ClientSubnet>,
+    /// Whether the query carried an EDNS Client Subnet option (the query
+    /// log reads it from the packet: carrying it here would cost every query).
+    pub had_client_subnet: bool,
     /// Index in `Snapshot::services` of the service that answered, and
     /// what it chose.
     pub service: Option<(usize, Selection<'s>)>,
@@ -56,7 +58,7 @@ impl Outcome<'_> {
             qtype: 0,
             truncated: false,
             zone: None,
-            client_subnet: None,
+            had_client_subnet: false,
             service: None,
         }
     }
@@ -146,7 +148,7 @@ pub fn handle_packet_traced<'s>(
         qtype: query.qtype,
         truncated,
         zone: context.zone,
-        client_subnet: subnet,
+        had_client_subnet: subnet.is_some(),
         service: context.service,
     })
 }

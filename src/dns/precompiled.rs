@@ -327,7 +327,7 @@ pub fn answer<'s>(
                 qtype: query.qtype,
                 truncated: false,
                 zone: Some(entry.zone as usize),
-                client_subnet: subnet,
+                had_client_subnet: subnet.is_some(),
                 service: Some((index as usize, selection)),
             })
         }
@@ -356,7 +356,7 @@ pub fn answer<'s>(
                 qtype: query.qtype,
                 truncated: false,
                 zone: Some(entry.zone as usize),
-                client_subnet: subnet,
+                had_client_subnet: subnet.is_some(),
                 service: None,
             })
         }
