@@ -518,6 +518,39 @@ fn config_errors_name_file_and_line() {
             "no line number: {line}"
         );
     }
+    // GeoIP settings: a bad preset, a bad field path and an unreadable
+    // database are each reported at their own line.
+    for (geoip, message, line) in [
+        ("fields = \"bogus\"\n", "geoip.fields: unknown preset", 7),
+        (
+            "fields = { country = \"country..iso_code\" }\n",
+            "geoip.fields: ",
+            7,
+        ),
+        ("", "geoip.database: ", 6),
+    ] {
+        let setup = setup("geoip-errors", "");
+        let text = std::fs::read_to_string(&setup.config).unwrap();
+        let text = text.replace(
+            "database = \"city.mmdb\"\n",
+            &format!("database = \"city.mmdb\"\n{geoip}"),
+        );
+        std::fs::write(&setup.config, text).unwrap();
+        if geoip.is_empty() {
+            std::fs::write(setup.dir.path().join("city.mmdb"), b"not a database").unwrap();
+        }
+        let out = run_gslb(&["check", "-c", path_str(&setup.config)]);
+        assert_eq!(out.code(), Some(1), "{geoip}");
+        let config = setup.config.display().to_string();
+        let wanted = format!("{config}:{line}:");
+        assert!(
+            out.stderr
+                .lines()
+                .any(|l| l.starts_with(&wanted) && l.contains(message)),
+            "no {wanted}...{message} in {}",
+            out.stderr
+        );
+    }
     // A missing database is a clear startup error.
     let setup = setup("nodb", "");
     std::fs::remove_file(setup.dir.path().join("city.mmdb")).unwrap();

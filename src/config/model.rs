@@ -197,8 +197,8 @@ pub struct GeoIpToml {
     /// City or country database (MaxMind DB format).
     pub database: Option<Spanned<PathBuf>>,
     /// Which fields hold the location: a preset name or explicit paths.
-    #[serde(default)]
-    pub fields: FieldsToml,
+    #[serde(default = "default_fields")]
+    pub fields: Spanned<FieldsToml>,
     /// Optional ASN database (GeoLite2-ASN layout).
     pub asn_database: Option<Spanned<PathBuf>>,
 }
@@ -213,10 +213,9 @@ pub enum FieldsToml {
     Paths(FieldPathsToml),
 }
 
-impl Default for FieldsToml {
-    fn default() -> Self {
-        FieldsToml::Preset("auto".to_string())
-    }
+/// `"auto"`, at no place in the file.
+fn default_fields() -> Spanned<FieldsToml> {
+    Spanned::new(0..0, FieldsToml::Preset("auto".to_string()))
 }
 
 /// Explicit field paths into mmdb records (dotted, array indices as numbers).

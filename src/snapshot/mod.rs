@@ -44,9 +44,6 @@ pub enum BuildError {
     /// A zone file problem.
     #[error(transparent)]
     Zone(#[from] ZoneError),
-    /// A GeoIP database problem.
-    #[error("{0}")]
-    Geo(String),
     /// A latency table problem.
     #[error(transparent)]
     Latency(#[from] latency::LatencyError),
@@ -322,16 +319,20 @@ fn load_geo_tables(loaded: &LoadedConfig, errors: &mut Vec<BuildError>) -> GeoTa
     let Some(geoip) = &loaded.config.geoip else {
         return tables;
     };
-    let geo_error = |err: GeoError| BuildError::Geo(format!("{}: {err}", loaded.path.display()));
+    // Errors point at the setting they come from.
+    let geo_error = |span: std::ops::Range<usize>, setting: &str, err: GeoError| -> BuildError {
+        loaded.error_at(span, format!("{setting}: {err}")).into()
+    };
     if let Some(database) = &geoip.database {
         let path = loaded.resolve_path(database.get_ref());
-        let table = match &geoip.fields {
+        let fields_span = geoip.fields.span();
+        let fields = match geoip.fields.get_ref() {
             FieldsToml::Preset(preset) => match preset.as_str() {
-                "auto" => LocationTable::load_auto(&path),
-                "maxmind" => LocationTable::load(&path, &FieldPaths::maxmind()),
-                "flat" => LocationTable::load(&path, &FieldPaths::flat()),
+                "auto" => None,
+                "maxmind" => Some(FieldPaths::maxmind()),
+                "flat" => Some(FieldPaths::flat()),
                 other => {
-                    errors.push(loaded.error(format!("geoip.fields: unknown preset {other:?}: use \"auto\", \"maxmind\", \"flat\" or a table of paths")).into());
+                    errors.push(loaded.error_at(fields_span, format!("geoip.fields: unknown preset {other:?}: use \"auto\", \"maxmind\", \"flat\" or a table of paths")).into());
                     return tables;
                 }
             },
@@ -347,8 +348,18 @@ fn load_geo_tables(loaded: &LoadedConfig, errors: &mut Vec<BuildError>) -> GeoTa
                         ..FieldPaths::default()
                     })
                 })();
-                fields.and_then(|fields| LocationTable::load(&path, &fields))
+                match fields {
+                    Ok(fields) => Some(fields),
+                    Err(err) => {
+                        errors.push(geo_error(fields_span, "geoip.fields", err));
+                        return tables;
+                    }
+                }
             }
+        };
+        let table = match &fields {
+            None => LocationTable::load_auto(&path),
+            Some(fields) => LocationTable::load(&path, fields),
         };
         match table {
             Ok(table) => {
@@ -362,14 +373,14 @@ fn load_geo_tables(loaded: &LoadedConfig, errors: &mut Vec<BuildError>) -> GeoTa
                 );
                 tables.locations = Some(Arc::new(table));
             }
-            Err(err) => errors.push(geo_error(err)),
+            Err(err) => errors.push(geo_error(database.span(), "geoip.database", err)),
         }
     }
     if let Some(database) = &geoip.asn_database {
         let path = loaded.resolve_path(database.get_ref());
         match LocationTable::load(&path, &FieldPaths::asn()) {
             Ok(table) => tables.asn = Some(Arc::new(table)),
-            Err(err) => errors.push(geo_error(err)),
+            Err(err) => errors.push(geo_error(database.span(), "geoip.asn_database", err)),
         }
     }
     tables
