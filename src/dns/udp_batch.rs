@@ -2,10 +2,9 @@
 //! query buffers, `sendmmsg` returns the replies to their senders.
 //!
 //! The crate's only `unsafe` code. It exists because `nix`'s safe wrappers
-//! rebuild every message header and I/O vector of the batch on each call
-//! and copy each header back out, which under callgrind cost about 100
-//! instructions per answered query, more than the rest of the UDP loop
-//! (benches/README.md, "Batched UDP I/O"). Here the headers are set up
+//! rebuild the I/O vector and header of every slot of the batch on each
+//! call, however few datagrams arrive, and copy each received header back
+//! out (benches/README.md, "Batched UDP I/O"). Here the headers are set up
 //! once: per batch the code resets one length per message received, and
 //! per reply it sets one address and one buffer.
 //!
