@@ -42,7 +42,6 @@ pub struct Outcome<'s> {
     pub truncated: bool,
     /// Index in `Snapshot::zones` of the zone that answered, if any.
     pub zone: Option<usize>,
-    /// The query's EDNS Client Subnet, if it had one.
     /// Whether the query carried an EDNS Client Subnet option (the query
     /// log reads it from the packet: carrying it here would cost every query).
     pub had_client_subnet: bool,

@@ -27,7 +27,7 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 /// Queries taken per `recvmmsg` call: 16, as gdnsd 3 fixes its
 /// `udp_recv_width`. Every reply of a batch waits for the whole batch, so
 /// a wider batch saves a little system-call time per query under load but
-/// sends replies in longer bursts, which shows in tail latency.
+/// sends replies in longer bursts.
 pub const UDP_BATCH: usize = 16;
 /// Largest query datagram read; longer ones arrive truncated and are dropped.
 pub const UDP_QUERY_MAX: usize = 4096;
