@@ -64,13 +64,7 @@ fn serve(setup: &Setup) -> GslbServer {
 fn answers(server: &GslbServer, args: &[&str]) -> Vec<String> {
     let result = dig(server.addr(), args);
     assert_eq!(result.status, "NOERROR", "{}", result.raw);
-    let mut rdata: Vec<String> = result
-        .answer
-        .iter()
-        .filter_map(|line| line.split(' ').nth(4).map(str::to_string))
-        .collect();
-    rdata.sort();
-    rdata
+    result.sorted_rdata()
 }
 
 const GEO_SERVICE: &str = r#"

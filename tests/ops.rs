@@ -78,13 +78,7 @@ fn start(dir: &TempDir, text: &str) -> (GslbServer, PathBuf) {
 
 /// The A records of `name`, sorted.
 fn answers(server: &GslbServer, name: &str) -> Vec<String> {
-    let mut ips: Vec<String> = dig(server.addr(), &[name, "A"])
-        .answer
-        .iter()
-        .filter_map(|r| r.split(' ').nth(4).map(str::to_string))
-        .collect();
-    ips.sort();
-    ips
+    dig(server.addr(), &[name, "A"]).sorted_rdata()
 }
 
 /// Polls until `name` answers exactly `want`.

@@ -121,13 +121,7 @@ pools = ["us", "eu"]
 }
 
 fn answers(server: &GslbServer) -> Vec<String> {
-    let mut ips: Vec<String> = dig(server.addr(), &[WWW, "A"])
-        .answer
-        .iter()
-        .filter_map(|r| r.split(' ').nth(4).map(str::to_string))
-        .collect();
-    ips.sort();
-    ips
+    dig(server.addr(), &[WWW, "A"]).sorted_rdata()
 }
 
 #[test]

@@ -382,6 +382,17 @@ impl DigResult {
         self.flags.contains(flag)
     }
 
+    /// RDATA of the answer records, sorted (the addresses of an A/AAAA answer).
+    pub fn sorted_rdata(&self) -> Vec<String> {
+        let mut rdata: Vec<String> = self
+            .answer
+            .iter()
+            .filter_map(|r| r.split(' ').nth(4).map(str::to_string))
+            .collect();
+        rdata.sort();
+        rdata
+    }
+
     /// Types of the answer records, in order.
     pub fn answer_types(&self) -> Vec<String> {
         self.answer
