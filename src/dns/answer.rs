@@ -167,10 +167,16 @@ pub(crate) fn routing_client(
                 IpAddr::V4(_) => snapshot.ecs.max_source_prefix_v4,
                 IpAddr::V6(_) => snapshot.ecs.max_source_prefix_v6,
             };
-            (
-                ClientAddress::subnet(s.address, s.source_prefix_len.min(cap)),
-                true,
-            )
+            let client = if s.source_prefix_len <= cap {
+                // Parsing rejected bits past the source prefix: no masking.
+                ClientAddress {
+                    address: s.address,
+                    prefix_len: s.source_prefix_len,
+                }
+            } else {
+                ClientAddress::subnet(s.address, cap)
+            };
+            (client, true)
         }
         None => (ClientAddress::full(source), false),
     }
