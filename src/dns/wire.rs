@@ -336,16 +336,27 @@ fn parse_client_subnet(value: &[u8]) -> Result<ClientSubnet, ()> {
     if address_bytes.len() != needed {
         return Err(());
     }
-    let mut full = [0u8; 16];
-    full[..needed].copy_from_slice(address_bytes);
     let stray_bits = source_prefix_len % 8;
-    if stray_bits != 0 && full[needed - 1] & (0xff >> stray_bits) != 0 {
+    if stray_bits != 0
+        && address_bytes
+            .last()
+            .is_some_and(|b| b & (0xff >> stray_bits) != 0)
+    {
         return Err(());
     }
-    let address = if family == 1 {
-        IpAddr::V4(Ipv4Addr::new(full[0], full[1], full[2], full[3]))
-    } else {
-        IpAddr::V6(Ipv6Addr::from(full))
+    let address = match (family, address_bytes) {
+        // IPv4 by pattern: no call to memcpy for at most four bytes.
+        (1, []) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        (1, [a]) => IpAddr::V4(Ipv4Addr::new(*a, 0, 0, 0)),
+        (1, [a, b]) => IpAddr::V4(Ipv4Addr::new(*a, *b, 0, 0)),
+        (1, [a, b, c]) => IpAddr::V4(Ipv4Addr::new(*a, *b, *c, 0)),
+        (1, [a, b, c, d]) => IpAddr::V4(Ipv4Addr::new(*a, *b, *c, *d)),
+        (1, _) => return Err(()),
+        _ => {
+            let mut full = [0u8; 16];
+            full[..needed].copy_from_slice(address_bytes);
+            IpAddr::V6(Ipv6Addr::from(full))
+        }
     };
     Ok(ClientSubnet {
         address,
@@ -780,6 +791,64 @@ pub fn truncate_reply(reply: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An ECS option value: family, source prefix, scope 0, the address
+    /// bytes the prefix needs.
+    fn ecs_value(address: IpAddr, source_prefix_len: u8) -> Vec<u8> {
+        let (family, octets): (u16, Vec<u8>) = match address {
+            IpAddr::V4(a) => (1, a.octets().to_vec()),
+            IpAddr::V6(a) => (2, a.octets().to_vec()),
+        };
+        let needed = usize::from(source_prefix_len.div_ceil(8));
+        [
+            &family.to_be_bytes()[..],
+            &[source_prefix_len, 0],
+            &octets[..needed],
+        ]
+        .concat()
+    }
+
+    #[test]
+    fn client_subnets_of_every_prefix_length_parse_to_their_masked_address() {
+        let v4 = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 77));
+        let v6 = IpAddr::V6(Ipv6Addr::new(
+            0x2001, 0xdb8, 0x1234, 0x5678, 0x9abc, 0xdef0, 0x1357, 0x9bdf,
+        ));
+        for (address, max) in [(v4, 32u8), (v6, 128)] {
+            for len in 0..=max {
+                let masked = crate::policy::mask(address, len);
+                let parsed = parse_client_subnet(&ecs_value(masked, len));
+                assert_eq!(
+                    parsed,
+                    Ok(ClientSubnet {
+                        address: masked,
+                        source_prefix_len: len,
+                    }),
+                    "{masked}/{len}"
+                );
+                // A bit set past the prefix, inside the last byte sent.
+                if len % 8 != 0 {
+                    let mut stray = ecs_value(masked, len);
+                    if let Some(last) = stray.last_mut() {
+                        *last |= 0x80 >> (len % 8);
+                    }
+                    assert_eq!(parse_client_subnet(&stray), Err(()), "stray bit /{len}");
+                }
+                // One address byte too many, or too few.
+                let mut long = ecs_value(masked, len);
+                long.push(0);
+                assert_eq!(parse_client_subnet(&long), Err(()), "long /{len}");
+                if len > 0 {
+                    let mut short = ecs_value(masked, len);
+                    short.pop();
+                    assert_eq!(parse_client_subnet(&short), Err(()), "short /{len}");
+                }
+            }
+            let mut too_long_prefix = ecs_value(address, max);
+            too_long_prefix[2] = max + 1;
+            assert_eq!(parse_client_subnet(&too_long_prefix), Err(()));
+        }
+    }
 
     #[test]
     fn truncate_reply_keeps_header_and_question() {
