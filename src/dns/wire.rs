@@ -730,10 +730,11 @@ pub(crate) fn write_opt(buf: &mut Vec<u8>, edns: &ReplyEdns, extended_rcode: u8)
             subnet.source_prefix_len,
             scope_prefix_len,
         ]);
-        let address = &mut record[19..19 + address_len];
+        // Whole addresses (fixed-size copies, no memcpy call); only the
+        // `address_len` bytes the source prefix needs are sent.
         match subnet.address {
-            IpAddr::V4(a) => address.copy_from_slice(&a.octets()[..address_len]),
-            IpAddr::V6(a) => address.copy_from_slice(&a.octets()[..address_len]),
+            IpAddr::V4(a) => record[19..23].copy_from_slice(&a.octets()),
+            IpAddr::V6(a) => record[19..35].copy_from_slice(&a.octets()),
         }
         len = 19 + address_len;
     }
