@@ -297,22 +297,30 @@ pub fn answer<'s>(
                 query.edns.is_some(),
             );
             for endpoint in selection.endpoints() {
-                let rdata_len = (endpoint.rdata.len() as u16).to_be_bytes();
-                out.extend_from_slice(&[
-                    QNAME_POINTER[0],
-                    QNAME_POINTER[1],
-                    record_type[0],
-                    record_type[1],
-                    0,
-                    CLASS_IN as u8,
-                    ttl[0],
-                    ttl[1],
-                    ttl[2],
-                    ttl[3],
-                    rdata_len[0],
-                    rdata_len[1],
-                ]);
-                out.extend_from_slice(&endpoint.rdata);
+                // Owner pointer, type, class, TTL, RDLENGTH, then RDATA: an
+                // address (what endpoints hold here) goes in one fixed-size
+                // copy; a copy of variable length is a call to memcpy.
+                let rdata = &endpoint.rdata[..];
+                let [l0, l1] = (rdata.len() as u16).to_be_bytes();
+                let [p0, p1] = QNAME_POINTER;
+                let [t0, t1] = record_type;
+                let [c0, c1] = CLASS_IN.to_be_bytes();
+                let [s0, s1, s2, s3] = ttl;
+                let head = [p0, p1, t0, t1, c0, c1, s0, s1, s2, s3, l0, l1];
+                if let Ok(v4) = <&[u8; 4]>::try_from(rdata) {
+                    let mut record = [0u8; 16];
+                    record[..12].copy_from_slice(&head);
+                    record[12..].copy_from_slice(v4);
+                    out.extend_from_slice(&record);
+                } else if let Ok(v6) = <&[u8; 16]>::try_from(rdata) {
+                    let mut record = [0u8; 28];
+                    record[..12].copy_from_slice(&head);
+                    record[12..].copy_from_slice(v6);
+                    out.extend_from_slice(&record);
+                } else {
+                    out.extend_from_slice(&head);
+                    out.extend_from_slice(rdata);
+                }
             }
             let scope = if subnet_used {
                 selection.scope_prefix_len.min(client.prefix_len)
