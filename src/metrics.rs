@@ -472,7 +472,7 @@ impl QueryRecorder {
             });
             if let Some(cell) = cell {
                 self.bump(&cell.answers);
-                if selection.failed_over || selection.failed_open {
+                if selection.is_failover() {
                     self.bump(&cell.failovers);
                 }
                 if selection.failed_open {
@@ -501,7 +501,7 @@ impl QueryRecorder {
                 *service,
                 selection.pool.map(|_| usize::from(selection.pool_index)),
                 (selection.chosen, usize::from(selection.count)),
-                selection.failed_over || selection.failed_open,
+                selection.is_failover(),
             )
         });
         self.query_log.submit(QueryLogEntry::new(

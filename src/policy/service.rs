@@ -303,6 +303,12 @@ impl<'s> Selection<'s> {
         }
     }
 
+    /// Whether the answer is not the client's first choice: another pool
+    /// answered, or every candidate was down (fail-open).
+    pub fn is_failover(&self) -> bool {
+        self.failed_over || self.failed_open
+    }
+
     /// The chosen endpoints.
     pub fn endpoints(&self) -> impl Iterator<Item = &'s Endpoint> + '_ {
         let pool = self.pool;
