@@ -307,15 +307,9 @@ pub fn answer<'s>(
                 let [c0, c1] = CLASS_IN.to_be_bytes();
                 let [s0, s1, s2, s3] = ttl;
                 let head = [p0, p1, t0, t1, c0, c1, s0, s1, s2, s3, l0, l1];
-                if let Ok(v4) = <&[u8; 4]>::try_from(rdata) {
-                    let mut record = [0u8; 16];
-                    record[..12].copy_from_slice(&head);
-                    record[12..].copy_from_slice(v4);
+                if let Some(record) = fixed_record::<16>(head, rdata) {
                     out.extend_from_slice(&record);
-                } else if let Ok(v6) = <&[u8; 16]>::try_from(rdata) {
-                    let mut record = [0u8; 28];
-                    record[..12].copy_from_slice(&head);
-                    record[12..].copy_from_slice(v6);
+                } else if let Some(record) = fixed_record::<28>(head, rdata) {
                     out.extend_from_slice(&record);
                 } else {
                     out.extend_from_slice(&head);
@@ -369,6 +363,20 @@ pub fn answer<'s>(
             })
         }
     }
+}
+
+/// A resource record of `N` bytes: the 12 of `head`, then `rdata` when it
+/// fills the rest exactly (`N` fixes every copy's size at compile time).
+#[inline(always)]
+fn fixed_record<const N: usize>(head: [u8; 12], rdata: &[u8]) -> Option<[u8; N]> {
+    if rdata.len() + 12 != N {
+        return None;
+    }
+    let mut record = [0u8; N];
+    let (record_head, record_rdata) = record.split_at_mut_checked(12)?;
+    record_head.copy_from_slice(&head);
+    record_rdata.copy_from_slice(rdata);
+    Some(record)
 }
 
 /// Whether `bytes` hold an ASCII capital letter. Eight bytes at a time:
