@@ -28,7 +28,7 @@ use crate::dns::answer::{Outcome, Transport};
 use crate::dns::rrl::RrlVerdict;
 use crate::dns::wire::Rcode;
 use crate::health::{FailureReason, Override};
-use crate::policy::SplitMix64;
+use crate::policy::{Endpoint, SplitMix64};
 use crate::querylog::{QueryLog, QueryLogEntry};
 use crate::snapshot::Snapshot;
 
@@ -157,6 +157,11 @@ struct Cells {
     zones: HashMap<(String, usize), Arc<ZoneCells>>,
     /// (service, pool, slot) → cells; pool `""` = answers without a pool.
     pools: HashMap<(String, String, usize), Arc<PoolCells>>,
+    /// (endpoint key, slot) → answers naming the endpoint. Counted per slot
+    /// like everything else: a counter shared by the workers would be a
+    /// cross-core read-modify-write per answer, on a cache line the
+    /// endpoint's health (read per answer) would share.
+    endpoints: HashMap<(String, usize), Arc<AtomicU64>>,
 }
 
 /// Reload outcomes, for `/metrics`.
@@ -275,6 +280,16 @@ impl Metrics {
         ms_to_secs(self.reloads.loaded_ms.load(Ordering::Relaxed))
     }
 
+    /// Answers naming each endpoint (by key), summed over slots.
+    pub fn endpoint_answers(&self) -> HashMap<String, u64> {
+        let cells = self.lock();
+        let mut totals: HashMap<String, u64> = HashMap::new();
+        for ((key, _), answers) in &cells.endpoints {
+            *totals.entry(key.clone()).or_default() += answers.load(Ordering::Relaxed);
+        }
+        totals
+    }
+
     /// Answers, failovers and fail-opens by (service, pool), summed over slots.
     pub fn pool_totals(&self) -> HashMap<(String, String), PoolTotals> {
         let cells = self.lock();
@@ -308,17 +323,30 @@ impl Metrics {
             .services
             .iter()
             .map(|service| {
-                let mut pool_cells = |pool: &str| {
-                    cells
+                let mut pool_view = |pool: &str, endpoints: &[Endpoint]| PoolView {
+                    cells: cells
                         .pools
                         .entry((service.name.clone(), pool.to_string(), slot))
                         .or_insert_with(|| Arc::new(PoolCells::default()))
-                        .clone()
+                        .clone(),
+                    endpoint_answers: endpoints
+                        .iter()
+                        .map(|endpoint| {
+                            cells
+                                .endpoints
+                                .entry((endpoint.key.clone(), slot))
+                                .or_default()
+                                .clone()
+                        })
+                        .collect(),
                 };
-                // One cell per pool, then the no-pool cell.
-                let mut list: Vec<Arc<PoolCells>> =
-                    service.pools.iter().map(|p| pool_cells(&p.name)).collect();
-                list.push(pool_cells(""));
+                // One view per pool, then the no-pool one.
+                let mut list: Vec<PoolView> = service
+                    .pools
+                    .iter()
+                    .map(|p| pool_view(&p.name, &p.endpoints))
+                    .collect();
+                list.push(pool_view("", &[]));
                 list
             })
             .collect();
@@ -358,7 +386,15 @@ pub struct View {
     /// Cells of queries outside every zone.
     no_zone: Arc<ZoneCells>,
     /// `[service index][pool index]`, the last entry of each = no pool.
-    services: Vec<Vec<Arc<PoolCells>>>,
+    services: Vec<Vec<PoolView>>,
+}
+
+/// A slot's cells for one pool of one service.
+#[derive(Debug)]
+struct PoolView {
+    cells: Arc<PoolCells>,
+    /// Answer counters of the pool's endpoints, by index in the pool.
+    endpoint_answers: Box<[Arc<AtomicU64>]>,
 }
 
 /// Records what happened to each query of one slot: metrics, endpoint answer
@@ -464,23 +500,25 @@ impl QueryRecorder {
             self.bump(&self.fixed.truncated);
         }
         if let Some((service, selection)) = &outcome.service {
-            let cells = view.services.get(*service);
-            // The pool's cell, or the last one (no pool).
-            let cell = cells.and_then(|cells| match selection.pool {
-                Some(_) => cells.get(usize::from(selection.pool_index)),
-                None => cells.last(),
+            let pools = view.services.get(*service);
+            // The pool's view, or the last one (no pool).
+            let pool = pools.and_then(|pools| match selection.pool {
+                Some(_) => pools.get(usize::from(selection.pool_index)),
+                None => pools.last(),
             });
-            if let Some(cell) = cell {
-                self.bump(&cell.answers);
+            if let Some(pool) = pool {
+                self.bump(&pool.cells.answers);
                 if selection.is_failover() {
-                    self.bump(&cell.failovers);
+                    self.bump(&pool.cells.failovers);
                 }
                 if selection.failed_open {
-                    self.bump(&cell.fail_open);
+                    self.bump(&pool.cells.fail_open);
                 }
-            }
-            for endpoint in selection.endpoints() {
-                endpoint.health.count_answer();
+                for &chosen in selection.chosen() {
+                    if let Some(answers) = pool.endpoint_answers.get(usize::from(chosen)) {
+                        self.bump(answers);
+                    }
+                }
             }
         }
         let mut rng = SplitMix64(self.rng);
@@ -833,6 +871,7 @@ impl prometheus_client::collector::Collector for Scrape {
         // --- endpoints (the snapshot in service) ---
         let snapshot = control.snapshot.load_full();
         let endpoints = &snapshot.probes.endpoints;
+        let endpoint_answers = metrics.endpoint_answers();
         let label = |key: &str| {
             let (pool, _) = key.split_once('/').unwrap_or((key, ""));
             vec![("pool", pool.to_string()), ("endpoint", key.to_string())]
@@ -842,9 +881,10 @@ impl prometheus_client::collector::Collector for Scrape {
             "gslb_endpoint_answers",
             "answers naming the endpoint",
             MetricType::Counter,
-            endpoints
-                .iter()
-                .map(|p| (label(&p.key), p.health.answers())),
+            endpoints.iter().map(|p| {
+                let answers = endpoint_answers.get(&p.key).copied().unwrap_or(0);
+                (label(&p.key), answers)
+            }),
         )?;
         family(
             e,
@@ -1041,6 +1081,86 @@ mod tests {
         }
         assert_eq!(udp.fixed.dropped.load(Ordering::Relaxed), 1);
         assert_eq!(shared.fixed.dropped.load(Ordering::Relaxed), 2);
+    }
+
+    /// A wire-format A query for `www.example.test` (the fixture's service).
+    fn www_query(id: u16) -> Vec<u8> {
+        let mut packet = id.to_be_bytes().to_vec();
+        packet.extend_from_slice(&[1, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
+        packet.extend_from_slice(b"\x03www\x07example\x04test\x00\x00\x01\x00\x01");
+        packet
+    }
+
+    #[test]
+    fn endpoint_answers_are_summed_over_worker_slots_and_kept_across_reloads() {
+        let source = crate::snapshot::SnapshotSource {
+            config_path: std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("benches/fixtures/bench.toml"),
+            extra_zones: Vec::new(),
+        };
+        let (control, _) =
+            crate::control::Control::start(source).unwrap_or_else(|errors| panic!("{errors}"));
+        let log = Arc::new(QueryLog::default());
+        let mut workers = [
+            control.metrics.recorder(Transport::Udp, log.clone()),
+            control.metrics.recorder(Transport::Udp, log),
+        ];
+        let client = IpAddr::V4(std::net::Ipv4Addr::new(81, 2, 69, 7));
+        let mut expected: HashMap<String, u64> = HashMap::new();
+        let mut reply = Vec::new();
+        let mut answer_all = |workers: &mut [QueryRecorder; 2],
+                              expected: &mut HashMap<String, u64>,
+                              rounds: u16| {
+            let snapshot = control.snapshot.load_full();
+            for (slot, recorder) in workers.iter_mut().enumerate() {
+                let view = recorder.view(&snapshot);
+                for id in 0..rounds {
+                    let seed = u64::from(id) * 2 + slot as u64;
+                    let packet = www_query(id);
+                    let outcome = crate::dns::answer::handle_packet(
+                        &snapshot,
+                        &packet,
+                        client,
+                        Transport::Udp,
+                        seed,
+                        &mut reply,
+                    );
+                    let Some((_, selection)) = outcome.as_ref().and_then(|o| o.service.as_ref())
+                    else {
+                        panic!("www.example.test is a service");
+                    };
+                    for endpoint in selection.endpoints() {
+                        *expected.entry(endpoint.key.clone()).or_default() += 1;
+                    }
+                    recorder.record(&view, &snapshot, &packet, client, outcome.as_ref());
+                }
+            }
+        };
+        // Endpoints never named have a counter too, at zero.
+        let named = || -> HashMap<String, u64> {
+            let mut totals = control.metrics.endpoint_answers();
+            totals.retain(|_, answers| *answers > 0);
+            totals
+        };
+        answer_all(&mut workers, &mut expected, 50);
+        assert_eq!(named(), expected);
+        // After a reload each worker counts into a new view, on top.
+        control
+            .reload("test")
+            .unwrap_or_else(|errors| panic!("{errors}"));
+        answer_all(&mut workers, &mut expected, 30);
+        let totals = named();
+        assert_eq!(totals, expected);
+        assert_eq!(totals.values().sum::<u64>(), 160);
+        // Both of the eu pool's IPv4 endpoints were drawn.
+        assert!(
+            totals
+                .keys()
+                .filter(|key| key.starts_with("eu/192."))
+                .count()
+                == 2,
+            "{totals:?}"
+        );
     }
 
     #[test]

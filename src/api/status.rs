@@ -315,14 +315,8 @@ impl StatusHistory {
 }
 
 fn read_counters(control: &Control) -> Counters {
-    let snapshot = control.snapshot.load();
     Counters {
-        endpoints: snapshot
-            .probes
-            .endpoints
-            .iter()
-            .map(|e| (e.key.clone(), e.health.answers()))
-            .collect(),
+        endpoints: control.metrics.endpoint_answers(),
         pools: control.metrics.pool_totals(),
     }
 }
@@ -374,7 +368,7 @@ pub fn build_status(control: &Control, history: &StatusHistory, auth_required: b
                 Override::None => "down",
             }
         };
-        let answers_total = health.answers();
+        let answers_total = now.endpoints.get(&endpoint.key).copied().unwrap_or(0);
         EndpointView {
             key: endpoint.key.clone(),
             target: match &endpoint.target {

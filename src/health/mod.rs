@@ -128,8 +128,6 @@ pub struct EndpointHealth {
     /// The override of the endpoint's pool (see [`HealthRegistry::set_pool_override`]);
     /// an endpoint's own override, when set, wins.
     pool_admin: AtomicU8,
-    /// Answers that named this endpoint (counted by the DNS server).
-    answers: AtomicU64,
     /// Smoothed probe round-trip time in microseconds (0 = not measured).
     rtt_us: AtomicU32,
     /// Weight factor in percent, lowered while a JSON health body reports load.
@@ -152,7 +150,6 @@ impl EndpointHealth {
             probe: AtomicU8::new(if initially_up { PROBE_UP } else { PROBE_DOWN }),
             admin: AtomicU8::new(Override::None.to_u8()),
             pool_admin: AtomicU8::new(Override::None.to_u8()),
-            answers: AtomicU64::new(0),
             rtt_us: AtomicU32::new(0),
             weight_percent: AtomicU8::new(FULL_WEIGHT_PERCENT),
             probes_total: AtomicU64::new(0),
@@ -279,7 +276,7 @@ impl EndpointHealth {
         }
     }
 
-    // --- pool overrides and answer counters (admin API, metrics) ---
+    // --- pool overrides (admin API) ---
 
     /// The override of the endpoint's pool.
     pub fn pool_override(&self) -> Override {
@@ -299,17 +296,6 @@ impl EndpointHealth {
         if self.pool_admin.swap(value.to_u8(), Ordering::Relaxed) != value.to_u8() {
             bump_health_epoch();
         }
-    }
-
-    /// Counts one answer naming this endpoint (relaxed: a statistic).
-    #[inline]
-    pub fn count_answer(&self) {
-        self.answers.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Answers that named this endpoint since it was created.
-    pub fn answers(&self) -> u64 {
-        self.answers.load(Ordering::Relaxed)
     }
 
     /// Smoothed RTT in microseconds, if measured.

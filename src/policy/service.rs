@@ -309,10 +309,15 @@ impl<'s> Selection<'s> {
         self.failed_over || self.failed_open
     }
 
+    /// Indices in the pool of the chosen endpoints.
+    pub fn chosen(&self) -> &[u16] {
+        &self.chosen[..usize::from(self.count)]
+    }
+
     /// The chosen endpoints.
     pub fn endpoints(&self) -> impl Iterator<Item = &'s Endpoint> + '_ {
         let pool = self.pool;
-        self.chosen[..usize::from(self.count)]
+        self.chosen()
             .iter()
             .filter_map(move |&i| pool.and_then(|p| p.endpoints.get(usize::from(i))))
     }
