@@ -471,7 +471,7 @@ impl QueryRecorder {
     /// Records one query: `outcome` is what `handle_packet` returned
     /// (`None`: dropped), `packet` the query bytes (for the query log).
     /// Takes no lock and allocates nothing unless the query is logged.
-    #[inline]
+    #[inline(always)]
     pub fn record(
         &mut self,
         view: &View,
