@@ -702,6 +702,7 @@ fn is_label_boundary(name: &[u8], offset: usize) -> bool {
     pos == offset
 }
 
+#[inline(always)]
 pub(crate) fn write_opt(buf: &mut Vec<u8>, edns: &ReplyEdns, extended_rcode: u8) {
     // Root owner, type, class (our payload size), TTL field (extended rcode,
     // version 0, no flags: we do not do DNSSEC), RDLENGTH, then the Client
