@@ -25,6 +25,7 @@
 #     benchmark used more than FOREIGN_MAX % of one core is repeated, up to RETRIES times
 #   CG_DURATION [10] CG_WARMUP [2] CG_CLIENTS [4] CG_OUTSTANDING [20] CG_KINDS [$KINDS]
 #   CG_TOP [30] rows per section of the callgrind profiles   CG_SERVERS [gslb gdnsd]
+#   CG_ARGS [] more valgrind options (e.g. --dump-instr=yes for per-instruction costs)
 #   SCALE_WORKERS [1 2]   OUT_DIR [target/bench-server/run-STAMP]   KEEP_WORK [0]
 #   GSLB_BIN [target/release/gslb; built with cargo build --release unless NO_BUILD=1]
 set -uo pipefail
@@ -507,7 +508,7 @@ run_callgrind() {
     [[ $s == gdnsd ]] && port=$GDNSD_PORT
     write_config "$s" "$WORK/$s-cg" "$port" 1
     log "=== $s under callgrind (pinned to CPU $SERVER_CPU)"
-    start_bg "$SERVER_CPU" "$OUT_DIR/raw/$s-callgrind.log" valgrind --tool=callgrind \
+    start_bg "$SERVER_CPU" "$OUT_DIR/raw/$s-callgrind.log" valgrind --tool=callgrind ${CG_ARGS:-} \
       --callgrind-out-file="$OUT_DIR/callgrind.$s.out" "${CMD[@]}"
     local spid=$LAST_PID
     if ! wait_dns "$port" 120; then log "$s did not start under valgrind; see $OUT_DIR/raw/$s-callgrind.log"; exit 1; fi
