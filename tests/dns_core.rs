@@ -142,7 +142,7 @@ fn authoritative_answer_sets_aa_and_has_exact_records() {
         &["qr", "aa"],
         &["core.test. 3600 IN MX 10 mail.core.test."],
         &[],
-        &[],
+        &["mail.core.test. 300 IN A 192.0.2.25"],
     );
     assert_reply(
         &f.dig(&["core.test", "TXT"]),
@@ -152,6 +152,41 @@ fn authoritative_answer_sets_aa_and_has_exact_records() {
         &[],
         &[],
     );
+}
+
+#[test]
+fn mx_and_srv_answers_carry_in_zone_host_addresses_once() {
+    let f = core();
+    // mail twice, an out-of-zone host, and a host below the deleg cut
+    // (glue, not this zone's data): mail's address once, nothing else.
+    for transport in [&[][..], &["+tcp"][..]] {
+        let mut args = vec!["hosts.core.test", "MX"];
+        args.extend_from_slice(transport);
+        assert_reply(
+            &f.dig(&args),
+            "NOERROR",
+            &["qr", "aa"],
+            &[
+                "hosts.core.test. 3600 IN MX 10 mail.core.test.",
+                "hosts.core.test. 3600 IN MX 20 mail.core.test.",
+                "hosts.core.test. 3600 IN MX 30 mx.outside.example.",
+                "hosts.core.test. 3600 IN MX 40 ns1.deleg.core.test.",
+            ],
+            &[],
+            &["mail.core.test. 300 IN A 192.0.2.25"],
+        );
+    }
+    assert_reply(
+        &f.dig(&["_sip._udp.core.test", "SRV"]),
+        "NOERROR",
+        &["qr", "aa"],
+        &["_sip._udp.core.test. 3600 IN SRV 0 5 5060 www.core.test."],
+        &[],
+        &[WWW_A, "www.core.test. 3600 IN AAAA 2001:db8::10"],
+    );
+    // ANY stays minimal (RFC 8482).
+    let any = f.dig(&["hosts.core.test", "ANY"]);
+    assert!(any.additional.is_empty(), "{}", any.raw);
 }
 
 #[test]

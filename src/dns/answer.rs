@@ -275,7 +275,7 @@ fn answer_in_zone<'s>(
                     ns.ttl,
                     ns.rdata_slices(),
                 );
-                push_addresses(zone, &ns.targets, Some(cut), reply);
+                push_addresses(zone, &ns.targets, Targets::Referral { cut }, reply);
                 return Rcode::NoError;
             }
             Resolution::NxDomain => {
@@ -301,9 +301,18 @@ fn answer_in_zone<'s>(
                         rrset.ttl,
                         rrset.rdata_slices(),
                     );
+                    // In-zone addresses of the hosts named (RFC 1035 §3.3.9
+                    // and §3.3.11, RFC 2782), as BIND, Knot and NSD add them.
                     // ANY stays minimal (RFC 8482): no additional records.
-                    if rrset.rtype == rtype::NS && qtype != rtype::ANY {
-                        push_addresses(zone, &rrset.targets, None, reply);
+                    if matches!(rrset.rtype, rtype::NS | rtype::MX | rtype::SRV)
+                        && qtype != rtype::ANY
+                    {
+                        let targets = if rrset.rtype == rtype::NS {
+                            Targets::NameServers
+                        } else {
+                            Targets::Hosts
+                        };
+                        push_addresses(zone, &rrset.targets, targets, reply);
                     }
                     return Rcode::NoError;
                 }
@@ -432,21 +441,46 @@ fn push_negative(zone: &Zone, reply: &mut ReplyWriter<'_>) {
     );
 }
 
-/// Adds A/AAAA records for in-zone targets (glue for referrals and NS answers).
+/// Whose addresses [`push_addresses`] adds.
+#[derive(Clone, Copy)]
+enum Targets<'z> {
+    /// Name servers of a delegation at `cut`.
+    Referral { cut: &'z [u8] },
+    /// Name servers of an NS answer (glue below a cut included).
+    NameServers,
+    /// Mail exchanges or SRV targets: the zone's own data only.
+    Hosts,
+}
+
+/// Adds A/AAAA records for in-zone targets (glue for referrals; NS, MX and
+/// SRV answers), once per target however often it is named.
 ///
 /// For a referral, glue of name servers at or below the cut is required:
-/// "If it does not fit, the TC bit MUST be set" (RFC 9471 §3.1).
+/// "If it does not fit, the TC bit MUST be set" (RFC 9471 §3.1). Other
+/// additional records are left out when they do not fit.
 fn push_addresses(
     zone: &Zone,
     targets: &[Box<[u8]>],
-    cut: Option<&[u8]>,
+    kind: Targets<'_>,
     reply: &mut ReplyWriter<'_>,
 ) {
-    for target in targets {
+    for (index, target) in targets.iter().enumerate() {
+        if targets[..index].contains(target) {
+            continue;
+        }
+        // Glue below a cut is not this zone's data to hand out for a host.
+        if matches!(kind, Targets::Hosts)
+            && matches!(zone.resolve(target), Resolution::Referral { .. })
+        {
+            continue;
+        }
         let Some(node) = zone.node(target) else {
             continue;
         };
-        let required = cut.is_some_and(|cut| is_at_or_below(target, cut));
+        let required = match kind {
+            Targets::Referral { cut } => is_at_or_below(target, cut),
+            Targets::NameServers | Targets::Hosts => false,
+        };
         for address_type in [rtype::A, rtype::AAAA] {
             if let Some(rrset) = node.rrset(address_type) {
                 let fitted = reply.push_rrset(
