@@ -41,6 +41,24 @@ pub fn pick<'s>(
         pick_one_weighted(pool, census, seed, selection, trace);
         return;
     }
+    pick_among_candidates(service, pool, family, client, seed, fail_open, selection, trace);
+}
+
+/// [`pick`] beyond the common case. Kept out of line: its candidate and
+/// score arrays (4 KiB) would otherwise enlarge the stack frame of every
+/// query's `select`.
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+fn pick_among_candidates<'s>(
+    service: &'s Service,
+    pool: &'s Pool,
+    family: Family,
+    client: ClientAddress,
+    seed: u64,
+    fail_open: bool,
+    selection: &mut Selection<'s>,
+    trace: &mut Trace<'_>,
+) {
     // Candidates: indices of usable endpoints, on the stack.
     let mut candidates = [0u16; 256];
     let mut count = 0usize;
