@@ -228,7 +228,7 @@ fn choose_pool(
         any_candidate = true;
         let pool = &service.pools[usize::from(pool_index)];
         let census = pool.census(family);
-        let total = census.total;
+        let total = census.total as usize;
         if total == 0 {
             trace!(
                 trace,
@@ -239,7 +239,7 @@ fn choose_pool(
             continue;
         }
         let is_first = *first_with_family.get_or_insert(pool_index) == pool_index;
-        let healthy = census.healthy;
+        let healthy = census.healthy as usize;
         let needed = pool.min_healthy.needed(total);
         if healthy >= needed {
             trace!(

@@ -41,7 +41,9 @@ pub fn pick<'s>(
         pick_one_weighted(pool, census, seed, selection, trace);
         return;
     }
-    pick_among_candidates(service, pool, family, client, seed, fail_open, selection, trace);
+    pick_among_candidates(
+        service, pool, family, client, seed, fail_open, selection, trace,
+    );
 }
 
 /// [`pick`] beyond the common case. Kept out of line: its candidate and

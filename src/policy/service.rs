@@ -144,10 +144,11 @@ impl Pool {
 /// A pool's endpoints of one family as of now, counted in one pass.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Census {
-    /// Endpoints answering the family.
-    pub total: usize,
+    /// Endpoints answering the family (u32: the census is memoised per
+    /// query path thread, and smaller is cheaper to copy).
+    pub total: u32,
     /// Of those, the healthy ones.
-    pub healthy: usize,
+    pub healthy: u32,
     /// Bit i: endpoint i answers the family and is healthy (first 64 only).
     pub healthy_mask: u64,
     /// Sum of the healthy endpoints' effective weights (first 64 only).
