@@ -281,7 +281,7 @@ fn has_opt_record(packet: &[u8]) -> bool {
 }
 
 /// EDNS option code of Client Subnet (RFC 7871 §6).
-const OPTION_CLIENT_SUBNET: u16 = 8;
+pub(crate) const OPTION_CLIENT_SUBNET: u16 = 8;
 
 /// Walks the OPT RDATA and validates the Client Subnet option if present.
 pub(crate) fn parse_edns_options(mut rdata: &[u8]) -> Result<Option<ClientSubnet>, ()> {
@@ -309,7 +309,7 @@ pub(crate) fn parse_edns_options(mut rdata: &[u8]) -> Result<Option<ClientSubnet
 /// Source prefix > 0 is returned as a subnet; source prefix 0 means the
 /// resolver opts out of ECS ("MUST NOT use it"), which we express by a
 /// subnet of prefix 0 so the reply still echoes the option.
-fn parse_client_subnet(value: &[u8]) -> Result<ClientSubnet, ()> {
+pub(crate) fn parse_client_subnet(value: &[u8]) -> Result<ClientSubnet, ()> {
     let [
         f0,
         f1,
