@@ -306,11 +306,22 @@ impl QueryLog {
         }
     }
 
-    /// The logger thread: writes entries and refills the token bucket.
+    /// The logger thread: writes entries and, while the log is enabled,
+    /// refills the token bucket every 50 ms. While it is disabled it sleeps
+    /// until an entry comes (none do until a reload enables it, which also
+    /// fills the bucket): an idle server's DNS workers share their cores
+    /// with no timer.
     fn run(&self, receiver: &Receiver<QueryLogEntry>) {
         let mut refilled = Instant::now();
         loop {
-            match receiver.recv_timeout(Duration::from_millis(50)) {
+            let received = if self.enabled.load(Ordering::Relaxed) {
+                receiver.recv_timeout(Duration::from_millis(50))
+            } else {
+                receiver
+                    .recv()
+                    .map_err(|_| std::sync::mpsc::RecvTimeoutError::Disconnected)
+            };
+            match received {
                 Ok(entry) => {
                     entry.write();
                     self.written.fetch_add(1, Ordering::Relaxed);

@@ -585,14 +585,43 @@ fn query_log_writes_one_line_per_query_when_enabled() {
     });
     assert!(found, "no query log lines:\n{}", server.stderr());
 
-    // Off by default.
+    // Off by default, and then its thread sleeps: no timer shares the DNS
+    // workers' cores (enabled, it refills its rate budget 20 times a second).
     let quiet_dir = TempDir::new("querylog-off");
-    let (quiet, _) = start(&quiet_dir, &config("", &["192.0.2.10"], ""));
+    let (quiet, path) = start(&quiet_dir, &config("", &["192.0.2.10"], ""));
     dig(quiet.addr(), &[WWW, "A"]);
-    std::thread::sleep(Duration::from_millis(300));
+    let before = quiet.thread_wakeups("query-log");
+    std::thread::sleep(Duration::from_millis(1000));
+    let woken = quiet.thread_wakeups("query-log") - before;
+    assert!(
+        woken <= 2,
+        "query-log thread woke {woken} times in 1 s while disabled"
+    );
     assert!(
         !quiet.stderr().contains("gslb::query"),
         "{}",
+        quiet.stderr()
+    );
+    // A reload turns it on: the sleeping thread wakes for the first entry.
+    std::fs::write(
+        &path,
+        config(
+            "",
+            &["192.0.2.10"],
+            "\n[query_log]\nenabled = true\nsample_rate = 1.0\nmax_per_second = 2\n",
+        ),
+    )
+    .unwrap();
+    assert_eq!(http(quiet.api(), "POST", "/reload", &[], "").status, 200);
+    for _ in 0..3 {
+        dig(quiet.addr(), &["mail.example.test", "MX"]);
+    }
+    let logged = poll_until(DEADLINE, || {
+        quiet.stderr().contains("name=mail.example.test.")
+    });
+    assert!(
+        logged,
+        "no query log lines after enabling:\n{}",
         quiet.stderr()
     );
 }

@@ -150,6 +150,26 @@ impl GslbServer {
             .unwrap_or_else(|poisoned| poisoned.into_inner().clone())
     }
 
+    /// The voluntary context switches so far of the server's thread named
+    /// `name` (Linux `/proc`): how often it went to sleep and woke up.
+    pub fn thread_wakeups(&self, name: &str) -> u64 {
+        let tasks = format!("/proc/{}/task", self.child.id());
+        for task in std::fs::read_dir(&tasks).expect("read /proc/PID/task") {
+            let path = task.expect("task entry").path();
+            let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+            if comm.trim_end() != name {
+                continue;
+            }
+            let status = std::fs::read_to_string(path.join("status")).unwrap_or_default();
+            return status
+                .lines()
+                .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or_else(|| panic!("no voluntary_ctxt_switches in {status}"));
+        }
+        panic!("no thread named {name} in {tasks}");
+    }
+
     /// Whether the process is still alive.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
