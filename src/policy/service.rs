@@ -144,8 +144,8 @@ impl Pool {
 /// A pool's endpoints of one family as of now, counted in one pass.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Census {
-    /// Endpoints answering the family (u32: the census is memoised per
-    /// query path thread, and smaller is cheaper to copy).
+    /// Endpoints answering the family (u32: the census sits in each DNS
+    /// worker's pool memo, copied out per query, so smaller is cheaper).
     pub total: u32,
     /// Of those, the healthy ones.
     pub healthy: u32,
