@@ -217,21 +217,10 @@ fn parse(packet: &[u8]) -> Option<FastQuery> {
         let rdata_len = usize::from(u16::from_be_bytes([fixed[9], fixed[10]]));
         let rdata_start = question_end + 11;
         let rdata = packet.get(rdata_start..rdata_start + rdata_len)?;
-        let client_subnet = match rdata {
-            // A resolver's usual OPT: one Client Subnet option, nothing else
-            // (what `parse_edns_options` finds too, without its loop).
-            [c0, c1, l0, l1, value @ ..]
-                if u16::from_be_bytes([*c0, *c1]) == wire::OPTION_CLIENT_SUBNET
-                    && usize::from(u16::from_be_bytes([*l0, *l1])) == value.len() =>
-            {
-                Some(wire::parse_client_subnet(value).ok()?)
-            }
-            _ => wire::parse_edns_options(rdata).ok()?,
-        };
         edns = Some(EdnsInfo {
             udp_payload: u16::from_be_bytes([fixed[3], fixed[4]]),
             version: 0,
-            client_subnet,
+            client_subnet: wire::parse_edns_options(rdata).ok()?,
         });
     }
     Some(FastQuery {

@@ -281,10 +281,18 @@ fn has_opt_record(packet: &[u8]) -> bool {
 }
 
 /// EDNS option code of Client Subnet (RFC 7871 §6).
-pub(crate) const OPTION_CLIENT_SUBNET: u16 = 8;
+const OPTION_CLIENT_SUBNET: u16 = 8;
 
 /// Walks the OPT RDATA and validates the Client Subnet option if present.
+#[inline(always)]
 pub(crate) fn parse_edns_options(mut rdata: &[u8]) -> Result<Option<ClientSubnet>, ()> {
+    // A resolver's usual OPT: one Client Subnet option, nothing else.
+    if let [c0, c1, l0, l1, value @ ..] = rdata
+        && u16::from_be_bytes([*c0, *c1]) == OPTION_CLIENT_SUBNET
+        && usize::from(u16::from_be_bytes([*l0, *l1])) == value.len()
+    {
+        return parse_client_subnet(value).map(Some);
+    }
     let mut subnet = None;
     while !rdata.is_empty() {
         let [c0, c1, l0, l1, rest @ ..] = rdata else {
@@ -309,7 +317,7 @@ pub(crate) fn parse_edns_options(mut rdata: &[u8]) -> Result<Option<ClientSubnet
 /// Source prefix > 0 is returned as a subnet; source prefix 0 means the
 /// resolver opts out of ECS ("MUST NOT use it"), which we express by a
 /// subnet of prefix 0 so the reply still echoes the option.
-pub(crate) fn parse_client_subnet(value: &[u8]) -> Result<ClientSubnet, ()> {
+fn parse_client_subnet(value: &[u8]) -> Result<ClientSubnet, ()> {
     let [
         f0,
         f1,
