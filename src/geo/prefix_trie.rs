@@ -153,6 +153,25 @@ struct Strided {
     nodes: Vec<[u32; 16]>,
 }
 
+impl Strided {
+    /// Follows `slot` down at most `chunks` levels, taking each level's
+    /// STRIDE bits from the top of `word`; returns the slot reached (a leaf
+    /// unless the chunks ran out first).
+    #[inline(always)]
+    fn walk(&self, mut slot: u32, mut word: u64, chunks: u8) -> u32 {
+        for _ in 0..chunks {
+            if slot & SLOT_LEAF != 0 {
+                break;
+            }
+            let chunk = word >> (64 - STRIDE);
+            word <<= STRIDE;
+            // Index is valid: only this module pushes nodes.
+            slot = self.nodes[slot as usize][chunk as usize];
+        }
+        slot
+    }
+}
+
 /// Tag bit of a strided slot holding a leaf.
 const SLOT_LEAF: u32 = 1 << 31;
 /// Bits of a leaf slot's value index (the depth sits above them).
@@ -273,19 +292,15 @@ impl<T: Copy + Eq + Hash> PrefixTrie<T> {
     fn lookup_aligned(&self, high: u64, low: u64) -> (T, u8) {
         let arena = &*self.arena;
         if let Some(&first) = arena.strided.first.get((high >> 56) as usize) {
-            let mut slot = first;
-            let mut shift = u32::from(JUMP_BITS);
-            while slot & SLOT_LEAF == 0 {
-                // Nodes exist only above depth `max_len`, so shift < 128;
-                // a 4-bit chunk never straddles the halves.
-                let chunk = if shift < 64 {
-                    (high << shift) >> 60
-                } else {
-                    (low << (shift & 63)) >> 60
-                };
-                // Index is valid: only this module pushes nodes.
-                slot = arena.strided.nodes[slot as usize][chunk as usize];
-                shift += u32::from(STRIDE);
+            // The bits below the jump in `high`, then (only IPv6 walks that
+            // deep) those of `low`. Nodes exist only above depth `max_len`,
+            // and a chunk never straddles the halves (STRIDE divides
+            // 64 - JUMP_BITS).
+            let mut slot = arena
+                .strided
+                .walk(first, high << JUMP_BITS, (64 - JUMP_BITS) / STRIDE);
+            if slot & SLOT_LEAF == 0 {
+                slot = arena.strided.walk(slot, low, 64 / STRIDE);
             }
             let depth = (slot >> SLOT_VALUE_BITS) as u8;
             return (arena.values[(slot & SLOT_VALUE) as usize], depth);
