@@ -8,7 +8,9 @@
 //! Divide the total by `CG_N` (default 10,000). With `CG_RECORD=1` each
 //! query is also recorded in the metrics, as the UDP loop does. Kinds: `static_a`,
 //! `geo_no_ecs` (source 81.2.69.7), `geo_ecs` (1,024 rotating subnets), the
-//! same inputs as `benches/hot_path.rs`'s `handle_packet` group.
+//! same inputs as `benches/hot_path.rs`'s `handle_packet` group, answered
+//! as the UDP loop answers them (`handle_udp_query`, the query in a receive
+//! buffer, the reply in a fixed reply buffer).
 
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
@@ -16,27 +18,32 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use gslb::control::Control;
-use gslb::dns::answer::{Transport, handle_packet};
+use gslb::dns::answer::{Transport, handle_udp_query};
+use gslb::dns::reply_buffer::UdpReply;
+use gslb::dns::udp_batch::UDP_QUERY_MAX;
 use gslb::metrics::{QueryRecorder, View};
 use gslb::snapshot::{Snapshot, SnapshotSource};
 
 #[path = "../benches/support/queries.rs"]
 mod queries;
 
+/// A query as the UDP loop has it: in a receive buffer, with its length.
+type Received = (Box<[u8; UDP_QUERY_MAX]>, usize);
+
 #[inline(never)]
 fn run_one(
     snapshot: &Arc<Snapshot>,
-    packet: &[u8],
+    (buffer, len): &Received,
     seed: u64,
-    out: &mut Vec<u8>,
+    (out, general): (&mut UdpReply, &mut Vec<u8>),
     recording: Option<(&mut QueryRecorder, &View)>,
 ) -> usize {
     let source = IpAddr::V4(Ipv4Addr::new(81, 2, 69, 7));
-    let outcome = handle_packet(snapshot, packet, source, Transport::Udp, seed, out);
+    let outcome = handle_udp_query(snapshot, &buffer[..], *len, source, seed, out, general);
     if let Some((recorder, view)) = recording {
-        recorder.record(view, snapshot, packet, source, outcome.as_ref());
+        recorder.record(view, snapshot, &buffer[..*len], source, outcome.as_ref());
     }
-    outcome.map_or(0, |_| out.len())
+    outcome.map_or(0, |_| out.as_bytes().len())
 }
 
 #[test]
@@ -68,14 +75,23 @@ fn run() {
         .metrics
         .recorder(Transport::Udp, control.query_log.clone());
     let view = recorder.view(&snapshot);
-    let mut out = Vec::with_capacity(4096);
+    let packets: Vec<Received> = packets
+        .iter()
+        .map(|packet| {
+            let mut buffer = Box::new([0u8; UDP_QUERY_MAX]);
+            buffer[..packet.len()].copy_from_slice(packet);
+            (buffer, packet.len())
+        })
+        .collect();
+    let mut out = UdpReply::new();
+    let mut general = Vec::with_capacity(4096);
     let mut total = 0usize;
     for i in 0..n {
         total += run_one(
             &snapshot,
             black_box(&packets[i % packets.len()]),
             i as u64,
-            &mut out,
+            (&mut out, &mut general),
             recording.then_some((&mut recorder, &*view)),
         );
     }

@@ -1,5 +1,5 @@
-//! The query path allocates nothing: `handle_packet` is run under a global
-//! allocator that counts allocations made by the current thread, after one
+//! The query path allocates nothing: `handle_packet`, and the UDP loop's
+//! `handle_udp_query`, are run under a global allocator that counts allocations made by the current thread, after one
 //! warm-up call (so the reused reply buffer has its capacity).
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -7,7 +7,9 @@ use std::cell::Cell;
 use std::net::{IpAddr, Ipv4Addr};
 
 use gslb::control::Control;
-use gslb::dns::answer::{Transport, handle_packet};
+use gslb::dns::answer::{Transport, handle_packet, handle_udp_query};
+use gslb::dns::reply_buffer::UdpReply;
+use gslb::dns::udp_batch::UDP_QUERY_MAX;
 use gslb::dns::wire::Rcode;
 use gslb::snapshot::SnapshotSource;
 
@@ -74,6 +76,9 @@ fn count_allocations(cases: &[(&str, Vec<u8>, Rcode)]) -> Vec<(String, u64)> {
     let (control, _) = Control::start(source).unwrap_or_else(|errors| panic!("{errors}"));
     let client = IpAddr::V4(Ipv4Addr::new(81, 2, 69, 7));
     let mut out = Vec::with_capacity(4096);
+    let mut received = vec![0u8; UDP_QUERY_MAX];
+    let mut udp_reply = UdpReply::new();
+    let mut general = Vec::with_capacity(4096);
     let mut counts = Vec::new();
     for (label, packet, want) in cases {
         let snapshot = control.snapshot.load();
@@ -85,6 +90,19 @@ fn count_allocations(cases: &[(&str, Vec<u8>, Rcode)]) -> Vec<(String, u64)> {
             let snapshot = control.snapshot.load();
             let outcome = handle_packet(&snapshot, packet, client, Transport::Udp, seed, &mut out);
             assert_eq!(outcome.map(|o| o.rcode), Some(*want), "{label}");
+            // And as it really does: the query in its receive buffer, the
+            // reply in its fixed buffer.
+            received[..packet.len()].copy_from_slice(packet);
+            let outcome = handle_udp_query(
+                &snapshot,
+                &received,
+                packet.len(),
+                client,
+                seed,
+                &mut udp_reply,
+                &mut general,
+            );
+            assert_eq!(outcome.map(|o| o.rcode), Some(*want), "{label} (UDP)");
         }
         let allocated = allocations() - before;
         counts.push((label.to_string(), allocated));

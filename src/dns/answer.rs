@@ -5,6 +5,7 @@
 use std::net::IpAddr;
 
 use super::precompiled;
+use super::reply_buffer::UdpReply;
 use super::wire::{
     self, ClientSubnet, EdnsInfo, MAX_NAME_LEN, Query, QueryError, Rcode, ReplyEdns, ReplyWriter,
     Section, lowercase_name, rtype,
@@ -73,11 +74,42 @@ pub fn handle_packet<'s>(
     seed: u64,
     out: &mut Vec<u8>,
 ) -> Option<Outcome<'s>> {
-    let fast = precompiled::answer(snapshot, packet, client, transport, seed, out);
+    let fast = precompiled::answer(snapshot, packet, packet.len(), client, transport, seed, out);
     if fast.is_some() {
         return fast;
     }
     handle_packet_traced(snapshot, packet, client, transport, seed, out, None)
+}
+
+/// [`handle_packet`] for a UDP worker: the query is `buffer[..len]` of its
+/// receive buffer, the reply goes into its fixed reply buffer (see
+/// [`reply_buffer`](super::reply_buffer)); `general` is scratch space for
+/// the general path, whose reply is then copied over.
+pub fn handle_udp_query<'s>(
+    snapshot: &'s Snapshot,
+    buffer: &[u8],
+    len: usize,
+    client: IpAddr,
+    seed: u64,
+    out: &mut UdpReply,
+    general: &mut Vec<u8>,
+) -> Option<Outcome<'s>> {
+    let fast = precompiled::answer(snapshot, buffer, len, client, Transport::Udp, seed, out);
+    if fast.is_some() {
+        return fast;
+    }
+    let packet = buffer.get(..len)?;
+    let outcome = handle_packet_traced(
+        snapshot,
+        packet,
+        client,
+        Transport::Udp,
+        seed,
+        general,
+        None,
+    )?;
+    // UDP replies are at most `max_udp_payload` (4096) bytes, so this fits.
+    out.set(general).then_some(outcome)
 }
 
 /// The general path: [`handle_packet`] without the precompiled answers,

@@ -1,6 +1,7 @@
 //! The DNS data plane: wire format, answering queries from a snapshot, sockets.
 pub mod answer;
 pub mod precompiled;
+pub mod reply_buffer;
 pub mod rrl;
 pub mod server;
 pub mod udp_batch;

@@ -22,9 +22,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use rustc_hash::FxBuildHasher;
 
 use super::answer::{self, Outcome, Transport};
-use super::wire::{
-    self, CLASS_IN, ClientSubnet, EdnsInfo, HEADER_LEN, MAX_NAME_LEN, Rcode, ReplyEdns, rtype,
-};
+use super::reply_buffer::ReplyBuffer;
+use super::wire::{self, CLASS_IN, EdnsInfo, HEADER_LEN, MAX_NAME_LEN, Rcode, ReplyEdns, rtype};
 use crate::policy::{self, EndpointTarget, Family};
 use crate::snapshot::Snapshot;
 use crate::zone::Resolution;
@@ -165,13 +164,15 @@ struct FastQuery {
     /// Offset just past the question.
     question_end: usize,
     qtype: u16,
+    /// Header bytes 2 and 3 (the flags).
+    flags: [u8; 2],
     edns: Option<EdnsInfo>,
 }
 
 /// Reads an ordinary query: QUERY opcode, one class-IN question, no answer
 /// or authority records, and nothing or one EDNS(0) OPT as additional.
 /// `None`: leave it to the general path (which also decides the errors).
-#[inline]
+#[inline(always)]
 fn parse(packet: &[u8]) -> Option<FastQuery> {
     let header = packet.get(..HEADER_LEN)?;
     // QR = 0 and opcode QUERY.
@@ -227,6 +228,7 @@ fn parse(packet: &[u8]) -> Option<FastQuery> {
         qname_len,
         question_end,
         qtype,
+        flags: [header[2], header[3]],
         edns,
     })
 }
@@ -234,14 +236,21 @@ fn parse(packet: &[u8]) -> Option<FastQuery> {
 /// Answers `packet` from the precompiled answers, when it is an ordinary
 /// query for a name they cover. Writes the same bytes the general path
 /// would; `None` leaves the query to it (`out` may then hold anything).
-pub fn answer<'s>(
+///
+/// The query is `buffer[..len]`. A receive buffer may be passed whole: the
+/// bytes past `len` are never read as part of the query, only copied along
+/// with its header and question by a fixed-size copy (see
+/// [`ReplyBuffer::start_with`]).
+pub fn answer<'s, R: ReplyBuffer>(
     snapshot: &'s Snapshot,
-    packet: &[u8],
+    buffer: &[u8],
+    len: usize,
     source: IpAddr,
     transport: Transport,
     seed: u64,
-    out: &mut Vec<u8>,
+    out: &mut R,
 ) -> Option<Outcome<'s>> {
+    let packet = buffer.get(..len)?;
     let query = parse(packet)?;
     let precompiled = &snapshot.precompiled;
     let qname = packet.get(HEADER_LEN..HEADER_LEN + query.qname_len)?;
@@ -260,23 +269,10 @@ pub fn answer<'s>(
     let subnet = query.edns.and_then(|e| e.client_subnet);
     let (client, subnet_used) = answer::routing_client(snapshot, subnet, source);
     let limit = answer::reply_limit(snapshot, transport, query.edns);
-    let header_and_question = packet.get(..query.question_end)?;
     let family = match query.qtype {
         rtype::A => Some(Family::V4),
         rtype::AAAA => Some(Family::V6),
         _ => None,
-    };
-    // Appends the OPT record if the query had one; false if the reply is
-    // then too long (truncation is the general path's business).
-    let finish = |out: &mut Vec<u8>, scope: u8| {
-        if query.edns.is_some() {
-            let edns = ReplyEdns {
-                udp_payload: snapshot.max_udp_payload,
-                client_subnet: subnet.map(|s: ClientSubnet| (s, scope)),
-            };
-            wire::write_opt(out, &edns, 0);
-        }
-        out.len() <= limit
     };
     match (entry.service, family) {
         (Some(index), Some(family)) => {
@@ -290,11 +286,11 @@ pub fn answer<'s>(
             let ttl = selection.ttl.to_be_bytes();
             write_header_and_question(
                 out,
-                header_and_question,
+                buffer,
+                &query,
                 true,
                 Rcode::NoError,
                 [selection.count as u16, 0, 0],
-                query.edns.is_some(),
             );
             for endpoint in selection.endpoints() {
                 // Owner pointer, type, class, TTL, RDLENGTH, then RDATA: an
@@ -308,12 +304,12 @@ pub fn answer<'s>(
                 let [s0, s1, s2, s3] = ttl;
                 let head = [p0, p1, t0, t1, c0, c1, s0, s1, s2, s3, l0, l1];
                 if let Some(record) = fixed_record::<16>(head, rdata) {
-                    out.extend_from_slice(&record);
+                    out.append_array(&record, record.len());
                 } else if let Some(record) = fixed_record::<28>(head, rdata) {
-                    out.extend_from_slice(&record);
+                    out.append_array(&record, record.len());
                 } else {
-                    out.extend_from_slice(&head);
-                    out.extend_from_slice(rdata);
+                    out.append_array(&head, head.len());
+                    out.append(rdata);
                 }
             }
             let scope = if subnet_used {
@@ -321,7 +317,7 @@ pub fn answer<'s>(
             } else {
                 0
             };
-            if !finish(out, scope) {
+            if !finish(out, snapshot, &query, scope, limit) {
                 return None;
             }
             Some(Outcome {
@@ -343,14 +339,14 @@ pub fn answer<'s>(
                 .get(canned.body_start as usize..canned.body_end as usize)?;
             write_header_and_question(
                 out,
-                header_and_question,
+                buffer,
+                &query,
                 canned.authoritative,
                 canned.rcode,
                 canned.counts,
-                query.edns.is_some(),
             );
-            out.extend_from_slice(body);
-            if !finish(out, 0) {
+            out.append(body);
+            if !finish(out, snapshot, &query, 0, limit) {
                 return None;
             }
             Some(Outcome {
@@ -363,6 +359,27 @@ pub fn answer<'s>(
             })
         }
     }
+}
+
+/// Appends the OPT record if the query had one, echoing its Client Subnet
+/// option with `scope`; false if the reply is then longer than `limit`
+/// (truncation is the general path's business).
+#[inline(always)]
+fn finish<R: ReplyBuffer>(
+    out: &mut R,
+    snapshot: &Snapshot,
+    query: &FastQuery,
+    scope: u8,
+    limit: usize,
+) -> bool {
+    if let Some(edns) = query.edns {
+        let edns = ReplyEdns {
+            udp_payload: snapshot.max_udp_payload,
+            client_subnet: edns.client_subnet.map(|s| (s, scope)),
+        };
+        wire::write_opt(out, &edns, 0);
+    }
+    out.written() <= limit
 }
 
 /// A resource record of `N` bytes: the 12 of `head`, then `rdata` when it
@@ -404,33 +421,33 @@ fn has_uppercase(bytes: &[u8]) -> bool {
     found != 0
 }
 
-/// Starts the reply with the query's header and question (one copy), then
-/// sets the header: QR, opcode QUERY, AA as given, RD and CD as the query
-/// had them, the rcode, one question, `counts`, and one more additional
-/// record when the reply carries an OPT.
+/// Starts the reply with the query's header and question (one copy from
+/// `buffer`, which holds the query), then sets the header: QR, opcode
+/// QUERY, AA as given, RD and CD as the query had them, the rcode, one
+/// question, `counts`, and one more additional record when the reply
+/// carries an OPT.
 #[inline(always)]
-fn write_header_and_question(
-    out: &mut Vec<u8>,
-    query: &[u8],
+fn write_header_and_question<R: ReplyBuffer>(
+    out: &mut R,
+    buffer: &[u8],
+    query: &FastQuery,
     authoritative: bool,
     rcode: Rcode,
     counts: [u16; 3],
-    with_opt: bool,
 ) {
-    out.clear();
-    out.extend_from_slice(query);
-    if let Some(header) = out.get_mut(2..HEADER_LEN) {
-        let flags = 0x8000
-            | u64::from(header[0] & 0x01) << 8
-            | u64::from(authoritative) << 10
-            | u64::from(header[1] & 0x10)
-            | u64::from(rcode.value() & 0x0f);
-        // Flags, then the four counts: one question, `counts`, the OPT.
-        let head = flags << 48 | 1 << 32 | u64::from(counts[0]) << 16 | u64::from(counts[1]);
-        let additional = counts[2] + u16::from(with_opt);
-        header[..8].copy_from_slice(&head.to_be_bytes());
-        header[8..].copy_from_slice(&additional.to_be_bytes());
-    }
+    out.start_with(buffer, query.question_end);
+    let flag_bytes = query.flags;
+    let with_opt = query.edns.is_some();
+    let flags = 0x8000
+        | u64::from(flag_bytes[0] & 0x01) << 8
+        | u64::from(authoritative) << 10
+        | u64::from(flag_bytes[1] & 0x10)
+        | u64::from(rcode.value() & 0x0f);
+    // Flags, then the four counts: one question, `counts`, the OPT.
+    let head = flags << 48 | 1 << 32 | u64::from(counts[0]) << 16 | u64::from(counts[1]);
+    let additional = counts[2] + u16::from(with_opt);
+    out.overwrite(2, &head.to_be_bytes());
+    out.overwrite(10, &additional.to_be_bytes());
 }
 
 #[cfg(test)]

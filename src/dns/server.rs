@@ -19,7 +19,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
-use super::answer::{Transport, handle_packet};
+use super::answer::{Transport, handle_packet, handle_udp_query};
+use super::reply_buffer::{UDP_REPLY_MAX, UdpReply};
 use super::rrl::RrlVerdict;
 use super::udp_batch::{UDP_BATCH, UdpBatch};
 use super::wire::truncate_reply;
@@ -150,7 +151,9 @@ fn serve_udp(socket: &std::net::UdpSocket, snapshot: &SharedSnapshot, mut record
     let mut batch = UdpBatch::new(socket.as_fd());
     // Per-query seeds count up: the policy mixes its seed before drawing.
     let mut seed = initial_seed();
-    let mut replies: Vec<Vec<u8>> = (0..UDP_BATCH).map(|_| Vec::with_capacity(4096)).collect();
+    let mut replies: Vec<UdpReply> = (0..UDP_BATCH).map(|_| UdpReply::new()).collect();
+    // The general path's reply, copied into `replies` once written.
+    let mut general = Vec::with_capacity(UDP_REPLY_MAX);
     // Reply k answers query `reply_to[k]` of the batch.
     let mut reply_to = [0u8; UDP_BATCH];
     // Rate limiting counts whole seconds on a monotonic clock, read once per batch.
@@ -171,12 +174,14 @@ fn serve_udp(socket: &std::net::UdpSocket, snapshot: &SharedSnapshot, mut record
             // Metrics: one lock-free view per batch (rebuilt only after a reload).
             let view = recorder.view(&current);
             for index in 0..count {
-                let Some((query, peer_ip)) = batch.query(index) else {
+                let Some((buffer, len, peer_ip)) = batch.query(index) else {
                     continue;
                 };
                 let reply = &mut replies[answered];
                 seed = seed.wrapping_add(1);
-                let outcome = handle_packet(&current, query, peer_ip, Transport::Udp, seed, reply);
+                let outcome =
+                    handle_udp_query(&current, buffer, len, peer_ip, seed, reply, &mut general);
+                let query = &buffer[..len];
                 recorder.record(&view, &current, query, peer_ip, outcome.as_ref());
                 if outcome.is_none() {
                     continue;
@@ -186,7 +191,10 @@ fn serve_udp(socket: &std::net::UdpSocket, snapshot: &SharedSnapshot, mut record
                     recorder.record_rate_limited(verdict);
                     match verdict {
                         RrlVerdict::Send => {}
-                        RrlVerdict::Slip => truncate_reply(reply),
+                        RrlVerdict::Slip => {
+                            let len = truncate_reply(reply.as_bytes_mut());
+                            reply.truncate(len);
+                        }
                         RrlVerdict::Drop => continue,
                     }
                 }

@@ -119,11 +119,12 @@ impl<'fd> UdpBatch<'fd> {
         Ok(self.received)
     }
 
-    /// Query `index` of the last batch and its sender's address. The bytes
-    /// are empty when the datagram was longer than [`UDP_QUERY_MAX`] (not a
-    /// query we can answer); `None` when the sender has no IP address.
+    /// Query `index` of the last batch: its whole receive buffer, the
+    /// length of the datagram in it and its sender's address. The length is
+    /// 0 when the datagram was longer than [`UDP_QUERY_MAX`] (not a query we
+    /// can answer); `None` when the sender has no IP address.
     #[inline]
-    pub fn query(&self, index: usize) -> Option<(&[u8], IpAddr)> {
+    pub fn query(&self, index: usize) -> Option<(&[u8; UDP_QUERY_MAX], usize, IpAddr)> {
         if index >= self.received {
             return None;
         }
@@ -134,7 +135,7 @@ impl<'fd> UdpBatch<'fd> {
         } else {
             (header.msg_len as usize).min(UDP_QUERY_MAX)
         };
-        Some((&self.queries[index][..length], peer))
+        Some((&self.queries[index], length, peer))
     }
 
     /// Sends `replies[k]` to the sender of query `reply_to[k]` of the last
@@ -142,13 +143,14 @@ impl<'fd> UdpBatch<'fd> {
     ///
     /// # Errors
     /// The last refusal, when any reply could not be sent.
-    pub fn send(&mut self, replies: &[Vec<u8>], reply_to: &[u8]) -> io::Result<()> {
+    pub fn send<R: AsRef<[u8]>>(&mut self, replies: &[R], reply_to: &[u8]) -> io::Result<()> {
         let count = replies.len().min(reply_to.len()).min(UDP_BATCH);
         for k in 0..count {
             let query = usize::from(reply_to[k]).min(UDP_BATCH - 1);
+            let reply = replies[k].as_ref();
             self.send_vectors[k] = libc::iovec {
-                iov_base: replies[k].as_ptr().cast_mut().cast(),
-                iov_len: replies[k].len(),
+                iov_base: reply.as_ptr().cast_mut().cast(),
+                iov_len: reply.len(),
             };
             let header = &mut self.send_headers[k].msg_hdr;
             header.msg_name = std::ptr::from_mut(&mut self.peers[query]).cast();
@@ -228,7 +230,8 @@ mod tests {
             let mut replies = Vec::new();
             let mut reply_to = Vec::new();
             for index in 0..count {
-                let (query, peer) = batch.query(index).expect("query");
+                let (buffer, len, peer) = batch.query(index).expect("query");
+                let query = &buffer[..len];
                 assert_eq!(peer, IpAddr::V4(Ipv4Addr::LOCALHOST));
                 assert_eq!(query.len(), 5);
                 seen.push(query[0]);
@@ -261,8 +264,8 @@ mod tests {
             .expect("send");
         let mut batch = UdpBatch::new(server.as_fd());
         assert_eq!(batch.receive().expect("receive"), 1);
-        let (query, peer) = batch.query(0).expect("query");
-        assert!(query.is_empty());
+        let (_, len, peer) = batch.query(0).expect("query");
+        assert_eq!(len, 0);
         assert_eq!(peer, IpAddr::V6(Ipv6Addr::LOCALHOST));
     }
 }

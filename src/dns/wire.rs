@@ -7,6 +7,8 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use super::reply_buffer::ReplyBuffer;
+
 /// Size of the fixed DNS header (RFC 1035 §4.1.1).
 pub const HEADER_LEN: usize = 12;
 /// Maximum length of a domain name in wire format (RFC 1035 §2.3.4).
@@ -711,7 +713,7 @@ fn is_label_boundary(name: &[u8], offset: usize) -> bool {
 }
 
 #[inline(always)]
-pub(crate) fn write_opt(buf: &mut Vec<u8>, edns: &ReplyEdns, extended_rcode: u8) {
+pub(crate) fn write_opt<R: ReplyBuffer>(buf: &mut R, edns: &ReplyEdns, extended_rcode: u8) {
     // Root owner, type, class (our payload size), TTL field (extended rcode,
     // version 0, no flags: we do not do DNSSEC), RDLENGTH, then the Client
     // Subnet option if any: written on the stack, appended in one copy.
@@ -747,7 +749,7 @@ pub(crate) fn write_opt(buf: &mut Vec<u8>, edns: &ReplyEdns, extended_rcode: u8)
         }
         len = 19 + address_len;
     }
-    buf.extend_from_slice(&record[..len]);
+    buf.append_array(&record, len);
 }
 
 /// Writes a header-only error reply (FORMERR/NOTIMP/BADVERS) for a rejected packet.
@@ -778,7 +780,9 @@ pub fn write_reject(
 /// Turns a written reply into a bare truncated one: header and question
 /// only, TC set. Used for RRL "slip" replies, which tell a real client to
 /// retry over TCP without giving a spoofed flood anything to amplify.
-pub fn truncate_reply(reply: &mut Vec<u8>) {
+/// Rewrites the header in place and returns the new length, to which the
+/// caller shortens the reply.
+pub fn truncate_reply(reply: &mut [u8]) -> usize {
     let mut reader = Reader {
         packet: reply,
         pos: HEADER_LEN,
@@ -787,15 +791,15 @@ pub fn truncate_reply(reply: &mut Vec<u8>) {
         Some(end) if reply.len() >= end + 4 && reply.get(4..6) == Some(&[0, 1]) => end + 4,
         _ => HEADER_LEN,
     };
-    reply.truncate(question_end);
-    if reply.len() < HEADER_LEN {
-        return;
-    }
-    reply[2] |= 0x02;
+    let Some(header) = reply.get_mut(..HEADER_LEN) else {
+        return reply.len().min(question_end);
+    };
+    header[2] |= 0x02;
     if question_end == HEADER_LEN {
-        reply[4..6].fill(0);
+        header[4..6].fill(0);
     }
-    reply[6..12].fill(0);
+    header[6..12].fill(0);
+    question_end
 }
 
 #[cfg(test)]
@@ -881,7 +885,8 @@ mod tests {
             [&[192, 0, 2, 1][..]],
         );
         writer.finish(Rcode::NoError);
-        truncate_reply(&mut buf);
+        let len = truncate_reply(&mut buf);
+        buf.truncate(len);
         assert_eq!(buf.len(), query.len());
         assert_eq!(buf[2] & 0x02, 0x02, "TC");
         assert_eq!(&buf[6..12], &[0; 6]);
