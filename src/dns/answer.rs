@@ -17,7 +17,7 @@ use crate::snapshot::Snapshot;
 use crate::zone::{Node, RRset, Resolution, Zone};
 
 /// Largest reply over UDP without EDNS (RFC 1035 §4.2.1).
-const PLAIN_UDP_LIMIT: usize = 512;
+pub(crate) const PLAIN_UDP_LIMIT: usize = 512;
 /// Largest DNS message over TCP (two-byte length prefix, RFC 1035 §4.2.2).
 const TCP_LIMIT: usize = 65_535;
 /// Longest CNAME chain followed inside a zone.

@@ -268,7 +268,6 @@ pub fn answer<'s, R: ReplyBuffer>(
     };
     let subnet = query.edns.and_then(|e| e.client_subnet);
     let (client, subnet_used) = answer::routing_client(snapshot, subnet, source);
-    let limit = answer::reply_limit(snapshot, transport, query.edns);
     let family = match query.qtype {
         rtype::A => Some(Family::V4),
         rtype::AAAA => Some(Family::V6),
@@ -317,7 +316,7 @@ pub fn answer<'s, R: ReplyBuffer>(
             } else {
                 0
             };
-            if !finish(out, snapshot, &query, scope, limit) {
+            if !finish(out, snapshot, &query, transport, scope) {
                 return None;
             }
             Some(Outcome {
@@ -346,7 +345,7 @@ pub fn answer<'s, R: ReplyBuffer>(
                 canned.counts,
             );
             out.append(body);
-            if !finish(out, snapshot, &query, 0, limit) {
+            if !finish(out, snapshot, &query, transport, 0) {
                 return None;
             }
             Some(Outcome {
@@ -362,15 +361,15 @@ pub fn answer<'s, R: ReplyBuffer>(
 }
 
 /// Appends the OPT record if the query had one, echoing its Client Subnet
-/// option with `scope`; false if the reply is then longer than `limit`
-/// (truncation is the general path's business).
+/// option with `scope`; false if the reply is then too long for
+/// `transport` (truncation is the general path's business).
 #[inline(always)]
 fn finish<R: ReplyBuffer>(
     out: &mut R,
     snapshot: &Snapshot,
     query: &FastQuery,
+    transport: Transport,
     scope: u8,
-    limit: usize,
 ) -> bool {
     if let Some(edns) = query.edns {
         let edns = ReplyEdns {
@@ -379,7 +378,10 @@ fn finish<R: ReplyBuffer>(
         };
         wire::write_opt(out, &edns, 0);
     }
-    out.written() <= limit
+    // Every limit is at least 512 bytes, which most replies stay within.
+    let written = out.written();
+    written <= answer::PLAIN_UDP_LIMIT
+        || written <= answer::reply_limit(snapshot, transport, query.edns)
 }
 
 /// A resource record of `N` bytes: the 12 of `head`, then `rdata` when it

@@ -319,6 +319,7 @@ pub(crate) fn parse_edns_options(mut rdata: &[u8]) -> Result<Option<ClientSubnet
 /// Source prefix > 0 is returned as a subnet; source prefix 0 means the
 /// resolver opts out of ECS ("MUST NOT use it"), which we express by a
 /// subnet of prefix 0 so the reply still echoes the option.
+#[inline(always)]
 fn parse_client_subnet(value: &[u8]) -> Result<ClientSubnet, ()> {
     let [
         f0,
