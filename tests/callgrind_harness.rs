@@ -35,11 +35,11 @@ fn run_one(
     snapshot: &Arc<Snapshot>,
     (buffer, len): &Received,
     seed: u64,
-    (out, general): (&mut UdpReply, &mut Vec<u8>),
+    out: &mut UdpReply,
     recording: Option<(&mut QueryRecorder, &View)>,
 ) -> usize {
     let source = IpAddr::V4(Ipv4Addr::new(81, 2, 69, 7));
-    let outcome = handle_udp_query(snapshot, &buffer[..], *len, source, seed, out, general);
+    let outcome = handle_udp_query(snapshot, buffer, *len, source, seed, out);
     if let Some((recorder, view)) = recording {
         recorder.record(view, snapshot, &buffer[..*len], source, outcome.as_ref());
     }
@@ -84,14 +84,13 @@ fn run() {
         })
         .collect();
     let mut out = UdpReply::new();
-    let mut general = Vec::with_capacity(4096);
     let mut total = 0usize;
     for i in 0..n {
         total += run_one(
             &snapshot,
             black_box(&packets[i % packets.len()]),
             i as u64,
-            (&mut out, &mut general),
+            &mut out,
             recording.then_some((&mut recorder, &*view)),
         );
     }

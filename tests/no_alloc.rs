@@ -76,9 +76,8 @@ fn count_allocations(cases: &[(&str, Vec<u8>, Rcode)]) -> Vec<(String, u64)> {
     let (control, _) = Control::start(source).unwrap_or_else(|errors| panic!("{errors}"));
     let client = IpAddr::V4(Ipv4Addr::new(81, 2, 69, 7));
     let mut out = Vec::with_capacity(4096);
-    let mut received = vec![0u8; UDP_QUERY_MAX];
+    let mut received = Box::new([0u8; UDP_QUERY_MAX]);
     let mut udp_reply = UdpReply::new();
-    let mut general = Vec::with_capacity(4096);
     let mut counts = Vec::new();
     for (label, packet, want) in cases {
         let snapshot = control.snapshot.load();
@@ -100,7 +99,6 @@ fn count_allocations(cases: &[(&str, Vec<u8>, Rcode)]) -> Vec<(String, u64)> {
                 client,
                 seed,
                 &mut udp_reply,
-                &mut general,
             );
             assert_eq!(outcome.map(|o| o.rcode), Some(*want), "{label} (UDP)");
         }

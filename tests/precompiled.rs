@@ -129,9 +129,8 @@ fn compare(snapshot: &Snapshot, names: &[Vec<u8>], label: &str, tally: &mut Tall
     let mut general = Vec::new();
     let mut combined = Vec::new();
     let mut fast_only = Vec::new();
-    let mut received = vec![0u8; UDP_QUERY_MAX];
+    let mut received = Box::new([0u8; UDP_QUERY_MAX]);
     let mut udp_reply = UdpReply::new();
-    let mut udp_general = Vec::new();
     let mut id = 0u16;
     for name in names {
         for variant_name in [name.clone(), mixed_case(name)] {
@@ -213,7 +212,6 @@ fn compare(snapshot: &Snapshot, names: &[Vec<u8>], label: &str, tally: &mut Tall
                                     source,
                                     seed,
                                     &mut udp_reply,
-                                    &mut udp_general,
                                 );
                                 assert_eq!(answered, udp.is_some(), "{label}: UDP path");
                                 if answered {

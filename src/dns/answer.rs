@@ -6,6 +6,7 @@ use std::net::IpAddr;
 
 use super::precompiled;
 use super::reply_buffer::UdpReply;
+use super::udp_batch::UDP_QUERY_MAX;
 use super::wire::{
     self, ClientSubnet, EdnsInfo, MAX_NAME_LEN, Query, QueryError, Rcode, ReplyEdns, ReplyWriter,
     Section, lowercase_name, rtype,
@@ -83,33 +84,31 @@ pub fn handle_packet<'s>(
 
 /// [`handle_packet`] for a UDP worker: the query is `buffer[..len]` of its
 /// receive buffer, the reply goes into its fixed reply buffer (see
-/// [`reply_buffer`](super::reply_buffer)); `general` is scratch space for
-/// the general path, whose reply is then copied over.
+/// [`reply_buffer`](super::reply_buffer)).
 pub fn handle_udp_query<'s>(
     snapshot: &'s Snapshot,
-    buffer: &[u8],
+    buffer: &[u8; UDP_QUERY_MAX],
     len: usize,
     client: IpAddr,
     seed: u64,
     out: &mut UdpReply,
-    general: &mut Vec<u8>,
 ) -> Option<Outcome<'s>> {
     let fast = precompiled::answer(snapshot, buffer, len, client, Transport::Udp, seed, out);
     if fast.is_some() {
         return fast;
     }
     let packet = buffer.get(..len)?;
-    let outcome = handle_packet_traced(
-        snapshot,
-        packet,
-        client,
-        Transport::Udp,
-        seed,
-        general,
-        None,
-    )?;
-    // UDP replies are at most `max_udp_payload` (4096) bytes, so this fits.
-    out.set(general).then_some(outcome)
+    out.write_with(|general| {
+        handle_packet_traced(
+            snapshot,
+            packet,
+            client,
+            Transport::Udp,
+            seed,
+            general,
+            None,
+        )
+    })
 }
 
 /// The general path: [`handle_packet`] without the precompiled answers,

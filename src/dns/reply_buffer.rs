@@ -78,6 +78,9 @@ pub struct UdpReply {
     bytes: Box<[u8; UDP_REPLY_MAX]>,
     /// Bytes of the reply; `usize::MAX` after an overflow.
     len: usize,
+    /// Where writers that need a `Vec` (the general path) write, before
+    /// their reply is copied into `bytes`.
+    scratch: Vec<u8>,
 }
 
 /// `UdpReply::len` of a reply that did not fit.
@@ -89,7 +92,19 @@ impl UdpReply {
         Self {
             bytes: Box::new([0; UDP_REPLY_MAX]),
             len: 0,
+            scratch: Vec::new(),
         }
+    }
+
+    /// Makes the reply what `write` appends to an empty `Vec`, if it
+    /// returns something and the reply fits; `None` otherwise.
+    pub fn write_with<T>(&mut self, write: impl FnOnce(&mut Vec<u8>) -> Option<T>) -> Option<T> {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.clear();
+        let written = write(&mut scratch);
+        let fits = self.set(&scratch);
+        self.scratch = scratch;
+        written.filter(|_| fits)
     }
 
     /// Makes the reply a copy of `reply`; false (and empty) if it is longer
@@ -249,6 +264,14 @@ mod tests {
         assert!(udp.set(&[1, 2, 3]));
         assert_eq!(udp.as_bytes(), &[1, 2, 3]);
         assert!(!udp.set(&vec![0; UDP_REPLY_MAX + 1]));
+        assert!(udp.as_bytes().is_empty());
+        assert_eq!(
+            udp.write_with(|v| Some(v.extend_from_slice(&[4, 5]))),
+            Some(())
+        );
+        assert_eq!(udp.as_bytes(), &[4, 5]);
+        let too_long = udp.write_with(|v| Some(v.resize(UDP_REPLY_MAX + 1, 0)));
+        assert_eq!(too_long, None);
         assert!(udp.as_bytes().is_empty());
     }
 }

@@ -20,7 +20,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
 use super::answer::{Transport, handle_packet, handle_udp_query};
-use super::reply_buffer::{UDP_REPLY_MAX, UdpReply};
+use super::reply_buffer::UdpReply;
 use super::rrl::RrlVerdict;
 use super::udp_batch::{UDP_BATCH, UdpBatch};
 use super::wire::truncate_reply;
@@ -152,8 +152,6 @@ fn serve_udp(socket: &std::net::UdpSocket, snapshot: &SharedSnapshot, mut record
     // Per-query seeds count up: the policy mixes its seed before drawing.
     let mut seed = initial_seed();
     let mut replies: Vec<UdpReply> = (0..UDP_BATCH).map(|_| UdpReply::new()).collect();
-    // The general path's reply, copied into `replies` once written.
-    let mut general = Vec::with_capacity(UDP_REPLY_MAX);
     // Reply k answers query `reply_to[k]` of the batch.
     let mut reply_to = [0u8; UDP_BATCH];
     // Rate limiting counts whole seconds on a monotonic clock, read once per batch.
@@ -179,8 +177,7 @@ fn serve_udp(socket: &std::net::UdpSocket, snapshot: &SharedSnapshot, mut record
                 };
                 let reply = &mut replies[answered];
                 seed = seed.wrapping_add(1);
-                let outcome =
-                    handle_udp_query(&current, buffer, len, peer_ip, seed, reply, &mut general);
+                let outcome = handle_udp_query(&current, buffer, len, peer_ip, seed, reply);
                 let query = &buffer[..len];
                 recorder.record(&view, &current, query, peer_ip, outcome.as_ref());
                 if outcome.is_none() {
