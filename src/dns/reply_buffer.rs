@@ -92,7 +92,9 @@ impl UdpReply {
         Self {
             bytes: Box::new([0; UDP_REPLY_MAX]),
             len: 0,
-            scratch: Vec::new(),
+            // Sized for any UDP reply up front: the query path then never
+            // allocates.
+            scratch: Vec::with_capacity(UDP_REPLY_MAX),
         }
     }
 
@@ -265,12 +267,16 @@ mod tests {
         assert_eq!(udp.as_bytes(), &[1, 2, 3]);
         assert!(!udp.set(&vec![0; UDP_REPLY_MAX + 1]));
         assert!(udp.as_bytes().is_empty());
-        assert_eq!(
-            udp.write_with(|v| Some(v.extend_from_slice(&[4, 5]))),
-            Some(())
-        );
+        let written = udp.write_with(|v| {
+            v.extend_from_slice(&[4, 5]);
+            Some(v.len())
+        });
+        assert_eq!(written, Some(2));
         assert_eq!(udp.as_bytes(), &[4, 5]);
-        let too_long = udp.write_with(|v| Some(v.resize(UDP_REPLY_MAX + 1, 0)));
+        let too_long = udp.write_with(|v| {
+            v.resize(UDP_REPLY_MAX + 1, 0);
+            Some(v.len())
+        });
         assert_eq!(too_long, None);
         assert!(udp.as_bytes().is_empty());
     }
