@@ -148,7 +148,7 @@ pub fn select<'s>(
     // pool choice is memoised per thread until some endpoint's health moves.
     let choice = match (&trace, &measured) {
         (None, None) => plan_cache::choose(service, order_index, family, || {
-            choose_pool(service, order, family, &mut None)
+            choose_pool(service, order, family, &mut None).settle_single(service, family)
         }),
         _ => choose_pool(service, order, family, &mut trace),
     };
@@ -181,6 +181,18 @@ pub fn select<'s>(
                 mark_failed_over(service, &mut selection, &mut trace);
             }
         }
+        PoolChoice::Single {
+            pool,
+            endpoint,
+            failed_over,
+        } => {
+            selection.pool_index = pool;
+            selection.pool = service.pools.get(usize::from(pool)).map(|pool| &**pool);
+            selection.push(endpoint);
+            if failed_over {
+                mark_failed_over(service, &mut selection, &mut trace);
+            }
+        }
         PoolChoice::NoData => {}
         PoolChoice::ServFail => selection.servfail = true,
     }
@@ -200,10 +212,57 @@ pub(crate) enum PoolChoice {
         /// The pool is not the client's first.
         failed_over: bool,
     },
+    /// A `Pick` whose pool has one healthy endpoint of the family: every
+    /// selection kind picks that one, so it is decided once, when the
+    /// choice is memoised (see [`PoolChoice::settle_single`]).
+    Single {
+        pool: u16,
+        /// Its index in the pool.
+        endpoint: u16,
+        failed_over: bool,
+    },
     /// No records (no pool has the family, or all down with `nodata`).
     NoData,
     /// All down with `servfail`.
     ServFail,
+}
+
+impl PoolChoice {
+    /// A `Pick` among one healthy endpoint as the `Single` it amounts to;
+    /// any other choice as it is. Only for choices made without a trace,
+    /// which would otherwise lose the pick's explanation.
+    fn settle_single(self, service: &Service, family: Family) -> Self {
+        let PoolChoice::Pick {
+            pool,
+            census,
+            fail_open: false,
+            failed_over,
+        } = self
+        else {
+            return self;
+        };
+        if census.healthy != 1 {
+            return self;
+        }
+        // The census's mask covers the first 64 endpoints; beyond, look.
+        let endpoint = if census.healthy_mask != 0 {
+            Some(census.healthy_mask.trailing_zeros() as usize)
+        } else {
+            service.pools.get(usize::from(pool)).and_then(|p| {
+                p.endpoints
+                    .iter()
+                    .position(|e| e.serves(family) && e.is_healthy())
+            })
+        };
+        match endpoint.and_then(|e| u16::try_from(e).ok()) {
+            Some(endpoint) => PoolChoice::Single {
+                pool,
+                endpoint,
+                failed_over,
+            },
+            None => self,
+        }
+    }
 }
 
 /// Failover: primaries in order, then backups; the first pool with enough

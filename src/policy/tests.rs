@@ -650,3 +650,45 @@ fn failover_ttl_applies_only_when_failing_over() {
     assert_eq!((over.ttl, over.failed_over), (5, true));
     assert_eq!(over.pool.map(|p| p.name.as_str()), Some("us"));
 }
+
+#[test]
+fn a_pool_down_to_one_healthy_endpoint_answers_it_whatever_the_selection() {
+    // 70 endpoints: past the 64 the census's mask covers.
+    let many: Vec<(String, u32)> = (0..70).map(|i| (format!("192.0.2.{i}"), 1)).collect();
+    let many: Vec<(&str, u32)> = many.iter().map(|(a, w)| (a.as_str(), *w)).collect();
+    for survivor in [0, 2, 65] {
+        for selection in [
+            SelectionKind::Weighted,
+            SelectionKind::Sticky,
+            SelectionKind::Multivalue,
+            SelectionKind::Fastest,
+        ] {
+            let pools = vec![
+                pool("first", &[("198.51.100.1", 1)], None),
+                pool("second", &many, None),
+            ];
+            let mut fixture = service(PolicyKind::Failover, pools, None, selection);
+            fixture.service.max_records = 4;
+            fixture.service.failover_ttl = Some(5);
+            fixture.service.pools[0].endpoints[0]
+                .health
+                .set_probe_up(false);
+            for (i, e) in fixture.service.pools[1].endpoints.iter().enumerate() {
+                e.health.set_probe_up(i == survivor);
+            }
+            let client = ClientAddress::full(ip("203.0.113.9"));
+            // Twice without a trace (computed, then memoised), then with one
+            // (never memoised): the same answer each time.
+            let mut lines = Vec::new();
+            for trace in [None, None, Some(&mut lines)] {
+                let chosen = select(&fixture.service, client, Family::V4, 3, trace);
+                let keys: Vec<&str> = chosen.endpoints().map(|e| e.key.as_str()).collect();
+                let label = format!("{selection:?}, survivor {survivor}");
+                assert_eq!(keys, [format!("second/192.0.2.{survivor}")], "{label}");
+                assert_eq!(chosen.pool_index, 1, "{label}");
+                assert!(chosen.failed_over && !chosen.failed_open, "{label}");
+                assert_eq!(chosen.ttl, 5, "{label}");
+            }
+        }
+    }
+}
