@@ -288,7 +288,7 @@ impl<T: Copy + Eq + Hash> PrefixTrie<T> {
     /// [`lookup`](Self::lookup) with the address left-aligned in two
     /// halves, so the bits at any depth are one 64-bit shift away (u128
     /// shifts cost several instructions each).
-    #[inline]
+    #[inline(always)]
     fn lookup_aligned(&self, high: u64, low: u64) -> (T, u8) {
         let arena = &*self.arena;
         if let Some(&first) = arena.strided.first.get((high >> 56) as usize) {
