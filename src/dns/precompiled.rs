@@ -16,12 +16,10 @@
 //! definition of every answer; `tests/precompiled.rs` checks the two agree
 //! byte for byte.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 
-use rustc_hash::FxBuildHasher;
-
 use super::answer::{self, Outcome, Transport};
+use super::name_table::NameTable;
 use super::reply_buffer::ReplyBuffer;
 use super::wire::{self, CLASS_IN, EdnsInfo, HEADER_LEN, MAX_NAME_LEN, Rcode, ReplyEdns, rtype};
 use crate::policy::{self, EndpointTarget, Family};
@@ -32,7 +30,7 @@ use crate::zone::Resolution;
 #[derive(Debug, Default)]
 pub struct PrecompiledAnswers {
     /// Lowercase wire name → what is known about it.
-    names: HashMap<Box<[u8]>, NameAnswers, FxBuildHasher>,
+    names: NameTable<NameAnswers>,
     /// Every name's canned answers, each name's in one run.
     canned: Vec<Canned>,
     /// The bytes after the question of every canned answer.
@@ -127,7 +125,7 @@ impl PrecompiledAnswers {
                     });
                 }
                 answers.names.insert(
-                    name.into(),
+                    name,
                     NameAnswers {
                         zone: zone_index as u32,
                         service: service.map(|s| s as u32),
@@ -144,7 +142,7 @@ impl PrecompiledAnswers {
 
     /// Number of names and of canned answers (for the load log).
     pub fn stats(&self) -> (usize, usize) {
-        (self.names.len(), self.canned.len())
+        (self.names.name_count(), self.canned.len())
     }
 }
 
@@ -257,7 +255,10 @@ pub fn answer<'s, R: ReplyBuffer>(
     // The keys are lowercase and names usually come so: look the name up
     // as it is, and only when that misses, lowercase a copy if it has
     // capitals (a mixed-case name cannot equal a lowercase key).
-    let entry = match precompiled.names.get(qname) {
+    let entry = match precompiled
+        .names
+        .get_at(buffer.get(HEADER_LEN..)?, query.qname_len)
+    {
         Some(entry) => entry,
         None if has_uppercase(qname) => {
             let mut lower = [0u8; MAX_NAME_LEN];
