@@ -26,10 +26,8 @@ const KEEP_FIRST: [[u64; 4]; SHORT + 1] = {
         while word < 4 {
             let kept = if n >= 8 * (word + 1) {
                 8
-            } else if n > 8 * word {
-                n - 8 * word
             } else {
-                0
+                n.saturating_sub(8 * word)
             };
             masks[n][word] = if kept == 8 {
                 u64::MAX
