@@ -1,5 +1,6 @@
 //! Hot-path micro-benchmarks (criterion): decode a query, locate a client,
-//! run each policy, encode a reply, and the whole `handle_packet` seam.
+//! run each policy, encode a reply, and the whole `handle_packet` seam
+//! (and `handle_udp_query`, the same as a UDP worker calls it).
 //!
 //! Run with `cargo bench --bench hot_path`; see benches/README.md. The
 //! snapshot is built from `benches/fixtures/bench.toml` (one zone, three
@@ -11,7 +12,11 @@ use std::net::{IpAddr, Ipv4Addr};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 use gslb::control::Control;
-use gslb::dns::answer::{Outcome, Transport, handle_packet, handle_packet_traced};
+use gslb::dns::answer::{
+    Outcome, Transport, handle_packet, handle_packet_traced, handle_udp_query,
+};
+use gslb::dns::reply_buffer::UdpReply;
+use gslb::dns::udp_batch::UDP_QUERY_MAX;
 use gslb::dns::wire::{self, ReplyEdns, ReplyWriter, Section};
 use gslb::policy::{self, ClientAddress, Family};
 use gslb::snapshot::{Snapshot, SnapshotSource};
@@ -192,6 +197,55 @@ fn bench_handle_packet(c: &mut Criterion) {
                     i as u64,
                     &mut out,
                 )
+            })
+        });
+    }
+    group.finish();
+
+    // As a UDP worker answers: each query in a receive buffer, the reply
+    // in the worker's fixed reply buffer.
+    let received = |packets: &[Vec<u8>]| -> Vec<(Box<[u8; UDP_QUERY_MAX]>, usize)> {
+        packets
+            .iter()
+            .map(|packet| {
+                let mut buffer = Box::new([0u8; UDP_QUERY_MAX]);
+                buffer[..packet.len()].copy_from_slice(packet);
+                (buffer, packet.len())
+            })
+            .collect()
+    };
+    let mut reply = UdpReply::new();
+    let mut group = c.benchmark_group("handle_udp_query");
+    for (name, packets) in [
+        ("static_a", received(std::slice::from_ref(&static_a))),
+        ("geo_no_ecs", received(std::slice::from_ref(&geo))),
+        ("geo_ecs_many_subnets", received(&geo_ecs)),
+    ] {
+        for (buffer, len) in packets.iter().take(8) {
+            let outcome = handle_udp_query(&snapshot, buffer, *len, source, 1, &mut reply);
+            let answers = reply
+                .as_bytes()
+                .get(6..8)
+                .map_or(0, |c| u16::from_be_bytes([c[0], c[1]]));
+            assert!(
+                outcome.is_some_and(|o| o.rcode == wire::Rcode::NoError) && answers >= 1,
+                "{name}: no NOERROR answer over UDP"
+            );
+        }
+        let mask = packets.len() - 1;
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                i = i.wrapping_add(1);
+                let (buffer, len) = &packets[i & mask];
+                handle_udp_query(
+                    &snapshot,
+                    black_box(buffer),
+                    *len,
+                    source,
+                    i as u64,
+                    &mut reply,
+                )
+                .is_some()
             })
         });
     }
