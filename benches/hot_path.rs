@@ -149,6 +149,18 @@ fn bench_policy(c: &mut Criterion) {
     group.finish();
 }
 
+/// What is timed must be a real answer (this also runs under `cargo test`):
+/// NOERROR with at least one answer record.
+fn assert_answered(name: &str, outcome: Option<Outcome<'_>>, reply: &[u8]) {
+    let answers = reply
+        .get(6..8)
+        .map_or(0, |c| u16::from_be_bytes([c[0], c[1]]));
+    assert!(
+        outcome.is_some_and(|o| o.rcode == wire::Rcode::NoError) && answers >= 1,
+        "{name}: no NOERROR answer in {reply:02x?}"
+    );
+}
+
 fn bench_handle_packet(c: &mut Criterion) {
     let (_control, snapshot) = build_snapshot();
     let source = IpAddr::V4(Ipv4Addr::new(81, 2, 69, 7));
@@ -173,16 +185,9 @@ fn bench_handle_packet(c: &mut Criterion) {
     ];
     let mut i = 0usize;
     for (name, packets, handler) in cases {
-        // What is timed is a real answer (this also runs under `cargo test`).
         for packet in packets.iter().take(8) {
             let outcome = handler(&snapshot, packet, source, Transport::Udp, 1, &mut out);
-            let answers = out
-                .get(6..8)
-                .map_or(0, |c| u16::from_be_bytes([c[0], c[1]]));
-            assert!(
-                outcome.is_some_and(|o| o.rcode == wire::Rcode::NoError) && answers >= 1,
-                "{name}: no NOERROR answer for {packet:02x?}"
-            );
+            assert_answered(name, outcome, &out);
         }
         // Packet counts are powers of two (1 or ROTATION): a mask, no division.
         let mask = packets.len() - 1;
@@ -223,14 +228,7 @@ fn bench_handle_packet(c: &mut Criterion) {
     ] {
         for (buffer, len) in packets.iter().take(8) {
             let outcome = handle_udp_query(&snapshot, buffer, *len, source, 1, &mut reply);
-            let answers = reply
-                .as_bytes()
-                .get(6..8)
-                .map_or(0, |c| u16::from_be_bytes([c[0], c[1]]));
-            assert!(
-                outcome.is_some_and(|o| o.rcode == wire::Rcode::NoError) && answers >= 1,
-                "{name}: no NOERROR answer over UDP"
-            );
+            assert_answered(name, outcome, reply.as_bytes());
         }
         let mask = packets.len() - 1;
         group.bench_function(name, |b| {
