@@ -781,8 +781,9 @@ pub fn write_reject(
 /// Turns a written reply into a bare truncated one: header and question
 /// only, TC set. Used for RRL "slip" replies, which tell a real client to
 /// retry over TCP without giving a spoofed flood anything to amplify.
-/// Rewrites the header in place and returns the new length, to which the
-/// caller shortens the reply.
+///
+/// The header is rewritten in place; the caller shortens the reply to the
+/// length returned (the end of the question).
 pub fn truncate_reply(reply: &mut [u8]) -> usize {
     let mut reader = Reader {
         packet: reply,
