@@ -388,6 +388,21 @@ max_records = 4
 [services."cdn.core.test"]
 policy = "failover"
 pools = ["cdn"]
+
+# Names of 32 and 33 wire bytes (either side of the name table's word
+# keys) and of 53 (a question too long for the reply buffer's one-piece
+# header-and-question copy).
+[services."twenty-byte-label-xx.core.test"]
+policy = "failover"
+pools = ["eu", "us"]
+
+[services."twenty-one-byte-label.core.test"]
+policy = "failover"
+pools = ["us", "eu"]
+
+[services."a-service-name-longer-than-forty-bytes-xx.core.test"]
+policy = "failover"
+pools = ["eu", "us"]
 "#,
         core = fixture("core.test.zone"),
         sub = fixture("sub.core.test.zone"),
