@@ -40,6 +40,9 @@ pub struct Control {
     watch: std::sync::atomic::AtomicBool,
     /// Serialises reloads (SIGHUP, API and watcher may race).
     reloading: Mutex<()>,
+    /// Counts the configurations applied, so background tasks with nothing
+    /// to do in the current one can sleep until the next.
+    applied: tokio::sync::watch::Sender<u64>,
 }
 
 /// What a successful reload reports.
@@ -69,6 +72,7 @@ impl Control {
             watched: Mutex::new(Vec::new()),
             watch: std::sync::atomic::AtomicBool::new(false),
             reloading: Mutex::new(()),
+            applied: tokio::sync::watch::Sender::new(0),
             source,
         };
         control.apply_ops_settings(&loaded);
@@ -128,11 +132,20 @@ impl Control {
     /// the task that keeps `fastest` preferences in step with their RTTs.
     pub fn start_probers(&self, runtime: tokio::runtime::Handle) {
         self.monitor.start(runtime.clone());
-        // `fastest` choices follow the probes' RTTs, with hysteresis.
+        // `fastest` choices follow the probes' RTTs, with hysteresis; with
+        // no `fastest` service, the task sleeps until a reload.
         let snapshot = self.snapshot.clone();
+        let mut applied = self.applied.subscribe();
         runtime.spawn(async move {
             let mut tick = tokio::time::interval(FASTEST_UPDATE_INTERVAL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
+                if !crate::health::fastest::has_work(&snapshot.load()) {
+                    if applied.changed().await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
                 tick.tick().await;
                 crate::health::fastest::update(&snapshot.load());
             }
@@ -164,6 +177,7 @@ impl Control {
             .watched
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = files;
+        self.applied.send_modify(|count| *count += 1);
     }
 }
 
@@ -172,7 +186,8 @@ const WATCH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Polls the modification times (and sizes) of the configuration's files
 /// every [`WATCH_INTERVAL`] while `[server] watch` is on, and reloads when
-/// one changed. A failed reload is not retried until a file changes again.
+/// one changed; while it is off, sleeps until a reload turns it on. A
+/// failed reload is not retried until a file changes again.
 pub async fn watch_files(control: Arc<Control>) -> std::io::Result<()> {
     type Stamp = Vec<(PathBuf, Option<(SystemTime, u64)>)>;
     let stamp = |files: Vec<PathBuf>| -> Stamp {
@@ -187,11 +202,19 @@ pub async fn watch_files(control: Arc<Control>) -> std::io::Result<()> {
             .collect()
     };
     let mut last: Option<Stamp> = None;
+    let mut applied = control.applied.subscribe();
     let mut tick = tokio::time::interval(WATCH_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
         if !control.watch_enabled() {
             last = None;
+            if applied.changed().await.is_err() {
+                return Ok(());
+            }
+            continue;
+        }
+        tick.tick().await;
+        if !control.watch_enabled() {
             continue;
         }
         let current = stamp(control.watched_files());

@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use crate::config::SelectionKind;
 use crate::policy::{NO_PREFERENCE, Pool};
 use crate::snapshot::Snapshot;
 
@@ -33,6 +34,14 @@ pub fn choose_with_hysteresis(current: Option<usize>, rtts_us: &[Option<u32>]) -
     let clearly_faster = f64::from(challenger) < f64::from(*incumbent) * (1.0 - SWITCH_MARGIN)
         && incumbent.saturating_sub(challenger) >= SWITCH_MIN_US;
     Some(if clearly_faster { best } else { current })
+}
+
+/// Whether [`update`] has anything to maintain: a `fastest` service
+/// (measured pool order) or `selection = "fastest"` (preferred endpoints).
+pub fn has_work(snapshot: &Snapshot) -> bool {
+    snapshot.services.iter().any(|service| {
+        service.measured_order.is_some() || service.selection == SelectionKind::Fastest
+    })
 }
 
 /// Updates every pool's preferred endpoint and every `fastest` service's order.

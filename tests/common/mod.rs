@@ -170,6 +170,27 @@ impl GslbServer {
         panic!("no thread named {name} in {tasks}");
     }
 
+    /// The voluntary context switches so far of all the server's threads
+    /// whose name starts with `prefix` (e.g. the async runtime's workers).
+    pub fn threads_wakeups(&self, prefix: &str) -> u64 {
+        let tasks = format!("/proc/{}/task", self.child.id());
+        let mut total = 0;
+        for task in std::fs::read_dir(&tasks).expect("read /proc/PID/task") {
+            let path = task.expect("task entry").path();
+            let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+            if !comm.starts_with(prefix) {
+                continue;
+            }
+            let status = std::fs::read_to_string(path.join("status")).unwrap_or_default();
+            total += status
+                .lines()
+                .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+        total
+    }
+
     /// Whether the process is still alive.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
