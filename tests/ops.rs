@@ -590,9 +590,7 @@ fn query_log_writes_one_line_per_query_when_enabled() {
     let quiet_dir = TempDir::new("querylog-off");
     let (quiet, path) = start(&quiet_dir, &config("", &["192.0.2.10"], ""));
     dig(quiet.addr(), &[WWW, "A"]);
-    let before = quiet.thread_wakeups("query-log");
-    std::thread::sleep(Duration::from_millis(1000));
-    let woken = quiet.thread_wakeups("query-log") - before;
+    let woken = quiet.wakeups_during("query-log", Duration::from_millis(1000));
     assert!(
         woken <= 2,
         "query-log thread woke {woken} times in 1 s while disabled"
@@ -637,9 +635,7 @@ fn an_idle_server_leaves_the_fastest_updater_and_the_file_watcher_asleep() {
     let (server, path) = start(&dir, &config("", &["192.0.2.10"], ""));
     wait_for(&server, WWW, &["192.0.2.10"]);
     std::thread::sleep(Duration::from_millis(500));
-    let before = server.threads_wakeups("tokio-rt-worker");
-    std::thread::sleep(Duration::from_secs(4));
-    let woken = server.threads_wakeups("tokio-rt-worker") - before;
+    let woken = server.wakeups_during("tokio-rt-worker", Duration::from_secs(4));
     assert!(
         woken <= 10,
         "the runtime's threads woke {woken} times in 4 s on an idle server"

@@ -150,44 +150,34 @@ impl GslbServer {
             .unwrap_or_else(|poisoned| poisoned.into_inner().clone())
     }
 
-    /// The voluntary context switches so far of the server's thread named
-    /// `name` (Linux `/proc`): how often it went to sleep and woke up.
-    pub fn thread_wakeups(&self, name: &str) -> u64 {
-        let tasks = format!("/proc/{}/task", self.child.id());
-        for task in std::fs::read_dir(&tasks).expect("read /proc/PID/task") {
-            let path = task.expect("task entry").path();
-            let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
-            if comm.trim_end() != name {
-                continue;
-            }
-            let status = std::fs::read_to_string(path.join("status")).unwrap_or_default();
-            return status
-                .lines()
-                .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or_else(|| panic!("no voluntary_ctxt_switches in {status}"));
-        }
-        panic!("no thread named {name} in {tasks}");
+    /// How often the server's threads whose name starts with `prefix`
+    /// went to sleep and woke up during the next `period` (their voluntary
+    /// context switches, from Linux `/proc`).
+    pub fn wakeups_during(&self, prefix: &str, period: Duration) -> u64 {
+        let before = self.wakeups_so_far(prefix);
+        std::thread::sleep(period);
+        self.wakeups_so_far(prefix) - before
     }
 
-    /// The voluntary context switches so far of all the server's threads
-    /// whose name starts with `prefix` (e.g. the async runtime's workers).
-    pub fn threads_wakeups(&self, prefix: &str) -> u64 {
+    fn wakeups_so_far(&self, prefix: &str) -> u64 {
         let tasks = format!("/proc/{}/task", self.child.id());
         let mut total = 0;
+        let mut found = false;
         for task in std::fs::read_dir(&tasks).expect("read /proc/PID/task") {
             let path = task.expect("task entry").path();
             let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
             if !comm.starts_with(prefix) {
                 continue;
             }
+            found = true;
             let status = std::fs::read_to_string(path.join("status")).unwrap_or_default();
             total += status
                 .lines()
                 .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
                 .and_then(|v| v.trim().parse::<u64>().ok())
-                .unwrap_or(0);
+                .unwrap_or_else(|| panic!("no voluntary_ctxt_switches in {status}"));
         }
+        assert!(found, "no thread named {prefix}* in {tasks}");
         total
     }
 
