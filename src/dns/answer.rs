@@ -499,14 +499,20 @@ fn push_addresses(
         if targets[..index].contains(target) {
             continue;
         }
-        // Glue below a cut is not this zone's data to hand out for a host.
-        if matches!(kind, Targets::Hosts)
-            && matches!(zone.resolve(target), Resolution::Referral { .. })
-        {
-            continue;
-        }
-        let Some(node) = zone.node(target) else {
-            continue;
+        let node = match kind {
+            // The zone's own data only: glue below a cut is not this zone's
+            // to hand out for a host (one lookup answers both).
+            Targets::Hosts => match zone.resolve(target) {
+                Resolution::Node {
+                    node,
+                    from_wildcard: false,
+                } => node,
+                _ => continue,
+            },
+            Targets::Referral { .. } | Targets::NameServers => match zone.node(target) {
+                Some(node) => node,
+                None => continue,
+            },
         };
         let required = match kind {
             Targets::Referral { cut } => is_at_or_below(target, cut),
