@@ -202,11 +202,7 @@ fn pick_one_weighted<'s>(
     // The pool has at most 64 endpoints, so the mask holds every healthy one
     // (and popcount is a slow loop on baseline x86-64).
     let count = census.healthy;
-    if count == 1 && census.healthy_mask != 0 {
-        // One healthy endpoint (one address per region is common): the
-        // draw could only pick it.
-        selection.push(census.healthy_mask.trailing_zeros() as u16);
-    } else if count > 0 {
+    if count > 0 {
         // Zero weights everywhere means "equal" (see `pick`).
         let all_zero = census.healthy_weight == 0;
         let total = if all_zero {
