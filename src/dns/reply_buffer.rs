@@ -111,7 +111,7 @@ impl UdpReply {
 
     /// Makes the reply a copy of `reply`; false (and empty) if it is longer
     /// than the buffer.
-    pub fn set(&mut self, reply: &[u8]) -> bool {
+    fn set(&mut self, reply: &[u8]) -> bool {
         match self.bytes.get_mut(..reply.len()) {
             Some(target) => {
                 target.copy_from_slice(reply);
