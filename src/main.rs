@@ -46,6 +46,10 @@ enum Command {
     Check {
         #[command(flatten)]
         source: SourceArgs,
+        /// Treat warnings (e.g. geo map rules that match no network of the
+        /// loaded database) as errors.
+        #[arg(long)]
+        strict: bool,
     },
     /// Show how one query from a hypothetical client would be answered, and why.
     Explain {
@@ -63,9 +67,11 @@ enum Command {
     /// Ask a running server to reload its configuration (POST /reload on
     /// its admin API); exits 1 and prints every error when the reload failed.
     Reload {
-        /// Configuration file, for the API address and token when not given.
-        #[arg(short = 'c', long = "config", default_value = "config/gslb.toml")]
-        config: PathBuf,
+        /// Configuration file, for the API address and token (default
+        /// config/gslb.toml). A file that does not load is an error: the
+        /// reload is not sent anywhere.
+        #[arg(short = 'c', long = "config")]
+        config: Option<PathBuf>,
         /// Admin API address (default: the config's `server.api`).
         #[arg(long, value_name = "ADDR:PORT")]
         api: Option<SocketAddr>,
@@ -82,13 +88,28 @@ enum Command {
 
 #[derive(Subcommand)]
 enum GeoipCommand {
-    /// Build an mmdb from the demo CSV source (see geoip/README.md).
+    /// Build an mmdb from a CSV source (see geoip/README.md).
     Build {
-        /// CSV source: network,country,continent,subdivision,latitude,longitude.
+        /// CSV source: network,country,continent,subdivision,latitude,longitude[,subdivision_name].
         source: PathBuf,
         /// Output mmdb file.
         output: PathBuf,
+        /// Record layout: `maxmind` (GeoIP2-City) or `flat` (ip-location-db,
+        /// DB-IP Lite: country_code, state1, latitude, longitude).
+        #[arg(long, value_enum, default_value = "maxmind")]
+        layout: LayoutArg,
+        /// Build epoch in the metadata (Unix seconds, not 0; default a fixed
+        /// date so the output is reproducible).
+        #[arg(long, value_name = "SECS", default_value_t = gslb::geo::BUILD_EPOCH)]
+        build_epoch: u64,
     },
+}
+
+/// `gslb geoip build --layout`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LayoutArg {
+    Maxmind,
+    Flat,
 }
 
 #[derive(clap::Args)]
@@ -128,17 +149,23 @@ fn main() -> ExitCode {
             listen,
             api,
         } => serve(source.source(), listen, api),
-        Command::Check { source } => check(source.source()),
+        Command::Check { source, strict } => check(source.source(), strict),
         Command::Explain {
             source,
             client,
             name,
             record_type,
         } => explain(source.source(), client, &name, &record_type),
-        Command::Reload { config, api, token } => reload_command(&config, api, token),
+        Command::Reload { config, api, token } => reload_command(config.as_deref(), api, token),
         Command::Geoip {
-            command: GeoipCommand::Build { source, output },
-        } => build_geoip(&source, &output),
+            command:
+                GeoipCommand::Build {
+                    source,
+                    output,
+                    layout,
+                    build_epoch,
+                },
+        } => build_geoip(&source, &output, layout, build_epoch),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -147,6 +174,18 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The configuration `serve`, `check` and `reload` read without `-c`.
+const DEFAULT_CONFIG: &str = "config/gslb.toml";
+
+/// The `[server]` settings of the configuration `gslb reload` names.
+fn load_for_reload(path: &std::path::Path) -> Result<gslb::config::ServerToml> {
+    gslb::config::load_config(path)
+        .map(|loaded| loaded.config.server)
+        .map_err(|err| {
+            anyhow!("{err}\nnot reloading: {} does not load, so it names no server to reload (fix it, or give --api)", path.display())
+        })
 }
 
 fn init_logging(format: LogFormat) {
@@ -161,10 +200,57 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-fn check(source: SnapshotSource) -> Result<()> {
-    let (control, _) = Control::start(source)
-        .map_err(|errors| anyhow!("configuration is not valid:\n{errors}"))?;
+/// The admin API's authorisation as `serve` will apply it, with the
+/// config's `server.api` unless `api` replaces it. `check` calls it too, so
+/// it refuses what `serve` refuses (a pre-start check must not pass a
+/// configuration the start then fails on).
+fn api_auth(
+    loaded: &gslb::config::LoadedConfig,
+    api: Option<SocketAddr>,
+) -> Result<gslb::api::ApiAuth> {
+    let server = &loaded.config.server;
+    let addr = api.unwrap_or(*server.api.get_ref());
+    gslb::api::ApiAuth::new(
+        addr,
+        server.api_token.as_ref().map(|t| t.0.as_str()),
+        server.api_require_token,
+    )
+    .map_err(|err| {
+        let located = if api.is_none() && !server.api.span().is_empty() {
+            loaded.error_at(server.api.span(), err.to_string())
+        } else {
+            loaded.error(err.to_string())
+        };
+        anyhow!("{located}")
+    })
+}
+
+fn check(source: SnapshotSource, strict: bool) -> Result<()> {
+    // The API settings are read at start only, outside the snapshot: check
+    // them as `serve` does, and report them with the snapshot's errors.
+    let api_error = gslb::config::load_config(&source.config_path)
+        .ok()
+        .and_then(|loaded| api_auth(&loaded, None).err());
+    let (control, _) = match Control::start(source) {
+        Ok(started) => started,
+        Err(errors) => {
+            let api = api_error.map_or(String::new(), |e| format!("\n{e}"));
+            return Err(anyhow!("configuration is not valid:\n{errors}{api}"));
+        }
+    };
+    if let Some(err) = api_error {
+        return Err(anyhow!("configuration is not valid:\n{err}"));
+    }
     let snapshot = control.snapshot.load();
+    for warning in &snapshot.warnings {
+        eprintln!("{warning}");
+    }
+    if strict && !snapshot.warnings.is_empty() {
+        return Err(anyhow!(
+            "configuration is not valid with --strict: {}",
+            plural(snapshot.warnings.len(), "warning")
+        ));
+    }
     println!(
         "{}: ok ({})",
         control.source.config_path.display(),
@@ -200,10 +286,19 @@ fn explain(
     Ok(())
 }
 
-fn build_geoip(source: &std::path::Path, output: &std::path::Path) -> Result<()> {
+fn build_geoip(
+    source: &std::path::Path,
+    output: &std::path::Path,
+    layout: LayoutArg,
+    build_epoch: u64,
+) -> Result<()> {
     let text =
         std::fs::read_to_string(source).with_context(|| format!("reading {}", source.display()))?;
-    let bytes = gslb::geo::build_demo_mmdb(&text)
+    let layout = match layout {
+        LayoutArg::Maxmind => gslb::geo::Layout::MaxMind,
+        LayoutArg::Flat => gslb::geo::Layout::Flat,
+    };
+    let bytes = gslb::geo::build_mmdb_from_csv(&text, layout, build_epoch)
         .with_context(|| format!("building from {}", source.display()))?;
     std::fs::write(output, bytes).with_context(|| format!("writing {}", output.display()))?;
     println!("wrote {}", output.display());
@@ -220,13 +315,10 @@ fn serve(source: SnapshotSource, listen: Vec<SocketAddr>, api: Option<SocketAddr
     } else {
         listen
     };
-    let api = api.unwrap_or(server_config.api);
-    // Refuse an API others can reach without a token, before binding anything.
-    let auth = gslb::api::ApiAuth::new(
-        api,
-        server_config.api_token.as_ref().map(|t| t.0.as_str()),
-        server_config.api_require_token,
-    )?;
+    let auth = api_auth(&loaded, api)?;
+    let api = api.unwrap_or(*server_config.api.get_ref());
+    // (api_auth refuses an API others can reach without a token, before
+    // anything is bound.)
     control
         .query_log
         .start()
@@ -357,22 +449,25 @@ async fn start_api(
 
 /// `gslb reload`: POST /reload to a running server.
 fn reload_command(
-    config: &std::path::Path,
+    config: Option<&std::path::Path>,
     api: Option<SocketAddr>,
     token: Option<String>,
 ) -> Result<()> {
-    // The config supplies the address and token when not given; a config
-    // that does not parse (the reason for reloading, maybe) supplies nothing.
-    let server = gslb::config::load_config(config)
-        .ok()
-        .map(|c| c.config.server);
-    let addr = api
-        .or_else(|| server.as_ref().map(|s| s.api))
-        .unwrap_or_else(|| {
-            gslb::config::DEFAULT_API
-                .parse()
-                .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 9300)))
-        });
+    // The config supplies the address and token when not given. A config
+    // that does not load says nothing about which server to reload: falling
+    // back to the default address would reload whatever instance listens
+    // there, so that is an error (with --api and no -c, the default file
+    // is only read when it exists).
+    let server = match (config, api) {
+        (Some(path), _) => Some(load_for_reload(path)?),
+        (None, None) => Some(load_for_reload(std::path::Path::new(DEFAULT_CONFIG))?),
+        (None, Some(_)) => gslb::config::load_config(std::path::Path::new(DEFAULT_CONFIG))
+            .ok()
+            .map(|loaded| loaded.config.server),
+    };
+    let Some(addr) = api.or_else(|| server.as_ref().map(|s| *s.api.get_ref())) else {
+        return Err(anyhow!("no admin API address: give --api or -c FILE"));
+    };
     let token = token
         .or_else(|| {
             std::env::var("GSLB_API_TOKEN")

@@ -126,9 +126,13 @@ fn ecs_scope_is_honest_and_capped() {
     // The operator net 10.1.0.0/16 answers the same for its whole /16.
     let net = dig(server.addr(), &["www.geo.test", "+subnet=10.1.2.0/24"]);
     assert_eq!(net.client_subnet.expect("ECS").scope_prefix_len, 16);
-    // A wide source prefix gets at most that prefix as scope.
+    // A wide source prefix that the map splits (81.2.69.0/24 is GB inside
+    // 81.0.0.0/8) is answered for its first address, with the scope of the
+    // part that address is in, longer than the source (RFC 7871 §7.2.1;
+    // issue 18): 81.0.0.0/15 holds no other data.
     let wide = dig(server.addr(), &["www.geo.test", "+subnet=81.0.0.0/8"]);
-    assert!(wide.client_subnet.expect("ECS").scope_prefix_len <= 8);
+    assert_eq!(wide.answer, vec!["www.geo.test. 20 IN A 198.51.100.10"]);
+    assert_eq!(wide.client_subnet.expect("ECS").scope_prefix_len, 15);
     // Static names do not depend on the client: scope 0.
     let stat = dig(
         server.addr(),
@@ -267,8 +271,10 @@ pools = ["down"]
         nodata.raw
     );
     assert_eq!(dig(server.addr(), &["d.geo.test"]).status, "SERVFAIL");
-    // Default: fail open, answer as if all were up.
-    assert_eq!(answers(&server, &["e.geo.test"]), vec!["192.0.2.66"]);
+    // Default fail-open answers as if the probes were wrong, but never an
+    // endpoint the operator took out (`down = true`): no data (issue 18).
+    let e = dig(server.addr(), &["e.geo.test"]);
+    assert_eq!((e.status.as_str(), e.answer.len()), ("NOERROR", 0), "{}", e.raw);
     // A service with only IPv4 endpoints: AAAA is NODATA.
     let aaaa = dig(server.addr(), &["a.geo.test", "AAAA"]);
     assert_eq!((aaaa.status.as_str(), aaaa.answer.len()), ("NOERROR", 0));

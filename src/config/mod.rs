@@ -67,6 +67,11 @@ impl LoadedConfig {
         }
     }
 
+    /// The 1-based line of a span's start.
+    pub fn line_of(&self, span: &Range<usize>) -> usize {
+        line_col(&self.text, span.start).0
+    }
+
     /// An error about the file as a whole.
     pub fn error(&self, message: impl Into<String>) -> ConfigError {
         ConfigError {

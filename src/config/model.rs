@@ -62,7 +62,7 @@ pub struct ServerToml {
     pub listen: Vec<Spanned<SocketAddr>>,
     /// Admin API listener.
     #[serde(default = "default_api")]
-    pub api: SocketAddr,
+    pub api: Spanned<SocketAddr>,
     /// Largest UDP reply we send to EDNS clients (512..=4096).
     #[serde(default = "default_max_udp_payload")]
     pub max_udp_payload: Spanned<u16>,
@@ -170,10 +170,13 @@ fn default_tcp_max_queries() -> u32 {
     1_000
 }
 
-fn default_api() -> SocketAddr {
-    DEFAULT_API
-        .parse()
-        .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 9300)))
+fn default_api() -> Spanned<SocketAddr> {
+    Spanned::new(
+        0..0,
+        DEFAULT_API
+            .parse()
+            .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 9300))),
+    )
 }
 
 fn default_max_udp_payload() -> Spanned<u16> {
@@ -226,8 +229,12 @@ pub struct FieldPathsToml {
     pub country: Option<String>,
     /// Continent code, e.g. `"continent.code"` (derived from the country when absent).
     pub continent: Option<String>,
-    /// Subdivision ISO code, e.g. `"subdivisions.0.iso_code"`.
+    /// Subdivision code or name, e.g. `"subdivisions.0.iso_code"` or
+    /// `"state1"` (normalised to ISO 3166-2 at load).
     pub subdivision: Option<String>,
+    /// Subdivision name read when `subdivision` is absent, e.g.
+    /// `"subdivisions.0.names.en"`.
+    pub subdivision_name: Option<String>,
     /// Latitude, e.g. `"location.latitude"`.
     pub latitude: Option<String>,
     /// Longitude, e.g. `"location.longitude"`.

@@ -169,7 +169,7 @@ pub fn handle_packet_traced<'s>(
     };
     let rcode = answer(&mut context, &query, qname_lower, &mut reply);
     if usable_subnet {
-        reply.set_ecs_scope(context.scope_prefix_len.min(client.prefix_len));
+        reply.set_ecs_scope(context.scope_prefix_len);
     }
     let truncated = reply.is_truncated();
     reply.finish(rcode);
@@ -535,6 +535,20 @@ fn push_addresses(
     }
 }
 
+/// A location's subdivision for `explain`: the ISO 3166-2 code rules match,
+/// and what the database wrote when that differs (`US-WA (database:
+/// "Washington")`), or the unmatched value (`- (database: "Atlantis", not
+/// an ISO 3166-2 subdivision)`).
+fn describe_subdivision(location: &crate::geo::Location) -> String {
+    match (&location.subdivision, &location.subdivision_raw) {
+        (Some(code), Some(raw)) if **raw == **code => code.to_string(),
+        (Some(code), Some(raw)) => format!("{code} (database: {raw:?})"),
+        (Some(code), None) => code.to_string(),
+        (None, Some(raw)) => format!("- (database: {raw:?}, not an ISO 3166-2 subdivision)"),
+        (None, None) => "-".to_string(),
+    }
+}
+
 /// Trace lines: where the client is and which rule orders its pools.
 fn explain_location(
     snapshot: &Snapshot,
@@ -559,7 +573,7 @@ fn explain_location(
             lines.push(format!(
                 "location: {network}/{prefix_len}: country {}, subdivision {}, continent {}, coordinates {}",
                 field(&location.country),
-                field(&location.subdivision),
+                describe_subdivision(location),
                 field(&location.continent),
                 location
                     .latitude_longitude

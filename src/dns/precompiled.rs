@@ -313,7 +313,7 @@ pub fn answer<'s, R: ReplyBuffer>(
                 }
             }
             let scope = if subnet_used {
-                selection.scope_prefix_len.min(client.prefix_len)
+                selection.scope_prefix_len
             } else {
                 0
             };

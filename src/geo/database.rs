@@ -24,6 +24,7 @@ use serde::de::{self, Visitor};
 use super::GeoError;
 use super::continent::continent_of_country;
 use super::prefix_trie::{Family, PrefixTable, net_bits};
+use super::subdivision::SubdivisionTable;
 
 /// Where each location field lives in a database record: a path of map keys
 /// and array indices from the record's root. An empty path means the field
@@ -34,8 +35,12 @@ pub struct FieldPaths {
     pub country: Vec<String>,
     /// Continent code (`EU`, `NA`...); derived from the country when absent.
     pub continent: Vec<String>,
-    /// First-level subdivision code (state, region).
+    /// First-level subdivision: a code (`WA`, `US-WA`) or a name
+    /// (`Washington`), normalised to ISO 3166-2 at load.
     pub subdivision: Vec<String>,
+    /// The subdivision's name, read when `subdivision` gives nothing (DB-IP
+    /// Lite City has names but no codes).
+    pub subdivision_name: Vec<String>,
     /// Latitude in degrees (number, or a string holding one).
     pub latitude: Vec<String>,
     /// Longitude in degrees (number, or a string holding one).
@@ -49,13 +54,15 @@ pub struct FieldPaths {
 impl FieldPaths {
     /// Layout of MaxMind GeoIP2/GeoLite2 City and Country databases (and
     /// compatible ones such as DB-IP Lite): `country.iso_code`,
-    /// `continent.code`, `subdivisions.0.iso_code`, `location.latitude`,
+    /// `continent.code`, `subdivisions.0.iso_code` (else
+    /// `subdivisions.0.names.en`), `location.latitude`,
     /// `location.longitude`.
     pub fn maxmind() -> Self {
         FieldPaths {
             country: path(&["country", "iso_code"]),
             continent: path(&["continent", "code"]),
             subdivision: path(&["subdivisions", "0", "iso_code"]),
+            subdivision_name: path(&["subdivisions", "0", "names", "en"]),
             latitude: path(&["location", "latitude"]),
             longitude: path(&["location", "longitude"]),
             ..FieldPaths::default()
@@ -138,6 +145,7 @@ impl FieldPaths {
             (Field::Country, &self.country),
             (Field::Continent, &self.continent),
             (Field::Subdivision, &self.subdivision),
+            (Field::SubdivisionName, &self.subdivision_name),
             (Field::Latitude, &self.latitude),
             (Field::Longitude, &self.longitude),
             (Field::Asn, &self.asn),
@@ -167,8 +175,13 @@ fn path(segments: &[&str]) -> Vec<String> {
 pub struct Location {
     /// ISO 3166-1 alpha-2 country code, upper case.
     pub country: Option<Box<str>>,
-    /// Subdivision code as the database writes it (e.g. `WA`).
+    /// ISO 3166-2 subdivision code (`US-WA`), whatever the database wrote
+    /// (see [`super::subdivision`]); `None` when it wrote none or a name
+    /// the ISO 3166-2 table does not know.
     pub subdivision: Option<Box<str>>,
+    /// The subdivision as the database wrote it (`WA`, `Washington`), for
+    /// `explain`.
+    pub subdivision_raw: Option<Box<str>>,
     /// Continent code, upper case (`AF`, `AN`, `AS`, `EU`, `NA`, `OC`, `SA`).
     pub continent: Option<Box<str>>,
     /// `(latitude, longitude)` in degrees, when the database has both.
@@ -184,6 +197,7 @@ impl Location {
     pub const UNKNOWN: Location = Location {
         country: None,
         subdivision: None,
+        subdivision_raw: None,
         continent: None,
         latitude_longitude: None,
         asn: None,
@@ -205,6 +219,7 @@ impl PartialEq for Location {
     fn eq(&self, other: &Self) -> bool {
         self.country == other.country
             && self.subdivision == other.subdivision
+            && self.subdivision_raw == other.subdivision_raw
             && self.continent == other.continent
             && self.coordinate_bits() == other.coordinate_bits()
             && self.asn == other.asn
@@ -218,6 +233,7 @@ impl Hash for Location {
     fn hash<H: Hasher>(&self, state: &mut H) {
         self.country.hash(state);
         self.subdivision.hash(state);
+        self.subdivision_raw.hash(state);
         self.continent.hash(state);
         self.coordinate_bits().hash(state);
         self.asn.hash(state);
@@ -226,7 +242,7 @@ impl Hash for Location {
 }
 
 impl fmt::Display for Location {
-    /// Compact form for traces: `EU/GB/ENG (51.5142,-0.0931) AS123 Org`,
+    /// Compact form for traces: `EU/GB/GB-ENG (51.5142,-0.0931) AS123 Org`,
     /// `-` for unknown parts.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let part = |p: &Option<Box<str>>| p.as_deref().unwrap_or("-").to_owned();
@@ -554,6 +570,7 @@ enum Field {
     Country,
     Continent,
     Subdivision,
+    SubdivisionName,
     Latitude,
     Longitude,
     Asn,
@@ -566,6 +583,7 @@ impl Field {
             Field::Country => "country",
             Field::Continent => "continent",
             Field::Subdivision => "subdivision",
+            Field::SubdivisionName => "subdivision_name",
             Field::Latitude => "latitude",
             Field::Longitude => "longitude",
             Field::Asn => "asn",
@@ -608,7 +626,11 @@ fn resolve<S: AsRef<[u8]>>(
         match field {
             Field::Country => location.country = value.code().map_err(fail)?,
             Field::Continent => location.continent = value.code().map_err(fail)?,
-            Field::Subdivision => location.subdivision = value.text().map_err(fail)?,
+            Field::Subdivision => location.subdivision_raw = value.text().map_err(fail)?,
+            Field::SubdivisionName if location.subdivision_raw.is_none() => {
+                location.subdivision_raw = value.text().map_err(fail)?
+            }
+            Field::SubdivisionName => {}
             Field::AsOrg => location.as_org = value.text().map_err(fail)?,
             Field::Latitude => latitude = value.degrees(90.0).map_err(fail)?,
             Field::Longitude => longitude = value.degrees(180.0).map_err(fail)?,
@@ -631,7 +653,21 @@ fn resolve<S: AsRef<[u8]>>(
     {
         location.continent = continent_of_country(country).map(Box::from);
     }
+    if let (Some(country), Some(raw)) = (&location.country, &location.subdivision_raw) {
+        location.subdivision = subdivision_code(country, raw);
+    }
     Ok(location)
+}
+
+/// The ISO 3166-2 code of a subdivision the database wrote as `raw`: from
+/// the table, else, for a short code the table does not know yet (`XX`),
+/// `COUNTRY-XX` as written, so rules still match it.
+fn subdivision_code(country: &str, raw: &str) -> Option<Box<str>> {
+    SubdivisionTable::get().normalise(country, raw).or_else(|| {
+        let code = raw.trim();
+        (code.len() <= 3 && code.bytes().all(|b| b.is_ascii_alphanumeric()))
+            .then(|| format!("{country}-{}", code.to_ascii_uppercase()).into_boxed_str())
+    })
 }
 
 /// A scalar decoded from a record without knowing its type in advance.
@@ -808,7 +844,8 @@ mod tests {
         assert_eq!(london.latitude_longitude, Some((51.51, -0.09)));
         assert_eq!(scope, 24);
         let (milton, _) = table.lookup_location(ip("216.160.83.56"));
-        assert_eq!(milton.subdivision.as_deref(), Some("WA"));
+        assert_eq!(milton.subdivision.as_deref(), Some("US-WA"));
+        assert_eq!(milton.subdivision_raw.as_deref(), Some("WA"));
         let (tokyo, scope) = table.lookup_location(ip("2001:218:1::1"));
         assert_eq!((tokyo.country.as_deref(), scope), (Some("JP"), 32));
         // Continent derived from the country where the CSV left it empty.
@@ -1068,7 +1105,7 @@ mod tests {
                 "{name}"
             );
             let (milton, _) = table.lookup_location(ip("216.160.83.56"));
-            assert_eq!(milton.subdivision.as_deref(), Some("WA"), "{name}");
+            assert_eq!(milton.subdivision.as_deref(), Some("US-WA"), "{name}");
             assert_eq!(
                 milton.latitude_longitude,
                 Some((47.2513, -122.3149)),

@@ -8,7 +8,9 @@
 //! records are stored once. It does no I/O: callers write the returned bytes.
 //!
 //! Invariant kept: output is a pure function of the input (the build epoch is
-//! a parameter), so a committed database can be checked against its source.
+//! a parameter, [`BUILD_EPOCH`] by default), so a committed database can be
+//! checked against its source. Every file written is one libmaxminddb
+//! accepts (it rejects a build epoch of 0, so none is written).
 
 use std::collections::HashMap;
 
@@ -54,11 +56,37 @@ impl MmdbValue {
 /// Header of the demo CSV source, see [`build_demo_mmdb`].
 pub const DEMO_CSV_HEADER: &str = "network,country,continent,subdivision,latitude,longitude";
 
+/// The same header with the optional subdivision name column.
+pub const DEMO_CSV_HEADER_WITH_NAME: &str =
+    "network,country,continent,subdivision,latitude,longitude,subdivision_name";
+
+/// `database_type` of databases written in the flat (ip-location-db) layout.
+pub const FLAT_DATABASE_TYPE: &str = "city ipvAll";
+
+/// Build epoch written by default (2026-01-01T00:00:00Z): fixed so output
+/// is reproducible, and not 0, which libmaxminddb rejects as invalid
+/// metadata.
+pub const BUILD_EPOCH: u64 = 1_767_225_600;
+
+/// How records are shaped in a database built from the CSV source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Layout {
+    /// GeoIP2-City: `country.iso_code`, `continent.code`,
+    /// `subdivisions[0].iso_code` and `.names.en`, `location.latitude` /
+    /// `.longitude`.
+    #[default]
+    MaxMind,
+    /// ip-location-db / DB-IP Lite flat city records: `country_code`,
+    /// `continent_code` (when the CSV gives one), `state1` (the subdivision
+    /// name, else its code), `latitude`, `longitude`.
+    Flat,
+}
+
 /// `database_type` written into the demo database's metadata.
 pub const DEMO_DATABASE_TYPE: &str = "gslb-Demo-City";
 
 /// Writes a MaxMind DB (IPv6 tree, IPv4 at `::/96`) holding `entries`, with
-/// build epoch 0 so the output is reproducible.
+/// build epoch [`BUILD_EPOCH`] so the output is reproducible.
 ///
 /// Entries may overlap: later entries win over the range they cover (so list
 /// general networks before specific ones). IPv4 networks are stored in the
@@ -73,7 +101,7 @@ pub fn write_mmdb(
     database_type: &str,
     entries: &[(IpNet, MmdbValue)],
 ) -> Result<Vec<u8>, GeoError> {
-    write_mmdb_with_epoch(database_type, entries, 0)
+    write_mmdb_with_epoch(database_type, entries, BUILD_EPOCH)
 }
 
 /// Same as [`write_mmdb`] with an explicit `build_epoch` (Unix seconds)
@@ -81,7 +109,7 @@ pub fn write_mmdb(
 ///
 /// # Errors
 ///
-/// As [`write_mmdb`].
+/// As [`write_mmdb`], and [`GeoError::MmdbWrite`] for a build epoch of 0.
 pub fn write_mmdb_with_epoch(
     database_type: &str,
     entries: &[(IpNet, MmdbValue)],
@@ -129,6 +157,11 @@ fn write_placed(
     placed: &[(IpNet, u32)],
     build_epoch: u64,
 ) -> Result<Vec<u8>, GeoError> {
+    if build_epoch == 0 {
+        return Err(write_error(
+            "build epoch 0: readers (libmaxminddb) reject it as invalid metadata",
+        ));
+    }
     let data = data.bytes;
     // Trie values: 0 = no data, otherwise data offset + 1.
     let mut trie = PrefixTrie::new(0u32, 128);
@@ -196,27 +229,42 @@ fn write_placed(
     Ok(out)
 }
 
-/// Builds the demo GeoIP2-City-shaped database from its CSV source.
+/// Builds the demo GeoIP2-City-shaped database from its CSV source: the
+/// [`Layout::MaxMind`] layout, database type [`DEMO_DATABASE_TYPE`], build
+/// epoch [`BUILD_EPOCH`]. See [`build_mmdb_from_csv`].
 ///
-/// The source has the header [`DEMO_CSV_HEADER`] and one network per line:
-/// `network,country,continent,subdivision,latitude,longitude`. Cells may be
-/// empty (latitude and longitude together); cells cannot contain commas.
-/// Blank lines and lines starting with `#` are ignored. An empty continent
-/// is derived from the country. Records are written as
-/// `country.iso_code`, `continent.code`, `subdivisions[0].iso_code` and
-/// `location.latitude`/`location.longitude`.
+/// # Errors
+///
+/// As [`build_mmdb_from_csv`].
+pub fn build_demo_mmdb(source_text: &str) -> Result<Vec<u8>, GeoError> {
+    build_mmdb_from_csv(source_text, Layout::MaxMind, BUILD_EPOCH)
+}
+
+/// Builds a database in `layout` from a CSV source.
+///
+/// The source has the header [`DEMO_CSV_HEADER`] (or
+/// [`DEMO_CSV_HEADER_WITH_NAME`]) and one network per line:
+/// `network,country,continent,subdivision,latitude,longitude[,subdivision_name]`.
+/// Cells may be empty (latitude and longitude together); cells cannot
+/// contain commas. Blank lines and lines starting with `#` are ignored. An
+/// empty continent is derived from the country (in the MaxMind layout).
 ///
 /// # Errors
 ///
 /// [`GeoError::DemoCsv`] naming the line of a malformed header, network,
-/// country, continent or coordinate; [`GeoError::MmdbWrite`] as in [`write_mmdb`].
-pub fn build_demo_mmdb(source_text: &str) -> Result<Vec<u8>, GeoError> {
+/// country, continent or coordinate; [`GeoError::MmdbWrite`] as in
+/// [`write_mmdb_with_epoch`].
+pub fn build_mmdb_from_csv(
+    source_text: &str,
+    layout: Layout,
+    build_epoch: u64,
+) -> Result<Vec<u8>, GeoError> {
     // A city-sized source has millions of networks but far fewer distinct
     // locations: each distinct row is parsed and encoded once.
     let mut data = DataSection::default();
-    let mut by_row: HashMap<[&str; 5], u32> = HashMap::new();
+    let mut by_row: HashMap<[&str; 6], u32> = HashMap::new();
     let mut placed = Vec::new();
-    let mut saw_header = false;
+    let mut columns = 0;
     for (idx, raw) in source_text.lines().enumerate() {
         let line = idx + 1;
         let text = raw.trim();
@@ -224,49 +272,58 @@ pub fn build_demo_mmdb(source_text: &str) -> Result<Vec<u8>, GeoError> {
             continue;
         }
         let cells: Vec<&str> = text.split(',').map(str::trim).collect();
-        if !saw_header {
-            if cells.join(",") != DEMO_CSV_HEADER {
+        if columns == 0 {
+            let header = cells.join(",");
+            columns = if header == DEMO_CSV_HEADER {
+                6
+            } else if header == DEMO_CSV_HEADER_WITH_NAME {
+                7
+            } else {
                 return Err(csv_error(
                     line,
-                    format!("expected header \"{DEMO_CSV_HEADER}\", found \"{text}\""),
+                    format!(
+                        "expected header \"{DEMO_CSV_HEADER}\" (optionally with \",subdivision_name\"), found \"{text}\""
+                    ),
                 ));
-            }
-            saw_header = true;
+            };
             continue;
         }
-        let [
-            network,
-            country,
-            continent,
-            subdivision,
-            latitude,
-            longitude,
-        ] = cells[..]
-        else {
+        if cells.len() != columns {
             return Err(csv_error(
                 line,
-                format!("expected 6 cells, found {}", cells.len()),
+                format!("expected {columns} cells, found {}", cells.len()),
             ));
-        };
-        let net = parse_demo_network(line, network)?;
-        let row = [country, continent, subdivision, latitude, longitude];
+        }
+        let net = parse_demo_network(line, cells[0])?;
+        let row = [
+            cells[1],
+            cells[2],
+            cells[3],
+            cells[4],
+            cells[5],
+            cells.get(6).copied().unwrap_or(""),
+        ];
         let offset = match by_row.get(&row) {
             Some(offset) => *offset,
             None => {
-                let offset = data.add(&parse_demo_record(line, row)?)?;
+                let offset = data.add(&parse_demo_record(line, row, layout)?)?;
                 by_row.insert(row, offset);
                 offset
             }
         };
         placed.push((net, offset));
     }
-    if !saw_header {
+    if columns == 0 {
         return Err(csv_error(
             1,
             format!("missing header \"{DEMO_CSV_HEADER}\""),
         ));
     }
-    write_placed(DEMO_DATABASE_TYPE, data, &placed, 0)
+    let database_type = match layout {
+        Layout::MaxMind => DEMO_DATABASE_TYPE,
+        Layout::Flat => FLAT_DATABASE_TYPE,
+    };
+    write_placed(database_type, data, &placed, build_epoch)
 }
 
 /// Size of the all-zero separator between search tree and data section.
@@ -301,9 +358,17 @@ fn parse_demo_network(line: usize, network: &str) -> Result<IpNet, GeoError> {
     Ok(net)
 }
 
-/// The record of a CSV row's cells after the network.
-fn parse_demo_record(line: usize, cells: [&str; 5]) -> Result<MmdbValue, GeoError> {
-    let [country, continent, subdivision, latitude, longitude] = cells;
+/// The record of a CSV row's cells after the network, shaped by `layout`.
+fn parse_demo_record(line: usize, cells: [&str; 6], layout: Layout) -> Result<MmdbValue, GeoError> {
+    let [
+        country,
+        continent,
+        subdivision,
+        latitude,
+        longitude,
+        subdivision_name,
+    ] = cells;
+    let continent_given = !continent.is_empty();
     let country = if country.is_empty() {
         None
     } else if country.len() == 2 && country.bytes().all(|b| b.is_ascii_alphabetic()) {
@@ -352,6 +417,28 @@ fn parse_demo_record(line: usize, cells: [&str; 5]) -> Result<MmdbValue, GeoErro
         }
     };
 
+    if layout == Layout::Flat {
+        let mut record = Vec::new();
+        if let Some(code) = country {
+            record.push(("country_code".to_owned(), MmdbValue::String(code)));
+        }
+        if continent_given && let Some(code) = continent {
+            record.push(("continent_code".to_owned(), MmdbValue::String(code)));
+        }
+        let state = if subdivision_name.is_empty() {
+            subdivision
+        } else {
+            subdivision_name
+        };
+        if !state.is_empty() {
+            record.push(("state1".to_owned(), MmdbValue::string(state)));
+        }
+        if let Some((lat, lon)) = coordinates {
+            record.push(("latitude".to_owned(), MmdbValue::Double(lat)));
+            record.push(("longitude".to_owned(), MmdbValue::Double(lon)));
+        }
+        return Ok(MmdbValue::Map(record));
+    }
     let mut record = Vec::new();
     if let Some(code) = continent {
         record.push((
@@ -365,13 +452,20 @@ fn parse_demo_record(line: usize, cells: [&str; 5]) -> Result<MmdbValue, GeoErro
             MmdbValue::map([("iso_code", MmdbValue::String(code))]),
         ));
     }
+    let mut first_subdivision = Vec::new();
     if !subdivision.is_empty() {
+        first_subdivision.push(("iso_code", MmdbValue::string(subdivision)));
+    }
+    if !subdivision_name.is_empty() {
+        first_subdivision.push((
+            "names",
+            MmdbValue::map([("en", MmdbValue::string(subdivision_name))]),
+        ));
+    }
+    if !first_subdivision.is_empty() {
         record.push((
             "subdivisions".to_owned(),
-            MmdbValue::Array(vec![MmdbValue::map([(
-                "iso_code",
-                MmdbValue::string(subdivision),
-            )])]),
+            MmdbValue::Array(vec![MmdbValue::map(first_subdivision)]),
         ));
     }
     if let Some((lat, lon)) = coordinates {
@@ -672,7 +766,7 @@ mod tests {
         assert_eq!(meta.ip_version, 6);
         assert_eq!(meta.binary_format_major_version, 2);
         assert_eq!(meta.languages, vec!["en".to_owned()]);
-        assert_eq!(meta.build_epoch, 0);
+        assert_eq!(meta.build_epoch, BUILD_EPOCH);
 
         let london: Everything = reader
             .lookup(ip("81.2.69.160"))

@@ -11,17 +11,22 @@
 //! * `continent`: built-in ISO 3166-1 country → continent table.
 //! * `mmdb_writer`: a small MaxMind DB writer, and the demo database builder.
 //! * `database`: loads an mmdb into a [`LocationTable`] of interned locations.
+//! * `subdivision`: the ISO 3166-2 table that normalises subdivisions.
 
 pub mod continent;
 pub mod database;
 pub mod mmdb_writer;
 pub mod prefix_trie;
+pub mod subdivision;
 
 use std::path::PathBuf;
 
 pub use continent::continent_of_country;
 pub use database::{FieldPaths, LoadStats, Location, LocationId, LocationTable};
-pub use mmdb_writer::{MmdbValue, build_demo_mmdb, write_mmdb, write_mmdb_with_epoch};
+pub use mmdb_writer::{
+    BUILD_EPOCH, Layout, MmdbValue, build_demo_mmdb, build_mmdb_from_csv, write_mmdb,
+    write_mmdb_with_epoch,
+};
 pub use prefix_trie::{Family, PrefixTable, PrefixTrie, addr_bits, net_bits};
 
 /// Errors from loading, parsing or writing GeoIP data.

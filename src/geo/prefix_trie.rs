@@ -919,7 +919,10 @@ mod tests {
         // Cluster prefixes under a few short roots so they overlap often.
         let len = rng.below(u64::from(width) + 1) as u8;
         let high = u128::from(rng.below(4)) << (width - 2);
-        let low = (u128::from(rng.next()) << 64 | u128::from(rng.next())) >> (128 - width + 4);
+        // (Nothing below the root bits for widths of 4 and less.)
+        let low = (u128::from(rng.next()) << 64 | u128::from(rng.next()))
+            .checked_shr(u32::from(128 - width + 4))
+            .unwrap_or(0);
         (mask(high | low, len, width), len)
     }
 

@@ -134,14 +134,18 @@ pub fn select<'s>(
         "order: {} (table prefix /{table_prefix_len})",
         pool_names(service, order)
     );
-    // The answer is the same for every address sharing the table leaf; with
-    // sticky hashing it also depends on the hashed prefix. Never claim more
-    // than the client told us (RFC 7871 §7.2.1).
-    let mut scope = table_prefix_len;
+    // The answer is the same for every address sharing the table leaf of
+    // the source block's first address; with sticky hashing it also depends
+    // on the hashed prefix. When the source block is mixed (the leaf is
+    // longer than the source prefix), the honest scope is longer than the
+    // source: RFC 7871 §7.2.1, "the SCOPE PREFIX-LENGTH [...] MAY be longer
+    // than the SOURCE PREFIX-LENGTH" when the source was not specific
+    // enough, so resolvers do not cache one region's answer for clients the
+    // map sends elsewhere.
+    let mut scope_prefix_len = table_prefix_len;
     if service.selection == crate::config::SelectionKind::Sticky {
-        scope = scope.max(service.sticky_prefix_len(client.address));
+        scope_prefix_len = scope_prefix_len.max(service.sticky_prefix_len(client.address));
     }
-    let scope_prefix_len = scope.min(client.prefix_len);
 
     let mut selection = Selection::empty(service, scope_prefix_len);
     // Without a trace, and with an order that only changes on reload, the
@@ -321,7 +325,7 @@ fn choose_pool(
             if pool.backup { " (backup)" } else { "" }
         );
     }
-    let Some(pool_index) = first_with_family else {
+    if first_with_family.is_none() {
         trace!(
             trace,
             "{}: no {} records in any pool: no data",
@@ -329,13 +333,25 @@ fn choose_pool(
             family_name(family)
         );
         return PoolChoice::NoData;
-    };
+    }
     match service.all_down {
         AllDown::FailOpen => {
+            // Fail-open means "the probes may be wrong": it answers
+            // endpoints the probes call down, never the ones an operator
+            // took out (`down = true`, force-down, drain).
+            let Some(pool_index) = first_pool_open_to_probes(service, order, family) else {
+                trace!(
+                    trace,
+                    "all pools down and every remaining {} endpoint is down by the operator (down = true, force-down or drain): no data, fail-open does not override an operator",
+                    family_name(family)
+                );
+                return PoolChoice::NoData;
+            };
             let pool = &service.pools[usize::from(pool_index)];
             trace!(
                 trace,
-                "all pools down: failing open with pool {} as if all were up", pool.name
+                "all pools down: failing open with pool {} as if its probed endpoints were up (operator-disabled endpoints stay out)",
+                pool.name
             );
             PoolChoice::Pick {
                 pool: pool_index,
@@ -356,6 +372,24 @@ fn choose_pool(
             PoolChoice::ServFail
         }
     }
+}
+
+/// The first pool (primaries, then backups) with an endpoint of `family`
+/// that no operator took out of service: where failing open answers.
+fn first_pool_open_to_probes(service: &Service, order: &[u16], family: Family) -> Option<u16> {
+    let open = |&&p: &&u16| {
+        service.pools[usize::from(p)]
+            .endpoints
+            .iter()
+            .any(|e| e.serves(family) && !e.is_operator_down())
+    };
+    let primaries = order
+        .iter()
+        .filter(|&&p| !service.pools[usize::from(p)].backup);
+    let backups = order
+        .iter()
+        .filter(|&&p| service.pools[usize::from(p)].backup);
+    primaries.chain(backups).find(open).copied()
 }
 
 /// The answer does not come from the client's first pool: flag it, and

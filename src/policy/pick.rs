@@ -68,7 +68,9 @@ fn pick_among_candidates<'s>(
         if count == candidates.len() {
             break;
         }
-        if endpoint.serves(family) && (fail_open || endpoint.is_healthy()) {
+        if endpoint.serves(family)
+            && (endpoint.is_healthy() || (fail_open && !endpoint.is_operator_down()))
+        {
             candidates[count] = i as u16;
             count += 1;
         }

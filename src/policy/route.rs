@@ -24,7 +24,7 @@ pub struct GeoRules {
     pub nets: Vec<(IpNet, Order)>,
     /// By autonomous system number.
     pub asn: HashMap<u32, Order>,
-    /// By `COUNTRY-SUBDIVISION`, upper case.
+    /// By ISO 3166-2 code (`US-WA`), upper case.
     pub subdivision: HashMap<String, Order>,
     /// By country code, upper case.
     pub country: HashMap<String, Order>,
@@ -121,15 +121,11 @@ impl RouteRules {
                 "no geo map: pools in configured order".to_string(),
             );
         };
-        if let (Some(country), Some(subdivision)) = (&location.country, &location.subdivision) {
-            let key = format!(
-                "{}-{}",
-                country.to_ascii_uppercase(),
-                subdivision.to_ascii_uppercase()
-            );
-            if let Some(order) = geo.subdivision.get(&key) {
-                return (order.clone(), format!("geo map subdivision {key}"));
-            }
+        // Locations hold ISO 3166-2 codes whatever the database wrote.
+        if let Some(code) = &location.subdivision
+            && let Some(order) = geo.subdivision.get(&**code)
+        {
+            return (order.clone(), format!("geo map subdivision {code}"));
         }
         if let Some(country) = &location.country {
             let key = country.to_ascii_uppercase();

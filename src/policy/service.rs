@@ -49,6 +49,19 @@ impl Endpoint {
         !self.config_down && self.health.is_usable()
     }
 
+    /// Whether an operator took it out of service: `down = true` in the
+    /// configuration, or a force-down or drain override. Failing open never
+    /// answers such an endpoint: fail-open distrusts probes, not operators.
+    #[inline]
+    pub fn is_operator_down(&self) -> bool {
+        use crate::health::Override;
+        self.config_down
+            || matches!(
+                self.health.effective_override(),
+                Override::ForceDown | Override::Drain
+            )
+    }
+
     /// Weight used for picking: the configured weight scaled by the health
     /// weight factor in percent (lowered while a JSON health body reports
     /// load), so ratios between endpoints are kept exactly.

@@ -212,24 +212,81 @@ fn geo_most_specific_rule_wins() {
 }
 
 #[test]
-fn scope_never_exceeds_the_client_prefix() {
+fn scope_is_where_the_answer_for_the_first_address_holds() {
+    // Property: the reply's scope covers only addresses the table sends
+    // where it sent the source block's first address; it is at most the
+    // source prefix unless the block is mixed (RFC 7871 §7.2.1).
     let fixture = service(
         PolicyKind::Geo,
         three_pools(),
         Some(geo_rules()),
-        SelectionKind::Sticky,
+        SelectionKind::Weighted,
     );
+    let table = &fixture.service.table;
     let mut rng = SplitMix64(1);
     for _ in 0..5_000 {
         let bits = rng.next_u64() as u32;
         let prefix = (rng.next_u64() % 33) as u8;
         let client = ClientAddress::subnet(IpAddr::V4(bits.into()), prefix);
         let selection = select(&fixture.service, client, Family::V4, rng.next_u64(), None);
-        assert!(
-            selection.scope_prefix_len <= prefix,
-            "{client:?} got scope {}",
-            selection.scope_prefix_len
+        let scope = selection.scope_prefix_len;
+        let (order, depth) = table.lookup(client.address);
+        assert_eq!(scope, depth, "{client:?}");
+        let IpAddr::V4(first) = client.address else {
+            unreachable!("an IPv4 client")
+        };
+        let inside = (u32::from(first) & !(u32::MAX.checked_shr(u32::from(scope)).unwrap_or(0)))
+            | (rng.next_u64() as u32 & u32::MAX.checked_shr(u32::from(scope)).unwrap_or(0));
+        assert_eq!(
+            table.lookup(IpAddr::V4(inside.into())).0,
+            order,
+            "{client:?} scope {scope}: {inside:#x}"
         );
+    }
+}
+
+/// Issue 18: a source block that the database splits gets the scope of the
+/// part its first address is in, longer than the source prefix.
+#[test]
+fn mixed_source_blocks_get_a_scope_longer_than_the_source() {
+    let country = |code: &str| MmdbValue::map([("country_code", MmdbValue::string(code))]);
+    let entries: Vec<(IpNet, MmdbValue)> = vec![
+        ("198.51.100.0/24".parse().unwrap(), country("GB")),
+        ("198.51.100.128/25".parse().unwrap(), country("US")),
+        ("10.0.0.0/8".parse().unwrap(), country("GB")),
+        ("10.5.0.0/16".parse().unwrap(), country("US")),
+        ("203.0.113.0/24".parse().unwrap(), country("GB")),
+    ];
+    let bytes = write_mmdb("city ipv4", &entries).unwrap();
+    let table = LocationTable::from_bytes(bytes, Path::new("t.mmdb"), &FieldPaths::flat()).unwrap();
+    let route = RouteRules {
+        policy: PolicyKind::Geo,
+        geo: Some(GeoRules {
+            country: HashMap::from([("GB".to_string(), vec![0]), ("US".to_string(), vec![1])]),
+            ..GeoRules::default()
+        }),
+        latency: Vec::new(),
+        pools: three_pools(),
+    };
+    let s = compiled(route, &table, None);
+    let cases = [
+        // (source block, pool, scope)
+        ("198.51.100.0", 24, "eu", 25),
+        ("198.51.100.128", 25, "us", 25),
+        ("198.51.100.0", 26, "eu", 25),
+        // 10.0.0.0/8 minus 10.5.0.0/16: 10.0.0.0 lies in the uniform /14.
+        ("10.0.0.0", 8, "eu", 14),
+        ("10.5.0.0", 16, "us", 16),
+        // A uniform source block keeps a scope no longer than the source.
+        ("203.0.113.0", 24, "eu", 24),
+    ];
+    for (address, prefix, pool_name, scope) in cases {
+        let (keys, got) = answer(&s, ClientAddress::subnet(ip(address), prefix), Family::V4);
+        assert!(
+            keys[0].starts_with(&format!("{pool_name}/")),
+            "{address}/{prefix}: {keys:?}"
+        );
+        assert_eq!(got, scope, "{address}/{prefix}");
     }
 }
 
@@ -312,6 +369,61 @@ fn all_down_fail_open_nodata_and_servfail() {
     fixture.service.all_down = AllDown::Servfail;
     fixture.service.serial = Service::next_serial();
     assert!(select(&fixture.service, client, Family::V4, 3, None).servfail);
+}
+
+/// Issue 18: fail-open answers endpoints the probes call down, never the
+/// ones an operator took out (`down = true`, force-down, drain).
+#[test]
+fn fail_open_never_answers_operator_disabled_endpoints() {
+    use crate::health::Override;
+    let mut pools = three_pools();
+    // eu: one endpoint down in config, one forced down by the operator.
+    let mut eu =
+        Arc::try_unwrap(pool("eu", &[("192.0.2.10", 1), ("192.0.2.11", 1)], None)).unwrap();
+    eu.endpoints[0].config_down = true;
+    eu.endpoints[1]
+        .health
+        .set_admin_override(Override::ForceDown);
+    pools[0] = Arc::new(eu);
+    let mut fixture = service(PolicyKind::Failover, pools, None, SelectionKind::Multivalue);
+    fixture.service.max_records = 4;
+    // Every other endpoint is down by its probes.
+    for pool in &fixture.service.pools[1..] {
+        for e in &pool.endpoints {
+            e.health.set_probe_up(false);
+        }
+    }
+    let client = ClientAddress::full(ip("192.0.2.1"));
+    let mut lines = Vec::new();
+    let selection = select(&fixture.service, client, Family::V4, 3, Some(&mut lines));
+    let keys: Vec<&str> = selection.endpoints().map(|e| e.key.as_str()).collect();
+    assert!(selection.failed_open);
+    assert_eq!(keys, vec!["us/198.51.100.10"], "{lines:?}");
+    // Now the probed-down ones are taken out by the operator too: nothing
+    // is left that fail-open may answer, so no data, and the trace says why.
+    for pool in &fixture.service.pools[1..] {
+        for e in &pool.endpoints {
+            e.health.set_admin_override(Override::Drain);
+        }
+    }
+    fixture.service.serial = Service::next_serial();
+    for selection_kind in [SelectionKind::Weighted, SelectionKind::Multivalue] {
+        fixture.service.selection = selection_kind;
+        let mut lines = Vec::new();
+        let selection = select(&fixture.service, client, Family::V4, 3, Some(&mut lines));
+        assert_eq!(
+            (selection.count, selection.servfail),
+            (0, false),
+            "{lines:?}"
+        );
+        assert!(
+            lines.iter().any(|l| l.contains("down by the operator")),
+            "{lines:?}"
+        );
+        // The memoised path (no trace) agrees.
+        let selection = select(&fixture.service, client, Family::V4, 3, None);
+        assert_eq!(selection.count, 0);
+    }
 }
 
 #[test]

@@ -21,6 +21,7 @@ use crate::policy::Service;
 use crate::zone::{Zone, ZoneError, ZoneSet, load_zone_file};
 
 pub mod latency;
+mod lint;
 mod route_cache;
 mod services;
 
@@ -97,6 +98,10 @@ pub struct Snapshot {
     pub rrl: Option<RateLimiter>,
     /// Answers serialised at build time for the fast path.
     pub precompiled: PrecompiledAnswers,
+    /// What loads but cannot work as written (geo map rules no network of
+    /// the database matches, ...): logged at every load, printed by `gslb
+    /// check`, errors with `check --strict`.
+    pub warnings: Vec<BuildError>,
 }
 
 impl Snapshot {
@@ -144,6 +149,9 @@ impl Snapshot {
                 .iter()
                 .map(|(o, p)| (o.clone(), p.clone(), None)),
         );
+        // Zones whose files did not load: their errors are the root cause of
+        // anything else about names inside them.
+        let mut failed_zones: Vec<Name> = Vec::new();
         for (origin_text, path, span) in zone_specs {
             let locate = |message: String| -> BuildError {
                 match &span {
@@ -171,7 +179,10 @@ impl Snapshot {
                         )));
                     }
                 }
-                Err(zone_errors) => errors.extend(zone_errors.into_iter().map(BuildError::from)),
+                Err(zone_errors) => {
+                    failed_zones.push(origin);
+                    errors.extend(zone_errors.into_iter().map(BuildError::from));
+                }
             }
         }
         if zones.is_empty() && errors.is_empty() {
@@ -226,6 +237,7 @@ impl Snapshot {
                 ecs_settings.max_source_prefix_v6,
             ),
             route_cache: &route_cache,
+            failed_zones: &failed_zones,
         };
         let services = services::build_services(&inputs, &mut zones, &mut planned, &mut errors);
         let routes = route_cache.stats();
@@ -241,6 +253,10 @@ impl Snapshot {
         if !errors.is_empty() {
             return Err(BuildErrors(errors));
         }
+        let warnings = lint::warnings(&loaded, &geo);
+        for warning in &warnings {
+            tracing::warn!("{warning}");
+        }
         let mut snapshot = Snapshot {
             zones,
             services,
@@ -253,6 +269,7 @@ impl Snapshot {
                 settings: health_settings,
             },
             precompiled: PrecompiledAnswers::default(),
+            warnings,
         };
         // Built by answering through the general path, so it needs the rest.
         snapshot.precompiled = PrecompiledAnswers::build(&snapshot);
@@ -343,6 +360,7 @@ fn load_geo_tables(loaded: &LoadedConfig, errors: &mut Vec<BuildError>) -> GeoTa
                         country: parse(&paths.country)?,
                         continent: parse(&paths.continent)?,
                         subdivision: parse(&paths.subdivision)?,
+                        subdivision_name: parse(&paths.subdivision_name)?,
                         latitude: parse(&paths.latitude)?,
                         longitude: parse(&paths.longitude)?,
                         ..FieldPaths::default()

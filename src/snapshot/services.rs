@@ -47,6 +47,9 @@ pub struct ServiceInputs<'a> {
     pub checks: &'a CheckSet,
     /// Region tables already compiled for an equal routing.
     pub route_cache: &'a RouteCache,
+    /// Configured zones whose files did not load (their errors are
+    /// reported; names inside them get no second error).
+    pub failed_zones: &'a [Name],
 }
 
 /// Compiles pools and services, attaching each service to its zone; adds
@@ -319,6 +322,8 @@ fn build_service(
     let wire = wire_name(&fqdn);
     let origin: Option<Box<[u8]>> = zones.find(&wire).map(|z| z.origin().into());
     match origin.as_deref().and_then(|o| zones.get_mut(o)) {
+        // Its zone failed to load: that error is the root cause.
+        None if inputs.failed_zones.iter().any(|z| z.zone_of(&fqdn)) => {}
         None => errors.push(error(
             span.clone(),
             format!("service {fqdn} is not inside any served zone: add its zone or fix the name"),
@@ -403,16 +408,21 @@ fn build_service(
     }
     let mut resolve = |list: &Spanned<Vec<String>>, errors: &mut Vec<BuildError>| -> Order {
         let mut order = Vec::new();
+        let mut failed_pool = false;
         for pool in list.get_ref() {
             match index_of.get(pool) {
                 Some(&i) => order.push(i),
+                // A configured pool with errors of its own (reported).
+                None if loaded.config.pools.contains_key(pool) && !pools.contains_key(pool) => {
+                    failed_pool = true;
+                }
                 None => errors.push(error(
                     list.span(),
                     format!("unknown pool {pool:?} in the map of service {fqdn} (pools of this service: {})", list_or_none(&pool_names.iter().map(|p| p.get_ref().as_str()).collect::<Vec<_>>())),
                 )),
             }
         }
-        if order.is_empty() {
+        if order.is_empty() && !failed_pool {
             errors.push(error(
                 list.span(),
                 "an empty pool list: name at least one pool".to_string(),
@@ -427,7 +437,17 @@ fn build_service(
         || geo.as_ref().is_some_and(|g| {
             !g.subdivision.is_empty() || !g.country.is_empty() || !g.continent.is_empty()
         });
-    if uses_locations && inputs.geo.locations.is_none() && policy != PolicyKind::Failover {
+    // A configured database that failed to load was reported as such.
+    let database_configured = loaded
+        .config
+        .geoip
+        .as_ref()
+        .is_some_and(|g| g.database.is_some());
+    if uses_locations
+        && inputs.geo.locations.is_none()
+        && !database_configured
+        && policy != PolicyKind::Failover
+    {
         errors.push(error(s.policy.span(), format!("service {fqdn} locates clients by country, continent or coordinates, but no [geoip] database is configured")));
     }
     if policy == PolicyKind::Nearest {
@@ -524,9 +544,42 @@ fn compile_map(
     errors: &mut Vec<BuildError>,
 ) -> GeoRules {
     let mut rules = GeoRules::default();
-    for (key, list) in &map.nets {
+    // In file order, so a duplicate is reported at its second line.
+    let mut nets: Vec<(&String, &Spanned<Vec<String>>)> = map.nets.iter().collect();
+    nets.sort_by_key(|(_, list)| list.span().start);
+    let mut seen: Vec<(IpNet, &String, &Spanned<Vec<String>>)> = Vec::new();
+    for (key, list) in nets {
         match key.parse::<IpNet>() {
-            Ok(net) => rules.nets.push((net.trunc(), resolve(list, errors))),
+            Ok(net) if net.trunc() != net => errors.push(
+                loaded
+                    .error_at(
+                        list.span(),
+                        format!(
+                            "network {key:?} in nets has host bits set: write {} (or the host as /{})",
+                            net.trunc(),
+                            net.max_prefix_len()
+                        ),
+                    )
+                    .into(),
+            ),
+            Ok(net) => {
+                if let Some((_, first, first_list)) = seen.iter().find(|(n, ..)| *n == net) {
+                    errors.push(
+                        loaded
+                            .error_at(
+                                list.span(),
+                                format!(
+                                    "network {key:?} in nets is the same network as {first:?} at line {}: remove one of the two",
+                                    loaded.line_of(&first_list.span())
+                                ),
+                            )
+                            .into(),
+                    );
+                    continue;
+                }
+                seen.push((net, key, list));
+                rules.nets.push((net, resolve(list, errors)));
+            }
             Err(_) => errors.push(
                 loaded
                     .error_at(
@@ -537,7 +590,13 @@ fn compile_map(
             ),
         }
     }
+    let asn_configured = loaded
+        .config
+        .geoip
+        .as_ref()
+        .is_some_and(|g| g.asn_database.is_some());
     if geo.asn.is_none()
+        && !asn_configured
         && let Some(list) = map.asn.values().next()
     {
         errors.push(

@@ -1,0 +1,163 @@
+//! Warnings: configurations that load but cannot do what they say.
+//!
+//! A geo map rule keyed by a subdivision, country, continent or ASN that no
+//! network of the loaded database carries never matches; a service whose
+//! every endpoint is `down = true` answers no records. Neither stops a
+//! build (the database may gain the network next week), but `gslb check`
+//! reports them (`--strict` makes them errors) and every load logs them.
+
+use std::collections::HashSet;
+
+use toml::Spanned;
+
+use super::BuildError;
+use super::services::GeoTables;
+use crate::config::{GeoMapToml, LoadedConfig};
+use crate::geo::subdivision::SubdivisionTable;
+
+/// Every warning for `loaded` against the loaded `geo` databases.
+pub fn warnings(loaded: &LoadedConfig, geo: &GeoTables) -> Vec<BuildError> {
+    let mut out = Vec::new();
+    let config = &loaded.config;
+    let seen = Seen::of(geo);
+    for (name, map) in &config.maps {
+        unmatched_rules(
+            loaded,
+            &format!("map {name}"),
+            map.get_ref(),
+            &seen,
+            &mut out,
+        );
+    }
+    for (name, service) in &config.services {
+        let service = service.get_ref();
+        if let Some(map) = &service.geo {
+            unmatched_rules(loaded, &format!("service {name}"), map, &seen, &mut out);
+        }
+    }
+    for (name, service) in &config.services {
+        let pools: Vec<&String> = service
+            .get_ref()
+            .pools
+            .iter()
+            .map(|p| p.get_ref())
+            .collect();
+        let endpoints: Vec<bool> = pools
+            .iter()
+            .filter_map(|p| config.pools.get(*p))
+            .flat_map(|p| p.get_ref().endpoints.iter().map(|e| e.get_ref().down))
+            .collect();
+        if !endpoints.is_empty() && endpoints.iter().all(|down| *down) {
+            out.push(
+                loaded
+                    .error_at(
+                        service.span(),
+                        format!(
+                            "warning: every endpoint of service {name} is down = true: it answers no records (all_down = \"fail-open\" does not override an operator)"
+                        ),
+                    )
+                    .into(),
+            );
+        }
+    }
+    out
+}
+
+/// What the loaded databases carry.
+struct Seen {
+    /// Whether a location database is loaded.
+    locations: bool,
+    subdivisions: HashSet<Box<str>>,
+    countries: HashSet<Box<str>>,
+    continents: HashSet<Box<str>>,
+    /// AS numbers of the ASN database, when one is loaded.
+    asns: Option<HashSet<u32>>,
+}
+
+impl Seen {
+    fn of(geo: &GeoTables) -> Self {
+        let mut seen = Seen {
+            locations: geo.locations.is_some(),
+            subdivisions: HashSet::new(),
+            countries: HashSet::new(),
+            continents: HashSet::new(),
+            asns: None,
+        };
+        if let Some(table) = &geo.locations {
+            for location in table.locations() {
+                seen.subdivisions.extend(location.subdivision.clone());
+                seen.countries.extend(location.country.clone());
+                seen.continents.extend(location.continent.clone());
+            }
+        }
+        if let Some(table) = &geo.asn {
+            seen.asns = Some(table.locations().iter().filter_map(|l| l.asn).collect());
+        }
+        seen
+    }
+}
+
+/// Rules of `map` (named `owner` in messages) that no network carries.
+fn unmatched_rules(
+    loaded: &LoadedConfig,
+    owner: &str,
+    map: &GeoMapToml,
+    seen: &Seen,
+    out: &mut Vec<BuildError>,
+) {
+    let mut warn = |list: &Spanned<Vec<String>>, message: String| {
+        out.push(
+            loaded
+                .error_at(list.span(), format!("warning: {owner}: {message}"))
+                .into(),
+        );
+    };
+    if seen.locations {
+        let table = SubdivisionTable::get();
+        for (key, list) in &map.subdivision {
+            let code = key.to_ascii_uppercase();
+            if !seen.subdivisions.contains(code.as_str()) {
+                let hint = if table.is_code(&code) {
+                    String::new()
+                } else {
+                    " and is not an ISO 3166-2 code".to_string()
+                };
+                warn(
+                    list,
+                    format!(
+                        "subdivision rule {key:?} matches no network of the geoip database{hint}: use an ISO 3166-2 code (US-WA) the database has, or remove the rule"
+                    ),
+                );
+            }
+        }
+        for (key, list) in &map.country {
+            if !seen.countries.contains(key.to_ascii_uppercase().as_str()) {
+                warn(
+                    list,
+                    format!("country rule {key:?} matches no network of the geoip database"),
+                );
+            }
+        }
+        for (key, list) in &map.continent {
+            if !seen.continents.contains(key.to_ascii_uppercase().as_str()) {
+                warn(
+                    list,
+                    format!("continent rule {key:?} matches no network of the geoip database"),
+                );
+            }
+        }
+    }
+    if let Some(asns) = &seen.asns {
+        for (key, list) in &map.asn {
+            let number = key.trim_start_matches(['A', 'S', 'a', 's']).parse::<u32>();
+            if let Ok(number) = number
+                && !asns.contains(&number)
+            {
+                warn(
+                    list,
+                    format!("asn rule {key:?} matches no network of the ASN database"),
+                );
+            }
+        }
+    }
+}
