@@ -938,6 +938,29 @@ impl prometheus_client::collector::Collector for Scrape {
                 .iter()
                 .map(|p| (label(&p.key), u64::from(p.health.weight_percent()))),
         )?;
+        // Every endpoint of the snapshot once (pools are shared by services).
+        let mut seen = std::collections::HashSet::new();
+        let configured = snapshot
+            .services
+            .iter()
+            .flat_map(|s| s.pools.iter())
+            .flat_map(|pool| pool.endpoints.iter())
+            .filter(|endpoint| seen.insert(endpoint.key.as_str()));
+        family(
+            e,
+            "gslb_endpoint_effective_weight",
+            "weight answers are picked by: configured weight x JSON health factor",
+            MetricType::Gauge,
+            configured.map(|endpoint| {
+                (
+                    label(&endpoint.key),
+                    crate::health::effective_weight(
+                        endpoint.weight,
+                        endpoint.health.weight_percent(),
+                    ),
+                )
+            }),
+        )?;
         family(
             e,
             "gslb_endpoint_probes",

@@ -134,6 +134,8 @@ pub struct EndpointView {
     pub rtt_ms: Option<f64>,
     /// Weight factor from JSON health bodies.
     pub weight_percent: u8,
+    /// The weight answers are picked by now: `weight` × `weight_percent` / 100.
+    pub effective_weight: f64,
     /// Answers naming it since it was configured.
     pub answers_total: u64,
     /// Answers naming it in the last minute.
@@ -390,6 +392,10 @@ pub fn build_status(control: &Control, history: &StatusHistory, auth_required: b
             effective_override: effective.as_str(),
             rtt_ms: health.rtt_us().map(|us| f64::from(us) / 1000.0),
             weight_percent: health.weight_percent(),
+            effective_weight: crate::health::effective_weight(
+                endpoint.weight,
+                health.weight_percent(),
+            ),
             answers_total,
             answers_last_minute: endpoint_window(&endpoint.key, answers_total),
             share_percent: None,

@@ -115,6 +115,10 @@ pub struct JsonCheckToml {
     /// Figure → threshold: any figure at or above it reduces the weight as degraded.
     #[serde(default)]
     pub reduce_when: BTreeMap<String, f64>,
+    /// Figure → `[start, limit]`: the weight falls linearly from full at
+    /// `start` to zero at `limit` (`connections = [500.0, 1000.0]`).
+    #[serde(default)]
+    pub reduce: BTreeMap<String, Spanned<Vec<f64>>>,
 }
 
 fn default_status_field() -> String {

@@ -607,8 +607,17 @@ fn explain_location(
             let rtt = endpoint.health.rtt_us().map_or(String::new(), |us| {
                 format!(", rtt {:.1} ms", f64::from(us) / 1000.0)
             });
+            let percent = endpoint.health.weight_percent();
+            let load = if percent == crate::health::FULL_WEIGHT_PERCENT {
+                String::new()
+            } else {
+                format!(
+                    ", effective weight {} ({percent} % by load)",
+                    crate::health::effective_weight(endpoint.weight, percent)
+                )
+            };
             lines.push(format!(
-                "endpoint {}: {state}, weight {}{rtt}",
+                "endpoint {}: {state}, weight {}{load}{rtt}",
                 endpoint.key, endpoint.weight
             ));
         }

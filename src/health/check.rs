@@ -86,6 +86,34 @@ pub struct JsonSpec {
     pub down_when: Vec<(String, f64)>,
     /// Figure paths and thresholds that reduce the weight.
     pub reduce_when: Vec<(String, f64)>,
+    /// Figure paths whose value scales the weight down linearly.
+    pub reduce: Vec<(String, LinearReduce)>,
+}
+
+/// A load figure's linear weight reduction: full weight up to `start`,
+/// zero from `limit` on, a straight line between.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LinearReduce {
+    /// Value up to which the weight is full.
+    pub start: f64,
+    /// Value from which the weight is zero (above `start`).
+    pub limit: f64,
+}
+
+impl LinearReduce {
+    /// The weight factor in percent for `value` (100 at or below `start`,
+    /// 0 at or above `limit`, linear between, rounded to the nearest).
+    pub fn weight_percent(&self, value: f64) -> u8 {
+        if value.is_nan() || value <= self.start {
+            return 100;
+        }
+        if value >= self.limit {
+            return 0;
+        }
+        let left = (self.limit - value) / (self.limit - self.start);
+        // In 0..1 here, so the product fits a u8.
+        (left * 100.0).round().clamp(0.0, 100.0) as u8
+    }
 }
 
 /// The compiled checks, plus the names of those that had errors (so pools
@@ -320,11 +348,32 @@ fn build_check(
             Some(p) => *p.get_ref(),
             None => DEFAULT_DEGRADED_WEIGHT_PERCENT,
         };
+        let mut reduce = Vec::new();
+        for (figure, range) in &j.reduce {
+            match range.get_ref()[..] {
+                [start, limit] if start.is_finite() && limit.is_finite() && start < limit => {
+                    reduce.push((figure.clone(), LinearReduce { start, limit }));
+                }
+                [start, limit] => push(
+                    range.span(),
+                    format!(
+                        "reduce.{figure} = [{start}, {limit}] in check {name}: the start must be a number below the limit"
+                    ),
+                ),
+                _ => push(
+                    range.span(),
+                    format!(
+                        "reduce.{figure} in check {name} must be [start, limit], e.g. [500.0, 1000.0] (full weight at start, zero at limit)"
+                    ),
+                ),
+            }
+        }
         JsonSpec {
             status_field: j.status_field.clone(),
             degraded_weight_percent,
             down_when: j.down_when.iter().map(|(k, v)| (k.clone(), *v)).collect(),
             reduce_when: j.reduce_when.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            reduce,
         }
     });
     if errors.len() != before {
@@ -400,5 +449,54 @@ mod tests {
             "{joined}"
         );
         assert_eq!(errors.len(), 6, "{joined}");
+    }
+
+    #[test]
+    fn issue_24_linear_reduce_is_checked() {
+        let text = "[checks.web]\nkind = \"http\"\n[checks.web.json]\n\
+                    reduce = { connections = [500.0, 1000.0], cpu = [90.0, 50.0], rps = [1.0] }\n";
+        let (_, errors) = build(text);
+        let joined = errors.join("\n");
+        assert!(
+            joined.contains("g.toml:4:49: reduce.cpu = [90, 50] in check web: the start must be a number below the limit"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("reduce.rps in check web must be [start, limit]"),
+            "{joined}"
+        );
+        assert_eq!(errors.len(), 2, "{joined}");
+
+        let (set, errors) = build(
+            "[checks.web]\nkind = \"http\"\n[checks.web.json]\nreduce = { connections = [500.0, 1000.0] }\n",
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+        let json = set.specs["web"].json.as_ref().unwrap();
+        assert_eq!(
+            json.reduce,
+            vec![(
+                "connections".to_string(),
+                LinearReduce {
+                    start: 500.0,
+                    limit: 1000.0
+                }
+            )]
+        );
+    }
+
+    #[test]
+    fn issue_24_linear_reduce_is_full_below_start_zero_at_limit_linear_between() {
+        let r = LinearReduce {
+            start: 500.0,
+            limit: 1000.0,
+        };
+        assert_eq!(r.weight_percent(0.0), 100);
+        assert_eq!(r.weight_percent(500.0), 100);
+        assert_eq!(r.weight_percent(600.0), 80);
+        assert_eq!(r.weight_percent(750.0), 50);
+        assert_eq!(r.weight_percent(900.0), 20);
+        assert_eq!(r.weight_percent(1000.0), 0);
+        assert_eq!(r.weight_percent(5000.0), 0);
+        assert_eq!(r.weight_percent(f64::NAN), 100);
     }
 }

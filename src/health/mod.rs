@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-pub use check::{CheckSet, CheckSpec, JsonSpec, build_checks};
+pub use check::{CheckSet, CheckSpec, JsonSpec, LinearReduce, build_checks};
 pub use monitor::{EndpointStatus, HealthMonitor, LatenessSummary};
 pub use plan::{
     HealthSettings, PlannedEndpoint, Probe, ProbePlan, ProbeTarget, build_health_settings,
@@ -34,6 +34,12 @@ pub use state::Hysteresis;
 
 /// Weight factor of an endpoint that is not degraded, in percent.
 pub const FULL_WEIGHT_PERCENT: u8 = 100;
+
+/// A configured weight scaled by a health weight factor in percent: the
+/// weight answers are picked by (shown by `/status`, `/metrics`, `explain`).
+pub fn effective_weight(weight: u32, percent: u8) -> f64 {
+    f64::from(weight) * f64::from(percent) / 100.0
+}
 
 /// Probe verdict values stored in [`EndpointHealth`].
 const PROBE_UP: u8 = 0;

@@ -224,8 +224,10 @@ async fn probe_http(
 /// `{"status": "healthy" | "degraded" | "unhealthy", "cpu": 40.5, ...}`:
 /// unhealthy fails; degraded passes at `degraded_weight_percent`; any
 /// `down_when` figure at or above its threshold fails; any `reduce_when`
-/// figure at or above its threshold reduces the weight as degraded. An
-/// absent status field counts as healthy; absent figures are ignored.
+/// figure at or above its threshold reduces the weight as degraded; each
+/// `reduce` figure scales it linearly from full at its start to zero at its
+/// limit. The lowest factor wins. An absent status field counts as healthy;
+/// absent figures are ignored.
 ///
 /// # Errors
 /// Not a JSON object, an unknown status value, or a failing figure.
@@ -270,6 +272,11 @@ pub fn evaluate_json(body: &[u8], spec: &JsonSpec) -> Result<u8, String> {
             && value >= *threshold
         {
             weight = weight.min(spec.degraded_weight_percent);
+        }
+    }
+    for (figure, reduce) in &spec.reduce {
+        if let Some(value) = lookup(&document, figure).and_then(serde_json::Value::as_f64) {
+            weight = weight.min(reduce.weight_percent(value));
         }
     }
     Ok(weight)
@@ -393,6 +400,13 @@ mod tests {
             degraded_weight_percent: 40,
             down_when: vec![("cpu".to_string(), 95.0)],
             reduce_when: vec![("load.connections".to_string(), 1000.0)],
+            reduce: vec![(
+                "connections".to_string(),
+                crate::health::LinearReduce {
+                    start: 500.0,
+                    limit: 1000.0,
+                },
+            )],
         }
     }
 
@@ -418,6 +432,25 @@ mod tests {
             Ok(40)
         );
         assert_eq!(evaluate_json(br#"{"cpu":"high"}"#, &s), Ok(100));
+    }
+
+    #[test]
+    fn issue_24_json_reduce_scales_linearly_and_down_when_still_cuts() {
+        let s = spec();
+        assert_eq!(evaluate_json(br#"{"connections":400}"#, &s), Ok(100));
+        assert_eq!(evaluate_json(br#"{"connections":700}"#, &s), Ok(60));
+        assert_eq!(evaluate_json(br#"{"connections":1000}"#, &s), Ok(0));
+        // The lowest factor wins: degraded (40) below the line's 60.
+        assert_eq!(
+            evaluate_json(br#"{"status":"degraded","connections":700}"#, &s),
+            Ok(40)
+        );
+        assert_eq!(
+            evaluate_json(br#"{"status":"degraded","connections":900}"#, &s),
+            Ok(20)
+        );
+        // Past the hard limit the endpoint is down whatever the line says.
+        assert!(evaluate_json(br#"{"connections":600,"cpu":99}"#, &s).is_err());
     }
 
     #[test]
