@@ -296,6 +296,13 @@ pub struct PoolToml {
     pub min_healthy: Option<Spanned<MinHealthyToml>>,
     /// Name of the `[checks]` entry probing every endpoint of this pool.
     pub check: Option<Spanned<String>>,
+    // --- load-aware answers (README "Load-aware answers") ---
+    /// What the pool can take, relative to the other pools (e.g. requests
+    /// per second, or its share of the total capacity).
+    pub capacity: Option<Spanned<f64>>,
+    /// Share of `capacity` above which the pool sheds its newest clients
+    /// to its fallback (NS1 `shed_load`), e.g. `0.9`.
+    pub overflow_at: Option<Spanned<f64>>,
 }
 
 /// A pool's up threshold.
@@ -370,6 +377,22 @@ pub struct ServiceToml {
     pub sticky_prefix_v4: Option<u8>,
     /// Prefix length hashed for `sticky` selection over IPv6.
     pub sticky_prefix_v6: Option<u8>,
+    // --- load-aware answers ---
+    /// How a failed or overflowing pool's clients are spread (default
+    /// `capacity` when every primary pool declares a capacity, else `ordered`).
+    pub spill: Option<Spanned<SpillKind>>,
+    /// Default `overflow_at` for this service's pools that declare a capacity.
+    pub overflow_at: Option<Spanned<f64>>,
+}
+
+/// How a service spreads the clients of a failed, drained or overflowing pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SpillKind {
+    /// All to the next usable pool of the client's order (classic failover).
+    Ordered,
+    /// Over the next candidate pools in proportion to their spare capacity.
+    Capacity,
 }
 
 fn one_u8() -> Spanned<u8> {

@@ -17,6 +17,7 @@ mod pick;
 mod plan_cache;
 pub mod route;
 mod service;
+pub mod spill;
 
 use std::fmt::Write as _;
 use std::net::IpAddr;
@@ -24,8 +25,8 @@ use std::net::IpAddr;
 use pick::Candidates;
 pub use pick::{SplitMix64, hash_address, hash_str};
 pub use service::{
-    AllDown, Census, Endpoint, EndpointTarget, MinHealthy, NO_PREFERENCE, Pool, RegionTable,
-    Selection, Service,
+    AllDown, Census, Endpoint, EndpointTarget, LoadRules, MinHealthy, NO_PREFERENCE, Pool,
+    RegionTable, Selection, Service,
 };
 
 /// Most records one answer can carry.

@@ -127,6 +127,10 @@ pub struct Pool {
     pub bias: i8,
     /// Up threshold.
     pub min_healthy: MinHealthy,
+    /// Declared capacity, for load-aware spill-over.
+    pub capacity: Option<f64>,
+    /// Share of the capacity above which it sheds clients (`overflow_at`).
+    pub overflow_at: Option<f64>,
     /// Index of the endpoint `fastest` selection prefers, kept with
     /// hysteresis by the control plane ([`NO_PREFERENCE`] when none).
     pub preferred: AtomicU16,
@@ -247,6 +251,18 @@ pub struct Service {
     /// For `policy = "fastest"`: the current pool order, kept with
     /// hysteresis by the control plane and read lock-free per query.
     pub measured_order: Option<ArcSwap<Box<[u16]>>>,
+    /// Load-aware spill-over; `None`: classic failover, no split is looked up.
+    pub load: Option<LoadRules>,
+}
+
+/// A service's load-aware answer rules (README "Load-aware answers").
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadRules {
+    /// How failed or overflowing pools' clients are spread.
+    pub spill: super::spill::Spill,
+    /// Per pool of the service (same index): its `overflow_at`, its own or
+    /// the service's, when it has a capacity.
+    pub overflow_at: Vec<Option<f64>>,
 }
 
 impl Service {

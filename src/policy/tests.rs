@@ -46,6 +46,8 @@ fn pool(name: &str, addresses: &[(&str, u32)], coordinates: Option<(f64, f64)>) 
         backup: false,
         bias: 0,
         min_healthy: MinHealthy::Count(1),
+        capacity: None,
+        overflow_at: None,
         preferred: std::sync::atomic::AtomicU16::new(NO_PREFERENCE),
     })
 }
@@ -140,6 +142,7 @@ fn compiled(route: RouteRules, locations: &LocationTable, asn: Option<&LocationT
         route,
         failover_ttl: None,
         measured_order: None,
+        load: None,
     }
 }
 

@@ -22,6 +22,7 @@ use crate::zone::{Zone, ZoneError, ZoneSet, load_zone_file};
 
 pub mod latency;
 mod lint;
+mod load;
 mod route_cache;
 mod services;
 

@@ -278,6 +278,7 @@ fn build_pool(
             }
         },
     };
+    let (capacity, overflow_at) = super::load::pool_load_keys(loaded, name, pool, errors);
     if errors.len() == before {
         plan.extend(planned);
     }
@@ -288,6 +289,8 @@ fn build_pool(
         backup: pool.backup,
         bias,
         min_healthy,
+        capacity,
+        overflow_at,
         preferred: std::sync::atomic::AtomicU16::new(crate::policy::NO_PREFERENCE),
     })
 }
@@ -491,6 +494,7 @@ fn build_service(
             format!("max_records = {max_records}: use 1..={MAX_RECORDS}"),
         ));
     }
+    let load = super::load::service_load_rules(loaded, &fqdn, s, &service_pools, errors);
     if errors.len() != before {
         return None;
     }
@@ -518,6 +522,7 @@ fn build_service(
             .then(|| arc_swap::ArcSwap::from_pointee(route.fallback().into_boxed_slice())),
         route,
         failover_ttl: s.failover_ttl,
+        load,
     })
     .inspect(|service| {
         if service.selection == SelectionKind::Sticky {
