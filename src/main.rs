@@ -329,7 +329,9 @@ fn serve(source: SnapshotSource, listen: Vec<SocketAddr>, api: Option<SocketAddr
     };
     let tcp_limits = server::TcpLimits {
         max_connections: server_config.tcp_max_connections,
-        idle_timeout: std::time::Duration::from_secs(server_config.tcp_idle_timeout.max(1)),
+        idle_timeout: std::time::Duration::from_secs(u64::from(
+            server_config.tcp_idle_timeout.0.max(1),
+        )),
         max_queries: server_config.tcp_max_queries.max(1),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -274,7 +274,12 @@ pools = ["down"]
     // Default fail-open answers as if the probes were wrong, but never an
     // endpoint the operator took out (`down = true`): no data (issue 18).
     let e = dig(server.addr(), &["e.geo.test"]);
-    assert_eq!((e.status.as_str(), e.answer.len()), ("NOERROR", 0), "{}", e.raw);
+    assert_eq!(
+        (e.status.as_str(), e.answer.len()),
+        ("NOERROR", 0),
+        "{}",
+        e.raw
+    );
     // A service with only IPv4 endpoints: AAAA is NODATA.
     let aaaa = dig(server.addr(), &["a.geo.test", "AAAA"]);
     assert_eq!((aaaa.status.as_str(), aaaa.answer.len()), ("NOERROR", 0));

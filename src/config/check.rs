@@ -126,13 +126,62 @@ fn default_status_field() -> String {
 }
 
 /// A duration as written: integer seconds or text such as `"500ms"`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DurationToml {
     /// Whole seconds.
     Secs(i64),
-    /// `"250ms"`, `"1s"`, `"1.5s"`, `"2m"`.
+    /// `"250ms"`, `"1s"`, `"1.5s"`, `"2m"`, `"1h"`, `"1d"`.
     Text(String),
+}
+
+/// What every duration-like key accepts, for type errors.
+pub const DURATION_FORM: &str =
+    "a duration: seconds (30) or text such as \"500ms\", \"30s\", \"5m\", \"1h\", \"1d\"";
+
+impl<'de> Deserialize<'de> for DurationToml {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = DurationToml;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(DURATION_FORM)
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<DurationToml, E> {
+                Ok(DurationToml::Secs(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<DurationToml, E> {
+                i64::try_from(v)
+                    .map(DurationToml::Secs)
+                    .map_err(|_| E::custom(format!("duration {v} is too large")))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<DurationToml, E> {
+                Ok(DurationToml::Text(v.to_string()))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+/// A duration in whole seconds, for keys such as `ttl` and
+/// `tcp_idle_timeout`: a number (`30`) or duration text (`"30s"`, `"5m"`,
+/// `"1h"`, `"1d"`), checked when the file is parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Seconds(pub u32);
+
+impl<'de> Deserialize<'de> for Seconds {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let written = DurationToml::deserialize(deserializer)?;
+        let duration = written.to_duration().map_err(D::Error::custom)?;
+        if duration.subsec_nanos() != 0 {
+            return Err(D::Error::custom(format!(
+                "{duration:?} is not a whole number of seconds: expected {DURATION_FORM}"
+            )));
+        }
+        u32::try_from(duration.as_secs())
+            .map(Seconds)
+            .map_err(|_| D::Error::custom(format!("{duration:?} is too long")))
+    }
 }
 
 impl DurationToml {
@@ -176,7 +225,7 @@ impl StatusToml {
     }
 }
 
-/// Parses `"500ms"`, `"1s"`, `"1.5s"`, `"2m"`, `"1h"` or a bare number of seconds.
+/// Parses `"500ms"`, `"1s"`, `"1.5s"`, `"2m"`, `"1h"`, `"1d"` or a bare number of seconds.
 ///
 /// # Errors
 /// Empty or negative values, unknown units, and values too large to hold.
@@ -186,14 +235,14 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let bad =
-        || format!("bad duration {text:?}: expected e.g. \"500ms\", \"1s\", \"2m\" or seconds");
+    let bad = || format!("bad duration {text:?}: expected {DURATION_FORM}");
     let value: f64 = number.parse().map_err(|_| bad())?;
     let scale = match unit.trim() {
         "ms" => 0.001,
         "" | "s" => 1.0,
         "m" => 60.0,
         "h" => 3600.0,
+        "d" => 86_400.0,
         _ => return Err(bad()),
     };
     Duration::try_from_secs_f64(value * scale).map_err(|_| bad())
@@ -243,6 +292,7 @@ mod tests {
         assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("1d"), Ok(Duration::from_secs(86_400)));
         assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
         assert_eq!(
             DurationToml::Secs(7).to_duration(),
@@ -252,7 +302,7 @@ mod tests {
 
     #[test]
     fn durations_reject_junk() {
-        for text in ["", "ms", "1d", "-1s", "1.2.3s", "fast", "1e400s"] {
+        for text in ["", "ms", "1w", "-1s", "1.2.3s", "fast", "1e400s"] {
             assert!(parse_duration(text).is_err(), "{text}");
         }
         assert!(DurationToml::Secs(-1).to_duration().is_err());

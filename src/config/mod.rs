@@ -107,12 +107,63 @@ pub fn parse_config(path: &Path, text: String) -> Result<LoadedConfig, ConfigErr
             text,
             config,
         }),
-        Err(err) => Err(ConfigError {
-            file: path.to_path_buf(),
-            position: err.span().map(|span| line_col(&text, span.start)),
-            message: err.message().trim().to_string(),
-        }),
+        Err(err) => {
+            let message = expected_forms(err.message().trim());
+            // Type errors name the key they are about (toml's messages
+            // name only the value and the type).
+            let message = match err.span().and_then(|span| key_at(&text, span.start)) {
+                Some(key) if !message.contains(&format!("`{key}`")) => {
+                    format!("`{key}`: {message}")
+                }
+                _ => message,
+            };
+            Err(ConfigError {
+                file: path.to_path_buf(),
+                position: err.span().map(|span| line_col(&text, span.start)),
+                message,
+            })
+        }
     }
+}
+
+/// The key whose value starts at `offset` (or holds it, inside an array
+/// or inline table): the nearest `key =` before it, not looking past a
+/// table header.
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let before = text.get(..offset)?;
+    let mut scope = before;
+    // Not past the `[table]` header of the value's table.
+    if let Some(header) = before.rfind("\n[") {
+        scope = &before[header..];
+    }
+    let equals = scope.rfind('=')?;
+    let key = scope[..equals]
+        .trim_end()
+        .rsplit(|c: char| c.is_whitespace() || matches!(c, '{' | ',' | '[' | '\n'))
+        .next()?
+        .trim_matches('"');
+    (!key.is_empty() && !key.contains(']')).then(|| key.to_string())
+}
+
+/// toml's `expected u32` and the like, in the words of the README.
+fn expected_forms(message: &str) -> String {
+    const FORMS: [(&str, &str); 9] = [
+        ("expected u8", "expected a whole number 0..=255"),
+        ("expected u16", "expected a whole number 0..=65535"),
+        ("expected u32", "expected a whole number 0..=4294967295"),
+        ("expected u64", "expected a whole number"),
+        ("expected usize", "expected a whole number"),
+        ("expected i8", "expected a whole number -128..=127"),
+        ("expected i64", "expected a whole number"),
+        ("expected f64", "expected a number"),
+        ("expected a boolean", "expected true or false"),
+    ];
+    for (toml_form, form) in FORMS {
+        if let Some(start) = message.strip_suffix(toml_form) {
+            return format!("{start}{form}");
+        }
+    }
+    message.to_string()
 }
 
 /// 1-based line and column of a byte offset.
@@ -136,6 +187,62 @@ mod tests {
         .unwrap_err();
         assert!(err.to_string().starts_with("g.toml:3:1: "), "{err}");
         assert!(err.message.contains("lisen"), "{err}");
+    }
+
+    /// Issue 18: type errors name the key and the form it takes.
+    #[test]
+    fn type_errors_name_the_key_and_the_expected_form() {
+        let cases = [
+            (
+                "[services.\"www.example.test\"]\npolicy = \"geo\"\nttl = \"fast\"\n",
+                "g.toml:3:7: `ttl`: ",
+                "\"30s\"",
+            ),
+            (
+                "[server]\ntcp_idle_timeout = true\n",
+                "g.toml:2:20: `tcp_idle_timeout`: ",
+                "\"1h\"",
+            ),
+            (
+                "[server]\ntcp_max_queries = \"many\"\n",
+                "g.toml:2:19: `tcp_max_queries`: ",
+                "expected a whole number",
+            ),
+            (
+                "[pools.eu]\nendpoints = [{ address = \"192.0.2.1\", weight = \"x\" }]\n",
+                "g.toml:2:",
+                "`weight`: ",
+            ),
+            (
+                "[services.\"w.example.test\"]\npolicy = \"geo\"\nttl = \"1.5s\"\n",
+                "g.toml:3:7: `ttl`: ",
+                "whole number of seconds",
+            ),
+        ];
+        for (text, prefix, form) in cases {
+            let err = parse_config(Path::new("g.toml"), text.into()).unwrap_err();
+            let shown = err.to_string();
+            assert!(shown.starts_with(prefix), "{shown}");
+            assert!(shown.contains(form), "{shown}");
+        }
+    }
+
+    /// Issue 18: every duration-like key takes duration text as well as
+    /// seconds.
+    #[test]
+    fn duration_keys_take_duration_text() {
+        let text = "[server]\ntcp_idle_timeout = \"1m\"\n\
+                    [services.\"a.example.test\"]\npolicy = \"geo\"\nttl = \"30s\"\nfailover_ttl = \"5s\"\n\
+                    [services.\"b.example.test\"]\npolicy = \"geo\"\nttl = \"1d\"\n\
+                    [services.\"c.example.test\"]\npolicy = \"geo\"\nttl = 45\n";
+        let loaded = parse_config(Path::new("g.toml"), text.into()).unwrap();
+        let config = &loaded.config;
+        assert_eq!(config.server.tcp_idle_timeout, Seconds(60));
+        let service = |name: &str| config.services[name].get_ref();
+        assert_eq!(service("a.example.test").ttl, Seconds(30));
+        assert_eq!(service("a.example.test").failover_ttl, Some(Seconds(5)));
+        assert_eq!(service("b.example.test").ttl, Seconds(86_400));
+        assert_eq!(service("c.example.test").ttl, Seconds(45));
     }
 
     #[test]

@@ -74,7 +74,7 @@ pub struct ServerToml {
     pub tcp_max_connections: usize,
     /// Seconds a TCP connection may stay idle, or take to send one query.
     #[serde(default = "default_tcp_idle_timeout")]
-    pub tcp_idle_timeout: u64,
+    pub tcp_idle_timeout: super::Seconds,
     /// Queries answered per TCP connection before it is closed.
     #[serde(default = "default_tcp_max_queries")]
     pub tcp_max_queries: u32,
@@ -162,8 +162,8 @@ fn default_tcp_max_connections() -> usize {
     512
 }
 
-fn default_tcp_idle_timeout() -> u64 {
-    10
+fn default_tcp_idle_timeout() -> super::Seconds {
+    super::Seconds(10)
 }
 
 fn default_tcp_max_queries() -> u32 {
@@ -364,12 +364,12 @@ pub struct ServiceToml {
     /// Records per answer (1..=16): how many endpoints are returned.
     #[serde(default = "one_u8")]
     pub max_records: Spanned<u8>,
-    /// Answer TTL in seconds.
+    /// Answer TTL in seconds (`30` or `"30s"`).
     #[serde(default = "default_ttl")]
-    pub ttl: u32,
+    pub ttl: super::Seconds,
     /// TTL of answers given while failing over (the client's first pool is
     /// down, or all are and we fail open), so clients come back sooner.
-    pub failover_ttl: Option<u32>,
+    pub failover_ttl: Option<super::Seconds>,
     /// What to answer when no pool has a healthy endpoint.
     #[serde(default)]
     pub all_down: AllDownKind,
@@ -399,8 +399,8 @@ fn one_u8() -> Spanned<u8> {
     Spanned::new(0..0, 1)
 }
 
-fn default_ttl() -> u32 {
-    30
+fn default_ttl() -> super::Seconds {
+    super::Seconds(30)
 }
 
 /// How a service orders its regions for a client.

@@ -514,14 +514,14 @@ fn build_service(
         table,
         selection: s.selection,
         max_records,
-        ttl: s.ttl,
+        ttl: s.ttl.0,
         all_down: s.all_down,
         sticky_prefix_v4: s.sticky_prefix_v4.unwrap_or(v4_cap).min(32),
         sticky_prefix_v6: s.sticky_prefix_v6.unwrap_or(v6_cap).min(128),
         measured_order: (policy == PolicyKind::Fastest)
             .then(|| arc_swap::ArcSwap::from_pointee(route.fallback().into_boxed_slice())),
         route,
-        failover_ttl: s.failover_ttl,
+        failover_ttl: s.failover_ttl.map(|t| t.0),
         load,
     })
     .inspect(|service| {
