@@ -29,11 +29,20 @@ endpoints = [{ address = "192.0.2.3" }]
 endpoints = [{ address = "192.0.2.99" }]
 "#;
 
+/// (network, country, code part, English name, ASCII name).
+type Place = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+);
+
 /// Subdivisions as each vendor writes them: (network, country, ISO code
 /// part, name as written by English-language vendors, the same name
 /// without diacritics). Amazonas is both a Brazilian state and a Colombian
 /// department; Bavaria is how GeoIP vendors write Bayern.
-const PLACES: [(&str, &str, &str, &str, &str); 7] = [
+const PLACES: [Place; 7] = [
     ("216.160.83.0/24", "US", "WA", "Washington", "Washington"),
     ("81.2.69.0/24", "CH", "ZH", "Zürich", "Zurich"),
     ("89.160.20.0/24", "BR", "SP", "São Paulo", "Sao Paulo"),
@@ -121,7 +130,7 @@ fn subnet_of(network: &str) -> String {
 fn subdivision_rules_match_on_every_database_layout() {
     let dir = TempDir::new("layouts");
     let header = "network,country,continent,subdivision,latitude,longitude,subdivision_name\n";
-    let rows = |cell: &dyn Fn(&(&str, &str, &str, &str, &str)) -> (String, String)| -> String {
+    let rows = |cell: &dyn Fn(&Place) -> (String, String)| -> String {
         let mut csv = header.to_string();
         for place in &PLACES {
             let (code, name) = cell(place);
