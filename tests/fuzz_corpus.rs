@@ -93,6 +93,47 @@ fn latency_corpus_replays_cleanly() {
     replay(&corpus("latency"), harness::fuzz_latency);
 }
 
+#[test]
+fn answer_corpus_replays_cleanly() {
+    let snapshot = harness::packet_snapshot(&harness::packet_fixture_config(&fuzz_dir()));
+    replay(&corpus("answer"), |bytes| {
+        harness::fuzz_answer(&snapshot, bytes)
+    });
+}
+
+#[test]
+fn geoip_csv_corpus_replays_cleanly() {
+    replay(&corpus("geoip_csv"), harness::fuzz_geoip_csv);
+}
+
+/// Issue 18: a bounded in-process fuzzer for the ECS answer path: random
+/// services, families, source prefixes and addresses (biased towards the
+/// fixture's networks), each checked for an honest scope.
+#[test]
+fn random_ecs_queries_get_honest_scopes() {
+    let snapshot = harness::packet_snapshot(&harness::packet_fixture_config(&fuzz_dir()));
+    let mut rng = Xorshift::new(0x00ec_5c0e);
+    let networks: [&[u8]; 6] = [
+        &[81, 2, 69],
+        &[216, 160, 83],
+        &[10, 1],
+        &[0x20, 0x01, 0x02, 0x18],
+        &[89, 160, 20],
+        &[],
+    ];
+    let mut inputs = Vec::new();
+    for round in 0..3_000 {
+        let mut input = vec![rng.byte(), rng.byte(), rng.byte()];
+        let start = networks[rng.below(networks.len())];
+        input.extend_from_slice(start);
+        for _ in 0..rng.below(36) {
+            input.push(rng.byte());
+        }
+        inputs.push((PathBuf::from(format!("random-ecs-{round}")), input));
+    }
+    replay(&inputs, |bytes| harness::fuzz_answer(&snapshot, bytes));
+}
+
 /// A bounded mutational fuzzer: bit flips, byte overwrites, truncation,
 /// duplication and insertion applied to each packet seed, deterministically.
 #[test]

@@ -20,7 +20,15 @@ use hickory_proto::rr::Name;
 use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
 
 /// Names of the fuzz targets, which are also the corpus directory names.
-pub const TARGETS: [&str; 4] = ["packet", "config", "zone", "latency"];
+pub const TARGETS: [&str; 6] = ["packet", "config", "zone", "latency", "answer", "geoip_csv"];
+
+/// Services of the packet fixture whose answers depend on the client: geo
+/// (weighted), nearest (sticky) and latency (multivalue).
+const CLIENT_DEPENDENT_SERVICES: [&str; 3] = [
+    "www.example.test.",
+    "near.example.test.",
+    "lat.example.test.",
+];
 
 /// Packet sources the `packet` target answers from, picked by the query's
 /// first ID byte: loopback, GB, US, JP (IPv6), a CIDR-map network, and an
@@ -69,8 +77,10 @@ pub fn packet_snapshot(config_path: &Path) -> Snapshot {
 /// decodes with hickory, echoes the ID and the question, is a response with
 /// the rcode the handler reported, fits the transport's size limit (UDP: the
 /// query's EDNS payload clamped to 512..=max_udp_payload, else 512), carries
-/// no records with REFUSED or with a header-only error, and echoes ECS with a
-/// scope no longer than the source prefix (RFC 7871 §7.2.1).
+/// no records with REFUSED or with a header-only error, and echoes ECS with
+/// the query's source prefix and a scope within the family's length (it may
+/// be longer than the source when the source block is mixed: RFC 7871
+/// §7.2.1; the `answer` target checks that such scopes are honest).
 pub fn fuzz_packet(snapshot: &Snapshot, data: &[u8]) {
     let client = CLIENTS[usize::from(data.first().copied().unwrap_or(0)) % CLIENTS.len()];
     let must_drop = data.len() < wire::HEADER_LEN || data[2] & 0x80 != 0;
@@ -155,11 +165,14 @@ pub fn fuzz_packet(snapshot: &Snapshot, data: &[u8]) {
         match (query_subnet, reply_subnet) {
             (Some(sent), Some(echoed)) => {
                 assert_eq!(echoed.source_prefix(), sent.source_prefix_len);
+                let family_bits = match echoed.addr() {
+                    IpAddr::V4(_) => 32,
+                    IpAddr::V6(_) => 128,
+                };
                 assert!(
-                    echoed.scope_prefix() <= echoed.source_prefix(),
-                    "ECS scope /{} exceeds source /{}: query {data:02x?}",
+                    echoed.scope_prefix() <= family_bits,
+                    "ECS scope /{} exceeds the address length: query {data:02x?}",
                     echoed.scope_prefix(),
-                    echoed.source_prefix()
                 );
             }
             (None, Some(_)) => panic!("ECS in a reply to a query without it: {data:02x?}"),
@@ -274,6 +287,206 @@ pub fn fuzz_latency(data: &[u8]) {
             for error in errors {
                 assert!((1..=lines).contains(&error.line), "{error}");
             }
+        }
+    }
+}
+
+/// `answer`: the query path with EDNS Client Subnet against services whose
+/// answer depends on the client. The input picks the service, the type (A
+/// or AAAA), the family, the source prefix and the address; the reply must
+/// be NOERROR, echo the subnet, and carry a scope at which the answer is
+/// honest: a second query from another address inside the scope block
+/// (taken from the input's remaining bytes) gets the same records.
+pub fn fuzz_answer(snapshot: &Snapshot, data: &[u8]) {
+    let [selector, family, prefix, rest @ ..] = data else {
+        return;
+    };
+    let name = CLIENT_DEPENDENT_SERVICES[usize::from(selector % 3)];
+    let qtype = if selector & 0x80 == 0 { 1u16 } else { 28 };
+    let v6 = family & 1 == 1;
+    let bits: u8 = if v6 { 128 } else { 32 };
+    let source = prefix % (bits + 1);
+    let (address, other) = take_address(rest, v6);
+    let first = mask_address(address, source);
+    let query = ecs_query(0x4242, name, qtype, first, source);
+    let (records, scope) = answer_with_ecs(snapshot, &query, data);
+    let Some(scope) = scope else {
+        return;
+    };
+    assert!(
+        scope <= bits,
+        "scope /{scope} past the address: {data:02x?}"
+    );
+    if source == 0 {
+        assert_eq!(scope, 0, "ECS source 0 is not used: scope must be 0");
+        return;
+    }
+    // Another address of the scope block, asked with its full length: the
+    // server caps it as it did the first; the answer must be the same.
+    let inside = merge_address(first, other, scope);
+    let query = ecs_query(0x4343, name, qtype, inside, bits);
+    let (again, _) = answer_with_ecs(snapshot, &query, data);
+    assert_eq!(
+        again, records,
+        "{name} scope /{scope} of {first}/{source} is not honest: {inside} gets another answer ({data:02x?})"
+    );
+}
+
+/// The first address of `rest` (4 or 16 bytes, zero-padded) and the rest.
+fn take_address(rest: &[u8], v6: bool) -> (IpAddr, &[u8]) {
+    let len = if v6 { 16 } else { 4 };
+    let mut bytes = [0u8; 16];
+    let taken = rest.len().min(len);
+    bytes[..taken].copy_from_slice(&rest[..taken]);
+    let address = if v6 {
+        IpAddr::V6(Ipv6Addr::from(bytes))
+    } else {
+        IpAddr::V4(Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]))
+    };
+    (address, &rest[taken..])
+}
+
+fn address_bits(address: IpAddr) -> (u128, u8) {
+    match address {
+        IpAddr::V4(v4) => (u128::from(u32::from(v4)), 32),
+        IpAddr::V6(v6) => (u128::from(v6), 128),
+    }
+}
+
+fn address_from_bits(bits: u128, width: u8) -> IpAddr {
+    if width == 32 {
+        IpAddr::V4(Ipv4Addr::from(bits as u32))
+    } else {
+        IpAddr::V6(Ipv6Addr::from(bits))
+    }
+}
+
+/// High `len` bits of the address's width, as a mask.
+fn high_mask(len: u8, width: u8) -> u128 {
+    let all = if width == 32 {
+        u128::from(u32::MAX)
+    } else {
+        u128::MAX
+    };
+    let low = all.checked_shr(u32::from(len)).unwrap_or(0);
+    all & !low
+}
+
+fn mask_address(address: IpAddr, len: u8) -> IpAddr {
+    let (bits, width) = address_bits(address);
+    address_from_bits(bits & high_mask(len, width), width)
+}
+
+/// `first`'s leading `len` bits, then bits from `other`.
+fn merge_address(first: IpAddr, other: &[u8], len: u8) -> IpAddr {
+    let (bits, width) = address_bits(first);
+    let mut fill = [0u8; 16];
+    let taken = other.len().min(16);
+    fill[..taken].copy_from_slice(&other[..taken]);
+    let fill = u128::from_be_bytes(fill) >> (128 - u32::from(width));
+    let keep = high_mask(len, width);
+    address_from_bits((bits & keep) | (fill & !keep), width)
+}
+
+/// A query for `name` and `qtype` with an OPT record holding ECS.
+fn ecs_query(id: u16, name: &str, qtype: u16, address: IpAddr, source: u8) -> Vec<u8> {
+    let mut packet = Vec::with_capacity(64);
+    packet.extend_from_slice(&id.to_be_bytes());
+    packet.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0, 1]);
+    for label in name.trim_end_matches('.').split('.') {
+        packet.push(label.len() as u8);
+        packet.extend_from_slice(label.as_bytes());
+    }
+    packet.push(0);
+    packet.extend_from_slice(&qtype.to_be_bytes());
+    packet.extend_from_slice(&1u16.to_be_bytes());
+    let (family, bytes): (u16, Vec<u8>) = match address {
+        IpAddr::V4(v4) => (1, v4.octets().to_vec()),
+        IpAddr::V6(v6) => (2, v6.octets().to_vec()),
+    };
+    let address_len = usize::from(source).div_ceil(8);
+    let option_len = 4 + address_len;
+    packet.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0]);
+    packet.extend_from_slice(&((4 + option_len) as u16).to_be_bytes());
+    packet.extend_from_slice(&8u16.to_be_bytes());
+    packet.extend_from_slice(&(option_len as u16).to_be_bytes());
+    packet.extend_from_slice(&family.to_be_bytes());
+    packet.extend_from_slice(&[source, 0]);
+    packet.extend_from_slice(&bytes[..address_len]);
+    packet
+}
+
+/// Answers `query` from loopback over UDP: the answer records (sorted, as
+/// text) and the reply's ECS scope.
+fn answer_with_ecs(snapshot: &Snapshot, query: &[u8], data: &[u8]) -> (Vec<String>, Option<u8>) {
+    let mut out = Vec::with_capacity(4096);
+    let client = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let outcome = handle_packet(snapshot, query, client, Transport::Udp, 7, &mut out);
+    let Some(outcome) = outcome else {
+        panic!("an ECS query was dropped: {query:02x?} (input {data:02x?})");
+    };
+    assert_eq!(
+        outcome.rcode,
+        wire::Rcode::NoError,
+        "query {query:02x?} (input {data:02x?})"
+    );
+    let reply = match Message::from_vec(&out) {
+        Ok(reply) => reply,
+        Err(err) => panic!("reply does not decode: {err}: {out:02x?}"),
+    };
+    let mut records: Vec<String> = reply.answers.iter().map(|r| r.data.to_string()).collect();
+    records.sort();
+    let scope = reply
+        .edns
+        .as_ref()
+        .and_then(|edns| match edns.option(EdnsCode::Subnet) {
+            Some(EdnsOption::Subnet(subnet)) => Some(subnet.scope_prefix()),
+            _ => None,
+        });
+    assert!(scope.is_some(), "ECS not echoed: {out:02x?}");
+    (records, scope)
+}
+
+/// `geoip_csv`: text through `geo::build_mmdb_from_csv` in the layout the
+/// first byte picks; what builds must load back through the database
+/// loader (which normalises subdivisions to ISO 3166-2), and every
+/// subdivision code it finds belongs to the location's country. Errors
+/// name a line of the text.
+pub fn fuzz_geoip_csv(data: &[u8]) {
+    let Some((&selector, text)) = data.split_first() else {
+        return;
+    };
+    let Ok(text) = std::str::from_utf8(text) else {
+        return;
+    };
+    let (layout, fields) = if selector & 1 == 0 {
+        (gslb::geo::Layout::MaxMind, gslb::geo::FieldPaths::maxmind())
+    } else {
+        (gslb::geo::Layout::Flat, gslb::geo::FieldPaths::flat())
+    };
+    let lines = text.lines().count().max(1);
+    let bytes = match gslb::geo::build_mmdb_from_csv(text, layout, gslb::geo::BUILD_EPOCH) {
+        Ok(bytes) => bytes,
+        Err(gslb::geo::GeoError::DemoCsv { line, message }) => {
+            assert!((1..=lines).contains(&line), "line {line}: {message}");
+            return;
+        }
+        Err(gslb::geo::GeoError::MmdbWrite { .. }) => return,
+        Err(other) => panic!("unexpected error: {other}"),
+    };
+    let table = match gslb::geo::LocationTable::from_bytes(bytes, Path::new("fuzz.mmdb"), &fields) {
+        Ok(table) => table,
+        // Rows with no field at all: a clear error, not a bug.
+        Err(gslb::geo::GeoError::FieldsNotFound { .. }) => return,
+        Err(err) => panic!("a database gslb wrote does not load: {err}"),
+    };
+    for location in table.locations() {
+        if let Some(code) = &location.subdivision {
+            let country = location.country.as_deref().unwrap_or("");
+            assert!(
+                code.starts_with(country) && code.get(2..3) == Some("-"),
+                "subdivision {code} outside country {country:?}"
+            );
         }
     }
 }

@@ -1,0 +1,18 @@
+//! The query path with EDNS Client Subnet against geo, nearest and latency
+//! services; see `gslb_fuzz::fuzz_answer` for what is asserted.
+#![no_main]
+
+use std::path::Path;
+use std::sync::LazyLock;
+
+use gslb::snapshot::Snapshot;
+use libfuzzer_sys::fuzz_target;
+
+/// Built once per process from `fixtures/packet.toml`.
+static SNAPSHOT: LazyLock<Snapshot> = LazyLock::new(|| {
+    gslb_fuzz::packet_snapshot(&gslb_fuzz::packet_fixture_config(Path::new(env!(
+        "CARGO_MANIFEST_DIR"
+    ))))
+});
+
+fuzz_target!(|data: &[u8]| gslb_fuzz::fuzz_answer(&SNAPSHOT, data));
