@@ -291,9 +291,12 @@ endpoints = [{ address = "192.0.2.66", down = true }, { address = "192.0.2.67", 
 policy = "failover"
 pools = ["maint"]
 all_down = "fail-open"
+[services."api.geo.test"]
+policy = "failover"
+pools = ["a"]
 "#,
     );
-    let server = GslbServer::start(&["-c", path_str(&config)]);
+    let server = GslbServer::start(&["-c", path_str(&config), "--api", "127.0.0.1:0"]);
     let result = dig(server.addr(), &["www.geo.test"]);
     assert_eq!(
         (result.status.as_str(), result.answer.len()),
@@ -321,6 +324,34 @@ all_down = "fail-open"
         explain.stdout.contains("down by the operator"),
         "{}",
         explain.stdout
+    );
+    // An operator's force-down through the API is the same word: the
+    // answer goes (no fail-open), and the log says why.
+    assert_eq!(
+        dig(server.addr(), &["api.geo.test"]).sorted_rdata(),
+        vec!["192.0.2.1"]
+    );
+    let set = common::http(
+        server.api(),
+        "POST",
+        "/override",
+        &[("Content-Type", "application/json")],
+        r#"{"pool":"a","state":"down"}"#,
+    );
+    assert_eq!(set.status, 200, "{}", set.body);
+    let result = dig(server.addr(), &["api.geo.test"]);
+    assert_eq!(
+        (result.status.as_str(), result.answer.len()),
+        ("NOERROR", 0),
+        "{}",
+        result.raw
+    );
+    assert!(
+        server
+            .stderr()
+            .contains("every endpoint of the service is down by the operator"),
+        "{}",
+        server.stderr()
     );
 }
 

@@ -391,11 +391,27 @@ async fn set_override(
             "give exactly one of endpoint or pool",
         )),
     };
+    if result.is_ok() {
+        warn_operator_down_services(&snapshot);
+    }
     match result {
         // A plain HTML form (no script) goes back to the page.
         Ok(_) if is_form => Redirect::to("/").into_response(),
         Ok(body) => axum::Json(body).into_response(),
         Err(response) => response,
+    }
+}
+
+/// Logs each service an override left with nothing but operator-disabled
+/// endpoints: it now answers no records, even failing open.
+fn warn_operator_down_services(snapshot: &crate::snapshot::Snapshot) {
+    for service in &snapshot.services {
+        if service.only_operator_down() {
+            tracing::warn!(
+                service = %service.name,
+                "every endpoint of the service is down by the operator (down = true, force-down or drain): it answers no records; all_down = \"fail-open\" does not override an operator"
+            );
+        }
     }
 }
 

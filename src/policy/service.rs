@@ -272,6 +272,17 @@ impl Service {
         NEXT.fetch_add(1, Ordering::Relaxed)
     }
 
+    /// Whether every endpoint of every pool is operator-disabled (`down =
+    /// true`, force-down, drain), so the service answers no records.
+    pub fn only_operator_down(&self) -> bool {
+        let mut endpoints = self
+            .pools
+            .iter()
+            .flat_map(|p| p.endpoints.iter())
+            .peekable();
+        endpoints.peek().is_some() && endpoints.all(Endpoint::is_operator_down)
+    }
+
     /// The ordered pool list with this index (empty if out of range).
     pub fn order(&self, index: u32) -> &[u16] {
         self.orders.get(index as usize).map_or(&[], |o| &o[..])
