@@ -34,6 +34,9 @@ pub struct Control {
     pub metrics: Arc<Metrics>,
     /// The query log (configured from `[query_log]` on every load).
     pub query_log: Arc<QueryLog>,
+    /// Zone transfer state: versions for IXFR, status, NOTIFY and
+    /// secondary zone tasks (started by `serve`).
+    pub transfers: Arc<crate::transfer::Hub>,
     /// Files the configuration in service was read from (for `watch`).
     watched: Mutex<Vec<PathBuf>>,
     /// Whether `[server] watch` is on in the configuration in service.
@@ -69,6 +72,7 @@ impl Control {
             monitor,
             metrics: Arc::new(Metrics::new()),
             query_log: Arc::new(QueryLog::default()),
+            transfers: Arc::new(crate::transfer::Hub::default()),
             watched: Mutex::new(Vec::new()),
             watch: std::sync::atomic::AtomicBool::new(false),
             reloading: Mutex::new(()),
@@ -77,6 +81,7 @@ impl Control {
         };
         control.apply_ops_settings(&loaded);
         control.metrics.record_loaded(mtime(&loaded.path));
+        control.transfers.applied(control.snapshot.load_full());
         Ok((control, loaded))
     }
 
@@ -111,6 +116,7 @@ impl Control {
         };
         let snapshot = Arc::new(snapshot);
         self.snapshot.store(snapshot.clone());
+        self.transfers.applied(snapshot.clone());
         // Re-plan the probers: unchanged endpoints keep their tasks.
         self.monitor.replan(&snapshot.probes);
         self.health.prune();
@@ -150,6 +156,22 @@ impl Control {
                 crate::health::fastest::update(&snapshot.load());
             }
         });
+    }
+
+    /// Starts the zone transfer tasks (NOTIFY out, secondary zone
+    /// refreshes); call inside the tokio runtime. A transferred or expired
+    /// secondary zone is served through a reload (trigger "transfer").
+    pub fn start_transfers(self: &Arc<Self>) {
+        let control = Arc::downgrade(self);
+        let reload: crate::transfer::Reload = Arc::new(move || {
+            if let Some(control) = control.upgrade() {
+                tokio::task::spawn_blocking(move || {
+                    // Logged and counted by `reload` itself.
+                    let _ = control.reload("transfer");
+                });
+            }
+        });
+        self.transfers.start(self.snapshot.clone(), reload);
     }
 
     /// Whether `[server] watch` is on.
@@ -260,7 +282,8 @@ fn files_of(source: &SnapshotSource, loaded: &LoadedConfig) -> Vec<PathBuf> {
         config
             .zones
             .iter()
-            .map(|z| loaded.resolve_path(z.file.get_ref())),
+            .filter_map(|z| z.file.as_ref())
+            .map(|file| loaded.resolve_path(file.get_ref())),
     );
     files.extend(source.extra_zones.iter().map(|(_, path)| path.clone()));
     if let Some(geoip) = &config.geoip {

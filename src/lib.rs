@@ -14,4 +14,5 @@ pub mod metrics;
 pub mod policy;
 pub mod querylog;
 pub mod snapshot;
+pub mod transfer;
 pub mod zone;

@@ -342,6 +342,7 @@ fn serve(source: SnapshotSource, listen: Vec<SocketAddr>, api: Option<SocketAddr
         // Health probers first, so a gdnsd-style first round can finish
         // before any query is answered.
         control.start_probers(tokio::runtime::Handle::current());
+        control.start_transfers();
         let (wait, limit) = {
             let snapshot = control.snapshot.load();
             (
@@ -378,6 +379,7 @@ fn serve(source: SnapshotSource, listen: Vec<SocketAddr>, api: Option<SocketAddr
                 control.snapshot.clone(),
                 observer,
                 tcp_limits,
+                control.transfers.clone(),
             ));
         }
         tasks.spawn(async move {

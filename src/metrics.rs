@@ -1007,6 +1007,57 @@ impl prometheus_client::collector::Collector for Scrape {
                 (vec![("reason", "rate_limit".to_string())], log.rate_limited),
             ],
         )?;
+        // --- zone transfers (per zone with transfer settings) ---
+        let transfers = control.transfers.status();
+        family(
+            e,
+            "gslb_zone_serial",
+            "SOA serial served, per zone with transfer settings",
+            MetricType::Gauge,
+            transfers
+                .iter()
+                .filter_map(|(zone, s)| Some((vec![("zone", zone.clone())], u64::from(s.serial?)))),
+        )?;
+        for (name, help, pick) in [
+            (
+                "gslb_zone_transfers_out",
+                "transfers to secondaries (and refusals) by result",
+                (|s: &crate::transfer::ZoneStatus| &s.transfers_out)
+                    as fn(&crate::transfer::ZoneStatus) -> &std::collections::BTreeMap<String, u64>,
+            ),
+            (
+                "gslb_zone_transfers_in",
+                "transfers from primaries by result",
+                |s: &crate::transfer::ZoneStatus| &s.transfers_in,
+            ),
+        ] {
+            family(
+                e,
+                name,
+                help,
+                MetricType::Counter,
+                transfers.iter().flat_map(|(zone, s)| {
+                    pick(s).iter().map(|(result, count)| {
+                        (
+                            vec![("zone", zone.clone()), ("result", result.clone())],
+                            *count,
+                        )
+                    })
+                }),
+            )?;
+        }
+        family(
+            e,
+            "gslb_zone_notifies_pending",
+            "NOTIFYs sent and not acknowledged yet",
+            MetricType::Gauge,
+            transfers.iter().map(|(zone, s)| {
+                (
+                    vec![("zone", zone.clone())],
+                    s.pending_notifies.len() as u64,
+                )
+            }),
+        )?;
         Ok(())
     }
 }

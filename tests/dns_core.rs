@@ -737,8 +737,10 @@ fn chaos_class_query_is_refused() {
 #[test]
 fn opcode_other_than_query_is_notimp() {
     let f = core();
+    // NOTIFY is implemented (issue 23): for a zone that is not a secondary
+    // here the answer is NOTAUTH, as BIND and Knot give.
     let reply = f.dig(&["+opcode=notify", "+noedns", "core.test", "SOA"]);
-    assert_eq!(reply.status, "NOTIMP", "{}", reply.raw);
+    assert_eq!(reply.status, "NOTAUTH", "{}", reply.raw);
     assert_eq!(reply.opcode, "NOTIFY", "{}", reply.raw);
     assert!(!reply.has_flag("aa"), "{}", reply.raw);
     // STATUS (opcode 2), as a raw packet.
@@ -756,10 +758,20 @@ fn opcode_other_than_query_is_notimp() {
 fn notimp_reply_to_edns_query_carries_opt() {
     let f = core();
     let query = QueryBuilder::new(0x4e4e, "core.test", rtype::SOA)
-        .opcode(4)
+        .opcode(2)
         .edns(1232, 0, Vec::new());
     let reply = udp_query(f.addr(), &query.build());
     assert_eq!(reply.rcode(), rcode::NOTIMP);
+    assert!(
+        reply.opt().is_some(),
+        "NOTIMP reply to an EDNS query has no OPT: {reply:?}"
+    );
+    // A NOTIFY answer (issue 23) carries one too.
+    let query = QueryBuilder::new(0x4e4f, "core.test", rtype::SOA)
+        .opcode(4)
+        .edns(1232, 0, Vec::new());
+    let reply = udp_query(f.addr(), &query.build());
+    assert_eq!(reply.rcode(), 9);
     assert!(
         reply.opt().is_some(),
         "NOTIMP reply to an EDNS query has no OPT: {reply:?}"

@@ -38,6 +38,9 @@ pub struct Status {
     pub pool_overrides: HashMap<String, &'static str>,
     /// Recent failover events, newest first.
     pub failovers: Vec<FailoverEvent>,
+    /// Per zone with transfer settings (by origin): serial, last transfer
+    /// in and out, pending NOTIFYs.
+    pub transfers: std::collections::BTreeMap<String, crate::transfer::ZoneStatus>,
 }
 
 /// The configuration in service.
@@ -488,5 +491,6 @@ pub fn build_status(control: &Control, history: &StatusHistory, auth_required: b
             .map(|(pool, value)| (pool, value.as_str()))
             .collect(),
         failovers: inner.events.iter().rev().cloned().collect(),
+        transfers: control.transfers.status(),
     }
 }

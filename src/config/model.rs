@@ -51,6 +51,22 @@ pub struct ConfigToml {
     /// The query log.
     #[serde(default)]
     pub query_log: QueryLogToml,
+    // --- zone transfers ---
+    /// TSIG keys (RFC 8945), by name: `[tsig.NAME]`.
+    #[serde(default)]
+    pub tsig: std::collections::BTreeMap<String, Spanned<TsigToml>>,
+}
+
+/// `[tsig.NAME]`: a shared secret for signing transfers and NOTIFYs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TsigToml {
+    /// `"hmac-sha256"`, `"hmac-sha512"` or `"hmac-sha1"`.
+    pub algorithm: Spanned<String>,
+    /// The secret, base64 (as `tsig-keygen` and `keymgr` print it).
+    pub secret: Option<Spanned<Secret>>,
+    /// A file holding the base64 secret (relative to the config file).
+    pub secret_file: Option<Spanned<PathBuf>>,
 }
 
 /// `[server]`: sockets and protocol limits.
@@ -89,6 +105,9 @@ pub struct ServerToml {
     /// when one changes.
     #[serde(default)]
     pub watch: bool,
+    /// Where state that outlives a restart is kept (secondary zone caches,
+    /// served zone versions); default `state/` beside the config file.
+    pub state_dir: Option<PathBuf>,
 }
 
 /// A secret from the configuration: never printed by `Debug`.
@@ -144,6 +163,7 @@ impl Default for ServerToml {
             api_token: None,
             api_require_token: false,
             watch: false,
+            state_dir: None,
         }
     }
 }
@@ -183,14 +203,41 @@ fn default_max_udp_payload() -> Spanned<u16> {
     Spanned::new(0..0, DEFAULT_MAX_UDP_PAYLOAD)
 }
 
-/// `[[zone]]`: one zone served from an RFC 1035 file.
+/// `[[zone]]`: one zone served from an RFC 1035 file, or transferred from
+/// primaries (a secondary zone).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ZoneToml {
     /// The zone's origin, e.g. `example.test`.
     pub origin: Spanned<String>,
-    /// The zone file, relative to this config file's directory.
-    pub file: Spanned<PathBuf>,
+    /// The zone file, relative to this config file's directory (primary zones).
+    pub file: Option<Spanned<PathBuf>>,
+    // --- zone transfers ---
+    /// Who may transfer the zone (nothing by default).
+    #[serde(default)]
+    pub allow_transfer: Vec<Spanned<AllowTransferToml>>,
+    /// Secondaries told of a new serial (RFC 1996), as `"ip:port"`.
+    #[serde(default)]
+    pub notify: Vec<Spanned<String>>,
+    /// `"auto"`: gslb sets the SOA serial to the reload time when the
+    /// content changed.
+    pub serial: Option<Spanned<String>>,
+    /// Primaries to transfer this zone from, as `"ip:port"` (a secondary zone).
+    #[serde(default)]
+    pub primaries: Vec<Spanned<String>>,
+    /// Key (from `[tsig]`) signing transfers from the primaries and
+    /// required on their NOTIFYs.
+    pub tsig: Option<Spanned<String>>,
+}
+
+/// One `allow_transfer` entry: a client network and, optionally, its key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AllowTransferToml {
+    /// Client network, e.g. `"192.0.2.0/24"` (or one address).
+    pub from: String,
+    /// Key (from `[tsig]`) the request must be signed with.
+    pub tsig: Option<String>,
 }
 
 /// `[geoip]`: the databases that locate clients.
@@ -383,6 +430,9 @@ pub struct ServiceToml {
     pub spill: Option<Spanned<SpillKind>>,
     /// Default `overflow_at` for this service's pools that declare a capacity.
     pub overflow_at: Option<Spanned<f64>>,
+    /// What a zone transfer carries for this name: `"default"`, `"omit"`,
+    /// or a list of addresses or one CNAME target.
+    pub transfer_answer: Option<Spanned<TransferAnswerToml>>,
 }
 
 /// How a service spreads the clients of a failed, drained or overflowing pool.
@@ -393,6 +443,16 @@ pub enum SpillKind {
     Ordered,
     /// Over the next candidate pools in proportion to their spare capacity.
     Capacity,
+}
+
+/// `transfer_answer` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum TransferAnswerToml {
+    /// `"default"` or `"omit"`.
+    Keyword(String),
+    /// Addresses, or one CNAME target.
+    Records(Vec<String>),
 }
 
 fn one_u8() -> Spanned<u8> {

@@ -135,6 +135,15 @@ pub fn handle_packet_traced<'s>(
             return Some(Outcome::rejected(rcode));
         }
     };
+    if query.qtype == rtype::IXFR && transport == Transport::Udp {
+        // RFC 1995 §2: a UDP IXFR gets the SOA (the transfer code checks
+        // who may ask and signs with TSIG).
+        let rcode = crate::transfer::answer_udp_ixfr(snapshot, packet, client, out);
+        return Some(Outcome {
+            qtype: query.qtype,
+            ..Outcome::rejected(udp_ixfr_rcode(rcode))
+        });
+    }
     let subnet = query.edns.and_then(|e| e.client_subnet);
     let (client, usable_subnet) = routing_client(snapshot, subnet, client);
     trace!(
@@ -181,6 +190,16 @@ pub fn handle_packet_traced<'s>(
         had_client_subnet: subnet.is_some(),
         service: context.service,
     })
+}
+
+/// The query-path rcode for a UDP IXFR answer's (NOTAUTH counts as REFUSED).
+fn udp_ixfr_rcode(rcode: u8) -> Rcode {
+    match rcode {
+        0 => Rcode::NoError,
+        1 => Rcode::FormErr,
+        2 => Rcode::ServFail,
+        _ => Rcode::Refused,
+    }
 }
 
 /// The client as routing sees it: the query's Client Subnet when ECS is on
@@ -256,7 +275,8 @@ fn answer<'s>(
     }
     match query.qtype {
         rtype::OPT => return Rcode::FormErr,
-        // Zone transfers are not offered.
+        // Transfers come over TCP (`transfer`, routed by the server);
+        // UDP IXFR is answered before this point.
         rtype::AXFR | rtype::IXFR => return Rcode::Refused,
         rtype::MAILA | rtype::MAILB | 128..=250 => return Rcode::NotImp,
         _ => {}
@@ -272,6 +292,12 @@ fn answer<'s>(
         // Not authoritative: refuse rather than answer (no amplification, no referral to root).
         return Rcode::Refused;
     };
+    if zone.is_unavailable() {
+        // A secondary zone with no current data (RFC 1035 §4.3.5: SERVFAIL
+        // once expired).
+        context.zone = Some(zone_index);
+        return Rcode::ServFail;
+    }
     reply.set_authoritative(true);
     context.zone = Some(zone_index);
     answer_in_zone(context, zone, qname, query.qtype, reply)

@@ -73,6 +73,10 @@ impl PrecompiledAnswers {
         let mut reply = Vec::with_capacity(4096);
         let source = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
         for (zone_index, zone) in snapshot.zones.iter().enumerate() {
+            if zone.is_unavailable() {
+                // Answered SERVFAIL by the general path.
+                continue;
+            }
             for (name, node) in zone.nodes() {
                 // A name inside a more specific zone is that zone's to answer.
                 if snapshot.zones.find_index(name) != Some(zone_index) {

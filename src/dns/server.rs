@@ -27,6 +27,7 @@ use super::wire::truncate_reply;
 use crate::metrics::{Observer, QueryRecorder};
 use crate::policy::SplitMix64;
 use crate::snapshot::Snapshot;
+use crate::transfer::Hub;
 
 /// The snapshot currently answering queries, replaced whole on reload.
 pub type SharedSnapshot = Arc<ArcSwap<Snapshot>>;
@@ -127,27 +128,35 @@ pub async fn serve(
     snapshot: SharedSnapshot,
     observer: Observer,
     tcp_limits: TcpLimits,
+    transfers: Arc<Hub>,
 ) -> io::Result<()> {
     for (index, socket) in listener.udp.into_iter().enumerate() {
         let snapshot = snapshot.clone();
+        let transfers = transfers.clone();
         // Each worker thread records into a metrics slot of its own.
         let recorder = observer.recorder(Transport::Udp);
         std::thread::Builder::new()
             .name(format!("udp-{}-{index}", listener.local_addr))
-            .spawn(move || serve_udp(&socket, &snapshot, recorder))?;
+            .spawn(move || serve_udp(&socket, &snapshot, recorder, &transfers))?;
     }
     serve_tcp(
         listener.tcp,
         snapshot,
         observer.recorder(Transport::Tcp),
         tcp_limits,
+        transfers,
     )
     .await;
     Ok(())
 }
 
 /// One UDP worker: batches of queries in, batches of replies out.
-fn serve_udp(socket: &std::net::UdpSocket, snapshot: &SharedSnapshot, mut recorder: QueryRecorder) {
+fn serve_udp(
+    socket: &std::net::UdpSocket,
+    snapshot: &SharedSnapshot,
+    mut recorder: QueryRecorder,
+    transfers: &Hub,
+) {
     let mut batch = UdpBatch::new(socket.as_fd());
     // Per-query seeds count up: the policy mixes its seed before drawing.
     let mut seed = initial_seed();
@@ -176,6 +185,14 @@ fn serve_udp(socket: &std::net::UdpSocket, snapshot: &SharedSnapshot, mut record
                     continue;
                 };
                 let reply = &mut replies[answered];
+                if is_notify(&buffer[..len]) {
+                    // NOTIFY (RFC 1996) belongs to the transfer code.
+                    if transfers.answer_notify_udp(&current, &buffer[..len], peer_ip, reply) {
+                        reply_to[answered] = index as u8;
+                        answered += 1;
+                    }
+                    continue;
+                }
                 seed = seed.wrapping_add(1);
                 let outcome = handle_udp_query(&current, buffer, len, peer_ip, seed, reply);
                 let query = &buffer[..len];
@@ -213,6 +230,7 @@ async fn serve_tcp(
     snapshot: SharedSnapshot,
     mut recorder: QueryRecorder,
     limits: TcpLimits,
+    transfers: Arc<Hub>,
 ) {
     let limit = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     loop {
@@ -231,8 +249,11 @@ async fn serve_tcp(
         };
         let snapshot = snapshot.clone();
         let recorder = recorder.fork();
+        let transfers = transfers.clone();
         tokio::spawn(async move {
-            if let Err(err) = serve_tcp_connection(stream, peer, snapshot, recorder, limits).await {
+            let served =
+                serve_tcp_connection(stream, peer, snapshot, recorder, limits, &transfers).await;
+            if let Err(err) = served {
                 tracing::debug!(error = %err, %peer, "tcp connection ended");
             }
             drop(permit);
@@ -246,6 +267,7 @@ async fn serve_tcp_connection(
     snapshot: SharedSnapshot,
     mut recorder: QueryRecorder,
     limits: TcpLimits,
+    transfers: &Hub,
 ) -> io::Result<()> {
     let mut rng = SplitMix64(initial_seed());
     let mut query = Vec::with_capacity(512);
@@ -267,6 +289,15 @@ async fn serve_tcp_connection(
                 result?;
             }
             Err(_) => return Ok(()),
+        }
+        if crate::transfer::request_kind(&query).is_some() {
+            // AXFR, IXFR and NOTIFY: the transfer code answers, in as many
+            // messages as it takes (the snapshot is held as an Arc, not a
+            // guard, across the writes).
+            transfers
+                .serve_tcp(snapshot.load_full(), &query, peer, &mut stream)
+                .await?;
+            continue;
         }
         let answered = {
             let current = snapshot.load();
@@ -291,6 +322,13 @@ async fn serve_tcp_connection(
         stream.write_all(&framed).await?;
     }
     Ok(())
+}
+
+/// Whether a received datagram is a NOTIFY request (opcode 4, QR clear):
+/// one byte of the header, so ordinary queries pay nothing more.
+#[inline]
+fn is_notify(buffer: &[u8]) -> bool {
+    buffer.get(2).is_some_and(|flags| flags & 0xf8 == 4 << 3)
 }
 
 /// A per-task seed for weighted random choices: different per task and run.

@@ -103,6 +103,8 @@ pub struct Snapshot {
     /// the database matches, ...): logged at every load, printed by `gslb
     /// check`, errors with `check --strict`.
     pub warnings: Vec<BuildError>,
+    /// Zone transfer, NOTIFY and TSIG settings, and transferable zone content.
+    pub transfer: crate::transfer::TransferSettings,
 }
 
 impl Snapshot {
@@ -133,22 +135,45 @@ impl Snapshot {
         }
 
         let mut zones = ZoneSet::default();
-        let mut zone_specs: Vec<(String, PathBuf, Option<std::ops::Range<usize>>)> = config
-            .zones
-            .iter()
-            .map(|z| {
-                (
+        let state_dir =
+            crate::transfer::StateDir::for_config(&loaded.path, config.server.state_dir.as_deref());
+        let now_unix = crate::transfer::unix_now();
+        let keys = crate::transfer::build_keys(&loaded, &mut errors);
+        // (origin, zone file or none for a secondary zone, where it was written)
+        let mut zone_specs: Vec<(String, Option<PathBuf>, Option<std::ops::Range<usize>>)> =
+            Vec::new();
+        for z in &config.zones {
+            let span = Some(z.origin.span());
+            match (&z.file, crate::transfer::is_secondary(z)) {
+                (Some(file), false) => zone_specs.push((
                     z.origin.get_ref().clone(),
-                    loaded.resolve_path(z.file.get_ref()),
-                    Some(z.origin.span()),
-                )
-            })
-            .collect();
+                    Some(loaded.resolve_path(file.get_ref())),
+                    span,
+                )),
+                (None, true) => zone_specs.push((z.origin.get_ref().clone(), None, span)),
+                (Some(file), true) => errors.push(
+                    loaded
+                        .error_at(
+                            file.span(),
+                            "a zone has either a `file` (primary) or `primaries` (secondary), not both",
+                        )
+                        .into(),
+                ),
+                (None, false) => errors.push(
+                    loaded
+                        .error_at(
+                            z.origin.span(),
+                            "zone needs a `file`, or `primaries` to transfer it from",
+                        )
+                        .into(),
+                ),
+            }
+        }
         zone_specs.extend(
             source
                 .extra_zones
                 .iter()
-                .map(|(o, p)| (o.clone(), p.clone(), None)),
+                .map(|(o, p)| (o.clone(), Some(p.clone()), None)),
         );
         // Zones whose files did not load: their errors are the root cause of
         // anything else about names inside them.
@@ -172,7 +197,13 @@ impl Snapshot {
                     continue;
                 }
             };
-            match load_zone(&origin, &path) {
+            let loaded_zone = match &path {
+                Some(path) => load_zone(&origin, path),
+                None => Ok(crate::transfer::load_secondary_zone(
+                    &state_dir, &origin, now_unix,
+                )),
+            };
+            match loaded_zone {
                 Ok(zone) => {
                     if !zones.insert(zone) {
                         errors.push(locate(format!(
@@ -241,6 +272,16 @@ impl Snapshot {
             failed_zones: &failed_zones,
         };
         let services = services::build_services(&inputs, &mut zones, &mut planned, &mut errors);
+        let mut transfer_warnings = Vec::new();
+        let transfer = crate::transfer::build_settings(
+            &loaded,
+            keys,
+            state_dir,
+            &mut zones,
+            &services,
+            (&mut errors, &mut transfer_warnings),
+            now_unix,
+        );
         let routes = route_cache.stats();
         tracing::info!(
             services = routes.services,
@@ -254,7 +295,8 @@ impl Snapshot {
         if !errors.is_empty() {
             return Err(BuildErrors(errors));
         }
-        let warnings = lint::warnings(&loaded, &geo);
+        let mut warnings = lint::warnings(&loaded, &geo);
+        warnings.extend(transfer_warnings);
         for warning in &warnings {
             tracing::warn!("{warning}");
         }
@@ -271,6 +313,7 @@ impl Snapshot {
             },
             precompiled: PrecompiledAnswers::default(),
             warnings,
+            transfer,
         };
         // Built by answering through the general path, so it needs the rest.
         snapshot.precompiled = PrecompiledAnswers::build(&snapshot);

@@ -64,6 +64,21 @@ pub fn wire_name(name: &Name) -> WireName {
     out.into_boxed_slice()
 }
 
+/// Offset of the serial in uncompressed SOA RDATA (after MNAME and RNAME).
+fn soa_serial_offset(rdata: &[u8]) -> Option<usize> {
+    let mut pos = 0usize;
+    for _ in 0..2 {
+        loop {
+            let len = usize::from(*rdata.get(pos)?);
+            pos += 1 + len;
+            if len == 0 {
+                break;
+            }
+        }
+    }
+    (pos + 4 <= rdata.len()).then_some(pos)
+}
+
 /// Renders a wire-format name as text, for logs and errors.
 pub fn wire_name_to_string(name: &[u8]) -> String {
     let mut out = String::new();
@@ -155,6 +170,9 @@ pub struct Zone {
     nodes: HashMap<WireName, Node, FxBuildHasher>,
     soa: RRset,
     negative_ttl: u32,
+    /// A secondary zone without data (never transferred, or expired):
+    /// every query in it gets SERVFAIL (RFC 1035 §4.3.5).
+    unavailable: bool,
 }
 
 impl Zone {
@@ -293,7 +311,62 @@ impl Zone {
             // RFC 2308 §5: negative answers are cached for min(SOA TTL, SOA MINIMUM).
             negative_ttl: soa.ttl.min(minimum),
             soa,
+            unavailable: false,
         })
+    }
+
+    /// A zone with no data that answers SERVFAIL: a secondary zone before
+    /// its first transfer or after it expired.
+    pub fn unavailable(origin: &Name) -> Zone {
+        let origin_wire = wire_name(origin);
+        Zone {
+            origin_text: origin.to_ascii(),
+            origin_labels: label_count(&origin_wire),
+            origin: origin_wire,
+            nodes: HashMap::default(),
+            soa: RRset {
+                rtype: rtype::SOA,
+                ttl: 0,
+                rdatas: Vec::new(),
+                targets: Vec::new(),
+            },
+            negative_ttl: 0,
+            unavailable: true,
+        }
+    }
+
+    /// Whether the zone has no data to answer from (SERVFAIL).
+    pub fn is_unavailable(&self) -> bool {
+        self.unavailable
+    }
+
+    /// The SOA serial (0 for an unavailable zone).
+    pub fn serial(&self) -> u32 {
+        self.soa
+            .rdatas
+            .first()
+            .and_then(|rdata| soa_serial_offset(rdata).map(|at| (rdata, at)))
+            .and_then(|(rdata, at)| rdata.get(at..at + 4))
+            .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    /// Replaces the SOA serial (`serial = "auto"`).
+    pub fn set_serial(&mut self, serial: u32) {
+        let patch = |rrset: &mut RRset| {
+            for rdata in &mut rrset.rdatas {
+                if let Some(at) = soa_serial_offset(rdata)
+                    && let Some(bytes) = rdata.get_mut(at..at + 4)
+                {
+                    bytes.copy_from_slice(&serial.to_be_bytes());
+                }
+            }
+        };
+        patch(&mut self.soa);
+        if let Some(node) = self.nodes.get_mut(&self.origin)
+            && let Some(rrset) = node.rrsets.iter_mut().find(|r| r.rtype == rtype::SOA)
+        {
+            patch(rrset);
+        }
     }
 
     /// The zone's origin in lowercase wire format.
