@@ -19,6 +19,10 @@ struct Cli {
     /// Log format on stderr (filter with RUST_LOG).
     #[arg(long, global = true, value_enum, default_value = "human")]
     log_format: LogFormat,
+    /// More log lines on stderr: -v shows INFO for `check` and `explain`
+    /// (which otherwise log only warnings), -vv DEBUG.
+    #[arg(short = 'v', long = "verbose", global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
 }
@@ -142,7 +146,15 @@ fn parse_zone_arg(text: &str) -> Result<(String, PathBuf), String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    // One-shot tools print their result on stdout; their load-time INFO
+    // lines would bury it, so they log warnings only unless asked.
+    let quiet = matches!(cli.command, Command::Check { .. } | Command::Explain { .. });
+    let level = match (cli.verbose, quiet) {
+        (0, true) => "warn",
+        (0, false) | (1, _) => "info",
+        _ => "debug",
+    };
+    init_logging(cli.log_format, level);
     let result = match cli.command {
         Command::Serve {
             source,
@@ -188,11 +200,18 @@ fn load_for_reload(path: &std::path::Path) -> Result<gslb::config::ServerToml> {
         })
 }
 
-fn init_logging(format: LogFormat) {
+/// Logs to stderr at `level` (RUST_LOG wins when set); colours only when
+/// stderr is a terminal and `NO_COLOR` is unset (systemd and log files get
+/// plain text).
+fn init_logging(format: LogFormat, level: &str) {
+    use std::io::IsTerminal as _;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let colour = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Human => builder.init(),
@@ -204,18 +223,39 @@ fn init_logging(format: LogFormat) {
 /// config's `server.api` unless `api` replaces it. `check` calls it too, so
 /// it refuses what `serve` refuses (a pre-start check must not pass a
 /// configuration the start then fails on).
+/// Whether [`api_auth`] makes (or reads) the token file when no token is
+/// configured (`serve`), or only checks the settings (`check`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum TokenFile {
+    Use,
+    CheckOnly,
+}
+
+/// The admin API's authorisation as configured: the configured token, else
+/// (unless `api_require_token = false`) the token file in `state_dir`,
+/// which `serve` makes on its first start.
 fn api_auth(
     loaded: &gslb::config::LoadedConfig,
     api: Option<SocketAddr>,
+    token_file: TokenFile,
 ) -> Result<gslb::api::ApiAuth> {
     let server = &loaded.config.server;
     let addr = api.unwrap_or(*server.api.get_ref());
-    gslb::api::ApiAuth::new(
-        addr,
-        server.api_token.as_ref().map(|t| t.0.as_str()),
-        server.api_require_token,
-    )
-    .map_err(|err| {
+    let token = match (&server.api_token, server.api_require_token, token_file) {
+        (Some(token), _, _) => Some(token.0.clone()),
+        (None, true, TokenFile::Use) => {
+            let path = gslb::api::token::token_path(&loaded.path, Some(server));
+            let (token, created) = gslb::api::token::load_or_create(&path)
+                .context("the admin API token (none configured)")?;
+            println!("admin api token file: {}", path.display());
+            tracing::info!(path = %path.display(), created, "admin API token file");
+            Some(token)
+        }
+        // `check` makes no file: a token will be there when `serve` runs.
+        (None, true, TokenFile::CheckOnly) => Some("token file".to_string()),
+        (None, false, _) => None,
+    };
+    gslb::api::ApiAuth::new(addr, token.as_deref(), server.api_require_token).map_err(|err| {
         let located = if api.is_none() && !server.api.span().is_empty() {
             loaded.error_at(server.api.span(), err.to_string())
         } else {
@@ -230,7 +270,7 @@ fn check(source: SnapshotSource, strict: bool) -> Result<()> {
     // them as `serve` does, and report them with the snapshot's errors.
     let api_error = gslb::config::load_config(&source.config_path)
         .ok()
-        .and_then(|loaded| api_auth(&loaded, None).err());
+        .and_then(|loaded| api_auth(&loaded, None, TokenFile::CheckOnly).err());
     let (control, _) = match Control::start(source) {
         Ok(started) => started,
         Err(errors) => {
@@ -315,10 +355,10 @@ fn serve(source: SnapshotSource, listen: Vec<SocketAddr>, api: Option<SocketAddr
     } else {
         listen
     };
-    let auth = api_auth(&loaded, api)?;
+    // Refuses an API others can reach without a token, before anything is
+    // bound; makes or reads the token file when no token is configured.
+    let auth = api_auth(&loaded, api, TokenFile::Use)?;
     let api = api.unwrap_or(*server_config.api.get_ref());
-    // (api_auth refuses an API others can reach without a token, before
-    // anything is bound.)
     control
         .query_log
         .start()
@@ -451,6 +491,37 @@ async fn start_api(
     });
 }
 
+/// The bearer token of an API client command: `--token`, else
+/// `$GSLB_API_TOKEN`, else the config's `api_token`, else the token file
+/// `serve` made in the config's `state_dir` (none when there is no file:
+/// the server runs with `api_require_token = false`).
+fn client_token(
+    given: Option<String>,
+    config_path: &std::path::Path,
+    server: Option<&gslb::config::ServerToml>,
+) -> Option<String> {
+    use gslb::api::token::{TokenFileError, read, token_path};
+    given
+        .or_else(|| {
+            std::env::var("GSLB_API_TOKEN")
+                .ok()
+                .filter(|t| !t.is_empty())
+        })
+        .or_else(|| server.and_then(|s| s.api_token.as_ref()).map(|t| t.0.clone()))
+        .or_else(|| match read(&token_path(config_path, server)) {
+            Ok(token) => Some(token),
+            Err(TokenFileError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                None
+            }
+            Err(err) => {
+                eprintln!("gslb: warning: {err}");
+                None
+            }
+        })
+}
+
 /// `gslb reload`: POST /reload to a running server.
 fn reload_command(
     config: Option<&std::path::Path>,
@@ -472,13 +543,8 @@ fn reload_command(
     let Some(addr) = api.or_else(|| server.as_ref().map(|s| *s.api.get_ref())) else {
         return Err(anyhow!("no admin API address: give --api or -c FILE"));
     };
-    let token = token
-        .or_else(|| {
-            std::env::var("GSLB_API_TOKEN")
-                .ok()
-                .filter(|t| !t.is_empty())
-        })
-        .or_else(|| server.and_then(|s| s.api_token).map(|t| t.0));
+    let config_path = config.unwrap_or(std::path::Path::new(DEFAULT_CONFIG));
+    let token = client_token(token, config_path, server.as_ref());
     let reply = gslb::api::client::post(addr, "/reload", token.as_deref())
         .with_context(|| format!("calling the admin API at {addr}"))?;
     let body: serde_json::Value =

@@ -92,13 +92,7 @@ fn wait_for(server: &GslbServer, name: &str, want: &[&str]) {
 }
 
 fn post_json(server: &GslbServer, path: &str, body: &str) -> common::HttpReply {
-    http(
-        server.api(),
-        "POST",
-        path,
-        &[("Content-Type", "application/json")],
-        body,
-    )
+    server.admin("POST", path, &[("Content-Type", "application/json")], body)
 }
 
 fn status(server: &GslbServer) -> serde_json::Value {
@@ -142,7 +136,7 @@ fn status_lists_zones_services_pools_and_endpoints() {
     assert!(eu["answers_total"].as_u64().unwrap() >= 1);
     assert_eq!(eu["share_percent"], 50.0);
     assert!(status["failovers"].as_array().is_some());
-    assert_eq!(status["auth_required"], false);
+    assert_eq!(status["auth_required"], true);
     // The page and unknown paths.
     let page = http(server.api(), "GET", "/", &[], "");
     assert_eq!(page.status, 200);
@@ -201,8 +195,7 @@ pools = ["dead", "us"]
     wait_for(&server, WWW, &["192.0.2.10", "192.0.2.11"]);
 
     // Endpoint: drain, as query parameters.
-    let reply = http(
-        server.api(),
+    let reply = server.admin(
         "POST",
         "/override?endpoint=eu/192.0.2.11&state=drain",
         &[],
@@ -214,8 +207,7 @@ pools = ["dead", "us"]
         endpoint(&status(&server), "eu/192.0.2.11")["state"],
         "drain"
     );
-    http(
-        server.api(),
+    server.admin(
         "POST",
         "/override?endpoint=eu/192.0.2.11&state=none",
         &[],
@@ -232,9 +224,18 @@ pools = ["dead", "us"]
         "drain"
     );
     assert_eq!(now["pool_overrides"]["eu"], "drain");
+    // A JSON body sent as curl's default form type (`curl -d '{...}'`) is
+    // taken as JSON, and answered in JSON.
+    let reply = server.admin(
+        "POST",
+        "/override",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        r#"{"pool":"eu","state":"drain"}"#,
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.json()["state"], "drain");
     // Pool force-down as a plain HTML form: 303 back to the page.
-    let reply = http(
-        server.api(),
+    let reply = server.admin(
         "POST",
         "/override",
         &[("Content-Type", "application/x-www-form-urlencoded")],
@@ -285,8 +286,7 @@ pools = ["dead", "us"]
     );
     assert_eq!(too_big.status, 413);
     // A browser request from another site is refused.
-    let csrf = http(
-        server.api(),
+    let csrf = server.admin(
         "POST",
         "/override?pool=eu&state=down",
         &[
@@ -320,7 +320,7 @@ fn overrides_survive_reload_and_pool_overrides_reach_new_endpoints() {
         config("", &["192.0.2.10", "192.0.2.11", "192.0.2.12"], ""),
     )
     .unwrap();
-    let reply = http(server.api(), "POST", "/reload", &[], "");
+    let reply = server.admin("POST", "/reload", &[], "");
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(reply.json()["ok"], true);
     wait_for(&server, WWW, &["192.0.2.10", "192.0.2.12"]);
@@ -337,7 +337,7 @@ fn overrides_survive_reload_and_pool_overrides_reach_new_endpoints() {
         ),
     )
     .unwrap();
-    assert_eq!(http(server.api(), "POST", "/reload", &[], "").status, 200);
+    assert_eq!(server.admin("POST", "/reload", &[], "").status, 200);
     let now = status(&server);
     assert_eq!(
         endpoint(&now, "eu/192.0.2.13")["pool_override"],
@@ -403,7 +403,10 @@ fn mutating_calls_need_the_configured_token() {
 #[test]
 fn serve_refuses_an_api_others_can_reach_without_a_token() {
     let dir = TempDir::new("refuse");
-    let path = dir.write("gslb.toml", &config("", &["192.0.2.10"], ""));
+    let path = dir.write(
+        "gslb.toml",
+        &config("api_require_token = false", &["192.0.2.10"], ""),
+    );
     let out = run_gslb(&[
         "serve",
         "-c",
@@ -420,21 +423,78 @@ fn serve_refuses_an_api_others_can_reach_without_a_token() {
         "nothing bound: {}",
         out.stdout
     );
-    let strict = dir.write(
-        "strict.toml",
-        &config("api_require_token = true", &["192.0.2.10"], ""),
+}
+
+#[test]
+fn issue_21_mutating_calls_need_a_token_by_default_kept_in_the_state_dir() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = TempDir::new("token-default");
+    let (server, path) = start(&dir, &config("", &["192.0.2.10"], ""));
+    // `serve` made a token file beside the config, readable by its user only.
+    let file = dir.path().join("state/api-token");
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{}", file.display());
+    let dir_mode = std::fs::metadata(dir.path().join("state"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(dir_mode, 0o700);
+    let token = server.token();
+    assert_eq!(token.len(), 64);
+    assert!(!server.stderr().contains(&token));
+    let body = r#"{"endpoint":"eu/192.0.2.10","state":"down"}"#;
+    assert_eq!(
+        http(server.api(), "POST", "/override", &[], body).status,
+        401
     );
-    let out = run_gslb(&[
-        "serve",
-        "-c",
-        strict.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-        "--api",
-        "127.0.0.1:0",
-    ]);
-    assert_eq!(out.code(), Some(1), "{}{}", out.stdout, out.stderr);
-    assert!(out.stderr.contains("needs a token"), "{}", out.stderr);
+    assert_eq!(http(server.api(), "POST", "/reload", &[], "").status, 401);
+    assert_eq!(
+        http(server.api(), "GET", "/status", &[], "").json()["auth_required"],
+        true
+    );
+    assert_eq!(server.admin("POST", "/override", &[], body).status, 200);
+    wait_for(&server, WWW, &["198.51.100.10"]);
+    // `gslb reload` finds the token in the state directory.
+    let api = server.api().to_string();
+    let out = run_gslb(&["reload", "-c", path.to_str().unwrap(), "--api", &api]);
+    assert_eq!(out.code(), Some(0), "{}{}", out.stdout, out.stderr);
+    // A restart keeps the token.
+    drop(server);
+    let (again, _) = start(&dir, &config("", &["192.0.2.10"], ""));
+    assert_eq!(again.token(), token);
+    drop(again);
+
+    // `state_dir` moves the file.
+    let elsewhere = TempDir::new("token-state-dir");
+    let state = elsewhere.path().join("gslb-state");
+    let text = config(
+        &format!("state_dir = \"{}\"", state.display()),
+        &["192.0.2.10"],
+        "",
+    );
+    let (server, path) = start(&elsewhere, &text);
+    assert!(state.join("api-token").is_file());
+    let api = server.api().to_string();
+    let out = run_gslb(&["reload", "-c", path.to_str().unwrap(), "--api", &api]);
+    assert_eq!(out.code(), Some(0), "{}{}", out.stdout, out.stderr);
+    drop(server);
+
+    // The explicit opt-out: no token, no file.
+    let open = TempDir::new("token-opt-out");
+    let (server, _) = start(
+        &open,
+        &config("api_require_token = false", &["192.0.2.10"], ""),
+    );
+    assert!(!open.path().join("state").exists());
+    assert_eq!(
+        http(server.api(), "POST", "/override", &[], body).status,
+        200
+    );
+    assert_eq!(
+        http(server.api(), "GET", "/status", &[], "").json()["auth_required"],
+        false
+    );
 }
 
 #[test]
@@ -449,17 +509,23 @@ fn metrics_count_queries_answers_failovers_and_reloads() {
     post_json(&server, "/override", r#"{"pool":"eu","state":"down"}"#);
     wait_for(&server, WWW, &["198.51.100.10"]);
     std::fs::write(&path, "[server\n").unwrap();
-    assert_eq!(http(server.api(), "POST", "/reload", &[], "").status, 422);
+    assert_eq!(server.admin("POST", "/reload", &[], "").status, 422);
     std::fs::write(&path, config("", &["192.0.2.10"], "")).unwrap();
-    assert_eq!(http(server.api(), "POST", "/reload", &[], "").status, 200);
+    assert_eq!(server.admin("POST", "/reload", &[], "").status, 200);
 
-    let reply = http(server.api(), "GET", "/metrics", &[], "");
+    let accept = (
+        "Accept",
+        "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+    );
+    let reply = http(server.api(), "GET", "/metrics", &[accept], "");
     assert_eq!(reply.status, 200);
     assert!(
         reply
             .header("content-type")
             .unwrap_or("")
-            .contains("openmetrics")
+            .starts_with("application/openmetrics-text; version=1.0.0"),
+        "{:?}",
+        reply.headers
     );
     let text = reply.body;
     let value = |series: &str| -> f64 {
@@ -518,6 +584,58 @@ fn metrics_count_queries_answers_failovers_and_reloads() {
     assert!(value("process_open_fds") > 0.0);
     assert!(text.contains("process_cpu_seconds_total "), "{text}");
     assert!(text.ends_with("# EOF\n"));
+
+    // The Prometheus text format 0.0.4, when asked for (and by default),
+    // passes `promtool check metrics`.
+    for accept in [Some("text/plain;version=0.0.4"), None] {
+        let headers: Vec<(&str, &str)> = accept.map(|a| ("Accept", a)).into_iter().collect();
+        let reply = http(server.api(), "GET", "/metrics", &headers, "");
+        assert_eq!(
+            reply.header("content-type"),
+            Some("text/plain; version=0.0.4; charset=utf-8")
+        );
+        let text = &reply.body;
+        assert!(!text.contains("# EOF"), "{text}");
+        assert!(
+            text.contains("# TYPE gslb_dns_queries_total counter\n"),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE gslb_build_info gauge\n"), "{text}");
+        assert!(
+            text.contains("gslb_config_reloads_total{result=\"ok\"} 1\n"),
+            "{text}"
+        );
+        promtool_check(text);
+    }
+}
+
+/// Runs `promtool check metrics` on `text` (skips with a printed reason
+/// when promtool is not installed: Debian package `prometheus`).
+fn promtool_check(text: &str) {
+    use std::io::Write as _;
+    let child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let Ok(mut child) = child else {
+        println!("skipped promtool check: promtool is not installed (apt-get install prometheus)");
+        return;
+    };
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("write to promtool");
+    let out = child.wait_with_output().expect("promtool");
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed:\n{}{}\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -616,7 +734,7 @@ fn query_log_writes_one_line_per_query_when_enabled() {
         ),
     )
     .unwrap();
-    assert_eq!(http(quiet.api(), "POST", "/reload", &[], "").status, 200);
+    assert_eq!(quiet.admin("POST", "/reload", &[], "").status, 200);
     for _ in 0..3 {
         dig(quiet.addr(), &["mail.example.test", "MX"]);
     }
@@ -649,7 +767,7 @@ fn an_idle_server_leaves_the_fastest_updater_and_the_file_watcher_asleep() {
     // A reload that turns `watch` on wakes the watcher, which then follows
     // file changes.
     std::fs::write(&path, config("watch = true", &["192.0.2.10"], "")).unwrap();
-    assert_eq!(http(server.api(), "POST", "/reload", &[], "").status, 200);
+    assert_eq!(server.admin("POST", "/reload", &[], "").status, 200);
     std::thread::sleep(Duration::from_millis(2500));
     std::fs::write(&path, config("watch = true", &["192.0.2.40"], "")).unwrap();
     wait_for(&server, WWW, &["192.0.2.40"]);
@@ -759,7 +877,7 @@ fn reloads_under_load_lose_no_query_and_give_no_wrong_answer() {
         let tmp = dir.write("next.toml", &text);
         std::fs::rename(&tmp, &path).unwrap();
         let start = Instant::now();
-        let reply = http(server.api(), "POST", "/reload", &[], "");
+        let reply = server.admin("POST", "/reload", &[], "");
         let end = Instant::now();
         if is_good {
             assert_eq!(reply.status, 200, "{}", reply.body);
@@ -928,4 +1046,43 @@ fn shipped_etc_layout_and_unit_are_consistent() {
     ] {
         assert!(unit.lines().any(|l| l == line), "unit lacks {line}");
     }
+}
+
+#[test]
+fn issue_21_check_and_explain_print_to_stdout_without_info_logs_or_colour() {
+    let dir = TempDir::new("quiet-tools");
+    let path = dir.write("gslb.toml", &config("", &["192.0.2.10"], ""));
+    let path = path.to_str().unwrap();
+    // Not a terminal and NO_COLOR unset: still no ANSI escapes.
+    let run = |args: &[&str]| {
+        let out = common::gslb_command()
+            .env_remove("NO_COLOR")
+            .args(args)
+            .output()
+            .expect("run gslb");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stdout, stderr) = run(&["check", "-c", path]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains(": ok (1 zone, 1 service)"), "{stdout}");
+    assert!(!stderr.contains("INFO"), "{stderr}");
+    let (code, stdout, stderr) = run(&["explain", "-c", path, "--client", "192.0.2.1", WWW]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("192.0.2.10"), "{stdout}");
+    assert!(!stderr.contains("INFO"), "{stderr}");
+    // -v brings INFO back, still without colour.
+    let (code, _, stderr) = run(&["check", "-v", "-c", path]);
+    assert_eq!(code, Some(0));
+    assert!(stderr.contains("INFO"), "{stderr}");
+    assert!(!stderr.contains('\u{1b}'), "ANSI escapes in {stderr:?}");
+    // JSON logs are unchanged.
+    let (_, _, stderr) = run(&["--log-format", "json", "check", "-v", "-c", path]);
+    let first = stderr.lines().next().unwrap_or("");
+    let line: serde_json::Value =
+        serde_json::from_str(first).unwrap_or_else(|e| panic!("{e}: {first}"));
+    assert_eq!(line["level"], "INFO");
 }

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{GslbServer, TempDir, dig, http, poll_until};
+use common::{GslbServer, TempDir, dig, poll_until};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 const WWW: &str = "www.example.test";
@@ -140,15 +140,14 @@ fn status_page_renders_and_its_buttons_override() {
     }
     dig(server.addr(), &["api2.example.test", "A"]);
     // One forced state and one pool override to show.
-    let forced = http(
-        api,
+    let forced = server.admin(
         "POST",
         "/override?endpoint=us/198.51.100.11&state=down",
         &[],
         "",
     );
     assert_eq!(forced.status, 200, "{}", forced.body);
-    http(api, "POST", "/override?pool=ap&state=drain", &[], "");
+    server.admin("POST", "/override?pool=ap&state=drain", &[], "");
     let url = format!("http://{api}/");
 
     // 1. The rendered DOM.
@@ -199,6 +198,16 @@ fn status_page_renders_and_its_buttons_override() {
             == serde_json::json!(true)),
         "the button never rendered"
     );
+    // The operator types the API token into the page's token field.
+    assert_eq!(
+        cdp.evaluate("!document.getElementById('token').hidden"),
+        serde_json::json!(true),
+        "the page asks for no token"
+    );
+    cdp.evaluate(&format!(
+        "(() => {{ const t = document.getElementById('token'); t.value = '{}'; t.dispatchEvent(new Event('change')); }})()",
+        server.token()
+    ));
     let position = cdp.evaluate(&format!(
         "(() => {{ const b = {button}; b.scrollIntoView({{block: 'center'}}); const r = b.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; }})()"
     ));

@@ -1,16 +1,19 @@
-//! The admin HTTP API: `/status` (JSON), `/metrics` (OpenMetrics text),
+//! The admin HTTP API: `/status` (JSON), `/metrics` (Prometheus or
+//! OpenMetrics text),
 //! `POST /override`, `POST /reload` and the status page at `/`.
 //!
 //! Owns the API listener and its authorisation; reads the control plane
 //! ([`Control`]) and writes only health overrides and reloads. Never on the
-//! DNS query path. Mutating calls need `Authorization: Bearer <token>` when
-//! a token is configured (always, when the API is not on loopback: `serve`
-//! refuses to start otherwise), and are refused when a browser says they
+//! DNS query path. Mutating calls need `Authorization: Bearer <token>`
+//! unless `api_require_token = false` on a loopback API (`serve` makes a
+//! token file when none is configured; see `token`), and are refused when a browser says they
 //! come from another site (CSRF). Bodies are limited to [`BODY_LIMIT`].
 //! The token never appears in logs or in `/status`.
 
 pub mod client;
+mod exposition;
 mod status;
+pub mod token;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -55,7 +58,7 @@ impl std::fmt::Debug for ApiAuth {
 pub enum ApiConfigError {
     /// A non-loopback address (or `api_require_token`) without a token.
     #[error(
-        "admin API on {addr} needs a token: set [server] api_token (or bind the API to a loopback address)"
+        "admin API on {addr} needs a token: set [server] api_token, or drop api_require_token = false (serve then makes a token file), or bind the API to a loopback address"
     )]
     TokenRequired {
         /// The API address.
@@ -67,8 +70,9 @@ pub enum ApiConfigError {
 }
 
 impl ApiAuth {
-    /// The authorisation rule: a configured token is always required; an API
-    /// not on loopback, or with `require_token`, must have one.
+    /// The authorisation rule with the token in force (configured, or from
+    /// the token file): a token is always required when there is one; an
+    /// API not on loopback, or with `require_token`, must have one.
     ///
     /// # Errors
     /// A token is required but none (or an empty one) is configured.
@@ -245,9 +249,17 @@ async fn status_json(State(state): State<ApiState>) -> Response {
     ([(header::CACHE_CONTROL, "no-store")], axum::Json(status)).into_response()
 }
 
-async fn metrics(State(state): State<ApiState>) -> Response {
+async fn metrics(State(state): State<ApiState>, headers: HeaderMap) -> Response {
+    let format =
+        exposition::Format::negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
     match crate::metrics::render(&state.control) {
-        Ok(text) => ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response(),
+        Ok(text) => {
+            let text = match format {
+                exposition::Format::OpenMetrics => text,
+                exposition::Format::PrometheusText => exposition::to_prometheus_text(&text),
+            };
+            ([(header::CONTENT_TYPE, format.content_type())], text).into_response()
+        }
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
 }
@@ -330,11 +342,17 @@ async fn set_override(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let is_form = content_type.starts_with("application/x-www-form-urlencoded");
-    let parsed: Result<OverrideRequest, String> = if !body.is_empty() && is_form {
-        serde_urlencoded::from_bytes(&body).map_err(|e| e.to_string())
-    } else if !body.is_empty() {
+    // A body that parses as JSON is JSON, whatever the content type says
+    // (`curl -d '{...}'` sends it as a form); a form body otherwise; no body:
+    // the query string.
+    let as_json = serde_json::from_slice::<serde_json::Value>(&body).is_ok_and(|v| v.is_object());
+    let is_form = !as_json
+        && !body.is_empty()
+        && content_type.starts_with("application/x-www-form-urlencoded");
+    let parsed: Result<OverrideRequest, String> = if as_json || (!body.is_empty() && !is_form) {
         serde_json::from_slice(&body).map_err(|e| e.to_string())
+    } else if is_form {
+        serde_urlencoded::from_bytes(&body).map_err(|e| e.to_string())
     } else {
         serde_urlencoded::from_str(query.as_deref().unwrap_or("")).map_err(|e| e.to_string())
     };

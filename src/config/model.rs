@@ -10,6 +10,8 @@ use toml::Spanned;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:5300";
 /// Default admin API listener.
 pub const DEFAULT_API: &str = "127.0.0.1:9300";
+/// Default `[server] state_dir`, relative to the config file's directory.
+pub const DEFAULT_STATE_DIR: &str = "state";
 /// Default EDNS UDP payload we offer (the 2020 DNS flag day value).
 pub const DEFAULT_MAX_UDP_PAYLOAD: u16 = 1232;
 
@@ -95,12 +97,18 @@ pub struct ServerToml {
     #[serde(default = "default_tcp_max_queries")]
     pub tcp_max_queries: u32,
     // --- operations (admin API, reload) ---
-    /// Bearer token required by mutating admin API calls when the API is
-    /// not on loopback (or when `api_require_token` is set).
+    /// Bearer token required by mutating admin API calls. Without one,
+    /// `serve` creates a token file in `state_dir` (unless
+    /// `api_require_token = false`).
     pub api_token: Option<Secret>,
-    /// Require the token even on a loopback API.
-    #[serde(default)]
+    /// Require a token for mutating calls (default); `false` is the explicit
+    /// opt-out for a trusted single-user box with a loopback API.
+    #[serde(default = "default_true")]
     pub api_require_token: bool,
+    /// Where `serve` keeps its own state (the generated API token), relative
+    /// to the config file's directory; default `state`.
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
     /// Poll the configuration and the files it names every ~2 s and reload
     /// when one changes.
     #[serde(default)]
@@ -161,7 +169,8 @@ impl Default for ServerToml {
             tcp_idle_timeout: default_tcp_idle_timeout(),
             tcp_max_queries: default_tcp_max_queries(),
             api_token: None,
-            api_require_token: false,
+            api_require_token: true,
+            state_dir: default_state_dir(),
             watch: false,
             state_dir: None,
         }
@@ -176,6 +185,14 @@ fn default_listen() -> Vec<Spanned<SocketAddr>> {
             .parse()
             .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 5300))),
     )]
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_state_dir() -> PathBuf {
+    PathBuf::from(DEFAULT_STATE_DIR)
 }
 
 fn default_tcp_max_connections() -> usize {

@@ -35,6 +35,8 @@ pub struct GslbServer {
     addrs: Vec<SocketAddr>,
     /// The admin API address, when the server printed it.
     api: Option<SocketAddr>,
+    /// The API token file `serve` made or reused, when it printed one.
+    token_file: Option<PathBuf>,
     stderr: Arc<Mutex<String>>,
     stderr_thread: Option<JoinHandle<()>>,
 }
@@ -88,6 +90,7 @@ impl GslbServer {
             child,
             addrs: Vec::new(),
             api: None,
+            token_file: None,
             stderr,
             stderr_thread,
         };
@@ -100,6 +103,8 @@ impl GslbServer {
                         server.addrs.push(addr);
                     } else if let Some(addr) = parse_api_line(&line) {
                         server.api = Some(addr);
+                    } else if let Some(path) = line.strip_prefix("admin api token file: ") {
+                        server.token_file = Some(PathBuf::from(path));
                     }
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {
@@ -140,6 +145,36 @@ impl GslbServer {
     pub fn api(&self) -> SocketAddr {
         self.api
             .unwrap_or_else(|| panic!("gslb printed no admin api line; stderr:\n{}", self.stderr()))
+    }
+
+    /// The admin API token `serve` keeps in its state directory (panics
+    /// when it printed no token file: a configured token or no token).
+    pub fn token(&self) -> String {
+        let path = self.token_file.as_ref().unwrap_or_else(|| {
+            panic!(
+                "gslb printed no token file line; stderr:\n{}",
+                self.stderr()
+            )
+        });
+        std::fs::read_to_string(path)
+            .unwrap_or_else(|err| panic!("read {}: {err}", path.display()))
+            .trim()
+            .to_string()
+    }
+
+    /// A request to the admin API with the server's token (see
+    /// [`GslbServer::token`]) as bearer, after `headers`.
+    pub fn admin(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> HttpReply {
+        let bearer = format!("Bearer {}", self.token());
+        let mut all = headers.to_vec();
+        all.push(("Authorization", bearer.as_str()));
+        http(self.api(), method, path, &all, body)
     }
 
     /// What the server wrote on stderr so far.
