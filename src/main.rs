@@ -507,7 +507,11 @@ fn client_token(
                 .ok()
                 .filter(|t| !t.is_empty())
         })
-        .or_else(|| server.and_then(|s| s.api_token.as_ref()).map(|t| t.0.clone()))
+        .or_else(|| {
+            server
+                .and_then(|s| s.api_token.as_ref())
+                .map(|t| t.0.clone())
+        })
         .or_else(|| match read(&token_path(config_path, server)) {
             Ok(token) => Some(token),
             Err(TokenFileError::Io { source, .. })
