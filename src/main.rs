@@ -232,8 +232,8 @@ enum TokenFile {
 }
 
 /// The admin API's authorisation as configured: the configured token, else
-/// (unless `api_require_token = false`) the token file in `state_dir`,
-/// which `serve` makes on its first start.
+/// (on a loopback API, unless `api_require_token = false`) the token file in
+/// `state_dir`, which `serve` makes on its first start.
 fn api_auth(
     loaded: &gslb::config::LoadedConfig,
     api: Option<SocketAddr>,
@@ -243,6 +243,9 @@ fn api_auth(
     let addr = api.unwrap_or(*server.api.get_ref());
     let token = match (&server.api_token, server.api_require_token, token_file) {
         (Some(token), _, _) => Some(token.0.clone()),
+        // Off loopback the token must be configured (ApiAuth refuses none):
+        // the file is for the local user only.
+        (None, _, _) if !addr.ip().is_loopback() => None,
         (None, true, TokenFile::Use) => {
             let path = gslb::api::token::token_path(&loaded.path, Some(server));
             let (token, created) = gslb::api::token::load_or_create(&path)

@@ -58,7 +58,7 @@ impl std::fmt::Debug for ApiAuth {
 pub enum ApiConfigError {
     /// A non-loopback address (or `api_require_token`) without a token.
     #[error(
-        "admin API on {addr} needs a token: set [server] api_token, or drop api_require_token = false (serve then makes a token file), or bind the API to a loopback address"
+        "admin API on {addr} needs a token: set [server] api_token (or bind the API to a loopback address)"
     )]
     TokenRequired {
         /// The API address.
