@@ -10,7 +10,8 @@ use std::io::{Read as _, Write as _};
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
-use crate::config::{DEFAULT_STATE_DIR, ServerToml};
+use crate::config::ServerToml;
+use crate::transfer::StateDir;
 
 /// The token file's name inside `state_dir`.
 pub const TOKEN_FILE: &str = "api-token";
@@ -50,13 +51,10 @@ pub enum TokenFileError {
 /// `state_dir` (relative to the config file's directory), or in the default
 /// `state/` when the configuration cannot be read.
 pub fn token_path(config_path: &Path, server: Option<&ServerToml>) -> PathBuf {
-    let written = server.map_or(Path::new(DEFAULT_STATE_DIR), |s| s.state_dir.as_path());
-    let dir = if written.is_absolute() {
-        written.to_path_buf()
-    } else {
-        config_path.parent().unwrap_or(Path::new(".")).join(written)
-    };
-    dir.join(TOKEN_FILE)
+    let configured = server.and_then(|s| s.state_dir.as_deref());
+    StateDir::for_config(config_path, configured)
+        .0
+        .join(TOKEN_FILE)
 }
 
 /// Reads the token at `path`, creating the file (and its directory) with a
@@ -180,7 +178,7 @@ mod tests {
             Path::new("/etc/gslb/state/api-token")
         );
         let server = ServerToml {
-            state_dir: PathBuf::from("/var/lib/gslb"),
+            state_dir: Some(PathBuf::from("/var/lib/gslb")),
             ..ServerToml::default()
         };
         assert_eq!(

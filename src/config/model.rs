@@ -10,8 +10,6 @@ use toml::Spanned;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:5300";
 /// Default admin API listener.
 pub const DEFAULT_API: &str = "127.0.0.1:9300";
-/// Default `[server] state_dir`, relative to the config file's directory.
-pub const DEFAULT_STATE_DIR: &str = "state";
 /// Default EDNS UDP payload we offer (the 2020 DNS flag day value).
 pub const DEFAULT_MAX_UDP_PAYLOAD: u16 = 1232;
 
@@ -105,16 +103,13 @@ pub struct ServerToml {
     /// opt-out for a trusted single-user box with a loopback API.
     #[serde(default = "default_true")]
     pub api_require_token: bool,
-    /// Where `serve` keeps its own state (the generated API token), relative
-    /// to the config file's directory; default `state`.
-    #[serde(default = "default_state_dir")]
-    pub state_dir: PathBuf,
     /// Poll the configuration and the files it names every ~2 s and reload
     /// when one changes.
     #[serde(default)]
     pub watch: bool,
     /// Where state that outlives a restart is kept (secondary zone caches,
-    /// served zone versions); default `state/` beside the config file.
+    /// served zone versions, the generated admin API token); default
+    /// `state/` beside the config file.
     pub state_dir: Option<PathBuf>,
 }
 
@@ -170,7 +165,6 @@ impl Default for ServerToml {
             tcp_max_queries: default_tcp_max_queries(),
             api_token: None,
             api_require_token: true,
-            state_dir: default_state_dir(),
             watch: false,
             state_dir: None,
         }
@@ -189,10 +183,6 @@ fn default_listen() -> Vec<Spanned<SocketAddr>> {
 
 fn default_true() -> bool {
     true
-}
-
-fn default_state_dir() -> PathBuf {
-    PathBuf::from(DEFAULT_STATE_DIR)
 }
 
 fn default_tcp_max_connections() -> usize {
