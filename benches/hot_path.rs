@@ -18,6 +18,7 @@ use gslb::dns::answer::{
 use gslb::dns::reply_buffer::UdpReply;
 use gslb::dns::udp_batch::UDP_QUERY_MAX;
 use gslb::dns::wire::{self, ReplyEdns, ReplyWriter, Section};
+use gslb::health::HealthView;
 use gslb::policy::{self, ClientAddress, Family};
 use gslb::snapshot::{Snapshot, SnapshotSource};
 
@@ -26,12 +27,23 @@ mod queries;
 
 /// Rotating inputs: a power of two so the index is a mask, not a division.
 /// A whole-packet handler: `handle_packet`, or the general path alone.
-type Handler =
-    for<'s> fn(&'s Snapshot, &[u8], IpAddr, Transport, u64, &mut Vec<u8>) -> Option<Outcome<'s>>;
+type Handler = for<'s> fn(
+    &'s Snapshot,
+    &HealthView,
+    &[u8],
+    IpAddr,
+    Transport,
+    u64,
+    &mut Vec<u8>,
+) -> Option<Outcome<'s>>;
 
 const ROTATION: usize = 1024;
 
-fn build_snapshot() -> (Control, std::sync::Arc<Snapshot>) {
+fn build_snapshot() -> (
+    Control,
+    std::sync::Arc<Snapshot>,
+    std::sync::Arc<HealthView>,
+) {
     let source = SnapshotSource {
         config_path: queries::fixture_config(),
         extra_zones: Vec::new(),
@@ -39,7 +51,8 @@ fn build_snapshot() -> (Control, std::sync::Arc<Snapshot>) {
     let (control, _) =
         Control::start(source).unwrap_or_else(|errors| panic!("bench config: {errors}"));
     let snapshot = control.snapshot.load_full();
-    (control, snapshot)
+    let health = control.health.view_arc();
+    (control, snapshot, health)
 }
 
 fn service_index(snapshot: &Snapshot, name: &str) -> usize {
@@ -94,7 +107,7 @@ fn bench_wire(c: &mut Criterion) {
 }
 
 fn bench_locate(c: &mut Criterion) {
-    let (_control, snapshot) = build_snapshot();
+    let (_control, snapshot, _) = build_snapshot();
     let clients = clients();
     let locations = snapshot
         .geo
@@ -121,7 +134,7 @@ fn bench_locate(c: &mut Criterion) {
 }
 
 fn bench_policy(c: &mut Criterion) {
-    let (_control, snapshot) = build_snapshot();
+    let (_control, snapshot, health) = build_snapshot();
     let clients = clients();
     let mut group = c.benchmark_group("policy_select");
     for (label, name) in [
@@ -137,6 +150,7 @@ fn bench_policy(c: &mut Criterion) {
                 i = i.wrapping_add(1);
                 let selection = policy::select(
                     service,
+                    &health,
                     black_box(clients[i & (ROTATION - 1)]),
                     Family::V4,
                     i as u64,
@@ -162,7 +176,7 @@ fn assert_answered(name: &str, outcome: Option<Outcome<'_>>, reply: &[u8]) {
 }
 
 fn bench_handle_packet(c: &mut Criterion) {
-    let (_control, snapshot) = build_snapshot();
+    let (_control, snapshot, health) = build_snapshot();
     let source = IpAddr::V4(Ipv4Addr::new(81, 2, 69, 7));
     let static_a = queries::query(7, "static.example.test", queries::A, None);
     let geo = queries::query(7, "www.example.test", queries::A, None);
@@ -174,8 +188,8 @@ fn bench_handle_packet(c: &mut Criterion) {
     let mut out = Vec::with_capacity(4096);
     let mut group = c.benchmark_group("handle_packet");
     // The general path alone: what the precompiled answers save.
-    let general: Handler = |snapshot, packet, source, transport, seed, out| {
-        handle_packet_traced(snapshot, packet, source, transport, seed, out, None)
+    let general: Handler = |snapshot, health, packet, source, transport, seed, out| {
+        handle_packet_traced(snapshot, health, packet, source, transport, seed, out, None)
     };
     let cases: [(&str, &[Vec<u8>], Handler); 4] = [
         ("static_a", std::slice::from_ref(&static_a), handle_packet),
@@ -186,7 +200,15 @@ fn bench_handle_packet(c: &mut Criterion) {
     let mut i = 0usize;
     for (name, packets, handler) in cases {
         for packet in packets.iter().take(8) {
-            let outcome = handler(&snapshot, packet, source, Transport::Udp, 1, &mut out);
+            let outcome = handler(
+                &snapshot,
+                &health,
+                packet,
+                source,
+                Transport::Udp,
+                1,
+                &mut out,
+            );
             assert_answered(name, outcome, &out);
         }
         // Packet counts are powers of two (1 or ROTATION): a mask, no division.
@@ -196,6 +218,7 @@ fn bench_handle_packet(c: &mut Criterion) {
                 i = i.wrapping_add(1);
                 handler(
                     &snapshot,
+                    &health,
                     black_box(&packets[i & mask]),
                     source,
                     Transport::Udp,
@@ -227,7 +250,7 @@ fn bench_handle_packet(c: &mut Criterion) {
         ("geo_ecs_many_subnets", received(&geo_ecs)),
     ] {
         for (buffer, len) in packets.iter().take(8) {
-            let outcome = handle_udp_query(&snapshot, buffer, *len, source, 1, &mut reply);
+            let outcome = handle_udp_query(&snapshot, &health, buffer, *len, source, 1, &mut reply);
             assert_answered(name, outcome, reply.as_bytes());
         }
         let mask = packets.len() - 1;
@@ -237,6 +260,7 @@ fn bench_handle_packet(c: &mut Criterion) {
                 let (buffer, len) = &packets[i & mask];
                 handle_udp_query(
                     &snapshot,
+                    &health,
                     black_box(buffer),
                     *len,
                     source,

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use gslb::config::CheckKind;
 use gslb::health::{
-    CheckSpec, EndpointHealth, HealthMonitor, HealthSettings, PlannedEndpoint, Probe, ProbePlan,
+    CheckSpec, HealthMonitor, HealthSettings, HealthTable, PlannedEndpoint, Probe, ProbePlan,
     ProbeTarget,
 };
 
@@ -68,6 +68,7 @@ fn main() {
         jitter: 0.1,
         json: None,
     });
+    let table = Arc::new(HealthTable::default());
     let plan = ProbePlan {
         endpoints: (0..endpoints)
             .map(|i| {
@@ -81,7 +82,7 @@ fn main() {
                 };
                 PlannedEndpoint {
                     key: format!("bench/{i}"),
-                    health: Arc::new(EndpointHealth::new(true)),
+                    health: table.register(&format!("bench/{i}"), true).1,
                     probe: Some(Probe {
                         check: check.clone(),
                         target,
@@ -96,7 +97,7 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    let monitor = HealthMonitor::new();
+    let monitor = HealthMonitor::new(table.clone());
     monitor.replan(&plan);
     let cpu_before = cpu_seconds();
     let started = Instant::now();

@@ -1,5 +1,5 @@
 //! The control plane's shared state: where the configuration comes from,
-//! the health registry and the snapshot being served, and reloading.
+//! the health table and the snapshot being served, and reloading.
 //!
 //! Reloads come from SIGHUP, the admin API and the file watcher; they are
 //! serialised here, logged, and counted in [`Metrics`].
@@ -11,7 +11,7 @@ use std::time::SystemTime;
 use arc_swap::ArcSwap;
 
 use crate::config::LoadedConfig;
-use crate::health::{HealthMonitor, HealthRegistry};
+use crate::health::{HealthMonitor, HealthTable};
 use crate::metrics::Metrics;
 use crate::querylog::QueryLog;
 use crate::snapshot::{BuildError, BuildErrors, Snapshot, SnapshotSource};
@@ -23,8 +23,9 @@ const FASTEST_UPDATE_INTERVAL: std::time::Duration = std::time::Duration::from_m
 pub struct Control {
     /// Where snapshots are built from.
     pub source: SnapshotSource,
-    /// Endpoint health, kept across reloads.
-    pub health: Arc<HealthRegistry>,
+    /// Runtime state of endpoints (verdicts, overrides, weights, `fastest`
+    /// results), kept across reloads; the query path reads its views.
+    pub health: Arc<HealthTable>,
     /// The snapshot answering queries.
     pub snapshot: Arc<ArcSwap<Snapshot>>,
     /// The health probers (started by `serve` with [`Control::start_probers`]).
@@ -61,10 +62,10 @@ impl Control {
     /// # Errors
     /// Every problem in the configuration and the files it names.
     pub fn start(source: SnapshotSource) -> Result<(Self, LoadedConfig), BuildErrors> {
-        let health = Arc::new(HealthRegistry::default());
+        let health = Arc::new(HealthTable::default());
         let (snapshot, loaded) = Snapshot::build(&source, &health)?;
         check_ops_settings(&loaded)?;
-        let monitor = Arc::new(HealthMonitor::new());
+        let monitor = Arc::new(HealthMonitor::new(health.clone()));
         monitor.replan(&snapshot.probes);
         let control = Self {
             health,
@@ -119,7 +120,9 @@ impl Control {
         self.transfers.applied(snapshot.clone());
         // Re-plan the probers: unchanged endpoints keep their tasks.
         self.monitor.replan(&snapshot.probes);
-        self.health.prune();
+        // Endpoints the new snapshot no longer has leave the table.
+        self.health
+            .retain(snapshot.probes.endpoints.iter().map(|e| e.health.id()));
         self.apply_ops_settings(&loaded);
         let config_mtime = mtime(&loaded.path);
         self.metrics.record_reload(true, config_mtime);
@@ -141,19 +144,20 @@ impl Control {
         // `fastest` choices follow the probes' RTTs, with hysteresis; with
         // no `fastest` service, the task sleeps until a reload.
         let snapshot = self.snapshot.clone();
+        let health = self.health.clone();
         let mut applied = self.applied.subscribe();
         runtime.spawn(async move {
             let mut tick = tokio::time::interval(FASTEST_UPDATE_INTERVAL);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                if !crate::health::fastest::has_work(&snapshot.load()) {
+                if !snapshot.load().fastest.has_work() {
                     if applied.changed().await.is_err() {
                         return;
                     }
                     continue;
                 }
                 tick.tick().await;
-                crate::health::fastest::update(&snapshot.load());
+                crate::health::fastest::update(&health, &snapshot.load().fastest);
             }
         });
     }

@@ -10,6 +10,7 @@ use hickory_proto::rr::rdata::opt::EdnsOption;
 use hickory_proto::rr::{Name, RecordType};
 
 use crate::dns::answer::{Transport, handle_packet_traced};
+use crate::health::HealthView;
 use crate::policy::mask;
 use crate::snapshot::Snapshot;
 
@@ -51,12 +52,14 @@ impl FromStr for ExplainClient {
     }
 }
 
-/// Explains how `snapshot` answers `name`/`record_type` for `client`.
+/// Explains how `snapshot` answers `name`/`record_type` for `client` in
+/// `health`.
 ///
 /// # Errors
 /// The name or type cannot be encoded into a query.
 pub fn explain(
     snapshot: &Snapshot,
+    health: &HealthView,
     client: ExplainClient,
     name: &str,
     record_type: &str,
@@ -75,6 +78,7 @@ pub fn explain(
     let mut trace = Vec::new();
     let outcome = handle_packet_traced(
         snapshot,
+        health,
         &packet,
         source,
         Transport::Tcp,

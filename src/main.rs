@@ -323,8 +323,8 @@ fn explain(
     let (control, _) = Control::start(source)
         .map_err(|errors| anyhow!("configuration is not valid:\n{errors}"))?;
     let snapshot = control.snapshot.load();
-    let text =
-        gslb::explain::explain(&snapshot, client, name, record_type).map_err(|e| anyhow!(e))?;
+    let text = gslb::explain::explain(&snapshot, &control.health.view(), client, name, record_type)
+        .map_err(|e| anyhow!(e))?;
     print!("{text}");
     Ok(())
 }
@@ -420,6 +420,7 @@ fn serve(source: SnapshotSource, listen: Vec<SocketAddr>, api: Option<SocketAddr
             tasks.spawn(server::serve(
                 bound,
                 control.snapshot.clone(),
+                control.health.clone(),
                 observer,
                 tcp_limits,
                 control.transfers.clone(),

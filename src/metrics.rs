@@ -870,6 +870,7 @@ impl prometheus_client::collector::Collector for Scrape {
 
         // --- endpoints (the snapshot in service) ---
         let snapshot = control.snapshot.load_full();
+        let health = control.health.view_arc();
         let endpoints = &snapshot.probes.endpoints;
         let endpoint_answers = metrics.endpoint_answers();
         let label = |key: &str| {
@@ -956,7 +957,7 @@ impl prometheus_client::collector::Collector for Scrape {
                     label(&endpoint.key),
                     crate::health::effective_weight(
                         endpoint.weight,
-                        endpoint.health.weight_percent(),
+                        health.endpoint(endpoint.id).weight_percent,
                     ),
                 )
             }),
@@ -1193,6 +1194,7 @@ mod tests {
                     let packet = www_query(id);
                     let outcome = crate::dns::answer::handle_packet(
                         &snapshot,
+                        &control.health.view(),
                         &packet,
                         client,
                         Transport::Udp,

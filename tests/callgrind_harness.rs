@@ -21,6 +21,7 @@ use gslb::control::Control;
 use gslb::dns::answer::{Transport, handle_udp_query};
 use gslb::dns::reply_buffer::UdpReply;
 use gslb::dns::udp_batch::UDP_QUERY_MAX;
+use gslb::health::HealthView;
 use gslb::metrics::{QueryRecorder, View};
 use gslb::snapshot::{Snapshot, SnapshotSource};
 
@@ -33,13 +34,14 @@ type Received = (Box<[u8; UDP_QUERY_MAX]>, usize);
 #[inline(never)]
 fn run_one(
     snapshot: &Arc<Snapshot>,
+    health: &HealthView,
     (buffer, len): &Received,
     seed: u64,
     out: &mut UdpReply,
     recording: Option<(&mut QueryRecorder, &View)>,
 ) -> usize {
     let source = IpAddr::V4(Ipv4Addr::new(81, 2, 69, 7));
-    let outcome = handle_udp_query(snapshot, buffer, *len, source, seed, out);
+    let outcome = handle_udp_query(snapshot, health, buffer, *len, source, seed, out);
     if let Some((recorder, view)) = recording {
         recorder.record(view, snapshot, &buffer[..*len], source, outcome.as_ref());
     }
@@ -70,6 +72,7 @@ fn run() {
         other => panic!("unknown CG_KIND {other}"),
     };
     let snapshot = control.snapshot.load_full();
+    let health = control.health.view_arc();
     let recording = std::env::var("CG_RECORD").is_ok_and(|v| v == "1");
     let mut recorder = control
         .metrics
@@ -88,6 +91,7 @@ fn run() {
     for i in 0..n {
         total += run_one(
             &snapshot,
+            &health,
             black_box(&packets[i % packets.len()]),
             i as u64,
             &mut out,

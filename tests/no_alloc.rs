@@ -81,19 +81,39 @@ fn count_allocations(cases: &[(&str, Vec<u8>, Rcode)]) -> Vec<(String, u64)> {
     let mut counts = Vec::new();
     for (label, packet, want) in cases {
         let snapshot = control.snapshot.load();
-        let warm = handle_packet(&snapshot, packet, client, Transport::Udp, 1, &mut out);
+        let health = control.health.view();
+        let warm = handle_packet(
+            &snapshot,
+            &health,
+            packet,
+            client,
+            Transport::Udp,
+            1,
+            &mut out,
+        );
         assert_eq!(warm.map(|o| o.rcode), Some(*want), "{label}");
         let before = allocations();
         for seed in 0..64 {
-            // As the UDP loop does: load the snapshot (lock-free), answer.
+            // As the UDP loop does: load the snapshot and the health view
+            // (lock-free), answer.
             let snapshot = control.snapshot.load();
-            let outcome = handle_packet(&snapshot, packet, client, Transport::Udp, seed, &mut out);
+            let health = control.health.view();
+            let outcome = handle_packet(
+                &snapshot,
+                &health,
+                packet,
+                client,
+                Transport::Udp,
+                seed,
+                &mut out,
+            );
             assert_eq!(outcome.map(|o| o.rcode), Some(*want), "{label}");
             // And as it really does: the query in its receive buffer, the
             // reply in its fixed buffer.
             received[..packet.len()].copy_from_slice(packet);
             let outcome = handle_udp_query(
                 &snapshot,
+                &health,
                 &received,
                 packet.len(),
                 client,

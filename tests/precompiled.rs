@@ -22,7 +22,7 @@ use gslb::dns::precompiled;
 use gslb::dns::reply_buffer::UdpReply;
 use gslb::dns::udp_batch::UDP_QUERY_MAX;
 use gslb::dns::wire::Rcode;
-use gslb::health::HealthRegistry;
+use gslb::health::{HealthTable, HealthView};
 use gslb::snapshot::{Snapshot, SnapshotSource};
 
 const TYPES: [u16; 12] = [1, 2, 5, 6, 15, 16, 28, 33, 43, 255, 257, 99];
@@ -119,7 +119,13 @@ struct Tally {
 }
 
 /// Compares both paths on every query variant for `names`.
-fn compare(snapshot: &Snapshot, names: &[Vec<u8>], label: &str, tally: &mut Tally) {
+fn compare(
+    snapshot: &Snapshot,
+    health: &HealthView,
+    names: &[Vec<u8>],
+    label: &str,
+    tally: &mut Tally,
+) {
     let exists = |name: &[u8]| snapshot.zones.iter().any(|z| z.node(name).is_some());
     let sources = [
         IpAddr::V4(Ipv4Addr::new(81, 2, 69, 7)),
@@ -144,6 +150,7 @@ fn compare(snapshot: &Snapshot, names: &[Vec<u8>], label: &str, tally: &mut Tall
                             let seed = u64::from(id) * 0x9e37_79b9;
                             let want = handle_packet_traced(
                                 snapshot,
+                                health,
                                 &packet,
                                 source,
                                 transport,
@@ -153,6 +160,7 @@ fn compare(snapshot: &Snapshot, names: &[Vec<u8>], label: &str, tally: &mut Tall
                             );
                             let got = handle_packet(
                                 snapshot,
+                                health,
                                 &packet,
                                 source,
                                 transport,
@@ -174,6 +182,7 @@ fn compare(snapshot: &Snapshot, names: &[Vec<u8>], label: &str, tally: &mut Tall
                             }
                             let fast = precompiled::answer(
                                 snapshot,
+                                health,
                                 &packet,
                                 packet.len(),
                                 source,
@@ -207,6 +216,7 @@ fn compare(snapshot: &Snapshot, names: &[Vec<u8>], label: &str, tally: &mut Tall
                                 received[..packet.len()].copy_from_slice(&packet);
                                 let udp = handle_udp_query(
                                     snapshot,
+                                    health,
                                     &received,
                                     packet.len(),
                                     source,
@@ -253,8 +263,8 @@ fn names_of(snapshot: &Snapshot) -> Vec<Vec<u8>> {
     names
 }
 
-fn build(config: &Path) -> (Snapshot, HealthRegistry) {
-    let health = HealthRegistry::default();
+fn build(config: &Path) -> (Snapshot, HealthTable) {
+    let health = HealthTable::default();
     let source = SnapshotSource {
         config_path: config.to_path_buf(),
         extra_zones: Vec::new(),
@@ -265,18 +275,18 @@ fn build(config: &Path) -> (Snapshot, HealthRegistry) {
 }
 
 /// Marks the first endpoint of every pool of every service down.
-fn take_first_endpoints_down(snapshot: &Snapshot) {
+fn take_first_endpoints_down(snapshot: &Snapshot, health: &HealthTable) {
     for service in &snapshot.services {
         for pool in &service.pools {
-            if let Some(endpoint) = pool.endpoints.first() {
-                endpoint.health.set_probe_up(false);
+            if let Some(record) = pool.endpoints.first().and_then(|e| health.record(e.id)) {
+                health.handle_verdict(&record, false, std::time::SystemTime::now());
             }
         }
     }
 }
 
 fn check_config(config: &Path) {
-    let (snapshot, _health) = build(config);
+    let (snapshot, health) = build(config);
     let names = names_of(&snapshot);
     let label = config.display().to_string();
     let mut tally = Tally {
@@ -286,10 +296,11 @@ fn check_config(config: &Path) {
         address_fast: 0,
         udp: 0,
     };
-    compare(&snapshot, &names, &label, &mut tally);
-    take_first_endpoints_down(&snapshot);
+    compare(&snapshot, &health.view(), &names, &label, &mut tally);
+    take_first_endpoints_down(&snapshot, &health);
     compare(
         &snapshot,
+        &health.view(),
         &names,
         &format!("{label} (endpoints down)"),
         &mut tally,

@@ -5,11 +5,10 @@
 use std::path::Path;
 use std::sync::LazyLock;
 
-use gslb::snapshot::Snapshot;
 use libfuzzer_sys::fuzz_target;
 
 /// Built once per process from `fixtures/packet.toml`.
-static SNAPSHOT: LazyLock<Snapshot> = LazyLock::new(|| {
+static SNAPSHOT: LazyLock<gslb_fuzz::PacketFixture> = LazyLock::new(|| {
     gslb_fuzz::packet_snapshot(&gslb_fuzz::packet_fixture_config(Path::new(env!(
         "CARGO_MANIFEST_DIR"
     ))))

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use gslb::dns::answer::{Transport, handle_packet};
 use gslb::dns::wire;
-use gslb::health::HealthRegistry;
+use gslb::health::{HealthTable, HealthView};
 use gslb::snapshot::{Snapshot, SnapshotSource};
 use hickory_proto::op::{Message, MessageType};
 use hickory_proto::rr::Name;
@@ -52,18 +52,30 @@ pub fn packet_fixture_config(fuzz_dir: &Path) -> PathBuf {
     fuzz_dir.join("fixtures").join("packet.toml")
 }
 
-/// Builds the snapshot the `packet` target answers from (once per process).
+/// What the `packet` target answers from: a snapshot and the health view
+/// its build published.
+pub struct PacketFixture {
+    /// The snapshot.
+    pub snapshot: Snapshot,
+    /// Its endpoints' health (as built: no probes run).
+    pub health: std::sync::Arc<HealthView>,
+}
+
+/// Builds what the `packet` target answers from (once per process).
 ///
 /// # Panics
 /// When the fixture does not build: that is a broken fixture, not a finding.
-pub fn packet_snapshot(config_path: &Path) -> Snapshot {
+pub fn packet_snapshot(config_path: &Path) -> PacketFixture {
     let source = SnapshotSource {
         config_path: config_path.to_path_buf(),
         extra_zones: Vec::new(),
     };
-    let health = HealthRegistry::default();
+    let health = HealthTable::default();
     match Snapshot::build(&source, &health) {
-        Ok((snapshot, _)) => snapshot,
+        Ok((snapshot, _)) => PacketFixture {
+            snapshot,
+            health: health.view_arc(),
+        },
         Err(errors) => panic!(
             "fuzz fixture {} does not build:\n{errors}",
             config_path.display()
@@ -81,14 +93,23 @@ pub fn packet_snapshot(config_path: &Path) -> Snapshot {
 /// the query's source prefix and a scope within the family's length (it may
 /// be longer than the source when the source block is mixed: RFC 7871
 /// §7.2.1; the `answer` target checks that such scopes are honest).
-pub fn fuzz_packet(snapshot: &Snapshot, data: &[u8]) {
+pub fn fuzz_packet(fixture: &PacketFixture, data: &[u8]) {
+    let snapshot = &fixture.snapshot;
     let client = CLIENTS[usize::from(data.first().copied().unwrap_or(0)) % CLIENTS.len()];
     let must_drop = data.len() < wire::HEADER_LEN || data[2] & 0x80 != 0;
     let parsed = wire::parse_query(data);
     let mut out = Vec::with_capacity(4096);
     for transport in [Transport::Udp, Transport::Tcp] {
         let seed = u64::from(data.len() as u32);
-        let outcome = handle_packet(snapshot, data, client, transport, seed, &mut out);
+        let outcome = handle_packet(
+            snapshot,
+            &fixture.health,
+            data,
+            client,
+            transport,
+            seed,
+            &mut out,
+        );
         let Some(outcome) = outcome else {
             assert!(must_drop, "a query was dropped: {data:02x?}");
             continue;
@@ -297,7 +318,7 @@ pub fn fuzz_latency(data: &[u8]) {
 /// be NOERROR, echo the subnet, and carry a scope at which the answer is
 /// honest: a second query from another address inside the scope block
 /// (taken from the input's remaining bytes) gets the same records.
-pub fn fuzz_answer(snapshot: &Snapshot, data: &[u8]) {
+pub fn fuzz_answer(fixture: &PacketFixture, data: &[u8]) {
     let [selector, family, prefix, rest @ ..] = data else {
         return;
     };
@@ -309,7 +330,7 @@ pub fn fuzz_answer(snapshot: &Snapshot, data: &[u8]) {
     let (address, other) = take_address(rest, v6);
     let first = mask_address(address, source);
     let query = ecs_query(0x4242, name, qtype, first, source);
-    let (records, scope) = answer_with_ecs(snapshot, &query, data);
+    let (records, scope) = answer_with_ecs(fixture, &query, data);
     let Some(scope) = scope else {
         return;
     };
@@ -325,7 +346,7 @@ pub fn fuzz_answer(snapshot: &Snapshot, data: &[u8]) {
     // server caps it as it did the first; the answer must be the same.
     let inside = merge_address(first, other, scope);
     let query = ecs_query(0x4343, name, qtype, inside, bits);
-    let (again, _) = answer_with_ecs(snapshot, &query, data);
+    let (again, _) = answer_with_ecs(fixture, &query, data);
     assert_eq!(
         again, records,
         "{name} scope /{scope} of {first}/{source} is not honest: {inside} gets another answer ({data:02x?})"
@@ -418,10 +439,22 @@ fn ecs_query(id: u16, name: &str, qtype: u16, address: IpAddr, source: u8) -> Ve
 
 /// Answers `query` from loopback over UDP: the answer records (sorted, as
 /// text) and the reply's ECS scope.
-fn answer_with_ecs(snapshot: &Snapshot, query: &[u8], data: &[u8]) -> (Vec<String>, Option<u8>) {
+fn answer_with_ecs(
+    fixture: &PacketFixture,
+    query: &[u8],
+    data: &[u8],
+) -> (Vec<String>, Option<u8>) {
     let mut out = Vec::with_capacity(4096);
     let client = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    let outcome = handle_packet(snapshot, query, client, Transport::Udp, 7, &mut out);
+    let outcome = handle_packet(
+        &fixture.snapshot,
+        &fixture.health,
+        query,
+        client,
+        Transport::Udp,
+        7,
+        &mut out,
+    );
     let Some(outcome) = outcome else {
         panic!("an ECS query was dropped: {query:02x?} (input {data:02x?})");
     };

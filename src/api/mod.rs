@@ -374,17 +374,15 @@ async fn set_override(
     let snapshot = state.control.snapshot.load_full();
     let result = match (&request.endpoint, &request.pool) {
         (Some(key), None) => {
-            let known = snapshot.probes.endpoints.iter().find(|e| &e.key == key);
-            match known {
-                Some(endpoint) => {
-                    endpoint.health.set_admin_override(value);
-                    tracing::info!(endpoint = %key, state = value.as_str(), "admin override set");
-                    Ok(json!({"ok": true, "endpoint": key, "state": value.as_str()}))
-                }
-                None => Err(error(
+            let known = snapshot.probes.endpoints.iter().any(|e| &e.key == key);
+            if known && state.control.health.set_admin_override(key, value) {
+                tracing::info!(endpoint = %key, state = value.as_str(), "admin override set");
+                Ok(json!({"ok": true, "endpoint": key, "state": value.as_str()}))
+            } else {
+                Err(error(
                     StatusCode::NOT_FOUND,
                     format!("unknown endpoint {key:?} (use pool/target as in /status)"),
-                )),
+                ))
             }
         }
         (None, Some(pool)) => {
@@ -410,7 +408,7 @@ async fn set_override(
         )),
     };
     if result.is_ok() {
-        warn_operator_down_services(&snapshot);
+        warn_operator_down_services(&snapshot, &state.control.health.view());
     }
     match result {
         // A plain HTML form (no script) goes back to the page.
@@ -422,9 +420,12 @@ async fn set_override(
 
 /// Logs each service an override left with nothing but operator-disabled
 /// endpoints: it now answers no records, even failing open.
-fn warn_operator_down_services(snapshot: &crate::snapshot::Snapshot) {
+fn warn_operator_down_services(
+    snapshot: &crate::snapshot::Snapshot,
+    health: &crate::health::HealthView,
+) {
     for service in &snapshot.services {
-        if service.only_operator_down() {
+        if service.only_operator_down(health) {
             tracing::warn!(
                 service = %service.name,
                 "every endpoint of the service is down by the operator (down = true, force-down or drain): it answers no records; all_down = \"fail-open\" does not override an operator"

@@ -358,8 +358,9 @@ pub fn build_status(control: &Control, history: &StatusHistory, auth_required: b
         .into_iter()
         .map(|s| (s.key.clone(), s))
         .collect();
+    let view = control.health.view_arc();
     let endpoint_view = |endpoint: &Endpoint| {
-        let health = &endpoint.health;
+        let health = control.health.record(endpoint.id)?;
         let probe = probes.get(&endpoint.key);
         let effective = health.effective_override();
         let state = if endpoint.config_down {
@@ -374,7 +375,7 @@ pub fn build_status(control: &Control, history: &StatusHistory, auth_required: b
             }
         };
         let answers_total = now.endpoints.get(&endpoint.key).copied().unwrap_or(0);
-        EndpointView {
+        Some(EndpointView {
             key: endpoint.key.clone(),
             target: match &endpoint.target {
                 EndpointTarget::Address(address) => address.to_string(),
@@ -385,7 +386,7 @@ pub fn build_status(control: &Control, history: &StatusHistory, auth_required: b
             },
             weight: endpoint.weight,
             config_down: endpoint.config_down,
-            usable: endpoint.is_healthy(),
+            usable: endpoint.is_healthy(&view),
             state,
             probe: if health.probe_up() { "up" } else { "down" },
             probed: probe.is_some_and(|p| p.check.is_some()),
@@ -408,10 +409,11 @@ pub fn build_status(control: &Control, history: &StatusHistory, auth_required: b
                 .map(|r| r.as_str().to_string()),
             last_error_unix: probe.and_then(|p| p.last_error_unix),
             state_since_unix: probe.map(|p| p.state_since_unix),
-        }
+        })
     };
     let pool_view = |pool: &Pool| {
-        let mut endpoints: Vec<EndpointView> = pool.endpoints.iter().map(endpoint_view).collect();
+        let mut endpoints: Vec<EndpointView> =
+            pool.endpoints.iter().filter_map(endpoint_view).collect();
         let pool_answers: u64 = endpoints.iter().map(|e| e.answers_last_minute).sum();
         for endpoint in &mut endpoints {
             endpoint.share_percent = percent(endpoint.answers_last_minute, pool_answers);
@@ -421,7 +423,11 @@ pub fn build_status(control: &Control, history: &StatusHistory, auth_required: b
             backup: pool.backup,
             coordinates: pool.coordinates.map(|(lat, lon)| [lat, lon]),
             pool_override: control.health.pool_override(&pool.name).as_str(),
-            healthy: pool.endpoints.iter().filter(|e| e.is_healthy()).count(),
+            healthy: pool
+                .endpoints
+                .iter()
+                .filter(|e| e.is_healthy(&view))
+                .count(),
             answers_last_minute: pool_answers,
             share_percent: None,
             failovers_last_minute: 0,

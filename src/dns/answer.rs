@@ -4,6 +4,7 @@
 
 use std::net::IpAddr;
 
+use super::choice_memo::ThreadMemo;
 use super::precompiled;
 use super::reply_buffer::UdpReply;
 use super::udp_batch::UDP_QUERY_MAX;
@@ -11,6 +12,7 @@ use super::wire::{
     self, ClientSubnet, EdnsInfo, MAX_NAME_LEN, Query, QueryError, Rcode, ReplyEdns, ReplyWriter,
     Section, lowercase_name, rtype,
 };
+use crate::health::HealthView;
 use crate::policy::{
     self, ClientAddress, EndpointTarget, Family, Selection, Service, Trace, trace,
 };
@@ -65,21 +67,31 @@ impl Outcome<'_> {
     }
 }
 
-/// Answers one packet. Returns `None` when the packet must be dropped;
-/// otherwise the reply is in `out`.
+/// Answers one packet in `health` (one view per query or batch). Returns
+/// `None` when the packet must be dropped; otherwise the reply is in `out`.
 pub fn handle_packet<'s>(
     snapshot: &'s Snapshot,
+    health: &HealthView,
     packet: &[u8],
     client: IpAddr,
     transport: Transport,
     seed: u64,
     out: &mut Vec<u8>,
 ) -> Option<Outcome<'s>> {
-    let fast = precompiled::answer(snapshot, packet, packet.len(), client, transport, seed, out);
+    let fast = precompiled::answer(
+        snapshot,
+        health,
+        packet,
+        packet.len(),
+        client,
+        transport,
+        seed,
+        out,
+    );
     if fast.is_some() {
         return fast;
     }
-    handle_packet_traced(snapshot, packet, client, transport, seed, out, None)
+    handle_packet_traced(snapshot, health, packet, client, transport, seed, out, None)
 }
 
 /// [`handle_packet`] for a UDP worker: the query is `buffer[..len]` of its
@@ -87,13 +99,23 @@ pub fn handle_packet<'s>(
 /// [`reply_buffer`](super::reply_buffer)).
 pub fn handle_udp_query<'s>(
     snapshot: &'s Snapshot,
+    health: &HealthView,
     buffer: &[u8; UDP_QUERY_MAX],
     len: usize,
     client: IpAddr,
     seed: u64,
     out: &mut UdpReply,
 ) -> Option<Outcome<'s>> {
-    let fast = precompiled::answer(snapshot, buffer, len, client, Transport::Udp, seed, out);
+    let fast = precompiled::answer(
+        snapshot,
+        health,
+        buffer,
+        len,
+        client,
+        Transport::Udp,
+        seed,
+        out,
+    );
     if fast.is_some() {
         return fast;
     }
@@ -101,6 +123,7 @@ pub fn handle_udp_query<'s>(
     out.write_with(|general| {
         handle_packet_traced(
             snapshot,
+            health,
             packet,
             client,
             Transport::Udp,
@@ -113,8 +136,10 @@ pub fn handle_udp_query<'s>(
 
 /// The general path: [`handle_packet`] without the precompiled answers,
 /// and optionally recording why each step went as it did (`gslb explain`).
+#[allow(clippy::too_many_arguments)]
 pub fn handle_packet_traced<'s>(
     snapshot: &'s Snapshot,
+    health: &HealthView,
     packet: &[u8],
     client: IpAddr,
     transport: Transport,
@@ -169,6 +194,7 @@ pub fn handle_packet_traced<'s>(
     let mut reply = ReplyWriter::new(out, &query, qname_lower.unwrap_or_default(), max_len, edns);
     let mut context = Context {
         snapshot,
+        health,
         client,
         seed,
         scope_prefix_len: 0,
@@ -250,6 +276,8 @@ pub(crate) fn reply_limit(
 /// Per-query state shared by the answer steps.
 struct Context<'s, 't> {
     snapshot: &'s Snapshot,
+    /// The health view of this query.
+    health: &'t HealthView,
     client: ClientAddress,
     seed: u64,
     /// ECS scope of the answer so far (0: does not depend on the client).
@@ -429,14 +457,22 @@ fn answer_service<'s>(
         }
     };
     if let Some(lines) = context.trace.as_deref_mut() {
-        explain_location(context.snapshot, service, context.client, lines);
+        explain_location(
+            context.snapshot,
+            context.health,
+            service,
+            context.client,
+            lines,
+        );
     }
-    let selection = policy::select(
+    let selection = policy::select_with(
         service,
+        context.health,
         context.client,
         family,
         context.seed,
         context.trace.as_deref_mut(),
+        &mut ThreadMemo,
     );
     context.scope_prefix_len = context.scope_prefix_len.max(selection.scope_prefix_len);
     context.service = Some((index, selection.clone()));
@@ -578,6 +614,7 @@ fn describe_subdivision(location: &crate::geo::Location) -> String {
 /// Trace lines: where the client is and which rule orders its pools.
 fn explain_location(
     snapshot: &Snapshot,
+    health: &HealthView,
     service: &Service,
     client: ClientAddress,
     lines: &mut Vec<String>,
@@ -625,15 +662,18 @@ fn explain_location(
         for endpoint in &pool.endpoints {
             let state = if endpoint.config_down {
                 "down (config)".to_string()
-            } else if endpoint.is_healthy() {
+            } else if endpoint.is_healthy(health) {
                 "up".to_string()
             } else {
-                format!("down ({:?})", endpoint.health.admin_override()).to_lowercase()
+                format!("down ({:?})", health.endpoint(endpoint.id).own_override).to_lowercase()
             };
-            let rtt = endpoint.health.rtt_us().map_or(String::new(), |us| {
-                format!(", rtt {:.1} ms", f64::from(us) / 1000.0)
-            });
-            let percent = endpoint.health.weight_percent();
+            let rtt = health
+                .endpoint(endpoint.id)
+                .rtt()
+                .map_or(String::new(), |us| {
+                    format!(", rtt {:.1} ms", f64::from(us) / 1000.0)
+                });
+            let percent = health.endpoint(endpoint.id).weight_percent;
             let load = if percent == crate::health::FULL_WEIGHT_PERCENT {
                 String::new()
             } else {

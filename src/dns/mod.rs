@@ -1,5 +1,6 @@
 //! The DNS data plane: wire format, answering queries from a snapshot, sockets.
 pub mod answer;
+mod choice_memo;
 mod name_table;
 pub mod precompiled;
 pub mod reply_buffer;

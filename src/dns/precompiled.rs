@@ -19,9 +19,11 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use super::answer::{self, Outcome, Transport};
+use super::choice_memo::ThreadMemo;
 use super::name_table::NameTable;
 use super::reply_buffer::ReplyBuffer;
 use super::wire::{self, CLASS_IN, EdnsInfo, HEADER_LEN, MAX_NAME_LEN, Rcode, ReplyEdns, rtype};
+use crate::health::HealthView;
 use crate::policy::{self, EndpointTarget, Family};
 use crate::snapshot::Snapshot;
 use crate::zone::Resolution;
@@ -72,6 +74,8 @@ impl PrecompiledAnswers {
         let mut query = Vec::with_capacity(HEADER_LEN + MAX_NAME_LEN + 4);
         let mut reply = Vec::with_capacity(4096);
         let source = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+        // Answers naming endpoints are not kept, so health does not matter.
+        let no_health = HealthView::default();
         for (zone_index, zone) in snapshot.zones.iter().enumerate() {
             if zone.is_unavailable() {
                 // Answered SERVFAIL by the general path.
@@ -100,6 +104,7 @@ impl PrecompiledAnswers {
                     write_plain_query(&mut query, name, qtype);
                     let Some(outcome) = answer::handle_packet_traced(
                         snapshot,
+                        &no_health,
                         &query,
                         source,
                         Transport::Tcp,
@@ -243,8 +248,10 @@ fn parse(packet: &[u8]) -> Option<FastQuery> {
 /// bytes past `len` are never read as part of the query, only copied along
 /// with its header and question by a fixed-size copy (see
 /// [`ReplyBuffer::start_with`]).
+#[allow(clippy::too_many_arguments)]
 pub fn answer<'s, R: ReplyBuffer>(
     snapshot: &'s Snapshot,
+    health: &HealthView,
     buffer: &[u8],
     len: usize,
     source: IpAddr,
@@ -281,7 +288,8 @@ pub fn answer<'s, R: ReplyBuffer>(
     match (entry.service, family) {
         (Some(index), Some(family)) => {
             let service = snapshot.services.get(index as usize)?;
-            let selection = policy::select(service, client, family, seed, None);
+            let selection =
+                policy::select_with(service, health, client, family, seed, None, &mut ThreadMemo);
             let first = selection.endpoints().next()?;
             if selection.servfail || matches!(first.target, EndpointTarget::Cname(_)) {
                 return None;

@@ -4,8 +4,9 @@
 //! worker, SO_REUSEPORT, so the kernel spreads clients over cores) is served
 //! by its own OS thread in batches (`udp_batch`): one `recvmmsg` takes up to
 //! [`UDP_BATCH`] queries, one `sendmmsg` returns their replies, as gdnsd
-//! does. TCP runs on tokio. Each query loads the current snapshot once
-//! (`ArcSwap::load`, lock-free) and never holds it across an `.await`.
+//! does. TCP runs on tokio. Each query (each UDP batch) loads the current
+//! snapshot, then the health table's current view, once each (`ArcSwap::load`,
+//! lock-free), and never holds them across an `.await`.
 
 use std::io;
 use std::net::SocketAddr;
@@ -24,6 +25,7 @@ use super::reply_buffer::UdpReply;
 use super::rrl::RrlVerdict;
 use super::udp_batch::{UDP_BATCH, UdpBatch};
 use super::wire::truncate_reply;
+use crate::health::HealthTable;
 use crate::metrics::{Observer, QueryRecorder};
 use crate::policy::SplitMix64;
 use crate::snapshot::Snapshot;
@@ -126,6 +128,7 @@ fn bind_tcp(addr: SocketAddr) -> io::Result<Socket> {
 pub async fn serve(
     listener: BoundListener,
     snapshot: SharedSnapshot,
+    health: Arc<HealthTable>,
     observer: Observer,
     tcp_limits: TcpLimits,
     transfers: Arc<Hub>,
@@ -133,15 +136,17 @@ pub async fn serve(
     for (index, socket) in listener.udp.into_iter().enumerate() {
         let snapshot = snapshot.clone();
         let transfers = transfers.clone();
+        let health = health.clone();
         // Each worker thread records into a metrics slot of its own.
         let recorder = observer.recorder(Transport::Udp);
         std::thread::Builder::new()
             .name(format!("udp-{}-{index}", listener.local_addr))
-            .spawn(move || serve_udp(&socket, &snapshot, recorder, &transfers))?;
+            .spawn(move || serve_udp(&socket, &snapshot, &health, recorder, &transfers))?;
     }
     serve_tcp(
         listener.tcp,
         snapshot,
+        health,
         observer.recorder(Transport::Tcp),
         tcp_limits,
         transfers,
@@ -154,6 +159,7 @@ pub async fn serve(
 fn serve_udp(
     socket: &std::net::UdpSocket,
     snapshot: &SharedSnapshot,
+    health: &HealthTable,
     mut recorder: QueryRecorder,
     transfers: &Hub,
 ) {
@@ -177,9 +183,10 @@ fn serve_udp(
         let mut answered = 0;
         {
             let current = snapshot.load();
+            let view = health.view();
             let now_secs = started.elapsed().as_secs() as u32;
             // Metrics: one lock-free view per batch (rebuilt only after a reload).
-            let view = recorder.view(&current);
+            let metrics_view = recorder.view(&current);
             for index in 0..count {
                 let Some((buffer, len, peer_ip)) = batch.query(index) else {
                     continue;
@@ -194,9 +201,9 @@ fn serve_udp(
                     continue;
                 }
                 seed = seed.wrapping_add(1);
-                let outcome = handle_udp_query(&current, buffer, len, peer_ip, seed, reply);
+                let outcome = handle_udp_query(&current, &view, buffer, len, peer_ip, seed, reply);
                 let query = &buffer[..len];
-                recorder.record(&view, &current, query, peer_ip, outcome.as_ref());
+                recorder.record(&metrics_view, &current, query, peer_ip, outcome.as_ref());
                 if outcome.is_none() {
                     continue;
                 }
@@ -228,6 +235,7 @@ fn serve_udp(
 async fn serve_tcp(
     listener: TcpListener,
     snapshot: SharedSnapshot,
+    health: Arc<HealthTable>,
     mut recorder: QueryRecorder,
     limits: TcpLimits,
     transfers: Arc<Hub>,
@@ -248,11 +256,13 @@ async fn serve_tcp(
             continue;
         };
         let snapshot = snapshot.clone();
+        let health = health.clone();
         let recorder = recorder.fork();
         let transfers = transfers.clone();
         tokio::spawn(async move {
             let served =
-                serve_tcp_connection(stream, peer, snapshot, recorder, limits, &transfers).await;
+                serve_tcp_connection(stream, peer, snapshot, health, recorder, limits, &transfers)
+                    .await;
             if let Err(err) = served {
                 tracing::debug!(error = %err, %peer, "tcp connection ended");
             }
@@ -265,6 +275,7 @@ async fn serve_tcp_connection(
     mut stream: TcpStream,
     peer: SocketAddr,
     snapshot: SharedSnapshot,
+    health: Arc<HealthTable>,
     mut recorder: QueryRecorder,
     limits: TcpLimits,
     transfers: &Hub,
@@ -303,6 +314,7 @@ async fn serve_tcp_connection(
             let current = snapshot.load();
             let outcome = handle_packet(
                 &current,
+                &health.view(),
                 &query,
                 peer.ip(),
                 Transport::Tcp,

@@ -1,15 +1,49 @@
 //! Keeps `fastest` answers stable: from measured probe RTTs, chooses each
 //! pool's preferred endpoint and the pool order of `fastest` services,
 //! switching only when the challenger is clearly faster (hysteresis), so
-//! answers do not flap on noise. Runs on the control plane; the query path
-//! only reads the atomics and the order this writes.
+//! answers do not flap on noise. Runs on the control plane, over a
+//! [`FastestPlan`] the snapshot build made, and writes its results (with the
+//! RTTs) into the [`HealthTable`], whose views the query path reads.
 
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use super::{EndpointId, HealthTable, MeasuredOrder};
 
-use crate::config::SelectionKind;
-use crate::policy::{NO_PREFERENCE, Pool};
-use crate::snapshot::Snapshot;
+/// What the updater maintains for one snapshot: built with it.
+#[derive(Debug, Clone, Default)]
+pub struct FastestPlan {
+    /// Every pool of every service (when some service uses `fastest`).
+    pub pools: Vec<FastestPool>,
+    /// The services with `policy = "fastest"`.
+    pub services: Vec<FastestService>,
+}
+
+/// A pool whose preferred endpoint is kept.
+#[derive(Debug, Clone, Default)]
+pub struct FastestPool {
+    /// Its endpoints in order: id, and whether the configuration forces it down.
+    pub endpoints: Vec<(EndpointId, bool)>,
+}
+
+/// A service whose pool order is measured.
+#[derive(Debug, Clone)]
+pub struct FastestService {
+    /// Its name (for the log).
+    pub name: String,
+    /// `Service::serial`.
+    pub serial: u64,
+    /// Its slot among measured orders.
+    pub slot: u32,
+    /// Its pools, as indices into [`FastestPlan::pools`].
+    pub pools: Vec<usize>,
+    /// Its configured order (the order until one is measured).
+    pub initial: Box<[u16]>,
+}
+
+impl FastestPlan {
+    /// Whether [`update`] has anything to maintain.
+    pub fn has_work(&self) -> bool {
+        !self.pools.is_empty() || !self.services.is_empty()
+    }
+}
 
 /// A challenger must be this much faster (fraction of the incumbent's RTT)…
 pub const SWITCH_MARGIN: f64 = 0.2;
@@ -36,58 +70,68 @@ pub fn choose_with_hysteresis(current: Option<usize>, rtts_us: &[Option<u32>]) -
     Some(if clearly_faster { best } else { current })
 }
 
-/// Whether [`update`] has anything to maintain: a `fastest` service
-/// (measured pool order) or `selection = "fastest"` (preferred endpoints).
-pub fn has_work(snapshot: &Snapshot) -> bool {
-    snapshot.services.iter().any(|service| {
-        service.measured_order.is_some() || service.selection == SelectionKind::Fastest
-    })
-}
-
-/// Updates every pool's preferred endpoint and every `fastest` service's order.
-pub fn update(snapshot: &Snapshot) {
-    for service in &snapshot.services {
-        for pool in &service.pools {
-            update_pool(pool);
+/// Updates every pool's preferred endpoint and every `fastest` service's
+/// order from the records' current RTTs, and publishes them.
+pub fn update(table: &HealthTable, plan: &FastestPlan) {
+    // Per pool: RTTs of its usable endpoints, and its preferred endpoint.
+    let mut best_rtts: Vec<Option<u32>> = Vec::with_capacity(plan.pools.len());
+    let mut preferred: Vec<(Vec<EndpointId>, Option<EndpointId>)> =
+        Vec::with_capacity(plan.pools.len());
+    for pool in &plan.pools {
+        let mut rtts = Vec::with_capacity(pool.endpoints.len());
+        let mut current = None;
+        for (i, &(id, config_down)) in pool.endpoints.iter().enumerate() {
+            let record = table.record(id);
+            let rtt = record
+                .as_ref()
+                .filter(|r| !config_down && r.is_usable())
+                .and_then(|r| r.rtt_us());
+            if record.as_ref().is_some_and(|r| r.preferred()) {
+                current = Some(i);
+            }
+            rtts.push(rtt);
         }
-        let Some(order) = &service.measured_order else {
-            continue;
-        };
-        let rtts: Vec<Option<u32>> = service.pools.iter().map(|p| p.best_rtt_us()).collect();
-        let current = order.load().first().map(|&i| usize::from(i));
-        let Some(leader) = choose_with_hysteresis(current, &rtts) else {
-            continue;
-        };
-        // The leader first, then the other measured pools by RTT, then the
-        // unmeasured ones in configured order.
-        let mut rest: Vec<usize> = (0..service.pools.len()).filter(|&i| i != leader).collect();
-        rest.sort_by_key(|&i| (rtts[i].is_none(), rtts[i].unwrap_or(u32::MAX), i));
-        let new: Box<[u16]> = std::iter::once(leader)
-            .chain(rest)
-            .map(|i| i as u16)
+        best_rtts.push(rtts.iter().flatten().min().copied());
+        let chosen = choose_with_hysteresis(current, &rtts).map(|i| pool.endpoints[i].0);
+        preferred.push((pool.endpoints.iter().map(|&(id, _)| id).collect(), chosen));
+    }
+    let slots = plan.services.iter().map(|s| s.slot as usize + 1).max();
+    let mut measured: Vec<Option<MeasuredOrder>> = vec![None; slots.unwrap_or(0)];
+    for service in &plan.services {
+        let old = table
+            .measured_order(service.slot, service.serial)
+            .unwrap_or_else(|| service.initial.clone());
+        let rtts: Vec<Option<u32>> = service
+            .pools
+            .iter()
+            .map(|&p| best_rtts.get(p).copied().flatten())
             .collect();
-        if order.load().as_ref()[..] != new[..] {
-            tracing::info!(service = %service.name, order = ?new, "fastest pool order changed");
-            order.store(Arc::new(new));
+        let current = old.first().map(|&i| usize::from(i));
+        let order = match choose_with_hysteresis(current, &rtts) {
+            Some(leader) => {
+                // The leader first, then the other measured pools by RTT, then the
+                // unmeasured ones in configured order.
+                let mut rest: Vec<usize> = (0..rtts.len()).filter(|&i| i != leader).collect();
+                rest.sort_by_key(|&i| (rtts[i].is_none(), rtts[i].unwrap_or(u32::MAX), i));
+                let new: Box<[u16]> = std::iter::once(leader)
+                    .chain(rest)
+                    .map(|i| i as u16)
+                    .collect();
+                if old[..] != new[..] {
+                    tracing::info!(service = %service.name, order = ?new, "fastest pool order changed");
+                }
+                new
+            }
+            None => old,
+        };
+        if let Some(slot) = measured.get_mut(service.slot as usize) {
+            *slot = Some(MeasuredOrder {
+                serial: service.serial,
+                order,
+            });
         }
     }
-}
-
-fn update_pool(pool: &Pool) {
-    let rtts: Vec<Option<u32>> = pool
-        .endpoints
-        .iter()
-        .map(|e| {
-            if e.is_healthy() {
-                e.health.rtt_us()
-            } else {
-                None
-            }
-        })
-        .collect();
-    let current = pool.preferred_endpoint().map(usize::from);
-    let chosen = choose_with_hysteresis(current, &rtts).map_or(NO_PREFERENCE, |i| i as u16);
-    pool.preferred.store(chosen, Ordering::Relaxed);
+    table.set_fastest(&preferred, measured);
 }
 
 #[cfg(test)]

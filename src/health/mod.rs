@@ -1,9 +1,12 @@
-//! Endpoint health: one record of atomics per endpoint, written by probers
-//! and admin overrides, read lock-free by the query path.
+//! Endpoint health: one record of inputs per endpoint (the probes'
+//! verdict, overrides, RTT, weight factor, counters), kept in the
+//! [`HealthTable`], which publishes their effective state as immutable
+//! [`HealthView`]s for the query path (see `table`).
 //!
-//! Records live in a `HealthRegistry` keyed by endpoint identity (pool name
-//! and target), which outlives snapshots: a reload hands the same record to
-//! the new snapshot, so health and overrides survive unrelated config changes.
+//! Records are keyed by endpoint identity (pool name and target) and
+//! outlive snapshots: a reload gets the same [`EndpointId`] and record for
+//! the same endpoint, so health and overrides survive unrelated config
+//! changes. Only this module writes records; everyone else reads them.
 //!
 //! Probing lives in the submodules: `check` compiles `[checks]` into
 //! [`CheckSpec`]s, `plan` turns pools into a [`ProbePlan`], `probe` does the
@@ -17,10 +20,10 @@ mod monitor;
 mod plan;
 mod probe;
 mod state;
+mod table;
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 pub use check::{CheckSet, CheckSpec, JsonSpec, LinearReduce, build_checks};
@@ -31,6 +34,7 @@ pub use plan::{
 };
 pub use probe::{FailureReason, ProbeOutcome, Prober, evaluate_json};
 pub use state::Hysteresis;
+pub use table::{EndpointId, EndpointState, HealthTable, HealthView, MeasuredOrder};
 
 /// Weight factor of an endpoint that is not degraded, in percent.
 pub const FULL_WEIGHT_PERCENT: u8 = 100;
@@ -108,36 +112,24 @@ pub struct ProbeStatus {
     pub consecutive_failures: u32,
 }
 
-/// Changes whenever any endpoint's usability or weight changes (probe
-/// verdict, operator override, pool override, JSON health weight), so the
-/// query path can keep pool choices until it moves (`policy::plan_cache`).
-static HEALTH_EPOCH: AtomicU64 = AtomicU64::new(0);
-
-/// The current health epoch. Acquire: a reader that sees an epoch also sees
-/// every health change made before it was bumped.
-#[inline]
-pub fn health_epoch() -> u64 {
-    HEALTH_EPOCH.load(Ordering::Acquire)
-}
-
-/// Marks a change; called after the changed value is stored.
-fn bump_health_epoch() {
-    HEALTH_EPOCH.fetch_add(1, Ordering::Release);
-}
-
-/// Health of one endpoint. What the query path reads are atomics: readers
-/// never block writers.
+/// The inputs of one endpoint's health, written by this module only (the
+/// [`HealthTable`] publishes what answers use). Atomics, so control-plane
+/// readers (status, metrics) never block writers.
 #[derive(Debug)]
 pub struct EndpointHealth {
+    /// Its id in the table.
+    id: EndpointId,
     probe: AtomicU8,
     admin: AtomicU8,
-    /// The override of the endpoint's pool (see [`HealthRegistry::set_pool_override`]);
+    /// The override of the endpoint's pool (see [`HealthTable::set_pool_override`]);
     /// an endpoint's own override, when set, wins.
     pool_admin: AtomicU8,
     /// Smoothed probe round-trip time in microseconds (0 = not measured).
     rtt_us: AtomicU32,
     /// Weight factor in percent, lowered while a JSON health body reports load.
     weight_percent: AtomicU8,
+    /// Whether `fastest` selection prefers it in its pool.
+    preferred: AtomicBool,
     /// Probes finished.
     probes_total: AtomicU64,
     /// Failed probes, indexed by [`FailureReason::index`].
@@ -151,13 +143,15 @@ const RTT_EWMA_NEW_TENTHS: u64 = 3;
 
 impl EndpointHealth {
     /// A record in the given initial probe state.
-    pub fn new(initially_up: bool) -> Self {
+    fn new(id: EndpointId, initially_up: bool) -> Self {
         Self {
+            id,
             probe: AtomicU8::new(if initially_up { PROBE_UP } else { PROBE_DOWN }),
             admin: AtomicU8::new(Override::None.to_u8()),
             pool_admin: AtomicU8::new(Override::None.to_u8()),
             rtt_us: AtomicU32::new(0),
             weight_percent: AtomicU8::new(FULL_WEIGHT_PERCENT),
+            preferred: AtomicBool::new(false),
             probes_total: AtomicU64::new(0),
             failures: Default::default(),
             status: Mutex::new(ProbeStatus {
@@ -172,22 +166,34 @@ impl EndpointHealth {
         }
     }
 
+    /// Its id in the table.
+    pub fn id(&self) -> EndpointId {
+        self.id
+    }
+
     /// Weight factor in percent (100 unless a JSON health body reported load).
-    #[inline]
     pub fn weight_percent(&self) -> u8 {
         self.weight_percent.load(Ordering::Relaxed)
     }
 
-    /// Sets the weight factor (clamped to 0..=100).
-    pub fn set_weight_percent(&self, percent: u8) {
+    /// Sets the weight factor (clamped to 0..=100); true if it changed.
+    fn set_weight_percent(&self, percent: u8) -> bool {
         let percent = percent.min(FULL_WEIGHT_PERCENT);
-        if self.weight_percent.swap(percent, Ordering::Relaxed) != percent {
-            bump_health_epoch();
-        }
+        self.weight_percent.swap(percent, Ordering::Relaxed) != percent
     }
 
-    /// Records a successful probe: counters, RTT average and weight factor.
-    pub fn handle_success(&self, rtt: Duration, weight_percent: u8, now: SystemTime) {
+    /// Whether `fastest` selection prefers it in its pool.
+    pub fn preferred(&self) -> bool {
+        self.preferred.load(Ordering::Relaxed)
+    }
+
+    fn set_preferred(&self, preferred: bool) {
+        self.preferred.store(preferred, Ordering::Relaxed);
+    }
+
+    /// Records a successful probe: counters, RTT average and weight factor;
+    /// true if the weight factor changed.
+    fn handle_success(&self, rtt: Duration, weight_percent: u8, now: SystemTime) -> bool {
         self.probes_total.fetch_add(1, Ordering::Relaxed);
         let sample = u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX).max(1);
         let smoothed = match self.rtt_us() {
@@ -197,15 +203,16 @@ impl EndpointHealth {
             }
         };
         self.set_rtt_us(u32::try_from(smoothed).unwrap_or(u32::MAX));
-        self.set_weight_percent(weight_percent);
+        let weight_changed = self.set_weight_percent(weight_percent);
         let mut status = self.lock_status();
         status.last_probe_at = Some(now);
         status.consecutive_successes = status.consecutive_successes.saturating_add(1);
         status.consecutive_failures = 0;
+        weight_changed
     }
 
     /// Records a failed probe: counters and the error text.
-    pub fn handle_failure(&self, reason: FailureReason, error: &str, now: SystemTime) {
+    fn handle_failure(&self, reason: FailureReason, error: &str, now: SystemTime) {
         self.probes_total.fetch_add(1, Ordering::Relaxed);
         self.failures[reason.index()].fetch_add(1, Ordering::Relaxed);
         let mut status = self.lock_status();
@@ -217,12 +224,13 @@ impl EndpointHealth {
         status.consecutive_successes = 0;
     }
 
-    /// Records a new probe verdict and when it changed.
-    pub fn handle_verdict(&self, up: bool, now: SystemTime) {
-        if self.probe_up() != up {
-            self.set_probe_up(up);
+    /// Records a new probe verdict and when it changed; true if it did.
+    fn handle_verdict(&self, up: bool, now: SystemTime) -> bool {
+        let changed = self.set_probe_up(up);
+        if changed {
             self.lock_status().state_since = now;
         }
+        changed
     }
 
     /// Probes finished so far.
@@ -248,7 +256,6 @@ impl EndpointHealth {
     }
 
     /// Whether answers may name this endpoint (probes and override combined).
-    #[inline]
     pub fn is_usable(&self) -> bool {
         match self.effective_override() {
             Override::ForceUp => true,
@@ -262,12 +269,10 @@ impl EndpointHealth {
         self.probe.load(Ordering::Relaxed) == PROBE_UP
     }
 
-    /// Records the probes' verdict.
-    pub fn set_probe_up(&self, up: bool) {
+    /// Records the probes' verdict; true if it changed.
+    fn set_probe_up(&self, up: bool) -> bool {
         let value = if up { PROBE_UP } else { PROBE_DOWN };
-        if self.probe.swap(value, Ordering::Relaxed) != value {
-            bump_health_epoch();
-        }
+        self.probe.swap(value, Ordering::Relaxed) != value
     }
 
     /// The operator override in force.
@@ -275,11 +280,9 @@ impl EndpointHealth {
         Override::from_u8(self.admin.load(Ordering::Relaxed))
     }
 
-    /// Sets or clears the operator override.
-    pub fn set_admin_override(&self, value: Override) {
-        if self.admin.swap(value.to_u8(), Ordering::Relaxed) != value.to_u8() {
-            bump_health_epoch();
-        }
+    /// Sets or clears the operator override; true if it changed.
+    fn set_admin_override(&self, value: Override) -> bool {
+        self.admin.swap(value.to_u8(), Ordering::Relaxed) != value.to_u8()
     }
 
     // --- pool overrides (admin API) ---
@@ -290,7 +293,6 @@ impl EndpointHealth {
     }
 
     /// The override in force: the endpoint's own, else its pool's.
-    #[inline]
     pub fn effective_override(&self) -> Override {
         match Override::from_u8(self.admin.load(Ordering::Relaxed)) {
             Override::None => Override::from_u8(self.pool_admin.load(Ordering::Relaxed)),
@@ -298,10 +300,8 @@ impl EndpointHealth {
         }
     }
 
-    fn set_pool_override(&self, value: Override) {
-        if self.pool_admin.swap(value.to_u8(), Ordering::Relaxed) != value.to_u8() {
-            bump_health_epoch();
-        }
+    fn set_pool_override(&self, value: Override) -> bool {
+        self.pool_admin.swap(value.to_u8(), Ordering::Relaxed) != value.to_u8()
     }
 
     /// Smoothed RTT in microseconds, if measured.
@@ -313,120 +313,24 @@ impl EndpointHealth {
     }
 
     /// Stores the smoothed RTT.
-    pub fn set_rtt_us(&self, rtt_us: u32) {
+    fn set_rtt_us(&self, rtt_us: u32) {
         self.rtt_us.store(rtt_us.max(1), Ordering::Relaxed);
     }
-}
-
-/// Long-lived map from endpoint identity to its health record.
-///
-/// Locked only by the control plane (snapshot builds, probers starting,
-/// the admin API); the query path holds `Arc<EndpointHealth>` directly.
-#[derive(Debug, Default)]
-pub struct HealthRegistry {
-    records: Mutex<HashMap<String, Arc<EndpointHealth>>>,
-    /// Pool overrides by pool name; kept across reloads and applied to
-    /// records created later in that pool.
-    pool_overrides: Mutex<HashMap<String, Override>>,
-}
-
-impl HealthRegistry {
-    /// The record for `key`, created in `initially_up` state if new.
-    pub fn record(&self, key: &str, initially_up: bool) -> Arc<EndpointHealth> {
-        let pool_override = self.pool_override(pool_of(key));
-        let mut records = self
-            .records
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        records
-            .entry(key.to_string())
-            .or_insert_with(|| {
-                let record = EndpointHealth::new(initially_up);
-                record.set_pool_override(pool_override);
-                Arc::new(record)
-            })
-            .clone()
-    }
-
-    /// The live record for `key` (`pool/target`), if any snapshot uses it.
-    pub fn get(&self, key: &str) -> Option<Arc<EndpointHealth>> {
-        let records = self
-            .records
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        records.get(key).cloned()
-    }
-
-    /// The override set on pool `pool` (`None` when unset).
-    pub fn pool_override(&self, pool: &str) -> Override {
-        let overrides = self
-            .pool_overrides
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        overrides.get(pool).copied().unwrap_or(Override::None)
-    }
-
-    /// Every pool override in force, by pool name.
-    pub fn pool_overrides(&self) -> Vec<(String, Override)> {
-        let overrides = self
-            .pool_overrides
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut list: Vec<_> = overrides.iter().map(|(k, v)| (k.clone(), *v)).collect();
-        list.sort_by(|a, b| a.0.cmp(&b.0));
-        list
-    }
-
-    /// Sets (or with [`Override::None`] clears) the override of every
-    /// endpoint of `pool`, now and after reloads. An endpoint's own
-    /// override, when set, wins over its pool's.
-    pub fn set_pool_override(&self, pool: &str, value: Override) {
-        {
-            let mut overrides = self
-                .pool_overrides
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if value == Override::None {
-                overrides.remove(pool);
-            } else {
-                overrides.insert(pool.to_string(), value);
-            }
-        }
-        let records = self
-            .records
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        for (key, record) in records.iter() {
-            if pool_of(key) == pool {
-                record.set_pool_override(value);
-            }
-        }
-    }
-
-    /// Drops records no longer referenced by any snapshot.
-    pub fn prune(&self) {
-        let mut records = self
-            .records
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        records.retain(|_, record| Arc::strong_count(record) > 1);
-    }
-}
-
-/// The pool part of an endpoint key `pool/target`.
-fn pool_of(key: &str) -> &str {
-    key.split_once('/').map_or(key, |(pool, _)| pool)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn record() -> EndpointHealth {
+        EndpointHealth::new(EndpointId::default(), true)
+    }
+
     #[test]
     fn overrides_beat_probes() {
-        let health = EndpointHealth::new(true);
+        let health = record();
         assert!(health.is_usable());
-        health.set_probe_up(false);
+        assert!(health.set_probe_up(false));
         assert!(!health.is_usable());
         health.set_admin_override(Override::ForceUp);
         assert!(health.is_usable());
@@ -437,11 +341,11 @@ mod tests {
 
     #[test]
     fn rtt_is_smoothed_and_counters_kept() {
-        let health = EndpointHealth::new(true);
+        let health = record();
         let now = SystemTime::now();
-        health.handle_success(Duration::from_micros(1000), 100, now);
+        assert!(!health.handle_success(Duration::from_micros(1000), 100, now));
         assert_eq!(health.rtt_us(), Some(1000));
-        health.handle_success(Duration::from_micros(2000), 50, now);
+        assert!(health.handle_success(Duration::from_micros(2000), 50, now));
         assert_eq!(health.rtt_us(), Some(1300));
         assert_eq!(health.weight_percent(), 50);
         health.handle_failure(FailureReason::Timeout, "slow", now);
@@ -451,35 +355,5 @@ mod tests {
         assert_eq!(status.consecutive_failures, 1);
         assert_eq!(status.consecutive_successes, 0);
         assert_eq!(status.last_error.as_deref(), Some("slow"));
-    }
-
-    #[test]
-    fn registry_keeps_identity() {
-        let registry = HealthRegistry::default();
-        let a = registry.record("eu/192.0.2.1", true);
-        a.set_probe_up(false);
-        let b = registry.record("eu/192.0.2.1", true);
-        assert!(Arc::ptr_eq(&a, &b));
-        assert!(!b.probe_up());
-    }
-
-    #[test]
-    fn pool_override_applies_to_later_records_and_yields_to_endpoint_override() {
-        let registry = HealthRegistry::default();
-        let a = registry.record("eu/192.0.2.1", true);
-        let other = registry.record("us/192.0.2.9", true);
-        registry.set_pool_override("eu", Override::ForceDown);
-        assert!(!a.is_usable());
-        assert!(other.is_usable());
-        // An endpoint that appears in the pool later (a reload) gets it too.
-        let b = registry.record("eu/192.0.2.2", true);
-        assert_eq!(b.pool_override(), Override::ForceDown);
-        assert!(!b.is_usable());
-        // The endpoint's own override wins.
-        b.set_admin_override(Override::ForceUp);
-        assert!(b.is_usable());
-        registry.set_pool_override("eu", Override::None);
-        assert!(a.is_usable());
-        assert!(registry.pool_overrides().is_empty());
     }
 }

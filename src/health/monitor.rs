@@ -1,7 +1,7 @@
 //! Runs the probers: one tokio task per probed endpoint, probing at the
 //! check's interval with random jitter, at most `max_concurrent_probes` at
-//! once. Verdicts pass through [`Hysteresis`] into the endpoint's
-//! [`EndpointHealth`], the only thing probers write.
+//! once. Verdicts pass through [`Hysteresis`] into the [`HealthTable`]
+//! (the endpoint's record), the only thing probers write.
 //!
 //! On reload the new plan is diffed against the running one: an endpoint
 //! whose key, check definition and target are unchanged keeps its task;
@@ -22,12 +22,14 @@ use tokio::time::Instant;
 use super::plan::{PlannedEndpoint, Probe, ProbePlan};
 use super::probe::{FailureReason, ProbeOutcome, Prober};
 use super::state::Hysteresis;
-use super::{EndpointHealth, Override};
+use super::{EndpointHealth, HealthTable, Override};
 use crate::policy::{SplitMix64, hash_str};
 
 /// Starts, re-plans and reports on the probers.
 #[derive(Debug)]
 pub struct HealthMonitor {
+    /// Where verdicts go.
+    table: Arc<HealthTable>,
     inner: Mutex<Inner>,
     shared: Arc<Shared>,
 }
@@ -118,16 +120,11 @@ pub struct LatenessSummary {
     pub max: Duration,
 }
 
-impl Default for HealthMonitor {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl HealthMonitor {
-    /// A monitor with no plan and no tasks.
-    pub fn new() -> Self {
+    /// A monitor with no plan and no tasks, writing verdicts to `table`.
+    pub fn new(table: Arc<HealthTable>) -> Self {
         Self {
+            table,
             inner: Mutex::new(Inner::default()),
             shared: Arc::new(Shared {
                 semaphore: Semaphore::new(0),
@@ -233,6 +230,7 @@ impl HealthMonitor {
                         }
                         let task = runtime.spawn(run_prober(
                             self.shared.clone(),
+                            self.table.clone(),
                             endpoint.key.clone(),
                             endpoint.health.clone(),
                             probe.clone(),
@@ -278,6 +276,7 @@ impl Drop for HealthMonitor {
 /// judge, record; forever (until aborted).
 async fn run_prober(
     shared: Arc<Shared>,
+    table: Arc<HealthTable>,
     key: String,
     health: Arc<EndpointHealth>,
     probe: Probe,
@@ -320,12 +319,12 @@ async fn run_prober(
                 rtt,
                 weight_percent,
             } => {
-                health.handle_success(*rtt, *weight_percent, now);
+                table.handle_success(&health, *rtt, *weight_percent, now);
                 format!("probe ok in {rtt:?}")
             }
             ProbeOutcome::Failure { reason, error } => {
                 tracing::debug!(endpoint = %key, target = %probe.target, reason = reason.as_str(), error = %error, "probe failed");
-                health.handle_failure(*reason, error, now);
+                table.handle_failure(&health, *reason, error, now);
                 format!("{}: {error}", reason.as_str())
             }
         };
@@ -339,7 +338,7 @@ async fn run_prober(
             hysteresis.handle_result(outcome.is_success())
         };
         if let Some(up) = verdict {
-            health.handle_verdict(up, now);
+            table.handle_verdict(&health, up, now);
             tracing::info!(
                 endpoint = %key,
                 state = if up { "up" } else { "down" },
@@ -508,10 +507,15 @@ mod tests {
         })
     }
 
-    fn endpoint(key: &str, check: &Arc<CheckSpec>, addr: std::net::SocketAddr) -> PlannedEndpoint {
+    fn endpoint(
+        table: &HealthTable,
+        key: &str,
+        check: &Arc<CheckSpec>,
+        addr: std::net::SocketAddr,
+    ) -> PlannedEndpoint {
         PlannedEndpoint {
             key: key.to_string(),
-            health: Arc::new(EndpointHealth::new(false)),
+            health: table.register(key, false).1,
             probe: Some(Probe {
                 check: check.clone(),
                 target: ProbeTarget::Tcp(addr),
@@ -528,8 +532,9 @@ mod tests {
             l.local_addr().unwrap()
         };
         let check = tcp_check(100);
-        let a = endpoint("p/a", &check, live);
-        let b = endpoint("p/b", &check, dead);
+        let table = Arc::new(HealthTable::default());
+        let a = endpoint(&table, "p/a", &check, live);
+        let b = endpoint(&table, "p/b", &check, dead);
         let plan = ProbePlan {
             endpoints: vec![a.clone(), b.clone()],
             settings: HealthSettings {
@@ -537,7 +542,7 @@ mod tests {
                 max_concurrent_probes: 4,
             },
         };
-        let monitor = HealthMonitor::new();
+        let monitor = HealthMonitor::new(table.clone());
         monitor.replan(&plan);
         monitor.start(Handle::current());
         assert!(monitor.wait_first_round(Duration::from_secs(5)).await);
@@ -557,7 +562,7 @@ mod tests {
 
         // Re-plan: a unchanged, b removed, c new.
         let first_task = monitor.lock().running["p/a"].task.id();
-        let c = endpoint("p/c", &check, live);
+        let c = endpoint(&table, "p/c", &check, live);
         monitor.replan(&ProbePlan {
             endpoints: vec![a.clone(), c.clone()],
             settings: plan.settings,

@@ -69,9 +69,9 @@ pub struct Probe {
 /// One endpoint as the health monitor sees it.
 #[derive(Debug, Clone)]
 pub struct PlannedEndpoint {
-    /// Endpoint identity (`pool/target`), the registry key.
+    /// Endpoint identity (`pool/target`), the health table's key.
     pub key: String,
-    /// Its health record (the same one the snapshot's endpoint holds).
+    /// Its health record in the table (its id is the snapshot endpoint's).
     pub health: Arc<EndpointHealth>,
     /// How it is probed; `None` = not probed (always up unless overridden).
     pub probe: Option<Probe>,

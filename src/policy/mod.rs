@@ -10,11 +10,15 @@
 //!    client subnet, or as up to N healthy records;
 //! 4. nothing healthy anywhere: the service's all-down rule.
 //!
+//! Health comes in as one [`HealthView`] per call, so a census and the pick
+//! after it see the same state; no atomics, statics, clocks or
+//! thread-locals here. The caller may keep pool choices between calls in a
+//! [`ChoiceMemo`] keyed by the view's epoch.
+//!
 //! `gslb explain` calls [`select`] with a trace, so it shows exactly what
 //! the server does.
 
 mod pick;
-mod plan_cache;
 pub mod route;
 mod service;
 pub mod spill;
@@ -25,9 +29,11 @@ use std::net::IpAddr;
 use pick::Candidates;
 pub use pick::{SplitMix64, hash_address, hash_str};
 pub use service::{
-    AllDown, Census, Endpoint, EndpointTarget, LoadRules, MinHealthy, NO_PREFERENCE, Pool,
-    RegionTable, Selection, Service,
+    AllDown, Census, Endpoint, EndpointTarget, LoadRules, MinHealthy, Pool, RegionTable, Selection,
+    Service,
 };
+
+use crate::health::HealthView;
 
 /// Most records one answer can carry.
 pub const MAX_RECORDS: usize = 16;
@@ -111,23 +117,72 @@ macro_rules! trace {
 }
 pub(crate) use trace;
 
-/// Chooses the endpoints answering `family` for `client`.
+/// What a memoised pool choice depends on besides the service's health:
+/// the service, the client's order and the family, under one health view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoKey {
+    /// `Service::serial`.
+    pub service: u64,
+    /// Index of the client's order in `Service::orders`.
+    pub order: u32,
+    /// The family asked for.
+    pub family: Family,
+    /// `HealthView::epoch` of the view the choice is made in.
+    pub epoch: u64,
+}
+
+/// Where the caller keeps pool choices between queries: a choice made for
+/// a [`MemoKey`] holds for every query with the same key.
+pub trait ChoiceMemo {
+    /// The remembered choice for `key`, else `compute()`d (and remembered).
+    fn choose(&mut self, key: MemoKey, compute: impl FnOnce() -> PoolChoice) -> PoolChoice;
+}
+
+/// No memo: every choice is computed.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoMemo;
+
+impl ChoiceMemo for NoMemo {
+    #[inline]
+    fn choose(&mut self, _: MemoKey, compute: impl FnOnce() -> PoolChoice) -> PoolChoice {
+        compute()
+    }
+}
+
+/// Chooses the endpoints answering `family` for `client` in `health`.
 ///
 /// `seed` drives weighted random choice; the caller varies it per query
 /// (consecutive values will do: draws mix it first).
 pub fn select<'s>(
     service: &'s Service,
+    health: &HealthView,
+    client: ClientAddress,
+    family: Family,
+    seed: u64,
+    trace: Trace<'_>,
+) -> Selection<'s> {
+    select_with(service, health, client, family, seed, trace, &mut NoMemo)
+}
+
+/// [`select`], keeping pool choices in `memo` when no trace is asked for
+/// (a remembered choice would lose its explanation).
+#[inline]
+pub fn select_with<'s>(
+    service: &'s Service,
+    health: &HealthView,
     client: ClientAddress,
     family: Family,
     seed: u64,
     mut trace: Trace<'_>,
+    memo: &mut impl ChoiceMemo,
 ) -> Selection<'s> {
     let (order_index, table_prefix_len) = service.table.lookup(client.address);
-    // `fastest` keeps its order up to date from probe RTTs; the guard is a
-    // lock-free read of the current list.
-    let measured = service.measured_order.as_ref().map(|order| order.load());
-    let order: &[u16] = match &measured {
-        Some(guard) => guard,
+    // `fastest` keeps its order in the health view, from probe RTTs.
+    let order: &[u16] = match service
+        .measured_slot
+        .and_then(|slot| health.measured_order(slot, service.serial))
+    {
+        Some(measured) => measured,
         None => service.order(order_index),
     };
     trace!(
@@ -149,13 +204,22 @@ pub fn select<'s>(
     }
 
     let mut selection = Selection::empty(service, scope_prefix_len);
-    // Without a trace, and with an order that only changes on reload, the
-    // pool choice is memoised per thread until some endpoint's health moves.
-    let choice = match (&trace, &measured) {
-        (None, None) => plan_cache::choose(service, order_index, family, || {
-            choose_pool(service, order, family, &mut None).settle_single(service, family)
-        }),
-        _ => choose_pool(service, order, family, &mut trace),
+    // Without a trace, the pool choice depends only on the key: the memo
+    // may answer it until the health view changes.
+    let choice = match &trace {
+        None => memo.choose(
+            MemoKey {
+                service: service.serial,
+                order: order_index,
+                family,
+                epoch: health.epoch(),
+            },
+            || {
+                choose_pool(service, health, order, family, &mut None)
+                    .settle_single(service, health, family)
+            },
+        ),
+        Some(_) => choose_pool(service, health, order, family, &mut trace),
     };
     match choice {
         PoolChoice::Pick {
@@ -174,6 +238,7 @@ pub fn select<'s>(
                 pick::pick(
                     service,
                     pool,
+                    health,
                     family,
                     client,
                     seed,
@@ -206,9 +271,10 @@ pub fn select<'s>(
 
 /// Which pool answers, decided from the order and the endpoints' health.
 #[derive(Debug, Clone, Copy)]
-pub(crate) enum PoolChoice {
+pub enum PoolChoice {
     /// Pick endpoints from this pool (index in `Service::pools`).
     Pick {
+        /// Index in `Service::pools`.
         pool: u16,
         /// Its endpoints of the family as counted when choosing.
         census: Census,
@@ -219,11 +285,13 @@ pub(crate) enum PoolChoice {
     },
     /// A `Pick` whose pool has one healthy endpoint of the family: every
     /// selection kind picks that one, so it is decided once, when the
-    /// choice is memoised (see [`PoolChoice::settle_single`]).
+    /// choice is memoised (see `PoolChoice::settle_single`).
     Single {
+        /// Index in `Service::pools`.
         pool: u16,
         /// Its index in the pool.
         endpoint: u16,
+        /// The pool is not the client's first.
         failed_over: bool,
     },
     /// No records (no pool has the family, or all down with `nodata`).
@@ -236,7 +304,7 @@ impl PoolChoice {
     /// A `Pick` among one healthy endpoint as the `Single` it amounts to;
     /// any other choice as it is. Only for choices made without a trace,
     /// which would otherwise lose the pick's explanation.
-    fn settle_single(self, service: &Service, family: Family) -> Self {
+    fn settle_single(self, service: &Service, health: &HealthView, family: Family) -> Self {
         let PoolChoice::Pick {
             pool,
             census,
@@ -256,7 +324,7 @@ impl PoolChoice {
             service.pools.get(usize::from(pool)).and_then(|p| {
                 p.endpoints
                     .iter()
-                    .position(|e| e.serves(family) && e.is_healthy())
+                    .position(|e| e.serves(family) && e.is_healthy(health))
             })
         };
         match endpoint.and_then(|e| u16::try_from(e).ok()) {
@@ -274,6 +342,7 @@ impl PoolChoice {
 /// healthy endpoints of the family, else the service's all-down rule.
 fn choose_pool(
     service: &Service,
+    health: &HealthView,
     order: &[u16],
     family: Family,
     trace: &mut Trace<'_>,
@@ -291,7 +360,7 @@ fn choose_pool(
     for &pool_index in candidates {
         any_candidate = true;
         let pool = &service.pools[usize::from(pool_index)];
-        let census = pool.census(family);
+        let census = pool.census(health, family);
         let total = census.total as usize;
         if total == 0 {
             trace!(
@@ -340,7 +409,7 @@ fn choose_pool(
             // Fail-open means "the probes may be wrong": it answers
             // endpoints the probes call down, never the ones an operator
             // took out (`down = true`, force-down, drain).
-            let Some(pool_index) = first_pool_open_to_probes(service, order, family) else {
+            let Some(pool_index) = first_pool_open_to_probes(service, health, order, family) else {
                 trace!(
                     trace,
                     "all pools down and every remaining {} endpoint is down by the operator (down = true, force-down or drain): no data, fail-open does not override an operator",
@@ -377,12 +446,17 @@ fn choose_pool(
 
 /// The first pool (primaries, then backups) with an endpoint of `family`
 /// that no operator took out of service: where failing open answers.
-fn first_pool_open_to_probes(service: &Service, order: &[u16], family: Family) -> Option<u16> {
+fn first_pool_open_to_probes(
+    service: &Service,
+    health: &HealthView,
+    order: &[u16],
+    family: Family,
+) -> Option<u16> {
     let open = |&&p: &&u16| {
         service.pools[usize::from(p)]
             .endpoints
             .iter()
-            .any(|e| e.serves(family) && !e.is_operator_down())
+            .any(|e| e.serves(family) && !e.is_operator_down(health))
     };
     let primaries = order
         .iter()

@@ -4,6 +4,7 @@
 use super::{
     Census, ClientAddress, Family, MAX_RECORDS, Pool, Selection, Service, Trace, mask, trace,
 };
+use crate::health::HealthView;
 
 pub use crate::config::SelectionKind;
 
@@ -21,6 +22,7 @@ pub enum Candidates<'c> {
 pub fn pick<'s>(
     service: &'s Service,
     pool: &'s Pool,
+    health: &HealthView,
     family: Family,
     client: ClientAddress,
     seed: u64,
@@ -38,11 +40,11 @@ pub fn pick<'s>(
         && service.max_records <= 1
         && pool.endpoints.len() <= 64
     {
-        pick_one_weighted(pool, census, seed, selection, trace);
+        pick_one_weighted(pool, health, census, seed, selection, trace);
         return;
     }
     pick_among_candidates(
-        service, pool, family, client, seed, fail_open, selection, trace,
+        service, pool, health, family, client, seed, fail_open, selection, trace,
     );
 }
 
@@ -54,6 +56,7 @@ pub fn pick<'s>(
 fn pick_among_candidates<'s>(
     service: &'s Service,
     pool: &'s Pool,
+    health: &HealthView,
     family: Family,
     client: ClientAddress,
     seed: u64,
@@ -69,7 +72,7 @@ fn pick_among_candidates<'s>(
             break;
         }
         if endpoint.serves(family)
-            && (endpoint.is_healthy() || (fail_open && !endpoint.is_operator_down()))
+            && (endpoint.is_healthy(health) || (fail_open && !endpoint.is_operator_down(health)))
         {
             candidates[count] = i as u16;
             count += 1;
@@ -83,12 +86,12 @@ fn pick_among_candidates<'s>(
     // while something else is available.
     let all_zero = candidates
         .iter()
-        .all(|&i| pool.endpoints[usize::from(i)].effective_weight() == 0);
+        .all(|&i| pool.endpoints[usize::from(i)].effective_weight(health) == 0);
     let weight = |i: u16| -> u64 {
         if all_zero {
             1
         } else {
-            pool.endpoints[usize::from(i)].effective_weight()
+            pool.endpoints[usize::from(i)].effective_weight(health)
         }
     };
     match service.selection {
@@ -170,11 +173,11 @@ fn pick_among_candidates<'s>(
         SelectionKind::Fastest => {
             // The control plane's preferred endpoint (kept with hysteresis)
             // first, then the others by measured RTT; unmeasured ones last.
-            let preferred = pool.preferred_endpoint();
+            let preferred = pool.preferred_endpoint(health);
             let rank = |i: u16| -> (bool, u32, u16) {
-                let rtt = pool.endpoints[usize::from(i)]
-                    .health
-                    .rtt_us()
+                let rtt = health
+                    .endpoint(pool.endpoints[usize::from(i)].id)
+                    .rtt()
                     .unwrap_or(u32::MAX);
                 (Some(i) != preferred, rtt, i)
             };
@@ -196,6 +199,7 @@ fn pick_among_candidates<'s>(
 /// first round, over the census's healthy endpoints.
 fn pick_one_weighted<'s>(
     pool: &'s Pool,
+    health: &HealthView,
     census: &Census,
     seed: u64,
     selection: &mut Selection<'s>,
@@ -214,7 +218,7 @@ fn pick_one_weighted<'s>(
         };
         let mut target = SplitMix64(seed).next_u64() % total;
         // The first healthy endpoint whose cumulative weight passes the
-        // target; the last one if weights moved since the census.
+        // target (the census and these weights come from one view).
         let mut bits = census.healthy_mask;
         let mut chosen = 0u16;
         while bits != 0 {
@@ -224,7 +228,7 @@ fn pick_one_weighted<'s>(
             let w = if all_zero {
                 1
             } else {
-                pool.endpoints[i].effective_weight()
+                pool.endpoints[i].effective_weight(health)
             };
             if target < w {
                 break;

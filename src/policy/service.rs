@@ -3,14 +3,11 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU16, Ordering};
-
-use arc_swap::ArcSwap;
 
 use super::{Family, MAX_RECORDS};
 use crate::config::SelectionKind;
 use crate::geo::prefix_trie::PrefixTable;
-use crate::health::EndpointHealth;
+use crate::health::{EndpointId, HealthView};
 
 pub use crate::config::AllDownKind as AllDown;
 
@@ -36,38 +33,33 @@ pub struct Endpoint {
     pub weight: u32,
     /// Forced down in the configuration.
     pub config_down: bool,
-    /// Live health, shared with the probers.
-    pub health: Arc<EndpointHealth>,
+    /// Its record in the health table (stable across reloads).
+    pub id: EndpointId,
     /// Stable hash of `key`, for consistent hashing.
     pub key_hash: u64,
 }
 
 impl Endpoint {
-    /// Whether answers may name it now.
+    /// Whether answers may name it in `health`.
     #[inline]
-    pub fn is_healthy(&self) -> bool {
-        !self.config_down && self.health.is_usable()
+    pub fn is_healthy(&self, health: &HealthView) -> bool {
+        !self.config_down && health.endpoint(self.id).usable
     }
 
     /// Whether an operator took it out of service: `down = true` in the
     /// configuration, or a force-down or drain override. Failing open never
     /// answers such an endpoint: fail-open distrusts probes, not operators.
     #[inline]
-    pub fn is_operator_down(&self) -> bool {
-        use crate::health::Override;
-        self.config_down
-            || matches!(
-                self.health.effective_override(),
-                Override::ForceDown | Override::Drain
-            )
+    pub fn is_operator_down(&self, health: &HealthView) -> bool {
+        self.config_down || health.endpoint(self.id).operator_down
     }
 
     /// Weight used for picking: the configured weight scaled by the health
     /// weight factor in percent (lowered while a JSON health body reports
     /// load), so ratios between endpoints are kept exactly.
     #[inline]
-    pub fn effective_weight(&self) -> u64 {
-        u64::from(self.weight) * u64::from(self.health.weight_percent())
+    pub fn effective_weight(&self, health: &HealthView) -> u64 {
+        u64::from(self.weight) * u64::from(health.endpoint(self.id).weight_percent)
     }
 
     /// Whether it answers queries for `family`.
@@ -131,34 +123,9 @@ pub struct Pool {
     pub capacity: Option<f64>,
     /// Share of the capacity above which it sheds clients (`overflow_at`).
     pub overflow_at: Option<f64>,
-    /// Index of the endpoint `fastest` selection prefers, kept with
-    /// hysteresis by the control plane ([`NO_PREFERENCE`] when none).
-    pub preferred: AtomicU16,
 }
 
-/// `Pool::preferred` when no endpoint is preferred.
-pub const NO_PREFERENCE: u16 = u16::MAX;
-
-impl Pool {
-    /// The endpoint `fastest` selection currently prefers.
-    pub fn preferred_endpoint(&self) -> Option<u16> {
-        match self.preferred.load(Ordering::Relaxed) {
-            NO_PREFERENCE => None,
-            index => Some(index),
-        }
-    }
-
-    /// Best RTT among healthy endpoints, in microseconds.
-    pub fn best_rtt_us(&self) -> Option<u32> {
-        self.endpoints
-            .iter()
-            .filter(|e| e.is_healthy())
-            .filter_map(|e| e.health.rtt_us())
-            .min()
-    }
-}
-
-/// A pool's endpoints of one family as of now, counted in one pass.
+/// A pool's endpoints of one family in one health view, counted in one pass.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Census {
     /// Endpoints answering the family (u32: the census sits in each DNS
@@ -173,24 +140,32 @@ pub struct Census {
 }
 
 impl Pool {
-    /// Counts the endpoints answering `family`, and the healthy ones.
+    /// Counts the endpoints answering `family`, and the healthy ones in `health`.
     #[inline]
-    pub fn census(&self, family: Family) -> Census {
+    pub fn census(&self, health: &HealthView, family: Family) -> Census {
         let mut census = Census::default();
         for (i, endpoint) in self.endpoints.iter().enumerate() {
             if !endpoint.serves(family) {
                 continue;
             }
             census.total += 1;
-            if endpoint.is_healthy() {
+            if endpoint.is_healthy(health) {
                 census.healthy += 1;
                 if i < 64 {
                     census.healthy_mask |= 1 << i;
-                    census.healthy_weight += endpoint.effective_weight();
+                    census.healthy_weight += endpoint.effective_weight(health);
                 }
             }
         }
         census
+    }
+
+    /// Index of the endpoint `fastest` selection prefers in `health`.
+    pub fn preferred_endpoint(&self, health: &HealthView) -> Option<u16> {
+        self.endpoints
+            .iter()
+            .position(|e| health.endpoint(e.id).preferred)
+            .and_then(|i| u16::try_from(i).ok())
     }
 }
 
@@ -221,8 +196,9 @@ impl RegionTable {
 /// A name answered dynamically.
 #[derive(Debug)]
 pub struct Service {
-    /// Unique for the life of the process (see [`Service::next_serial`]):
-    /// identifies the service in per-thread caches across reloads.
+    /// Unique for the life of the process (assigned by the snapshot
+    /// build): identifies the service in memos of pool choices and in the
+    /// health view's measured orders across reloads.
     pub serial: u64,
     /// Fully qualified name, as text.
     pub name: String,
@@ -248,9 +224,10 @@ pub struct Service {
     pub route: super::route::RouteRules,
     /// TTL while failing over, if shorter answers are wanted then.
     pub failover_ttl: Option<u32>,
-    /// For `policy = "fastest"`: the current pool order, kept with
-    /// hysteresis by the control plane and read lock-free per query.
-    pub measured_order: Option<ArcSwap<Box<[u16]>>>,
+    /// For `policy = "fastest"`: its slot among the health view's measured
+    /// pool orders (kept with hysteresis by the control plane; until one
+    /// is measured, `orders` applies).
+    pub measured_slot: Option<u32>,
     /// Load-aware spill-over; `None`: classic failover, no split is looked up.
     pub load: Option<LoadRules>,
 }
@@ -266,21 +243,15 @@ pub struct LoadRules {
 }
 
 impl Service {
-    /// A serial no other service of this process has had.
-    pub fn next_serial() -> u64 {
-        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    }
-
     /// Whether every endpoint of every pool is operator-disabled (`down =
-    /// true`, force-down, drain), so the service answers no records.
-    pub fn only_operator_down(&self) -> bool {
+    /// true`, force-down, drain) in `health`, so the service answers no records.
+    pub fn only_operator_down(&self, health: &HealthView) -> bool {
         let mut endpoints = self
             .pools
             .iter()
             .flat_map(|p| p.endpoints.iter())
             .peekable();
-        endpoints.peek().is_some() && endpoints.all(Endpoint::is_operator_down)
+        endpoints.peek().is_some() && endpoints.all(|e| e.is_operator_down(health))
     }
 
     /// The ordered pool list with this index (empty if out of range).

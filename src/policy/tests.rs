@@ -1,5 +1,5 @@
 //! Pure, table-driven tests of answer selection: tiny services built in
-//! code, health set by hand, no sockets, no clock.
+//! code, health set by hand in a view, no sockets, no clock.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -12,13 +12,53 @@ use super::route::{GeoRules, RouteRules};
 use super::*;
 use crate::config::{PolicyKind, SelectionKind};
 use crate::geo::{FieldPaths, LocationTable, MmdbValue, write_mmdb};
-use crate::health::EndpointHealth;
+use crate::health::{EndpointId, EndpointState, HealthView, Override};
 
 fn ip(text: &str) -> IpAddr {
     text.parse().unwrap()
 }
 
-fn endpoint(pool: &str, address: &str, weight: u32) -> Endpoint {
+/// Health set by hand: a state per endpoint id, as a table would publish.
+#[derive(Default)]
+struct Health {
+    states: Vec<EndpointState>,
+}
+
+impl Health {
+    /// A new endpoint's id, up.
+    fn add(&mut self) -> EndpointId {
+        self.states.push(EndpointState::UNKNOWN);
+        EndpointId::new(self.states.len() as u32 - 1)
+    }
+
+    fn state(&mut self, e: &Endpoint) -> &mut EndpointState {
+        &mut self.states[e.id.index()]
+    }
+
+    fn set_up(&mut self, e: &Endpoint, up: bool) {
+        self.state(e).usable = up;
+    }
+
+    fn force_down(&mut self, e: &Endpoint) {
+        self.set_override(e, Override::ForceDown);
+    }
+
+    /// An endpoint's own override, as the table would publish it.
+    fn set_override(&mut self, e: &Endpoint, value: Override) {
+        let state = self.state(e);
+        state.own_override = value;
+        state.operator_down = matches!(value, Override::ForceDown | Override::Drain);
+        if state.operator_down {
+            state.usable = false;
+        }
+    }
+
+    fn view(&self) -> HealthView {
+        HealthView::from_states(1, self.states.clone())
+    }
+}
+
+fn endpoint(h: &mut Health, pool: &str, address: &str, weight: u32) -> Endpoint {
     let address = ip(address);
     let key = format!("{pool}/{address}");
     Endpoint {
@@ -29,18 +69,23 @@ fn endpoint(pool: &str, address: &str, weight: u32) -> Endpoint {
         target: EndpointTarget::Address(address),
         weight,
         config_down: false,
-        health: Arc::new(EndpointHealth::new(true)),
+        id: h.add(),
         key_hash: hash_str(&key),
         key,
     }
 }
 
-fn pool(name: &str, addresses: &[(&str, u32)], coordinates: Option<(f64, f64)>) -> Arc<Pool> {
+fn pool(
+    h: &mut Health,
+    name: &str,
+    addresses: &[(&str, u32)],
+    coordinates: Option<(f64, f64)>,
+) -> Arc<Pool> {
     Arc::new(Pool {
         name: name.to_string(),
         endpoints: addresses
             .iter()
-            .map(|(a, w)| endpoint(name, a, *w))
+            .map(|(a, w)| endpoint(h, name, a, *w))
             .collect(),
         coordinates,
         backup: false,
@@ -48,7 +93,6 @@ fn pool(name: &str, addresses: &[(&str, u32)], coordinates: Option<(f64, f64)>) 
         min_healthy: MinHealthy::Count(1),
         capacity: None,
         overflow_at: None,
-        preferred: std::sync::atomic::AtomicU16::new(NO_PREFERENCE),
     })
 }
 
@@ -128,7 +172,7 @@ fn service(
 fn compiled(route: RouteRules, locations: &LocationTable, asn: Option<&LocationTable>) -> Service {
     let (orders, table) = route.compile(Some(locations), asn);
     Service {
-        serial: Service::next_serial(),
+        serial: 1,
         name: "www.example.test.".to_string(),
         pools: route.pools.clone(),
         orders,
@@ -141,20 +185,22 @@ fn compiled(route: RouteRules, locations: &LocationTable, asn: Option<&LocationT
         sticky_prefix_v6: 56,
         route,
         failover_ttl: None,
-        measured_order: None,
+        measured_slot: None,
         load: None,
     }
 }
 
-fn three_pools() -> Vec<Arc<Pool>> {
+fn three_pools(h: &mut Health) -> Vec<Arc<Pool>> {
     vec![
         pool(
+            h,
             "eu",
             &[("192.0.2.10", 1), ("192.0.2.11", 1)],
             Some((50.11, 8.68)),
         ),
-        pool("us", &[("198.51.100.10", 1)], Some((39.04, -77.49))),
+        pool(h, "us", &[("198.51.100.10", 1)], Some((39.04, -77.49))),
         pool(
+            h,
             "ap",
             &[("203.0.113.10", 1), ("2001:db8:f::10", 1)],
             Some((35.68, 139.69)),
@@ -176,8 +222,13 @@ fn geo_rules() -> GeoRules {
     }
 }
 
-fn answer(service: &Service, client: ClientAddress, family: Family) -> (Vec<String>, u8) {
-    let selection = select(service, client, family, 7, None);
+fn answer(
+    service: &Service,
+    h: &Health,
+    client: ClientAddress,
+    family: Family,
+) -> (Vec<String>, u8) {
+    let selection = select(service, &h.view(), client, family, 7, None);
     (
         selection.endpoints().map(|e| e.key.clone()).collect(),
         selection.scope_prefix_len,
@@ -186,9 +237,10 @@ fn answer(service: &Service, client: ClientAddress, family: Family) -> (Vec<Stri
 
 #[test]
 fn geo_most_specific_rule_wins() {
+    let mut h = Health::default();
     let fixture = service(
         PolicyKind::Geo,
-        three_pools(),
+        three_pools(&mut h),
         Some(geo_rules()),
         SelectionKind::Weighted,
     );
@@ -202,26 +254,37 @@ fn geo_most_specific_rule_wins() {
         ("192.0.2.0", 24, "us", 4),     // default: 192.0.0.0/4 holds no other data
     ];
     for (address, prefix, pool_name, scope) in cases {
-        let (keys, got_scope) = answer(s, ClientAddress::subnet(ip(address), prefix), Family::V4);
+        let (keys, got_scope) = answer(
+            s,
+            &h,
+            ClientAddress::subnet(ip(address), prefix),
+            Family::V4,
+        );
         assert!(
             keys[0].starts_with(&format!("{pool_name}/")),
             "{address}: {keys:?}"
         );
         assert_eq!(got_scope, scope, "{address}");
     }
-    let (keys, scope) = answer(s, ClientAddress::subnet(ip("2001:218::"), 32), Family::V6);
+    let (keys, scope) = answer(
+        s,
+        &h,
+        ClientAddress::subnet(ip("2001:218::"), 32),
+        Family::V6,
+    );
     assert_eq!(keys, vec!["ap/2001:db8:f::10"]);
     assert_eq!(scope, 32);
 }
 
 #[test]
 fn scope_is_where_the_answer_for_the_first_address_holds() {
+    let mut h = Health::default();
     // Property: the reply's scope covers only addresses the table sends
     // where it sent the source block's first address; it is at most the
     // source prefix unless the block is mixed (RFC 7871 §7.2.1).
     let fixture = service(
         PolicyKind::Geo,
-        three_pools(),
+        three_pools(&mut h),
         Some(geo_rules()),
         SelectionKind::Weighted,
     );
@@ -231,7 +294,14 @@ fn scope_is_where_the_answer_for_the_first_address_holds() {
         let bits = rng.next_u64() as u32;
         let prefix = (rng.next_u64() % 33) as u8;
         let client = ClientAddress::subnet(IpAddr::V4(bits.into()), prefix);
-        let selection = select(&fixture.service, client, Family::V4, rng.next_u64(), None);
+        let selection = select(
+            &fixture.service,
+            &h.view(),
+            client,
+            Family::V4,
+            rng.next_u64(),
+            None,
+        );
         let scope = selection.scope_prefix_len;
         let (order, depth) = table.lookup(client.address);
         assert_eq!(scope, depth, "{client:?}");
@@ -252,6 +322,7 @@ fn scope_is_where_the_answer_for_the_first_address_holds() {
 /// part its first address is in, longer than the source prefix.
 #[test]
 fn mixed_source_blocks_get_a_scope_longer_than_the_source() {
+    let mut h = Health::default();
     let country = |code: &str| MmdbValue::map([("country_code", MmdbValue::string(code))]);
     let entries: Vec<(IpNet, MmdbValue)> = vec![
         ("198.51.100.0/24".parse().unwrap(), country("GB")),
@@ -269,7 +340,7 @@ fn mixed_source_blocks_get_a_scope_longer_than_the_source() {
             ..GeoRules::default()
         }),
         latency: Vec::new(),
-        pools: three_pools(),
+        pools: three_pools(&mut h),
     };
     let s = compiled(route, &table, None);
     let cases = [
@@ -284,7 +355,12 @@ fn mixed_source_blocks_get_a_scope_longer_than_the_source() {
         ("203.0.113.0", 24, "eu", 24),
     ];
     for (address, prefix, pool_name, scope) in cases {
-        let (keys, got) = answer(&s, ClientAddress::subnet(ip(address), prefix), Family::V4);
+        let (keys, got) = answer(
+            &s,
+            &h,
+            ClientAddress::subnet(ip(address), prefix),
+            Family::V4,
+        );
         assert!(
             keys[0].starts_with(&format!("{pool_name}/")),
             "{address}/{prefix}: {keys:?}"
@@ -295,22 +371,23 @@ fn mixed_source_blocks_get_a_scope_longer_than_the_source() {
 
 #[test]
 fn failover_skips_pool_without_healthy_endpoint_and_comes_back() {
+    let mut h = Health::default();
     let fixture = service(
         PolicyKind::Geo,
-        three_pools(),
+        three_pools(&mut h),
         Some(geo_rules()),
         SelectionKind::Weighted,
     );
     let s = &fixture.service;
     let gb = ClientAddress::subnet(ip("81.2.69.0"), 24);
     for e in &s.pools[0].endpoints {
-        e.health.set_probe_up(false);
+        h.set_up(e, false);
     }
-    assert_eq!(answer(s, gb, Family::V4).0, vec!["us/198.51.100.10"]);
+    assert_eq!(answer(s, &h, gb, Family::V4).0, vec!["us/198.51.100.10"]);
     // One endpoint back is enough for min_healthy = 1, and only it is answered.
-    s.pools[0].endpoints[1].health.set_probe_up(true);
+    h.set_up(&s.pools[0].endpoints[1], true);
     for seed in 0..50 {
-        let selection = select(s, gb, Family::V4, seed, None);
+        let selection = select(s, &h.view(), gb, Family::V4, seed, None);
         let keys: Vec<&str> = selection.endpoints().map(|e| e.key.as_str()).collect();
         assert_eq!(keys, vec!["eu/192.0.2.11"]);
     }
@@ -318,10 +395,11 @@ fn failover_skips_pool_without_healthy_endpoint_and_comes_back() {
 
 #[test]
 fn backup_pools_only_when_all_primaries_are_down() {
-    let mut pools = three_pools();
+    let mut h = Health::default();
+    let mut pools = three_pools(&mut h);
     let backup = Arc::new(Pool {
         backup: true,
-        ..Arc::try_unwrap(pool("dr", &[("192.0.2.99", 1)], None)).unwrap()
+        ..Arc::try_unwrap(pool(&mut h, "dr", &[("192.0.2.99", 1)], None)).unwrap()
     });
     pools.push(backup);
     let rules = GeoRules {
@@ -332,73 +410,79 @@ fn backup_pools_only_when_all_primaries_are_down() {
     let s = &fixture.service;
     let client = ClientAddress::full(ip("192.0.2.1"));
     assert!(
-        answer(s, client, Family::V4).0[0].starts_with("eu/"),
+        answer(s, &h, client, Family::V4).0[0].starts_with("eu/"),
         "backup listed first must still wait"
     );
     for e in s.pools[0].endpoints.iter().chain(&s.pools[1].endpoints) {
-        e.health
-            .set_admin_override(crate::health::Override::ForceDown);
+        h.force_down(e);
     }
-    assert_eq!(answer(s, client, Family::V4).0, vec!["dr/192.0.2.99"]);
+    assert_eq!(answer(s, &h, client, Family::V4).0, vec!["dr/192.0.2.99"]);
 }
 
 #[test]
 fn all_down_fail_open_nodata_and_servfail() {
+    let mut h = Health::default();
     let mut fixture = service(
         PolicyKind::Failover,
-        three_pools(),
+        three_pools(&mut h),
         None,
         SelectionKind::Weighted,
     );
     for pool in &fixture.service.pools {
         for e in &pool.endpoints {
-            e.health.set_probe_up(false);
+            h.set_up(e, false);
         }
     }
     let client = ClientAddress::full(ip("192.0.2.1"));
-    let selection = select(&fixture.service, client, Family::V4, 3, None);
+    let selection = select(&fixture.service, &h.view(), client, Family::V4, 3, None);
     assert!(selection.failed_open);
     assert_eq!(selection.pool.map(|p| p.name.as_str()), Some("eu"));
     assert_eq!(
         selection.scope_prefix_len, 0,
         "failover does not depend on the client"
     );
-    // A compiled service never changes in place (a reload builds new ones
-    // with new serials); a test that edits one gives it a new serial too.
     fixture.service.all_down = AllDown::Nodata;
-    fixture.service.serial = Service::next_serial();
-    let selection = select(&fixture.service, client, Family::V4, 3, None);
+    let selection = select(&fixture.service, &h.view(), client, Family::V4, 3, None);
     assert_eq!((selection.count, selection.servfail), (0, false));
     fixture.service.all_down = AllDown::Servfail;
-    fixture.service.serial = Service::next_serial();
-    assert!(select(&fixture.service, client, Family::V4, 3, None).servfail);
+    assert!(select(&fixture.service, &h.view(), client, Family::V4, 3, None).servfail);
 }
 
 /// Issue 18: fail-open answers endpoints the probes call down, never the
 /// ones an operator took out (`down = true`, force-down, drain).
 #[test]
 fn fail_open_never_answers_operator_disabled_endpoints() {
-    use crate::health::Override;
-    let mut pools = three_pools();
+    let mut h = Health::default();
+    let mut pools = three_pools(&mut h);
     // eu: one endpoint down in config, one forced down by the operator.
-    let mut eu =
-        Arc::try_unwrap(pool("eu", &[("192.0.2.10", 1), ("192.0.2.11", 1)], None)).unwrap();
+    let mut eu = Arc::try_unwrap(pool(
+        &mut h,
+        "eu",
+        &[("192.0.2.10", 1), ("192.0.2.11", 1)],
+        None,
+    ))
+    .unwrap();
     eu.endpoints[0].config_down = true;
-    eu.endpoints[1]
-        .health
-        .set_admin_override(Override::ForceDown);
+    h.force_down(&eu.endpoints[1]);
     pools[0] = Arc::new(eu);
     let mut fixture = service(PolicyKind::Failover, pools, None, SelectionKind::Multivalue);
     fixture.service.max_records = 4;
     // Every other endpoint is down by its probes.
     for pool in &fixture.service.pools[1..] {
         for e in &pool.endpoints {
-            e.health.set_probe_up(false);
+            h.set_up(e, false);
         }
     }
     let client = ClientAddress::full(ip("192.0.2.1"));
     let mut lines = Vec::new();
-    let selection = select(&fixture.service, client, Family::V4, 3, Some(&mut lines));
+    let selection = select(
+        &fixture.service,
+        &h.view(),
+        client,
+        Family::V4,
+        3,
+        Some(&mut lines),
+    );
     let keys: Vec<&str> = selection.endpoints().map(|e| e.key.as_str()).collect();
     assert!(selection.failed_open);
     assert_eq!(keys, vec!["us/198.51.100.10"], "{lines:?}");
@@ -406,14 +490,20 @@ fn fail_open_never_answers_operator_disabled_endpoints() {
     // is left that fail-open may answer, so no data, and the trace says why.
     for pool in &fixture.service.pools[1..] {
         for e in &pool.endpoints {
-            e.health.set_admin_override(Override::Drain);
+            h.set_override(e, Override::Drain);
         }
     }
-    fixture.service.serial = Service::next_serial();
     for selection_kind in [SelectionKind::Weighted, SelectionKind::Multivalue] {
         fixture.service.selection = selection_kind;
         let mut lines = Vec::new();
-        let selection = select(&fixture.service, client, Family::V4, 3, Some(&mut lines));
+        let selection = select(
+            &fixture.service,
+            &h.view(),
+            client,
+            Family::V4,
+            3,
+            Some(&mut lines),
+        );
         assert_eq!(
             (selection.count, selection.servfail),
             (0, false),
@@ -424,21 +514,23 @@ fn fail_open_never_answers_operator_disabled_endpoints() {
             "{lines:?}"
         );
         // The memoised path (no trace) agrees.
-        let selection = select(&fixture.service, client, Family::V4, 3, None);
+        let selection = select(&fixture.service, &h.view(), client, Family::V4, 3, None);
         assert_eq!(selection.count, 0);
     }
 }
 
 #[test]
 fn pools_without_the_family_are_skipped() {
+    let mut h = Health::default();
     let fixture = service(
         PolicyKind::Failover,
-        three_pools(),
+        three_pools(&mut h),
         None,
         SelectionKind::Weighted,
     );
     let (keys, _) = answer(
         &fixture.service,
+        &h,
         ClientAddress::full(ip("192.0.2.1")),
         Family::V6,
     );
@@ -447,10 +539,12 @@ fn pools_without_the_family_are_skipped() {
 
 #[test]
 fn min_healthy_fraction_marks_pool_down() {
-    let mut pools = three_pools();
+    let mut h = Health::default();
+    let mut pools = three_pools(&mut h);
     pools[0] = Arc::new(Pool {
         min_healthy: MinHealthy::Fraction(0.75),
         ..Arc::try_unwrap(pool(
+            &mut h,
             "eu",
             &[
                 ("192.0.2.10", 1),
@@ -464,34 +558,45 @@ fn min_healthy_fraction_marks_pool_down() {
     });
     let fixture = service(PolicyKind::Failover, pools, None, SelectionKind::Weighted);
     let client = ClientAddress::full(ip("192.0.2.1"));
-    fixture.service.pools[0].endpoints[0]
-        .health
-        .set_probe_up(false);
+    h.set_up(&fixture.service.pools[0].endpoints[0], false);
     assert!(
-        answer(&fixture.service, client, Family::V4).0[0].starts_with("eu/"),
+        answer(&fixture.service, &h, client, Family::V4).0[0].starts_with("eu/"),
         "3 of 4 is enough"
     );
-    fixture.service.pools[0].endpoints[1]
-        .health
-        .set_probe_up(false);
+    h.set_up(&fixture.service.pools[0].endpoints[1], false);
     assert!(
-        answer(&fixture.service, client, Family::V4).0[0].starts_with("us/"),
+        answer(&fixture.service, &h, client, Family::V4).0[0].starts_with("us/"),
         "2 of 4 is not"
     );
 }
 
 #[test]
 fn weighted_choice_follows_weights() {
+    let mut h = Health::default();
     // Seeded: deterministic. 3:1 weights over 40,000 draws; the expected
     // share of the heavy endpoint is 0.75, tolerance ±0.01 (≈ 7 sigma).
-    let pools = vec![pool("eu", &[("192.0.2.10", 3), ("192.0.2.11", 1)], None)];
+    let pools = vec![pool(
+        &mut h,
+        "eu",
+        &[("192.0.2.10", 3), ("192.0.2.11", 1)],
+        None,
+    )];
     let fixture = service(PolicyKind::Failover, pools, None, SelectionKind::Weighted);
     let client = ClientAddress::full(ip("192.0.2.1"));
     let mut rng = SplitMix64(42);
     let draws = 40_000;
     let heavy = (0..draws)
         .filter(|_| {
-            select(&fixture.service, client, Family::V4, rng.next_u64(), None).chosen[0] == 0
+            select(
+                &fixture.service,
+                &h.view(),
+                client,
+                Family::V4,
+                rng.next_u64(),
+                None,
+            )
+            .chosen[0]
+                == 0
         })
         .count();
     let share = heavy as f64 / f64::from(draws);
@@ -500,12 +605,18 @@ fn weighted_choice_follows_weights() {
 
 #[test]
 fn weight_zero_is_never_chosen_while_others_are_up() {
-    let pools = vec![pool("eu", &[("192.0.2.10", 0), ("192.0.2.11", 1)], None)];
+    let mut h = Health::default();
+    let pools = vec![pool(
+        &mut h,
+        "eu",
+        &[("192.0.2.10", 0), ("192.0.2.11", 1)],
+        None,
+    )];
     let fixture = service(PolicyKind::Failover, pools, None, SelectionKind::Weighted);
     let client = ClientAddress::full(ip("192.0.2.1"));
     for seed in 0..1000 {
         assert_eq!(
-            select(&fixture.service, client, Family::V4, seed, None).chosen[0],
+            select(&fixture.service, &h.view(), client, Family::V4, seed, None).chosen[0],
             1
         );
     }
@@ -513,6 +624,7 @@ fn weight_zero_is_never_chosen_while_others_are_up() {
 
 #[test]
 fn sticky_removing_an_endpoint_moves_only_its_clients() {
+    let mut h = Health::default();
     let addresses = [
         ("192.0.2.1", 1),
         ("192.0.2.2", 1),
@@ -521,7 +633,7 @@ fn sticky_removing_an_endpoint_moves_only_its_clients() {
     ];
     let fixture = service(
         PolicyKind::Failover,
-        vec![pool("eu", &addresses, None)],
+        vec![pool(&mut h, "eu", &addresses, None)],
         None,
         SelectionKind::Sticky,
     );
@@ -531,18 +643,18 @@ fn sticky_removing_an_endpoint_moves_only_its_clients() {
         .collect();
     let before: Vec<u16> = clients
         .iter()
-        .map(|&c| select(s, c, Family::V4, 1, None).chosen[0])
+        .map(|&c| select(s, &h.view(), c, Family::V4, 1, None).chosen[0])
         .collect();
     // Stable whatever the seed.
     let again: Vec<u16> = clients
         .iter()
-        .map(|&c| select(s, c, Family::V4, 99, None).chosen[0])
+        .map(|&c| select(s, &h.view(), c, Family::V4, 99, None).chosen[0])
         .collect();
     assert_eq!(before, again);
-    s.pools[0].endpoints[1].health.set_probe_up(false);
+    h.set_up(&s.pools[0].endpoints[1], false);
     let after: Vec<u16> = clients
         .iter()
-        .map(|&c| select(s, c, Family::V4, 1, None).chosen[0])
+        .map(|&c| select(s, &h.view(), c, Family::V4, 1, None).chosen[0])
         .collect();
     let mut moved = 0;
     for (b, a) in before.iter().zip(&after) {
@@ -561,14 +673,16 @@ fn sticky_removing_an_endpoint_moves_only_its_clients() {
 
 #[test]
 fn sticky_scope_covers_the_hashed_prefix() {
+    let mut h = Health::default();
     let fixture = service(
         PolicyKind::Failover,
-        three_pools(),
+        three_pools(&mut h),
         None,
         SelectionKind::Sticky,
     );
     let selection = select(
         &fixture.service,
+        &h.view(),
         ClientAddress::subnet(ip("10.0.0.0"), 24),
         Family::V4,
         0,
@@ -579,19 +693,19 @@ fn sticky_scope_covers_the_hashed_prefix() {
 
 #[test]
 fn multivalue_returns_up_to_n_healthy() {
+    let mut h = Health::default();
     let addresses = [("192.0.2.1", 1), ("192.0.2.2", 1), ("192.0.2.3", 1)];
     let mut fixture = service(
         PolicyKind::Failover,
-        vec![pool("eu", &addresses, None)],
+        vec![pool(&mut h, "eu", &addresses, None)],
         None,
         SelectionKind::Multivalue,
     );
     fixture.service.max_records = 8;
-    fixture.service.pools[0].endpoints[0]
-        .health
-        .set_probe_up(false);
+    h.set_up(&fixture.service.pools[0].endpoints[0], false);
     let selection = select(
         &fixture.service,
+        &h.view(),
         ClientAddress::full(ip("192.0.2.9")),
         Family::V4,
         5,
@@ -604,9 +718,10 @@ fn multivalue_returns_up_to_n_healthy() {
 
 #[test]
 fn nearest_orders_by_distance_and_bias() {
+    let mut h = Health::default();
     let fixture = service(
         PolicyKind::Nearest,
-        three_pools(),
+        three_pools(&mut h),
         Some(GeoRules {
             default: Some(vec![1]),
             ..GeoRules::default()
@@ -614,29 +729,51 @@ fn nearest_orders_by_distance_and_bias() {
         SelectionKind::Weighted,
     );
     let s = &fixture.service;
-    let (keys, scope) = answer(s, ClientAddress::subnet(ip("81.2.69.0"), 24), Family::V4);
+    let (keys, scope) = answer(
+        s,
+        &h,
+        ClientAddress::subnet(ip("81.2.69.0"), 24),
+        Family::V4,
+    );
     assert!(keys[0].starts_with("eu/"), "{keys:?}");
     assert_eq!(scope, 24);
-    let (keys, _) = answer(s, ClientAddress::subnet(ip("2001:218::"), 48), Family::V6);
+    let (keys, _) = answer(
+        s,
+        &h,
+        ClientAddress::subnet(ip("2001:218::"), 48),
+        Family::V6,
+    );
     assert_eq!(keys, vec!["ap/2001:db8:f::10"]);
     // No coordinates: the geo default.
-    let (keys, _) = answer(s, ClientAddress::subnet(ip("192.0.2.0"), 24), Family::V4);
+    let (keys, _) = answer(
+        s,
+        &h,
+        ClientAddress::subnet(ip("192.0.2.0"), 24),
+        Family::V4,
+    );
     assert!(keys[0].starts_with("us/"));
     // Seattle is nearer to Virginia than to Frankfurt; a strong eu bias flips it.
-    let mut pools = three_pools();
+    let mut pools = three_pools(&mut h);
     pools[0] = Arc::new(Pool {
         bias: 80,
-        ..Arc::try_unwrap(pool("eu", &[("192.0.2.10", 1)], Some((50.11, 8.68)))).unwrap()
+        ..Arc::try_unwrap(pool(
+            &mut h,
+            "eu",
+            &[("192.0.2.10", 1)],
+            Some((50.11, 8.68)),
+        ))
+        .unwrap()
     });
     let biased = service(PolicyKind::Nearest, pools, None, SelectionKind::Weighted);
     let seattle = ClientAddress::subnet(ip("216.160.83.0"), 24);
-    assert!(answer(&fixture.service, seattle, Family::V4).0[0].starts_with("us/"));
-    assert!(answer(&biased.service, seattle, Family::V4).0[0].starts_with("eu/"));
+    assert!(answer(&fixture.service, &h, seattle, Family::V4).0[0].starts_with("us/"));
+    assert!(answer(&biased.service, &h, seattle, Family::V4).0[0].starts_with("eu/"));
 }
 
 #[test]
 fn latency_rows_override_the_fallback() {
-    let pools = three_pools();
+    let mut h = Health::default();
+    let pools = three_pools(&mut h);
     let route = RouteRules {
         policy: PolicyKind::Latency,
         geo: Some(geo_rules()),
@@ -645,10 +782,10 @@ fn latency_rows_override_the_fallback() {
     };
     let table = locations();
     let s = compiled(route, &table, None);
-    let (keys, scope) = answer(&s, ClientAddress::full(ip("81.2.69.200")), Family::V4);
+    let (keys, scope) = answer(&s, &h, ClientAddress::full(ip("81.2.69.200")), Family::V4);
     assert!(keys[0].starts_with("ap/"), "{keys:?}");
     assert_eq!(scope, 25);
-    let (keys, scope) = answer(&s, ClientAddress::full(ip("81.2.69.10")), Family::V4);
+    let (keys, scope) = answer(&s, &h, ClientAddress::full(ip("81.2.69.10")), Family::V4);
     assert!(keys[0].starts_with("eu/"), "{keys:?}");
     assert_eq!(scope, 25);
     assert!(
@@ -660,15 +797,17 @@ fn latency_rows_override_the_fallback() {
 
 #[test]
 fn trace_explains_each_step() {
+    let mut h = Health::default();
     let fixture = service(
         PolicyKind::Geo,
-        three_pools(),
+        three_pools(&mut h),
         Some(geo_rules()),
         SelectionKind::Weighted,
     );
     let mut lines = Vec::new();
     select(
         &fixture.service,
+        &h.view(),
         ClientAddress::subnet(ip("81.2.69.0"), 24),
         Family::V4,
         1,
@@ -681,6 +820,7 @@ fn trace_explains_each_step() {
 
 #[test]
 fn asn_rules_override_location_rules_but_not_nets() {
+    let mut h = Health::default();
     let entries: Vec<(IpNet, MmdbValue)> = vec![(
         "81.2.0.0/16".parse().unwrap(),
         MmdbValue::map([
@@ -699,7 +839,7 @@ fn asn_rules_override_location_rules_but_not_nets() {
     rules
         .nets
         .push(("81.2.69.128/25".parse().unwrap(), vec![1]));
-    let pools = three_pools();
+    let pools = three_pools(&mut h);
     let route = RouteRules {
         policy: PolicyKind::Geo,
         geo: Some(rules),
@@ -708,11 +848,17 @@ fn asn_rules_override_location_rules_but_not_nets() {
     };
     let s = compiled(route, &table, Some(&asn));
     // GB by country, but AS64500 is more specific.
-    assert!(answer(&s, ClientAddress::full(ip("81.2.69.10")), Family::V4).0[0].starts_with("ap/"));
+    assert!(
+        answer(&s, &h, ClientAddress::full(ip("81.2.69.10")), Family::V4).0[0].starts_with("ap/")
+    );
     // The operator net beats the ASN.
-    assert!(answer(&s, ClientAddress::full(ip("81.2.69.200")), Family::V4).0[0].starts_with("us/"));
+    assert!(
+        answer(&s, &h, ClientAddress::full(ip("81.2.69.200")), Family::V4).0[0].starts_with("us/")
+    );
     // Outside the AS: location rules again.
-    assert!(answer(&s, ClientAddress::full(ip("12.1.1.1")), Family::V4).0[0].starts_with("us/"));
+    assert!(
+        answer(&s, &h, ClientAddress::full(ip("12.1.1.1")), Family::V4).0[0].starts_with("us/")
+    );
     assert!(
         s.route
             .describe(ip("81.2.69.10"), Some(&table), Some(&asn))
@@ -722,52 +868,56 @@ fn asn_rules_override_location_rules_but_not_nets() {
 
 #[test]
 fn fastest_takes_the_preferred_then_lowest_rtt() {
+    let mut h = Health::default();
     let addresses = [("192.0.2.1", 1), ("192.0.2.2", 1), ("192.0.2.3", 1)];
     let mut fixture = service(
         PolicyKind::Failover,
-        vec![pool("eu", &addresses, None)],
+        vec![pool(&mut h, "eu", &addresses, None)],
         None,
         SelectionKind::Fastest,
     );
     fixture.service.max_records = 2;
     let pool = &fixture.service.pools[0];
-    pool.endpoints[0].health.set_rtt_us(9_000);
-    pool.endpoints[1].health.set_rtt_us(3_000);
-    pool.endpoints[2].health.set_rtt_us(5_000);
+    h.state(&pool.endpoints[0]).rtt_us = 9_000;
+    h.state(&pool.endpoints[1]).rtt_us = 3_000;
+    h.state(&pool.endpoints[2]).rtt_us = 5_000;
     let client = ClientAddress::full(ip("192.0.2.9"));
-    let chosen = |s: &Service| select(s, client, Family::V4, 1, None).chosen[..2].to_vec();
-    assert_eq!(chosen(&fixture.service), vec![1, 2]);
+    let chosen = |s: &Service, h: &Health| {
+        select(s, &h.view(), client, Family::V4, 1, None).chosen[..2].to_vec()
+    };
+    assert_eq!(chosen(&fixture.service, &h), vec![1, 2]);
     // The control plane's hysteresis keeps endpoint 2 preferred: it comes first.
-    pool.preferred
-        .store(2, std::sync::atomic::Ordering::Relaxed);
-    assert_eq!(chosen(&fixture.service), vec![2, 1]);
+    h.state(&pool.endpoints[2]).preferred = true;
+    assert_eq!(chosen(&fixture.service, &h), vec![2, 1]);
     // A preferred endpoint that went down is skipped.
-    pool.endpoints[2].health.set_probe_up(false);
-    assert_eq!(chosen(&fixture.service), vec![1, 0]);
+    h.set_up(&pool.endpoints[2], false);
+    assert_eq!(chosen(&fixture.service, &h), vec![1, 0]);
 }
 
 #[test]
 fn failover_ttl_applies_only_when_failing_over() {
+    let mut h = Health::default();
     let mut fixture = service(
         PolicyKind::Failover,
-        three_pools(),
+        three_pools(&mut h),
         None,
         SelectionKind::Weighted,
     );
     fixture.service.failover_ttl = Some(5);
     let client = ClientAddress::full(ip("192.0.2.9"));
-    let first = select(&fixture.service, client, Family::V4, 1, None);
+    let first = select(&fixture.service, &h.view(), client, Family::V4, 1, None);
     assert_eq!((first.ttl, first.failed_over), (30, false));
     for e in &fixture.service.pools[0].endpoints {
-        e.health.set_probe_up(false);
+        h.set_up(e, false);
     }
-    let over = select(&fixture.service, client, Family::V4, 1, None);
+    let over = select(&fixture.service, &h.view(), client, Family::V4, 1, None);
     assert_eq!((over.ttl, over.failed_over), (5, true));
     assert_eq!(over.pool.map(|p| p.name.as_str()), Some("us"));
 }
 
 #[test]
 fn a_pool_down_to_one_healthy_endpoint_answers_it_whatever_the_selection() {
+    let mut h = Health::default();
     // 70 endpoints: past the 64 the census's mask covers.
     let many: Vec<(String, u32)> = (0..70).map(|i| (format!("192.0.2.{i}"), 1)).collect();
     let many: Vec<(&str, u32)> = many.iter().map(|(a, w)| (a.as_str(), *w)).collect();
@@ -779,24 +929,22 @@ fn a_pool_down_to_one_healthy_endpoint_answers_it_whatever_the_selection() {
             SelectionKind::Fastest,
         ] {
             let pools = vec![
-                pool("first", &[("198.51.100.1", 1)], None),
-                pool("second", &many, None),
+                pool(&mut h, "first", &[("198.51.100.1", 1)], None),
+                pool(&mut h, "second", &many, None),
             ];
             let mut fixture = service(PolicyKind::Failover, pools, None, selection);
             fixture.service.max_records = 4;
             fixture.service.failover_ttl = Some(5);
-            fixture.service.pools[0].endpoints[0]
-                .health
-                .set_probe_up(false);
+            h.set_up(&fixture.service.pools[0].endpoints[0], false);
             for (i, e) in fixture.service.pools[1].endpoints.iter().enumerate() {
-                e.health.set_probe_up(i == survivor);
+                h.set_up(e, i == survivor);
             }
             let client = ClientAddress::full(ip("203.0.113.9"));
             // Twice without a trace (computed, then memoised), then with one
             // (never memoised): the same answer each time.
             let mut lines = Vec::new();
             for trace in [None, None, Some(&mut lines)] {
-                let chosen = select(&fixture.service, client, Family::V4, 3, trace);
+                let chosen = select(&fixture.service, &h.view(), client, Family::V4, 3, trace);
                 let keys: Vec<&str> = chosen.endpoints().map(|e| e.key.as_str()).collect();
                 let label = format!("{selection:?}, survivor {survivor}");
                 assert_eq!(keys, [format!("second/192.0.2.{survivor}")], "{label}");

@@ -16,7 +16,8 @@ use crate::config::{ConfigError, FieldsToml, LoadedConfig, load_config};
 use crate::dns::precompiled::PrecompiledAnswers;
 use crate::dns::rrl::{RateLimiter, RrlSettings};
 use crate::geo::{FieldPaths, GeoError, LocationTable};
-use crate::health::{HealthRegistry, ProbePlan};
+use crate::health::fastest::FastestPlan;
+use crate::health::{HealthTable, ProbePlan};
 use crate::policy::Service;
 use crate::zone::{Zone, ZoneError, ZoneSet, load_zone_file};
 
@@ -95,6 +96,8 @@ pub struct Snapshot {
     pub max_udp_payload: u16,
     /// Every endpoint and how it is probed (for the health monitor).
     pub probes: ProbePlan,
+    /// What the `fastest` updater maintains (empty without `fastest`).
+    pub fastest: FastestPlan,
     /// Response rate limiter for UDP answers, when enabled.
     pub rrl: Option<RateLimiter>,
     /// Answers serialised at build time for the fast path.
@@ -110,13 +113,15 @@ pub struct Snapshot {
 impl Snapshot {
     /// Loads the configuration and everything it names, validates it all and
     /// compiles the snapshot. Also returns the parsed configuration, which
-    /// holds the process-level settings (listeners, API).
+    /// holds the process-level settings (listeners, API). Endpoints get
+    /// their ids from `health` (the same identity, the same id), and a
+    /// successful build publishes `health` so its view knows them all.
     ///
     /// # Errors
     /// Every problem found, each naming its file and line.
     pub fn build(
         source: &SnapshotSource,
-        health: &HealthRegistry,
+        health: &HealthTable,
     ) -> Result<(Snapshot, LoadedConfig), BuildErrors> {
         let loaded = load_config(&source.config_path).map_err(|e| BuildErrors(vec![e.into()]))?;
         let mut errors: Vec<BuildError> = Vec::new();
@@ -300,8 +305,10 @@ impl Snapshot {
         for warning in &warnings {
             tracing::warn!("{warning}");
         }
+        health.publish();
         let mut snapshot = Snapshot {
             zones,
+            fastest: services::fastest_plan(&services),
             services,
             geo,
             ecs: ecs_settings,

@@ -16,7 +16,8 @@ use crate::config::{
     GeoMapToml, LoadedConfig, MinHealthyToml, PolicyKind, PoolToml, SelectionKind, ServiceToml,
 };
 use crate::geo::{LocationTable, continent_of_country};
-use crate::health::{CheckSet, HealthRegistry, PlannedEndpoint};
+use crate::health::fastest::{FastestPlan, FastestPool, FastestService};
+use crate::health::{CheckSet, HealthTable, PlannedEndpoint};
 use crate::policy::route::{GeoRules, Order, RouteRules};
 use crate::policy::{Endpoint, EndpointTarget, MAX_RECORDS, MinHealthy, Pool, Service, hash_str};
 use crate::zone::{ZoneSet, wire_name};
@@ -39,8 +40,8 @@ pub struct ServiceInputs<'a> {
     pub loaded: &'a LoadedConfig,
     /// GeoIP tables.
     pub geo: &'a GeoTables,
-    /// Health records, shared across reloads.
-    pub health: &'a HealthRegistry,
+    /// The health table, which assigns endpoint ids (stable across reloads).
+    pub health: &'a HealthTable,
     /// ECS caps, the default sticky prefixes.
     pub ecs_caps: (u8, u8),
     /// Compiled health checks, for pools' `check`.
@@ -69,14 +70,72 @@ pub fn build_services(
         }
     }
     check_unused_maps(inputs, errors);
-    let mut services = Vec::new();
+    let mut services: Vec<Service> = Vec::new();
     for (name, service) in &config.services {
         let index = services.len();
-        if let Some(built) = build_service(inputs, name, service, &pools, zones, index, errors) {
+        let measured_slots = services
+            .iter()
+            .filter(|s| s.measured_slot.is_some())
+            .count();
+        if let Some(built) = build_service(
+            inputs,
+            name,
+            service,
+            &pools,
+            zones,
+            (index, measured_slots as u32),
+            errors,
+        ) {
             services.push(built);
         }
     }
     services
+}
+
+/// A serial no other service of this process has had (see `Service::serial`).
+fn next_serial() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// What the `fastest` updater maintains for `services`: every pool's
+/// preferred endpoint and the measured orders, when some service uses
+/// `fastest` (else nothing).
+pub fn fastest_plan(services: &[Service]) -> FastestPlan {
+    let mut plan = FastestPlan::default();
+    let has_work = services
+        .iter()
+        .any(|s| s.measured_slot.is_some() || s.selection == SelectionKind::Fastest);
+    if !has_work {
+        return plan;
+    }
+    let mut pool_index: HashMap<&str, usize> = HashMap::new();
+    for service in services {
+        let mut pools = Vec::with_capacity(service.pools.len());
+        for pool in &service.pools {
+            let index = *pool_index.entry(&pool.name).or_insert_with(|| {
+                plan.pools.push(FastestPool {
+                    endpoints: pool
+                        .endpoints
+                        .iter()
+                        .map(|e| (e.id, e.config_down))
+                        .collect(),
+                });
+                plan.pools.len() - 1
+            });
+            pools.push(index);
+        }
+        if let Some(slot) = service.measured_slot {
+            plan.services.push(FastestService {
+                name: service.name.clone(),
+                serial: service.serial,
+                slot,
+                pools,
+                initial: service.route.fallback().into_boxed_slice(),
+            });
+        }
+    }
+    plan
 }
 
 /// Validates maps no service uses, so `gslb check` catches their mistakes
@@ -206,14 +265,14 @@ fn build_pool(
                 continue;
             }
         };
-        let record = health.record(&key, probe.as_ref().is_none_or(|p| p.check.initial_up));
+        let (id, record) = health.register(&key, probe.as_ref().is_none_or(|p| p.check.initial_up));
         planned.push(PlannedEndpoint {
             key: key.clone(),
-            health: record.clone(),
+            health: record,
             probe,
         });
         endpoints.push(Endpoint {
-            health: record,
+            id,
             key_hash: hash_str(&key),
             key,
             target,
@@ -291,7 +350,6 @@ fn build_pool(
         min_healthy,
         capacity,
         overflow_at,
-        preferred: std::sync::atomic::AtomicU16::new(crate::policy::NO_PREFERENCE),
     })
 }
 
@@ -302,7 +360,7 @@ fn build_service(
     service: &Spanned<ServiceToml>,
     pools: &BTreeMap<String, Arc<Pool>>,
     zones: &mut ZoneSet,
-    index: usize,
+    (index, measured_slot): (usize, u32),
     errors: &mut Vec<BuildError>,
 ) -> Option<Service> {
     let loaded = inputs.loaded;
@@ -507,7 +565,7 @@ fn build_service(
     let (orders, table) = inputs.route_cache.compile(&route, inputs.geo);
     let (v4_cap, v6_cap) = inputs.ecs_caps;
     Some(Service {
-        serial: Service::next_serial(),
+        serial: next_serial(),
         name: fqdn.to_ascii(),
         pools: service_pools,
         orders,
@@ -518,8 +576,7 @@ fn build_service(
         all_down: s.all_down,
         sticky_prefix_v4: s.sticky_prefix_v4.unwrap_or(v4_cap).min(32),
         sticky_prefix_v6: s.sticky_prefix_v6.unwrap_or(v6_cap).min(128),
-        measured_order: (policy == PolicyKind::Fastest)
-            .then(|| arc_swap::ArcSwap::from_pointee(route.fallback().into_boxed_slice())),
+        measured_slot: (policy == PolicyKind::Fastest).then_some(measured_slot),
         route,
         failover_ttl: s.failover_ttl.map(|t| t.0),
         load,

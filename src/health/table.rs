@@ -1,0 +1,488 @@
+//! The health table: all runtime state that can change an answer, in one
+//! value with one owner, apart from the snapshot.
+//!
+//! Writers (probers, the admin API, the `fastest` updater, snapshot builds
+//! registering endpoints) change per-endpoint records under the table's
+//! lock, then [`HealthTable::publish`] turns the records into an immutable
+//! [`HealthView`] with a new epoch and swaps it in (as a reload swaps a
+//! snapshot). The query path loads one view per query or UDP batch and
+//! hands it to `policy::select`, so a census and the pick that follows it
+//! see the same state, and memoised pool choices stay valid exactly while
+//! the view's epoch is the one they were made under.
+//!
+//! Endpoints are addressed by [`EndpointId`]s, assigned when a snapshot is
+//! built by looking up the endpoint's identity (`pool/target`) here: the
+//! same identity gets the same id and record across reloads, so verdicts,
+//! overrides, weights and the preferred endpoint survive them.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use arc_swap::{ArcSwap, Guard};
+
+use super::{EndpointHealth, FULL_WEIGHT_PERCENT, FailureReason, Override};
+
+/// A stable index of an endpoint's record in the [`HealthTable`], assigned
+/// when a snapshot is built; the same endpoint identity keeps its id across
+/// reloads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EndpointId(u32);
+
+impl EndpointId {
+    /// The id at `index` of a view built by hand ([`HealthView::from_states`]);
+    /// a table assigns its own.
+    pub fn new(index: u32) -> Self {
+        Self(index)
+    }
+
+    /// The id's position in [`HealthView`]'s per-endpoint array.
+    #[inline]
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// One endpoint's state as the query path reads it: the effective result of
+/// the probes' verdict, overrides and weight, plus what `fastest` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EndpointState {
+    /// Whether answers may name it (verdict and overrides combined; the
+    /// configuration's `down` is the snapshot's business).
+    pub usable: bool,
+    /// Weight factor in percent (100 unless a JSON health body reports load).
+    pub weight_percent: u8,
+    /// Whether `fastest` selection prefers it in its pool.
+    pub preferred: bool,
+    /// The endpoint's own operator override (for explanations).
+    pub own_override: Override,
+    /// Whether an operator took it out (force-down or drain, its own or
+    /// its pool's): failing open never answers it.
+    pub operator_down: bool,
+    /// Smoothed probe RTT in microseconds, 0 when not measured (as of the
+    /// last publish: RTTs alone publish only with the `fastest` updater).
+    pub rtt_us: u32,
+}
+
+impl EndpointState {
+    /// The state of an id the view does not know (not possible for ids of
+    /// a served snapshot: its endpoints are published before it is swapped
+    /// in): up, full weight.
+    pub const UNKNOWN: EndpointState = EndpointState {
+        usable: true,
+        weight_percent: FULL_WEIGHT_PERCENT,
+        preferred: false,
+        own_override: Override::None,
+        operator_down: false,
+        rtt_us: 0,
+    };
+
+    /// Smoothed RTT, if measured.
+    pub fn rtt(&self) -> Option<u32> {
+        (self.rtt_us != 0).then_some(self.rtt_us)
+    }
+}
+
+/// A `fastest` service's measured pool order, for the snapshot build whose
+/// service had `serial` (a reload's services start from their configured
+/// order again).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MeasuredOrder {
+    /// `Service::serial` of the service it was measured for.
+    pub serial: u64,
+    /// Indices into the service's pools, leader first.
+    pub order: Box<[u16]>,
+}
+
+/// An immutable picture of the health table, published whole; what the
+/// query path reads. Nothing in it changes after it is published.
+#[derive(Debug, Clone, Default)]
+pub struct HealthView {
+    /// Moves with every publish; per-thread memos of pool choices are keyed
+    /// by it.
+    epoch: u64,
+    /// By [`EndpointId`].
+    endpoints: Box<[EndpointState]>,
+    /// By a `fastest` service's measured-order slot.
+    measured: Box<[Option<MeasuredOrder>]>,
+}
+
+impl HealthView {
+    /// The publish this view came from.
+    #[inline]
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// The state of endpoint `id`.
+    #[inline]
+    pub fn endpoint(&self, id: EndpointId) -> EndpointState {
+        self.endpoints
+            .get(id.index())
+            .copied()
+            .unwrap_or(EndpointState::UNKNOWN)
+    }
+
+    /// The measured pool order in `slot`, if it was measured for the
+    /// service with `serial`.
+    #[inline]
+    pub fn measured_order(&self, slot: u32, serial: u64) -> Option<&[u16]> {
+        match self.measured.get(slot as usize) {
+            Some(Some(measured)) if measured.serial == serial => Some(&measured.order),
+            _ => None,
+        }
+    }
+
+    /// A view where every endpoint in `states` has that state (tests and
+    /// benchmarks that need health without a table).
+    pub fn from_states(epoch: u64, states: Vec<EndpointState>) -> Self {
+        Self {
+            epoch,
+            endpoints: states.into_boxed_slice(),
+            measured: Box::default(),
+        }
+    }
+}
+
+/// The health table: records by endpoint identity, pool overrides, the
+/// `fastest` updater's results, and the published view.
+#[derive(Debug, Default)]
+pub struct HealthTable {
+    /// Locked by writers and control-plane readers only.
+    inner: Mutex<Inner>,
+    /// What the query path loads (lock-free).
+    view: ArcSwap<HealthView>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    /// Endpoint identity → id.
+    ids: HashMap<String, EndpointId>,
+    /// By id; `None` for a free slot.
+    records: Vec<Option<Arc<EndpointHealth>>>,
+    /// Slots freed by [`HealthTable::retain`], reused by later builds.
+    free: Vec<EndpointId>,
+    /// Pool overrides by pool name; kept across reloads and applied to
+    /// records created later in that pool.
+    pool_overrides: HashMap<String, Override>,
+    /// `fastest` services' measured orders, by slot.
+    measured: Vec<Option<MeasuredOrder>>,
+    /// The epoch of the last publish.
+    epoch: u64,
+}
+
+impl HealthTable {
+    /// The current view: one lock-free load. Load the snapshot first: a
+    /// view loaded after a snapshot knows every endpoint of it.
+    #[inline]
+    pub fn view(&self) -> Guard<Arc<HealthView>> {
+        self.view.load()
+    }
+
+    /// The current view as an `Arc` (for holders that keep it).
+    pub fn view_arc(&self) -> Arc<HealthView> {
+        self.view.load_full()
+    }
+
+    /// The id and record for endpoint identity `key`, created in
+    /// `initially_up` state (with its pool's override) if new. New records
+    /// reach the view with the next [`HealthTable::publish`], which a
+    /// snapshot build makes before it is served.
+    pub fn register(&self, key: &str, initially_up: bool) -> (EndpointId, Arc<EndpointHealth>) {
+        let mut inner = self.lock();
+        if let Some(&id) = inner.ids.get(key)
+            && let Some(Some(record)) = inner.records.get(id.index())
+        {
+            return (id, record.clone());
+        }
+        let id = match inner.free.pop() {
+            Some(id) => id,
+            None => EndpointId(u32::try_from(inner.records.len()).unwrap_or(u32::MAX)),
+        };
+        let record = Arc::new(EndpointHealth::new(id, initially_up));
+        record.set_pool_override(
+            inner
+                .pool_overrides
+                .get(pool_of(key))
+                .copied()
+                .unwrap_or(Override::None),
+        );
+        if id.index() >= inner.records.len() {
+            inner.records.resize(id.index() + 1, None);
+        }
+        inner.records[id.index()] = Some(record.clone());
+        inner.ids.insert(key.to_string(), id);
+        (id, record)
+    }
+
+    /// The record for endpoint identity `key`, if registered.
+    pub fn get(&self, key: &str) -> Option<Arc<EndpointHealth>> {
+        let inner = self.lock();
+        let id = inner.ids.get(key)?;
+        inner.records.get(id.index())?.clone()
+    }
+
+    /// Publishes the records as a new view with a new epoch.
+    pub fn publish(&self) {
+        let mut inner = self.lock();
+        self.publish_locked(&mut inner);
+    }
+
+    /// Frees every record whose id is not in `live` (the served snapshot's
+    /// endpoints); their slots are reused by later builds.
+    pub fn retain(&self, live: impl IntoIterator<Item = EndpointId>) {
+        let mut inner = self.lock();
+        let mut keep = vec![false; inner.records.len()];
+        for id in live {
+            if let Some(slot) = keep.get_mut(id.index()) {
+                *slot = true;
+            }
+        }
+        let Inner {
+            ids, records, free, ..
+        } = &mut *inner;
+        ids.retain(|_, id| keep[id.index()]);
+        for (index, record) in records.iter_mut().enumerate() {
+            if !keep[index] && record.take().is_some() {
+                free.push(EndpointId(index as u32));
+            }
+        }
+        self.publish_locked(&mut inner);
+    }
+
+    // --- probers ---
+
+    /// Records a successful probe of `record` (counters, RTT, weight);
+    /// publishes if the weight factor changed.
+    pub fn handle_success(
+        &self,
+        record: &EndpointHealth,
+        rtt: Duration,
+        weight_percent: u8,
+        now: SystemTime,
+    ) {
+        if record.handle_success(rtt, weight_percent, now) {
+            self.publish();
+        }
+    }
+
+    /// Records a failed probe of `record`.
+    pub fn handle_failure(
+        &self,
+        record: &EndpointHealth,
+        reason: FailureReason,
+        error: &str,
+        now: SystemTime,
+    ) {
+        record.handle_failure(reason, error, now);
+    }
+
+    /// Records the probes' new verdict on `record`; publishes if it changed.
+    pub fn handle_verdict(&self, record: &EndpointHealth, up: bool, now: SystemTime) {
+        if record.handle_verdict(up, now) {
+            self.publish();
+        }
+    }
+
+    // --- operators ---
+
+    /// Sets or clears endpoint `key`'s own override; false if no such
+    /// endpoint is registered.
+    pub fn set_admin_override(&self, key: &str, value: Override) -> bool {
+        let Some(record) = self.get(key) else {
+            return false;
+        };
+        if record.set_admin_override(value) {
+            self.publish();
+        }
+        true
+    }
+
+    /// The override set on pool `pool` (`None` when unset).
+    pub fn pool_override(&self, pool: &str) -> Override {
+        self.lock()
+            .pool_overrides
+            .get(pool)
+            .copied()
+            .unwrap_or(Override::None)
+    }
+
+    /// Every pool override in force, by pool name.
+    pub fn pool_overrides(&self) -> Vec<(String, Override)> {
+        let inner = self.lock();
+        let mut list: Vec<_> = inner
+            .pool_overrides
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        list.sort_by(|a, b| a.0.cmp(&b.0));
+        list
+    }
+
+    /// Sets (or with [`Override::None`] clears) the override of every
+    /// endpoint of `pool`, now and after reloads. An endpoint's own
+    /// override, when set, wins over its pool's.
+    pub fn set_pool_override(&self, pool: &str, value: Override) {
+        let mut inner = self.lock();
+        if value == Override::None {
+            inner.pool_overrides.remove(pool);
+        } else {
+            inner.pool_overrides.insert(pool.to_string(), value);
+        }
+        let mut changed = false;
+        for (key, id) in &inner.ids {
+            if pool_of(key) == pool
+                && let Some(Some(record)) = inner.records.get(id.index())
+            {
+                changed |= record.set_pool_override(value);
+            }
+        }
+        if changed {
+            self.publish_locked(&mut inner);
+        }
+    }
+
+    // --- the `fastest` updater ---
+
+    /// Applies the `fastest` updater's results: the preferred endpoint of
+    /// each pool (`preferred`: per pool, its endpoints and the chosen one)
+    /// and the measured orders by slot; publishes (RTTs included).
+    pub fn set_fastest(
+        &self,
+        preferred: &[(Vec<EndpointId>, Option<EndpointId>)],
+        measured: Vec<Option<MeasuredOrder>>,
+    ) {
+        let mut inner = self.lock();
+        for (endpoints, chosen) in preferred {
+            for &id in endpoints {
+                if let Some(Some(record)) = inner.records.get(id.index()) {
+                    record.set_preferred(Some(id) == *chosen);
+                }
+            }
+        }
+        inner.measured = measured;
+        self.publish_locked(&mut inner);
+    }
+
+    /// The measured order in `slot` as last set (for the updater's
+    /// hysteresis), if it was measured for `serial`.
+    pub fn measured_order(&self, slot: u32, serial: u64) -> Option<Box<[u16]>> {
+        match self.lock().measured.get(slot as usize) {
+            Some(Some(measured)) if measured.serial == serial => Some(measured.order.clone()),
+            _ => None,
+        }
+    }
+
+    /// The record with `id`, if registered.
+    pub fn record(&self, id: EndpointId) -> Option<Arc<EndpointHealth>> {
+        self.lock().records.get(id.index())?.clone()
+    }
+
+    fn publish_locked(&self, inner: &mut Inner) {
+        inner.epoch += 1;
+        let endpoints = inner
+            .records
+            .iter()
+            .map(|record| record.as_deref().map_or(EndpointState::UNKNOWN, effective))
+            .collect();
+        self.view.store(Arc::new(HealthView {
+            epoch: inner.epoch,
+            endpoints,
+            measured: inner.measured.clone().into_boxed_slice(),
+        }));
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // Inner is consistent between statements; a panic elsewhere leaves it usable.
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// The state answers use, from a record's inputs. The one place where they
+/// are combined: operator override first, else the probes' verdict. (A
+/// cluster layer adds its inputs here: other members' verdicts and a
+/// quorum in place of the local verdict, operator weights beside the JSON
+/// weight factor; see ARCHITECTURE.md.)
+fn effective(record: &EndpointHealth) -> EndpointState {
+    EndpointState {
+        usable: record.is_usable(),
+        weight_percent: record.weight_percent(),
+        preferred: record.preferred(),
+        own_override: record.admin_override(),
+        operator_down: matches!(
+            record.effective_override(),
+            Override::ForceDown | Override::Drain
+        ),
+        rtt_us: record.rtt_us().unwrap_or(0),
+    }
+}
+
+/// The pool part of an endpoint key `pool/target`.
+fn pool_of(key: &str) -> &str {
+    key.split_once('/').map_or(key, |(pool, _)| pool)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_keeps_its_id_and_record_across_registrations() {
+        let table = HealthTable::default();
+        let (a, record) = table.register("eu/192.0.2.1", true);
+        table.handle_verdict(&record, false, SystemTime::now());
+        let (b, again) = table.register("eu/192.0.2.1", true);
+        assert_eq!(a, b);
+        assert!(Arc::ptr_eq(&record, &again));
+        assert!(!table.view().endpoint(a).usable);
+    }
+
+    #[test]
+    fn a_view_does_not_change_after_it_is_loaded() {
+        let table = HealthTable::default();
+        let (id, record) = table.register("eu/192.0.2.1", true);
+        table.publish();
+        let before = table.view_arc();
+        table.handle_verdict(&record, false, SystemTime::now());
+        let after = table.view_arc();
+        assert!(before.endpoint(id).usable);
+        assert!(!after.endpoint(id).usable);
+        assert!(after.epoch() > before.epoch());
+    }
+
+    #[test]
+    fn pool_override_applies_to_later_records_and_yields_to_endpoint_override() {
+        let table = HealthTable::default();
+        let (a, _) = table.register("eu/192.0.2.1", true);
+        let (other, _) = table.register("us/192.0.2.9", true);
+        table.set_pool_override("eu", Override::ForceDown);
+        let view = table.view_arc();
+        assert!(!view.endpoint(a).usable);
+        assert!(view.endpoint(other).usable);
+        // An endpoint that appears in the pool later (a reload) gets it too.
+        let (b, record) = table.register("eu/192.0.2.2", true);
+        table.publish();
+        assert_eq!(record.pool_override(), Override::ForceDown);
+        assert!(!table.view().endpoint(b).usable);
+        // The endpoint's own override wins.
+        assert!(table.set_admin_override("eu/192.0.2.2", Override::ForceUp));
+        assert!(table.view().endpoint(b).usable);
+        table.set_pool_override("eu", Override::None);
+        assert!(table.view().endpoint(a).usable);
+        assert!(table.pool_overrides().is_empty());
+    }
+
+    #[test]
+    fn retain_frees_slots_for_reuse_and_forgets_identities() {
+        let table = HealthTable::default();
+        let (a, _) = table.register("eu/192.0.2.1", true);
+        let (b, _) = table.register("eu/192.0.2.2", true);
+        table.retain([b]);
+        assert!(table.get("eu/192.0.2.1").is_none());
+        let (c, _) = table.register("eu/192.0.2.3", true);
+        assert_eq!(c, a);
+        assert!(table.get("eu/192.0.2.2").is_some());
+    }
+}
