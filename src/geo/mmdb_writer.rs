@@ -798,6 +798,38 @@ mod tests {
         assert_eq!(name_at(&reader, "2001:219::1"), None);
     }
 
+    /// Issue 18: libmaxminddb (`mmdblookup`, Debian's mmdb-bin, which
+    /// .ci/run installs) opens what `write_mmdb` writes: test fixtures and
+    /// generated databases share this writer with `gslb geoip build`.
+    #[test]
+    fn libmaxminddb_accepts_what_the_writer_writes() {
+        let dir = std::env::temp_dir().join(format!("gslb-mmdb-writer-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("fixture.mmdb");
+        let entries = vec![
+            (net("81.2.69.0/24"), everything("london")),
+            (net("2001:218::/32"), everything("tokyo")),
+        ];
+        std::fs::write(&file, write_mmdb("Test-DB", &entries).unwrap()).unwrap();
+        for address in ["81.2.69.1", "2001:218::1", "::ffff:81.2.69.1"] {
+            let out = std::process::Command::new("mmdblookup")
+                .arg("--file")
+                .arg(&file)
+                .args(["--ip", address, "name"])
+                .output()
+                .expect("run mmdblookup (apt-get install mmdb-bin)");
+            let printed = String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success(), "{address}: {printed}");
+            assert!(printed.contains("<utf8_string>"), "{address}: {printed}");
+        }
+        assert!(matches!(
+            write_mmdb_with_epoch("Test-DB", &entries, 0),
+            Err(GeoError::MmdbWrite { .. })
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn later_entries_override_and_identical_records_are_stored_once() {
         let a = MmdbValue::map([("name", MmdbValue::string("a"))]);
