@@ -14,9 +14,11 @@ use super::BuildError;
 use super::services::GeoTables;
 use crate::config::{GeoMapToml, LoadedConfig};
 use crate::geo::subdivision::SubdivisionTable;
+use crate::policy::Service;
 
-/// Every warning for `loaded` against the loaded `geo` databases.
-pub fn warnings(loaded: &LoadedConfig, geo: &GeoTables) -> Vec<BuildError> {
+/// Every warning for `loaded` against the loaded `geo` databases and the
+/// compiled `services`.
+pub fn warnings(loaded: &LoadedConfig, geo: &GeoTables, services: &[Service]) -> Vec<BuildError> {
     let mut out = Vec::new();
     let config = &loaded.config;
     let seen = Seen::of(geo);
@@ -35,19 +37,16 @@ pub fn warnings(loaded: &LoadedConfig, geo: &GeoTables) -> Vec<BuildError> {
             unmatched_rules(loaded, &format!("service {name}"), map, &seen, &mut out);
         }
     }
-    for (name, service) in &config.services {
-        let pools: Vec<&String> = service
-            .get_ref()
-            .pools
-            .iter()
-            .map(|p| p.get_ref())
-            .collect();
-        let endpoints: Vec<bool> = pools
-            .iter()
-            .filter_map(|p| config.pools.get(*p))
-            .flat_map(|p| p.get_ref().endpoints.iter().map(|e| e.get_ref().down))
-            .collect();
-        if !endpoints.is_empty() && endpoints.iter().all(|down| *down) {
+    for service in services {
+        let mut endpoints = service.pools.iter().flat_map(|p| p.endpoints.iter());
+        let all_down =
+            endpoints.next().is_some_and(|e| e.config_down) && endpoints.all(|e| e.config_down);
+        // The service as written (compiled names are fully qualified).
+        let written = config.services.iter().find(|(key, _)| {
+            key.trim_end_matches('.')
+                .eq_ignore_ascii_case(service.name.trim_end_matches('.'))
+        });
+        if let (true, Some((name, service))) = (all_down, written) {
             out.push(
                 loaded
                     .error_at(

@@ -300,7 +300,7 @@ impl Snapshot {
         if !errors.is_empty() {
             return Err(BuildErrors(errors));
         }
-        let mut warnings = lint::warnings(&loaded, &geo);
+        let mut warnings = lint::warnings(&loaded, &geo, &services);
         warnings.extend(transfer_warnings);
         for warning in &warnings {
             tracing::warn!("{warning}");
