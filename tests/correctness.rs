@@ -294,6 +294,8 @@ all_down = "fail-open"
 [services."api.geo.test"]
 policy = "failover"
 pools = ["a"]
+[server]
+api_require_token = false
 "#,
     );
     let server = GslbServer::start(&["-c", path_str(&config), "--api", "127.0.0.1:0"]);
