@@ -609,3 +609,395 @@ tsig = "xfr"
         "SERVFAIL"
     );
 }
+
+#[test]
+fn issue_23_gslb_secondary_of_gslb_primary_applies_incremental_ixfr() {
+    let dir = TempDir::new("xfr-gslb-gslb");
+    let secondary_port = free_port();
+    let zone = dir.write("example.zone", &example_zone(10, "192.0.2.25"));
+    let primary_config = dir.write(
+        "primary.toml",
+        &format!(
+            r#"
+[server]
+state_dir = "primary-state"
+
+[tsig.xfr]
+algorithm = "hmac-sha512"
+secret = "{SECRET}"
+
+[[zone]]
+origin = "example.test"
+file = "{zone}"
+allow_transfer = [{{ from = "127.0.0.1", tsig = "xfr" }}]
+notify = ["127.0.0.1:{secondary_port}"]
+"#,
+            zone = zone.display()
+        ),
+    );
+    let primary = GslbServer::start(&[
+        "-c",
+        primary_config.to_str().expect("utf-8"),
+        "--api",
+        "127.0.0.1:0",
+    ]);
+    let secondary_config = dir.write(
+        "secondary.toml",
+        &format!(
+            r#"
+[server]
+state_dir = "secondary-state"
+
+[tsig.xfr]
+algorithm = "hmac-sha512"
+secret = "{SECRET}"
+
+[[zone]]
+origin = "example.test"
+primaries = ["{primary}"]
+tsig = "xfr"
+"#,
+            primary = primary.addr()
+        ),
+    );
+    let listen = format!("127.0.0.1:{secondary_port}");
+    let secondary = GslbServer::start(&[
+        "-c",
+        secondary_config.to_str().expect("utf-8"),
+        "--listen",
+        &listen,
+        "--api",
+        "127.0.0.1:0",
+    ]);
+    let at = secondary.addr();
+    assert!(
+        poll_until(DEADLINE, || short(at, "mail.example.test", "A")
+            == ["192.0.2.25"]),
+        "{}",
+        secondary.stderr()
+    );
+    std::fs::write(&zone, example_zone(11, "192.0.2.27")).expect("rewrite zone");
+    primary.signal("HUP");
+    assert!(
+        poll_until(DEADLINE, || short(at, "mail.example.test", "A")
+            == ["192.0.2.27"]),
+        "secondary never applied serial 11; secondary log:\n{}\nprimary log:\n{}",
+        secondary.stderr(),
+        primary.stderr()
+    );
+    // The difference travelled, not the zone: old SOA, one deletion, new
+    // SOA, one addition, between the new SOA twice.
+    let log = secondary.stderr();
+    assert!(log.contains("kind=\"IXFR\" serial=11"), "{log}");
+    assert!(log.contains("carried=6"), "{log}");
+    assert!(
+        primary.stderr().contains("NOTIFY acknowledged"),
+        "{}",
+        primary.stderr()
+    );
+}
+
+#[test]
+fn issue_23_serial_auto_and_unchanged_serial_warning() {
+    let dir = TempDir::new("xfr-serial");
+    let plain = dir.write("plain.zone", &example_zone(3, "192.0.2.25"));
+    let auto = dir.write(
+        "auto.zone",
+        "$ORIGIN auto.test.\n$TTL 300\n@ IN SOA ns1 hostmaster 1 3600 600 86400 60\n@ IN NS ns1\nns1 IN A 127.0.0.1\nhost IN A 192.0.2.1\n",
+    );
+    let config = dir.write(
+        "gslb.toml",
+        &format!(
+            r#"
+[[zone]]
+origin = "example.test"
+file = "{plain}"
+allow_transfer = [{{ from = "127.0.0.1" }}]
+
+[[zone]]
+origin = "auto.test"
+file = "{auto}"
+allow_transfer = [{{ from = "127.0.0.1" }}]
+serial = "auto"
+"#,
+            plain = plain.display(),
+            auto = auto.display()
+        ),
+    );
+    let config_arg = config.to_str().expect("utf-8");
+    let server = GslbServer::start(&["-c", config_arg, "--api", "127.0.0.1:0"]);
+    let serial_of = |zone: &str| -> u64 {
+        short(server.addr(), zone, "SOA")
+            .first()
+            .and_then(|soa| soa.split(' ').nth(2).and_then(|s| s.parse().ok()))
+            .unwrap_or(0)
+    };
+    let first_auto = serial_of("auto.test");
+    assert!(
+        first_auto > 1_700_000_000,
+        "auto serial is the load time: {first_auto}"
+    );
+    // The served serials are recorded in state/ beside the config.
+    let served = dir.path().join("state/served/example.test.serial");
+    assert!(
+        poll_until(DEADLINE, || served.exists()),
+        "no {}",
+        served.display()
+    );
+    assert!(poll_until(DEADLINE, || dir
+        .path()
+        .join("state/served/auto.test.serial")
+        .exists()));
+
+    // Content changes, serials in the files do not.
+    std::fs::write(&plain, example_zone(3, "192.0.2.99")).expect("rewrite");
+    std::fs::write(
+        &auto,
+        "$ORIGIN auto.test.\n$TTL 300\n@ IN SOA ns1 hostmaster 1 3600 600 86400 60\n@ IN NS ns1\nns1 IN A 127.0.0.1\nhost IN A 192.0.2.2\n",
+    )
+    .expect("rewrite");
+    let check = common::run_gslb(&["check", "-c", config_arg]);
+    assert_eq!(check.code(), Some(0), "{}{}", check.stdout, check.stderr);
+    let text = format!("{}{}", check.stdout, check.stderr);
+    assert!(
+        text.contains("zone example.test.: content changed since it was last served but the SOA serial is still 3"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("zone auto.test."),
+        "auto serial zone warned: {text}"
+    );
+    let strict = common::run_gslb(&["check", "--strict", "-c", config_arg]);
+    assert_eq!(strict.code(), Some(1), "{}{}", strict.stdout, strict.stderr);
+
+    server.signal("HUP");
+    assert!(
+        poll_until(DEADLINE, || serial_of("auto.test") > first_auto
+            || short(server.addr(), "host.auto.test", "A") == ["192.0.2.2"]),
+        "{}",
+        server.stderr()
+    );
+    assert!(
+        poll_until(DEADLINE, || serial_of("auto.test") > first_auto),
+        "auto serial did not move past {first_auto}"
+    );
+    assert!(
+        poll_until(DEADLINE, || server
+            .stderr()
+            .contains("zone content changed but its SOA serial did not")),
+        "{}",
+        server.stderr()
+    );
+}
+
+/// A scripted primary: answers each TCP transfer request with the next
+/// canned reply (built from the request's ID and question), then closes.
+struct FakePrimary {
+    addr: SocketAddr,
+}
+
+/// How the fake primary answers one request.
+#[derive(Clone)]
+enum Script {
+    /// These records (wire, owner uncompressed) in one message, then close.
+    Records(Vec<Vec<u8>>),
+    /// The first records in a message, then close before the rest.
+    CutAfter(Vec<Vec<u8>>),
+}
+
+fn record(owner: &str, rtype: u16, rdata: &[u8]) -> Vec<u8> {
+    let mut out = common::wire_name(owner);
+    out.extend_from_slice(&rtype.to_be_bytes());
+    out.extend_from_slice(&1u16.to_be_bytes());
+    out.extend_from_slice(&300u32.to_be_bytes());
+    out.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+    out.extend_from_slice(rdata);
+    out
+}
+
+fn soa(serial: u32) -> Vec<u8> {
+    let mut rdata = common::wire_name("ns1.fake.test");
+    rdata.extend(common::wire_name("hostmaster.fake.test"));
+    for value in [serial, 3600, 3600, 86400, 60] {
+        rdata.extend_from_slice(&value.to_be_bytes());
+    }
+    record("fake.test", 6, &rdata)
+}
+
+fn fake_zone(serial: u32, host: [u8; 4]) -> Vec<Vec<u8>> {
+    vec![
+        soa(serial),
+        record("fake.test", 2, &common::wire_name("ns1.fake.test")),
+        record("ns1.fake.test", 1, &[127, 0, 0, 1]),
+        record("host.fake.test", 1, &host),
+        soa(serial),
+    ]
+}
+
+impl FakePrimary {
+    fn start(scripts: Vec<Script>) -> FakePrimary {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind fake primary");
+        let addr = listener.local_addr().expect("addr");
+        std::thread::spawn(move || {
+            let mut scripts = scripts.into_iter();
+            let mut last = None;
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let Some(request) = common::tcp_recv(&mut stream) else {
+                    continue;
+                };
+                let script = scripts.next().or_else(|| last.clone());
+                let Some(script) = script else { continue };
+                last = Some(script.clone());
+                let (records, cut) = match script {
+                    Script::Records(records) => (records, false),
+                    Script::CutAfter(records) => (records, true),
+                };
+                let question_end = 12 + request[12..].iter().position(|&b| b == 0).unwrap_or(0) + 5;
+                let mut reply = request[..2].to_vec();
+                reply.extend_from_slice(&[0x84, 0x00, 0, 1]);
+                reply.extend_from_slice(&(records.len() as u16).to_be_bytes());
+                reply.extend_from_slice(&[0, 0, 0, 0]);
+                reply.extend_from_slice(&request[12..question_end]);
+                for r in &records {
+                    reply.extend_from_slice(r);
+                }
+                if cut {
+                    // Announce more than is sent, then close.
+                    reply[6..8].copy_from_slice(&(records.len() as u16 + 5).to_be_bytes());
+                    let mut framed = ((reply.len() + 200) as u16).to_be_bytes().to_vec();
+                    framed.extend_from_slice(&reply);
+                    let _ = std::io::Write::write_all(&mut stream, &framed);
+                } else {
+                    common::tcp_send(&mut stream, &reply);
+                }
+            }
+        });
+        FakePrimary { addr }
+    }
+}
+
+#[test]
+fn issue_23_malformed_transfers_leave_the_previous_zone_serving() {
+    let dir = TempDir::new("xfr-malformed");
+    let mut outside = fake_zone(2, [192, 0, 2, 99]);
+    outside.insert(3, record("evil.other.test", 1, &[192, 0, 2, 66]));
+    let mut no_soa = fake_zone(2, [192, 0, 2, 99]);
+    no_soa.remove(0);
+    let scripts = vec![
+        Script::Records(fake_zone(1, [192, 0, 2, 1])),
+        Script::Records(outside),
+        Script::Records(no_soa),
+        Script::CutAfter(fake_zone(2, [192, 0, 2, 99])[..3].to_vec()),
+    ];
+    let primary = FakePrimary::start(scripts);
+    let config = dir.write(
+        "gslb.toml",
+        &format!(
+            "[[zone]]\norigin = \"fake.test\"\nprimaries = [\"{}\"]\n",
+            primary.addr
+        ),
+    );
+    let server = GslbServer::start(&[
+        "-c",
+        config.to_str().expect("utf-8"),
+        "--api",
+        "127.0.0.1:0",
+    ]);
+    let at = server.addr();
+    assert!(
+        poll_until(DEADLINE, || short(at, "host.fake.test", "A")
+            == ["192.0.2.1"]),
+        "{}",
+        server.stderr()
+    );
+    // Each NOTIFY (from 127.0.0.1, the primary's address) starts a refresh
+    // that gets the next bad transfer.
+    for (round, reason) in [
+        "is outside the zone fake.test.",
+        "does not start with the zone's SOA",
+        "connection closed mid-transfer",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let notify = QueryBuilder::new(0x7000 + round as u16, "fake.test", 6)
+            .opcode(4)
+            .build();
+        assert!(
+            poll_until(DEADLINE, || {
+                let reply = udp_query(at, &notify);
+                reply.rcode() == 0 && server.stderr().contains(reason)
+            }),
+            "no failure {reason:?} logged:\n{}",
+            server.stderr()
+        );
+        assert_eq!(short(at, "host.fake.test", "A"), ["192.0.2.1"]);
+    }
+    assert!(server.stderr().contains("the previous copy keeps serving"));
+}
+
+#[test]
+fn issue_23_axfr_flood_is_limited_per_client() {
+    let dir = TempDir::new("xfr-flood");
+    // ~24 MB of TXT records: more than loopback socket buffers hold, so a
+    // client that does not read keeps its transfer (and its slot) open
+    // (until the 30 s write timeout).
+    let mut zone = String::from(
+        "$ORIGIN big.test.\n$TTL 300\n@ IN SOA ns1 hostmaster 1 3600 600 86400 60\n@ IN NS ns1\nns1 IN A 127.0.0.1\n",
+    );
+    let filler = format!("\"{}\" ", "x".repeat(250)).repeat(8);
+    for i in 0..12_000 {
+        zone.push_str(&format!("t{i} IN TXT {filler}\n"));
+    }
+    let zone = dir.write("big.zone", &zone);
+    let config = dir.write(
+        "gslb.toml",
+        &format!(
+            "[[zone]]\norigin = \"big.test\"\nfile = \"{}\"\nallow_transfer = [{{ from = \"127.0.0.1\" }}]\n",
+            zone.display()
+        ),
+    );
+    let server = GslbServer::start_within(
+        &[
+            "-c",
+            config.to_str().expect("utf-8"),
+            "--api",
+            "127.0.0.1:0",
+        ],
+        Duration::from_secs(120),
+    );
+    let axfr = QueryBuilder::new(0x0a0a, "big.test", 252).build();
+    // Transfers that are never read past their first message keep their
+    // slots; once two are held, the next one from this address is refused
+    // with an answer (REFUSED) and a log line.
+    let mut held = Vec::new();
+    assert!(
+        poll_until(Duration::from_secs(120), || {
+            let mut stream = common::tcp_connect(server.addr());
+            common::tcp_send(&mut stream, &axfr);
+            let refused = common::tcp_recv(&mut stream)
+                .and_then(|reply| common::parse_reply(&reply))
+                .is_some_and(|reply| reply.rcode() == 5);
+            if !refused {
+                held.push(stream);
+            }
+            refused
+        }),
+        "no concurrent transfer was refused:\n{}",
+        server.stderr()
+    );
+    assert!(
+        held.len() >= 2,
+        "refused with {} transfers open",
+        held.len()
+    );
+    assert!(
+        server
+            .stderr()
+            .contains("too many concurrent transfers from this client"),
+        "{}",
+        server.stderr()
+    );
+    drop(held);
+}

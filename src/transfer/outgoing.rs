@@ -11,7 +11,7 @@ use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use super::hub::{Hub, event};
+use super::hub::{Hub, TransferSlot, event};
 use super::message::{
     MESSAGE_TARGET, MessageBuilder, OPCODE_NOTIFY, Request, empty_response, parse_request, rcode,
 };
@@ -19,6 +19,9 @@ use super::tsig::{self, StreamSigner, TsigFailure, Verified};
 use super::{TransferSettings, ZoneTransfer, ZoneVersion, serial_newer, unix_now};
 use crate::dns::wire::rtype;
 use crate::snapshot::Snapshot;
+
+/// How long one message of a transfer may take to be written.
+const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// What a request asks of the transfer code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,13 +150,18 @@ impl Hub {
         peer: SocketAddr,
         stream: &mut TcpStream,
     ) -> std::io::Result<()> {
-        let messages = self.answer_transfer(&snapshot, packet, peer);
+        // The slot (flood limit) is held until the last message is written.
+        let (messages, _slot) = self.answer_transfer(&snapshot, packet, peer);
         let mut framed = Vec::with_capacity(MESSAGE_TARGET + 1024);
         for message in messages {
             framed.clear();
             framed.extend_from_slice(&(message.len() as u16).to_be_bytes());
             framed.extend_from_slice(&message);
-            stream.write_all(&framed).await?;
+            // A secondary that stops reading is cut off rather than
+            // holding its transfer slot forever.
+            tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(&framed))
+                .await
+                .map_err(|_| std::io::Error::other("transfer write timed out"))??;
         }
         Ok(())
     }
@@ -164,19 +172,17 @@ impl Hub {
         snapshot: &Snapshot,
         packet: &[u8],
         peer: SocketAddr,
-    ) -> Vec<Vec<u8>> {
+    ) -> (Vec<Vec<u8>>, Option<TransferSlot<'_>>) {
         let request = match parse_request(packet) {
             Ok(request) => request,
             Err(err) => {
                 tracing::info!(%peer, reason = %err, "transfer request refused: malformed");
-                return formerr(packet).into_iter().collect();
+                return (formerr(packet).into_iter().collect(), None);
             }
         };
         if request.opcode() == OPCODE_NOTIFY {
-            return self
-                .answer_notify(snapshot, &request, packet, peer.ip())
-                .into_iter()
-                .collect();
+            let answer = self.answer_notify(snapshot, &request, packet, peer.ip());
+            return (answer.into_iter().collect(), None);
         }
         let kind = if request.qtype == rtype::AXFR {
             "AXFR"
@@ -197,7 +203,7 @@ impl Hub {
             Err((failure, answer)) => {
                 tracing::warn!(%peer, zone = %origin, kind, reason = %failure, "transfer refused");
                 self.record_out(&origin, event(peer, kind, 0, format!("tsig: {failure}")));
-                return vec![answer];
+                return (vec![answer], None);
             }
         };
         let Some(zone) = settings.zones.get(&request.qname) else {
@@ -205,43 +211,39 @@ impl Hub {
                 .zones
                 .find(&request.qname)
                 .is_some_and(|z| z.origin() == &request.qname[..]);
-            return if served {
-                refuse(
-                    rcode::REFUSED,
-                    &signature,
-                    "zone has no allow_transfer".into(),
-                )
-            } else {
-                // RFC 5936 §2.2.1: not authoritative for the zone.
-                refuse(
-                    rcode::NOTAUTH,
-                    &signature,
-                    "not authoritative for this zone".into(),
-                )
-            };
+            return (
+                if served {
+                    refuse(
+                        rcode::REFUSED,
+                        &signature,
+                        "zone has no allow_transfer".into(),
+                    )
+                } else {
+                    // RFC 5936 §2.2.1: not authoritative for the zone.
+                    refuse(
+                        rcode::NOTAUTH,
+                        &signature,
+                        "not authoritative for this zone".into(),
+                    )
+                },
+                None,
+            );
         };
         if let Err(reason) = admitted(zone, peer.ip(), &signature) {
-            return refuse(rcode::REFUSED, &signature, reason);
+            return (refuse(rcode::REFUSED, &signature, reason), None);
         }
         let Some(version) = zone.version.clone() else {
-            return refuse(
-                rcode::SERVFAIL,
-                &signature,
-                "zone has no data (secondary not transferred or expired)".into(),
-            );
+            let reason = "zone has no data (secondary not transferred or expired)";
+            return (refuse(rcode::SERVFAIL, &signature, reason.into()), None);
         };
         let slot = match self.take_slot(peer.ip()) {
             Ok(slot) => slot,
-            Err(reason) => return refuse(rcode::REFUSED, &signature, reason),
+            Err(reason) => return (refuse(rcode::REFUSED, &signature, reason), None),
         };
         let plan = match (request.qtype, request.soa_serial) {
             (rtype::IXFR, None) => {
-                drop(slot);
-                return refuse(
-                    rcode::FORMERR,
-                    &signature,
-                    "IXFR without an SOA in the authority section".into(),
-                );
+                let reason = "IXFR without an SOA in the authority section";
+                return (refuse(rcode::FORMERR, &signature, reason.into()), None);
             }
             (rtype::IXFR, Some(client_serial)) => {
                 Some(self.ixfr_plan(&request.qname, &version, client_serial))
@@ -255,7 +257,6 @@ impl Hub {
             Some(IxfrPlan::Difference(old)) => (difference_records(old, &version), "IXFR"),
         };
         let messages = split_into_messages(&request, &records, &signature);
-        drop(slot);
         let count = records.len();
         tracing::info!(
             %peer,
@@ -268,7 +269,7 @@ impl Hub {
             "transfer out"
         );
         self.record_out(&zone.origin_text, event(peer, sent_kind, count, "ok"));
-        messages
+        (messages, Some(slot))
     }
 
     /// How to answer an IXFR from `client_serial` (RFC 1995 §4).
