@@ -95,6 +95,7 @@ fn bench_wire(c: &mut Criterion) {
             let edns = query.edns.map(|e| ReplyEdns {
                 udp_payload: 1232,
                 client_subnet: e.client_subnet.map(|s| (s, 0)),
+                dnssec_ok: e.dnssec_ok,
             });
             let mut reply = ReplyWriter::new(&mut out, black_box(&query), &owner, 1232, edns);
             reply.set_authoritative(true);

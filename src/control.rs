@@ -263,6 +263,45 @@ pub async fn watch_files(control: Arc<Control>) -> std::io::Result<()> {
     }
 }
 
+/// How long a failed re-sign waits before it is tried again.
+const RESIGN_RETRY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Keeps signed zones' signatures fresh: when the snapshot in service
+/// reaches its earliest re-sign time (halfway through the signatures'
+/// validity, or a key's next timing event), rebuilds it like a reload and
+/// swaps it in. A failed re-sign keeps the old snapshot (its signatures are
+/// still valid) and is retried; without signed zones the task sleeps until
+/// a reload.
+pub async fn resign_zones(control: Arc<Control>) -> std::io::Result<()> {
+    let mut applied = control.applied.subscribe();
+    loop {
+        let Some(next) = control.snapshot.load().dnssec.next_resign() else {
+            if applied.changed().await.is_err() {
+                return Ok(());
+            }
+            continue;
+        };
+        let now = unix_secs(SystemTime::now());
+        let wait = std::time::Duration::from_secs_f64((next as f64 - now).max(0.0));
+        tokio::select! {
+            changed = applied.changed() => {
+                if changed.is_err() {
+                    return Ok(());
+                }
+                // A reload signed afresh: look at the new re-sign time.
+                continue;
+            }
+            () = tokio::time::sleep(wait) => {}
+        }
+        tracing::info!("re-signing zones before their signatures expire");
+        let reloader = control.clone();
+        let result = tokio::task::spawn_blocking(move || reloader.reload("resign")).await;
+        if !matches!(result, Ok(Ok(_))) {
+            tokio::time::sleep(RESIGN_RETRY).await;
+        }
+    }
+}
+
 /// Checks the operations settings the snapshot does not read.
 fn check_ops_settings(loaded: &LoadedConfig) -> Result<(), BuildErrors> {
     let rate = &loaded.config.query_log.sample_rate;
@@ -305,6 +344,7 @@ fn files_of(source: &SnapshotSource, loaded: &LoadedConfig) -> Vec<PathBuf> {
             .filter_map(|s| s.get_ref().latency_table.as_ref())
             .map(|p| loaded.resolve_path(p.get_ref())),
     );
+    files.extend(crate::dnssec::key_files(loaded));
     files.sort();
     files.dedup();
     files

@@ -7,6 +7,7 @@ pub mod api;
 pub mod config;
 pub mod control;
 pub mod dns;
+pub mod dnssec;
 pub mod explain;
 pub mod geo;
 pub mod health;

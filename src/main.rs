@@ -88,6 +88,35 @@ enum Command {
         #[command(subcommand)]
         command: GeoipCommand,
     },
+    /// DNSSEC key tools.
+    Dnssec {
+        #[command(subcommand)]
+        command: DnssecCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DnssecCommand {
+    /// Write a new key pair (a CSK: flags 257) for ZONE in BIND's format
+    /// (K<zone>.+<alg>+<tag>.key and .private) and print the .private path.
+    Keygen {
+        /// Zone name, e.g. example.test.
+        zone: String,
+        /// 13 (ECDSA P-256/SHA-256) or 15 (Ed25519).
+        #[arg(long, default_value_t = 13, value_parser = clap::value_parser!(u8).range(13..=15))]
+        algorithm: u8,
+        /// Directory to write the files to.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Print the DS records (SHA-256) of ZONE's SEP keys, to give the parent.
+    Ds {
+        /// Configuration file.
+        #[arg(short = 'c', long = "config", default_value = "config/gslb.toml")]
+        config: PathBuf,
+        /// Zone name, as in the configuration.
+        zone: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -178,6 +207,17 @@ fn main() -> ExitCode {
                     build_epoch,
                 },
         } => build_geoip(&source, &output, layout, build_epoch),
+        Command::Dnssec {
+            command:
+                DnssecCommand::Keygen {
+                    zone,
+                    algorithm,
+                    dir,
+                },
+        } => dnssec_keygen(&zone, algorithm, &dir),
+        Command::Dnssec {
+            command: DnssecCommand::Ds { config, zone },
+        } => dnssec_ds(&config, &zone),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -306,6 +346,69 @@ fn check(source: SnapshotSource, strict: bool) -> Result<()> {
     Ok(())
 }
 
+/// `gslb dnssec keygen`: a new CSK in BIND's format.
+fn dnssec_keygen(zone: &str, algorithm: u8, dir: &std::path::Path) -> Result<()> {
+    use gslb::dnssec::keys;
+    let algorithm = keys::Algorithm::from_number(algorithm)
+        .ok_or_else(|| anyhow!("algorithm {algorithm} is not supported: use 13 or 15"))?;
+    let mut origin = hickory_proto::rr::Name::from_ascii(zone)
+        .map_err(|err| anyhow!("bad zone name {zone:?}: {err}"))?;
+    origin.set_fqdn(true);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let path = keys::generate(&origin.to_ascii(), algorithm, dir, now)?;
+    println!("{}", path.display());
+    Ok(())
+}
+
+/// `gslb dnssec ds`: the DS records of a configured zone's SEP keys.
+fn dnssec_ds(config: &std::path::Path, zone: &str) -> Result<()> {
+    let loaded = gslb::config::load_config(config).map_err(|err| anyhow!("{err}"))?;
+    let mut origin = hickory_proto::rr::Name::from_ascii(zone)
+        .map_err(|err| anyhow!("bad zone name {zone:?}: {err}"))?;
+    origin.set_fqdn(true);
+    let origin_text = origin.to_ascii();
+    let zone_toml = loaded
+        .config
+        .zones
+        .iter()
+        .find(|z| {
+            let mut name = hickory_proto::rr::Name::from_ascii(z.origin.get_ref())
+                .unwrap_or_else(|_| hickory_proto::rr::Name::root());
+            name.set_fqdn(true);
+            name.to_ascii().eq_ignore_ascii_case(&origin_text)
+        })
+        .ok_or_else(|| {
+            anyhow!(
+                "{}: no [[zone]] with origin {origin_text}",
+                config.display()
+            )
+        })?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let mut warnings = Vec::new();
+    let keys = gslb::dnssec::load_zone_keys(&loaded, zone_toml, &origin_text, now, &mut warnings)
+        .map_err(|errors| {
+            let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            anyhow!("{}", text.join("\n"))
+        })?
+        .ok_or_else(|| anyhow!("zone {origin_text} is not signed: set dnssec = true"))?;
+    let wire = gslb::zone::wire_name(&origin);
+    let mut printed = 0;
+    for key in keys.keys.iter().filter(|k| k.is_sep()) {
+        println!("{}", key.ds_text(&wire, &origin_text));
+        printed += 1;
+    }
+    if printed == 0 {
+        return Err(anyhow!(
+            "zone {origin_text} has no key with the SEP flag (257): nothing to give the parent"
+        ));
+    }
+    Ok(())
+}
+
 fn plural(count: usize, noun: &str) -> String {
     if count == 1 {
         format!("1 {noun}")
@@ -408,6 +511,7 @@ fn serve(source: SnapshotSource, listen: Vec<SocketAddr>, api: Option<SocketAddr
         // "listening on" lines (scripts read those last).
         start_api(&mut tasks, api, auth, &control).await;
         tasks.spawn(gslb::control::watch_files(control.clone()));
+        tasks.spawn(gslb::control::resign_zones(control.clone()));
         for addr in listen {
             let bound = server::bind(addr, workers)
                 .with_context(|| format!("binding DNS listener {addr}"))?;

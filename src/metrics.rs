@@ -1059,8 +1059,74 @@ impl prometheus_client::collector::Collector for Scrape {
                 )
             }),
         )?;
-        Ok(())
+        encode_dnssec(e, &control.snapshot.load())
     }
+}
+
+/// The DNSSEC families: each signed zone's keys, expiry and next re-sign,
+/// and what was signed at query time.
+fn encode_dnssec(
+    e: &mut DescriptorEncoder<'_>,
+    snapshot: &crate::snapshot::Snapshot,
+) -> Result<(), std::fmt::Error> {
+    let zones: Vec<&crate::dnssec::SignedZone> = snapshot.dnssec.signed_zones().collect();
+    let zone_label = |z: &crate::dnssec::SignedZone| vec![("zone", z.origin_text().to_string())];
+    family(
+        e,
+        "gslb_dnssec_signatures_expire_timestamp_seconds",
+        "earliest expiration of a signed zone's signatures, Unix seconds",
+        MetricType::Gauge,
+        zones.iter().map(|z| (zone_label(z), z.expires as f64)),
+    )?;
+    family(
+        e,
+        "gslb_dnssec_next_resign_timestamp_seconds",
+        "when a signed zone is signed again, Unix seconds",
+        MetricType::Gauge,
+        zones.iter().map(|z| (zone_label(z), z.next_resign as f64)),
+    )?;
+    family(
+        e,
+        "gslb_dnssec_key",
+        "a signed zone's keys (1 per key) by tag, algorithm, role and state",
+        MetricType::Gauge,
+        zones.iter().flat_map(|z| {
+            z.key_status.iter().map(|k| {
+                (
+                    vec![
+                        ("zone", z.origin_text().to_string()),
+                        ("tag", k.tag.to_string()),
+                        ("algorithm", k.algorithm.to_string()),
+                        ("role", k.role.to_string()),
+                        ("state", k.state.to_string()),
+                    ],
+                    1u64,
+                )
+            })
+        }),
+    )?;
+    let online = crate::dnssec::online::counts();
+    family(
+        e,
+        "gslb_dnssec_online_signatures",
+        "RRsets signed at query time (multivalue combinations, denial of missing names, wildcard expansions)",
+        MetricType::Counter,
+        [(vec![], online.signed)],
+    )?;
+    family(
+        e,
+        "gslb_dnssec_online_cache_hits",
+        "answers whose query-time signatures came from a worker's cache",
+        MetricType::Counter,
+        [(vec![], online.cache_hits)],
+    )?;
+    family(
+        e,
+        "gslb_dnssec_online_refused",
+        "query-time signatures not made because the worker's signing budget was spent",
+        MetricType::Counter,
+        [(vec![], online.refused)],
+    )
 }
 
 /// CPU, memory and file descriptors of this process, from `/proc/self`.

@@ -41,6 +41,23 @@ pub struct Status {
     /// Per zone with transfer settings (by origin): serial, last transfer
     /// in and out, pending NOTIFYs.
     pub transfers: std::collections::BTreeMap<String, crate::transfer::ZoneStatus>,
+    /// Signed zones: keys (never private parts), expiry, next re-sign.
+    pub dnssec: Vec<DnssecStatus>,
+}
+
+/// One signed zone.
+#[derive(Debug, Serialize)]
+pub struct DnssecStatus {
+    /// The zone.
+    pub zone: String,
+    /// When it was signed (Unix seconds).
+    pub signed: i64,
+    /// When its signatures expire (Unix seconds).
+    pub expires: i64,
+    /// When it is signed again (Unix seconds).
+    pub next_resign: i64,
+    /// Its keys.
+    pub keys: Vec<crate::dnssec::KeyStatus>,
 }
 
 /// The configuration in service.
@@ -498,5 +515,16 @@ pub fn build_status(control: &Control, history: &StatusHistory, auth_required: b
             .collect(),
         failovers: inner.events.iter().rev().cloned().collect(),
         transfers: control.transfers.status(),
+        dnssec: snapshot
+            .dnssec
+            .signed_zones()
+            .map(|z| DnssecStatus {
+                zone: z.origin_text().to_string(),
+                signed: z.signed_at,
+                expires: z.expires,
+                next_resign: z.next_resign,
+                keys: z.key_status.clone(),
+            })
+            .collect(),
     }
 }

@@ -235,6 +235,15 @@ pub struct ZoneToml {
     /// Key (from `[tsig]`) signing transfers from the primaries and
     /// required on their NOTIFYs.
     pub tsig: Option<Spanned<String>>,
+    // --- DNSSEC ---
+    /// Sign the zone (DNSSEC) with `dnssec_keys`.
+    #[serde(default = "unset_bool")]
+    pub dnssec: Spanned<bool>,
+    /// BIND-format key pairs: the `.private` files (the `.key` beside each).
+    #[serde(default = "no_keys")]
+    pub dnssec_keys: Spanned<Vec<DnssecKeyToml>>,
+    /// Signature validity, e.g. `"14d"` (default 14 days).
+    pub dnssec_validity: Option<Spanned<super::DurationToml>>,
 }
 
 /// One `allow_transfer` entry: a client network and, optionally, its key.
@@ -245,6 +254,51 @@ pub struct AllowTransferToml {
     pub from: String,
     /// Key (from `[tsig]`) the request must be signed with.
     pub tsig: Option<String>,
+}
+
+fn unset_bool() -> Spanned<bool> {
+    Spanned::new(0..0, false)
+}
+
+fn no_keys() -> Spanned<Vec<DnssecKeyToml>> {
+    Spanned::new(0..0, Vec::new())
+}
+
+/// One entry of `dnssec_keys`: a path, or a table with options.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum DnssecKeyToml {
+    /// `"keys/Kexample.test.+013+12345.private"`.
+    Path(PathBuf),
+    /// `{ path = "…", publish_only = true }`.
+    Table(DnssecKeyTableToml),
+}
+
+/// The table form of a `dnssec_keys` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnssecKeyTableToml {
+    /// The `.private` file.
+    #[serde(alias = "file")]
+    pub path: PathBuf,
+    /// Publish the key in the DNSKEY set without signing with it (rollovers).
+    #[serde(default)]
+    pub publish_only: bool,
+}
+
+impl DnssecKeyToml {
+    /// The `.private` file as written.
+    pub fn path(&self) -> &std::path::Path {
+        match self {
+            DnssecKeyToml::Path(path) => path,
+            DnssecKeyToml::Table(table) => &table.path,
+        }
+    }
+
+    /// Whether the key is only published.
+    pub fn publish_only(&self) -> bool {
+        matches!(self, DnssecKeyToml::Table(t) if t.publish_only)
+    }
 }
 
 /// `[geoip]`: the databases that locate clients.

@@ -13,6 +13,8 @@ use super::wire::{
     Section, lowercase_name, rtype,
 };
 use crate::health::HealthView;
+use crate::dnssec::SignedZone;
+use crate::dnssec::sign::{DS, NSEC, NXNAME, RRSIG};
 use crate::policy::{
     self, ClientAddress, EndpointTarget, Family, Selection, Service, Trace, trace,
 };
@@ -186,6 +188,7 @@ pub fn handle_packet_traced<'s>(
     let edns = query.edns.map(|e| ReplyEdns {
         udp_payload: snapshot.max_udp_payload,
         client_subnet: e.client_subnet.map(|s| (s, 0)),
+        dnssec_ok: e.dnssec_ok,
     });
     let max_len = reply_limit(snapshot, transport, query.edns);
     // Lowercased once: the zone lookups and the reply's name compression use it.
@@ -201,6 +204,7 @@ pub fn handle_packet_traced<'s>(
         trace,
         zone: None,
         service: None,
+        signed: None,
     };
     let rcode = answer(&mut context, &query, qname_lower, &mut reply);
     if usable_subnet {
@@ -287,6 +291,9 @@ struct Context<'s, 't> {
     zone: Option<usize>,
     /// The last service consulted, by index, and its choice (for metrics and logs).
     service: Option<(usize, Selection<'s>)>,
+    /// The answering zone when it is signed and the query set DO: every
+    /// answer and authority RRset then carries its RRSIGs (RFC 4035 §3.1).
+    signed: Option<&'s SignedZone>,
 }
 
 /// Fills the reply's sections and returns its rcode.
@@ -328,6 +335,9 @@ fn answer<'s>(
     }
     reply.set_authoritative(true);
     context.zone = Some(zone_index);
+    if query.edns.is_some_and(|e| e.dnssec_ok) {
+        context.signed = snapshot.dnssec.zone(zone_index);
+    }
     answer_in_zone(context, zone, qname, query.qtype, reply)
 }
 
@@ -346,7 +356,21 @@ fn answer_in_zone<'s>(
             return Rcode::NoError;
         }
         visited[step] = name;
-        match zone.resolve(name) {
+        let resolution = match zone.resolve(name) {
+            // RFC 4035 §3.1.4.1: the DS set at a delegation is the parent's
+            // data, answered here rather than referred.
+            Resolution::Referral { cut, .. } if qtype == DS && cut == name => {
+                match zone.node(cut) {
+                    Some(node) => Resolution::Node {
+                        node,
+                        from_wildcard: false,
+                    },
+                    None => Resolution::NxDomain,
+                }
+            }
+            resolution => resolution,
+        };
+        match resolution {
             Resolution::Referral { cut, ns } => {
                 if reply.count(Section::Answer) > 0 {
                     // A CNAME led below a zone cut: the answer so far stands.
@@ -360,15 +384,32 @@ fn answer_in_zone<'s>(
                     ns.ttl,
                     ns.rdata_slices(),
                 );
-                push_addresses(zone, &ns.targets, Targets::Referral { cut }, reply);
+                if let Some(signed) = context.signed {
+                    push_delegation_proof(signed, zone, cut, reply);
+                }
+                push_addresses(
+                    context.signed,
+                    zone,
+                    &ns.targets,
+                    Targets::Referral { cut },
+                    reply,
+                );
                 return Rcode::NoError;
             }
             Resolution::NxDomain => {
-                push_negative(zone, reply);
+                let rcode = push_negative(context, zone, name, Denied::NxName, reply);
+                if context.signed.is_some() {
+                    // RFC 9824 §3: the name is denied with one NSEC whose
+                    // bitmap holds NXNAME, and the rcode stays NOERROR.
+                    return rcode;
+                }
                 // RFC 6604: the rcode describes the last name in the chain.
                 return Rcode::NxDomain;
             }
-            Resolution::Node { node, .. } => {
+            Resolution::Node {
+                node,
+                from_wildcard,
+            } => {
                 if let Some(index) = node.service {
                     match answer_service(context, index, zone, name, qtype, reply) {
                         ServiceAnswer::Done(rcode) => return rcode,
@@ -379,13 +420,9 @@ fn answer_in_zone<'s>(
                     }
                 }
                 if let Some(rrset) = pick_rrset(node, qtype) {
-                    reply.push_rrset(
-                        Section::Answer,
-                        name,
-                        rrset.rtype,
-                        rrset.ttl,
-                        rrset.rdata_slices(),
-                    );
+                    if !push_signed(context, reply, Section::Answer, name, rrset, from_wildcard) {
+                        return Rcode::ServFail;
+                    }
                     // In-zone addresses of the hosts named (RFC 1035 §3.3.9
                     // and §3.3.11, RFC 2782), as BIND, Knot and NSD add them.
                     // ANY stays minimal (RFC 8482): no additional records.
@@ -397,19 +434,18 @@ fn answer_in_zone<'s>(
                         } else {
                             Targets::Hosts
                         };
-                        push_addresses(zone, &rrset.targets, targets, reply);
+                        push_addresses(context.signed, zone, &rrset.targets, targets, reply);
                     }
                     return Rcode::NoError;
                 }
                 match node.rrset(rtype::CNAME) {
                     Some(cname) if qtype != rtype::CNAME => {
-                        if !reply.push_rrset(
-                            Section::Answer,
-                            name,
-                            rtype::CNAME,
-                            cname.ttl,
-                            cname.rdata_slices(),
-                        ) {
+                        let written = reply.count(Section::Answer);
+                        if !push_signed(context, reply, Section::Answer, name, cname, from_wildcard)
+                        {
+                            return Rcode::ServFail;
+                        }
+                        if reply.count(Section::Answer) == written {
                             return Rcode::NoError;
                         }
                         match cname.targets.first() {
@@ -418,8 +454,11 @@ fn answer_in_zone<'s>(
                         }
                     }
                     _ => {
-                        push_negative(zone, reply);
-                        return Rcode::NoError;
+                        let denied = Denied::NoData {
+                            qtype,
+                            wildcard: from_wildcard.then_some(node),
+                        };
+                        return push_negative(context, zone, name, denied, reply);
                     }
                 }
             }
@@ -452,8 +491,11 @@ fn answer_service<'s>(
         rtype::A | rtype::ANY | rtype::CNAME => Family::V4,
         rtype::AAAA => Family::V6,
         _ => {
-            push_negative(zone, reply);
-            return ServiceAnswer::Done(Rcode::NoError);
+            let denied = Denied::NoData {
+                qtype,
+                wildcard: None,
+            };
+            return ServiceAnswer::Done(push_negative(context, zone, name, denied, reply));
         }
     };
     if let Some(lines) = context.trace.as_deref_mut() {
@@ -481,8 +523,23 @@ fn answer_service<'s>(
     }
     let mut endpoints = selection.endpoints().peekable();
     let Some(first) = endpoints.peek() else {
-        push_negative(zone, reply);
-        return ServiceAnswer::Done(Rcode::NoError);
+        let denied = Denied::NoData {
+            qtype,
+            wildcard: None,
+        };
+        return ServiceAnswer::Done(push_negative(context, zone, name, denied, reply));
+    };
+    let presigned = |count: u8| -> &'s [Box<[u8]>] {
+        let sigs = context
+            .snapshot
+            .dnssec
+            .service(index)
+            .zip(selection.chosen().first())
+            .and_then(|(sigs, &endpoint)| sigs.get(selection.pool_index, endpoint, selection.ttl));
+        match sigs {
+            Some(sigs) if count == 1 => sigs,
+            _ => &[],
+        }
     };
     match &first.target {
         // A name has at most one CNAME (RFC 1034 §3.6.2).
@@ -494,23 +551,235 @@ fn answer_service<'s>(
                 selection.ttl,
                 [&first.rdata[..]],
             );
+            if context.signed.is_some() {
+                push_rrsigs(
+                    reply,
+                    Section::Answer,
+                    name,
+                    selection.ttl,
+                    presigned(1).iter(),
+                );
+            }
             if qtype != rtype::CNAME && target.ends_with(zone.origin()) {
                 return ServiceAnswer::Chase(target);
             }
         }
-        EndpointTarget::Address(_) if qtype == rtype::CNAME => push_negative(zone, reply),
+        EndpointTarget::Address(_) if qtype == rtype::CNAME => {
+            let denied = Denied::NoData {
+                qtype,
+                wildcard: None,
+            };
+            return ServiceAnswer::Done(push_negative(context, zone, name, denied, reply));
+        }
         EndpointTarget::Address(_) => {
             let record_type = first.record_type();
-            reply.push_rrset(
-                Section::Answer,
-                name,
-                record_type,
-                selection.ttl,
-                endpoints.map(|e| &e.rdata[..]),
-            );
+            let Some(signed) = context.signed else {
+                reply.push_rrset(
+                    Section::Answer,
+                    name,
+                    record_type,
+                    selection.ttl,
+                    endpoints.map(|e| &e.rdata[..]),
+                );
+                return ServiceAnswer::Done(Rcode::NoError);
+            };
+            if selection.count == 1 {
+                reply.push_rrset(
+                    Section::Answer,
+                    name,
+                    record_type,
+                    selection.ttl,
+                    [&first.rdata[..]],
+                );
+                push_rrsigs(
+                    reply,
+                    Section::Answer,
+                    name,
+                    selection.ttl,
+                    presigned(1).iter(),
+                );
+                return ServiceAnswer::Done(Rcode::NoError);
+            }
+            // A combination of endpoints: signed now, unless this worker's
+            // signing budget is spent; then the first endpoint alone, whose
+            // answer was signed at build.
+            let rdatas: Vec<&[u8]> = selection.endpoints().map(|e| &e.rdata[..]).collect();
+            match signed.online(name, record_type, selection.ttl, &rdatas) {
+                Some(sigs) => {
+                    reply.push_rrset(
+                        Section::Answer,
+                        name,
+                        record_type,
+                        selection.ttl,
+                        rdatas.iter().copied(),
+                    );
+                    push_rrsigs(reply, Section::Answer, name, selection.ttl, sigs.iter());
+                }
+                None => {
+                    let sigs = context
+                        .snapshot
+                        .dnssec
+                        .service(index)
+                        .zip(selection.chosen().first())
+                        .and_then(|(sigs, &e)| sigs.get(selection.pool_index, e, selection.ttl))
+                        .unwrap_or_default();
+                    reply.push_rrset(
+                        Section::Answer,
+                        name,
+                        record_type,
+                        selection.ttl,
+                        [&first.rdata[..]],
+                    );
+                    push_rrsigs(reply, Section::Answer, name, selection.ttl, sigs.iter());
+                }
+            }
         }
     }
     ServiceAnswer::Done(Rcode::NoError)
+}
+
+/// Writes an RRset and, when the answer is signed, its RRSIGs: those made
+/// at build, or for a wildcard expansion (owner = the query name) ones made
+/// now. `false` when they could not be made (the signing budget is spent).
+fn push_signed(
+    context: &Context<'_, '_>,
+    reply: &mut ReplyWriter<'_>,
+    section: Section,
+    owner: &[u8],
+    rrset: &RRset,
+    from_wildcard: bool,
+) -> bool {
+    reply.push_rrset(section, owner, rrset.rtype, rrset.ttl, rrset.rdata_slices());
+    let Some(signed) = context.signed else {
+        return true;
+    };
+    if from_wildcard {
+        // Signed as the name itself (Labels = its label count), so no proof
+        // that the name does not exist is needed (as Cloudflare and NS1 do
+        // with compact denial).
+        let rdatas: Vec<&[u8]> = rrset.rdata_slices().collect();
+        let Some(sigs) = signed.online(owner, rrset.rtype, rrset.ttl, &rdatas) else {
+            return false;
+        };
+        push_rrsigs(reply, section, owner, rrset.ttl, sigs.iter());
+    } else {
+        push_rrsigs(reply, section, owner, rrset.ttl, rrset.rrsigs.iter());
+    }
+    true
+}
+
+/// Writes the RRSIG set of the RRset just written.
+fn push_rrsigs<'r>(
+    reply: &mut ReplyWriter<'_>,
+    section: Section,
+    owner: &[u8],
+    ttl: u32,
+    sigs: impl Iterator<Item = &'r Box<[u8]>>,
+) {
+    reply.push_rrset(section, owner, RRSIG, ttl, sigs.map(|s| &s[..]));
+}
+
+/// What a negative answer denies.
+enum Denied<'z> {
+    /// The name does not exist.
+    NxName,
+    /// The name has no `qtype` data; `wildcard` is the wildcard node that
+    /// answers for it, if any.
+    NoData {
+        qtype: u16,
+        wildcard: Option<&'z Node>,
+    },
+}
+
+/// NODATA / NXDOMAIN authority: the SOA with the negative TTL (RFC 2308
+/// §3, §5), and when signing its RRSIG and the compact-denial NSEC of the
+/// name with its RRSIG (RFC 9824 §3). Returns the rcode (NOERROR, or
+/// SERVFAIL when a denial could not be signed within the budget).
+fn push_negative(
+    context: &Context<'_, '_>,
+    zone: &Zone,
+    name: &[u8],
+    denied: Denied<'_>,
+    reply: &mut ReplyWriter<'_>,
+) -> Rcode {
+    let soa = zone.soa();
+    reply.push_rrset(
+        Section::Authority,
+        zone.origin(),
+        rtype::SOA,
+        zone.negative_ttl(),
+        soa.rdata_slices(),
+    );
+    let Some(signed) = context.signed else {
+        return Rcode::NoError;
+    };
+    push_rrsigs(
+        reply,
+        Section::Authority,
+        zone.origin(),
+        zone.negative_ttl(),
+        soa.rrsigs.iter(),
+    );
+    let ttl = signed.nsec_ttl();
+    match denied {
+        Denied::NoData {
+            qtype,
+            wildcard: None,
+        } if signed
+            .denial(name)
+            .is_some_and(|d| !d.types.contains(&qtype)) =>
+        {
+            if let Some(denial) = signed.denial(name) {
+                reply.push_rrset(Section::Authority, name, NSEC, ttl, [&denial.rdata[..]]);
+                push_rrsigs(reply, Section::Authority, name, ttl, denial.rrsigs.iter());
+            }
+        }
+        denied => {
+            // Made now: a name that does not exist, a wildcard expansion,
+            // or a type the name's usual denial lists (a service with
+            // nothing to answer right now).
+            let types: Vec<u16> = match denied {
+                Denied::NxName => vec![NXNAME],
+                Denied::NoData { qtype, wildcard } => {
+                    let present: Vec<u16> = match (wildcard, signed.denial(name)) {
+                        (Some(node), _) => node.rrsets.iter().map(|r| r.rtype).collect(),
+                        (None, Some(denial)) => denial.types.to_vec(),
+                        (None, None) => Vec::new(),
+                    };
+                    present.into_iter().filter(|&t| t != qtype).collect()
+                }
+            };
+            let Some((rdata, sigs)) = signed.online_denial(name, &types) else {
+                return Rcode::ServFail;
+            };
+            reply.push_rrset(Section::Authority, name, NSEC, ttl, [&rdata[..]]);
+            push_rrsigs(reply, Section::Authority, name, ttl, sigs.iter());
+        }
+    }
+    Rcode::NoError
+}
+
+/// The signed part of a referral: the DS set of the child with its RRSIG,
+/// or the NSEC proving there is none (an insecure delegation, RFC 4035 §3.1.4).
+fn push_delegation_proof(
+    signed: &SignedZone,
+    zone: &Zone,
+    cut: &[u8],
+    reply: &mut ReplyWriter<'_>,
+) {
+    match zone.node(cut).and_then(|node| node.rrset(DS)) {
+        Some(ds) => {
+            reply.push_rrset(Section::Authority, cut, DS, ds.ttl, ds.rdata_slices());
+            push_rrsigs(reply, Section::Authority, cut, ds.ttl, ds.rrsigs.iter());
+        }
+        None => {
+            if let Some(denial) = signed.denial(cut) {
+                let ttl = signed.nsec_ttl();
+                reply.push_rrset(Section::Authority, cut, NSEC, ttl, [&denial.rdata[..]]);
+                push_rrsigs(reply, Section::Authority, cut, ttl, denial.rrsigs.iter());
+            }
+        }
+    }
 }
 
 /// The RRset answering `qtype` at a node; for ANY, one RRset only (RFC 8482 §4.1).
@@ -520,18 +789,6 @@ fn pick_rrset(node: &Node, qtype: u16) -> Option<&RRset> {
     } else {
         node.rrset(qtype)
     }
-}
-
-/// NODATA / NXDOMAIN authority: the SOA with the negative TTL (RFC 2308 §3, §5).
-fn push_negative(zone: &Zone, reply: &mut ReplyWriter<'_>) {
-    let soa = zone.soa();
-    reply.push_rrset(
-        Section::Authority,
-        zone.origin(),
-        rtype::SOA,
-        zone.negative_ttl(),
-        soa.rdata_slices(),
-    );
 }
 
 /// Whose addresses [`push_addresses`] adds.
@@ -552,6 +809,7 @@ enum Targets<'z> {
 /// "If it does not fit, the TC bit MUST be set" (RFC 9471 §3.1). Other
 /// additional records are left out when they do not fit.
 fn push_addresses(
+    signed: Option<&SignedZone>,
     zone: &Zone,
     targets: &[Box<[u8]>],
     kind: Targets<'_>,
@@ -580,6 +838,15 @@ fn push_addresses(
             Targets::Referral { cut } => is_at_or_below(target, cut),
             Targets::NameServers | Targets::Hosts => false,
         };
+        // Glue (below a delegation) is not this zone's data and is never
+        // signed (RFC 4035 §2.2); the zone's own addresses are.
+        let authoritative = signed.is_some()
+            && match kind {
+                Targets::Hosts => true,
+                Targets::Referral { .. } | Targets::NameServers => {
+                    !matches!(zone.resolve(target), Resolution::Referral { .. })
+                }
+            };
         for address_type in [rtype::A, rtype::AAAA] {
             if let Some(rrset) = node.rrset(address_type) {
                 let fitted = reply.push_rrset(
@@ -591,6 +858,15 @@ fn push_addresses(
                 );
                 if !fitted && required {
                     reply.set_truncated();
+                }
+                if fitted && authoritative {
+                    push_rrsigs(
+                        reply,
+                        Section::Additional,
+                        target,
+                        rrset.ttl,
+                        rrset.rrsigs.iter(),
+                    );
                 }
             }
         }

@@ -24,6 +24,7 @@ use super::name_table::NameTable;
 use super::reply_buffer::ReplyBuffer;
 use super::wire::{self, CLASS_IN, EdnsInfo, HEADER_LEN, MAX_NAME_LEN, Rcode, ReplyEdns, rtype};
 use crate::health::HealthView;
+use crate::dnssec::sign::RRSIG;
 use crate::policy::{self, EndpointTarget, Family};
 use crate::snapshot::Snapshot;
 use crate::zone::Resolution;
@@ -46,6 +47,8 @@ struct NameAnswers {
     zone: u32,
     /// The service answering A and AAAA here, if any.
     service: Option<u32>,
+    /// Whether the zone is signed: DO queries then have answers of their own.
+    signed: bool,
     /// This name's run in `canned`.
     canned_start: u32,
     canned_end: u32,
@@ -55,6 +58,8 @@ struct NameAnswers {
 #[derive(Debug, Clone, Copy)]
 struct Canned {
     qtype: u16,
+    /// Answer to a query with the DO bit (RRSIGs and NSEC included).
+    dnssec_ok: bool,
     rcode: Rcode,
     authoritative: bool,
     /// Answer, authority and additional counts (no OPT).
@@ -99,9 +104,16 @@ impl PrecompiledAnswers {
                 }
                 qtypes.sort_unstable();
                 qtypes.dedup();
+                let signed = snapshot.dnssec.zone(zone_index).is_some();
                 let canned_start = answers.canned.len() as u32;
-                for qtype in qtypes {
-                    write_plain_query(&mut query, name, qtype);
+                let variants = qtypes
+                    .iter()
+                    .flat_map(|&qtype| [(qtype, false), (qtype, true)])
+                    .filter(|&(_, dnssec_ok)| signed || !dnssec_ok);
+                for (qtype, dnssec_ok) in variants {
+                    write_plain_query(&mut query, name, qtype, dnssec_ok);
+                    // The OPT record the reply ends with (no Client Subnet).
+                    let opt_len = if dnssec_ok { 11 } else { 0 };
                     let Some(outcome) = answer::handle_packet_traced(
                         snapshot,
                         &no_health,
@@ -118,7 +130,9 @@ impl PrecompiledAnswers {
                     if outcome.service.is_some() || outcome.truncated {
                         continue;
                     }
-                    let Some(body) = reply.get(query.len()..) else {
+                    let question_end = query.len() - opt_len;
+                    let Some(body) = reply.get(question_end..reply.len().saturating_sub(opt_len))
+                    else {
                         continue;
                     };
                     let count = |i: usize| u16::from_be_bytes([reply[6 + 2 * i], reply[7 + 2 * i]]);
@@ -126,9 +140,10 @@ impl PrecompiledAnswers {
                     answers.bodies.extend_from_slice(body);
                     answers.canned.push(Canned {
                         qtype,
+                        dnssec_ok,
                         rcode: outcome.rcode,
                         authoritative: reply[2] & 0x04 != 0,
-                        counts: [count(0), count(1), count(2)],
+                        counts: [count(0), count(1), count(2) - u16::from(dnssec_ok)],
                         body_start,
                         body_end: answers.bodies.len() as u32,
                     });
@@ -138,6 +153,7 @@ impl PrecompiledAnswers {
                     NameAnswers {
                         zone: zone_index as u32,
                         service: service.map(|s| s as u32),
+                        signed,
                         canned_start,
                         canned_end: answers.canned.len() as u32,
                     },
@@ -155,13 +171,18 @@ impl PrecompiledAnswers {
     }
 }
 
-/// A plain query (no EDNS, class IN) for `name` and `qtype`.
-fn write_plain_query(out: &mut Vec<u8>, name: &[u8], qtype: u16) {
+/// A plain query (class IN; no EDNS, or with `dnssec_ok` an OPT record
+/// with the DO bit and no options) for `name` and `qtype`.
+fn write_plain_query(out: &mut Vec<u8>, name: &[u8], qtype: u16, dnssec_ok: bool) {
     out.clear();
-    out.extend_from_slice(&[0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
+    out.extend_from_slice(&[0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, u8::from(dnssec_ok)]);
     out.extend_from_slice(name);
     out.extend_from_slice(&qtype.to_be_bytes());
     out.extend_from_slice(&CLASS_IN.to_be_bytes());
+    if dnssec_ok {
+        let [o0, o1] = rtype::OPT.to_be_bytes();
+        out.extend_from_slice(&[0, o0, o1, 0x10, 0x00, 0, 0, 0x80, 0, 0, 0]);
+    }
 }
 
 /// What the fast path reads from a query.
@@ -228,6 +249,7 @@ fn parse(packet: &[u8]) -> Option<FastQuery> {
         edns = Some(EdnsInfo {
             udp_payload: u16::from_be_bytes([fixed[3], fixed[4]]),
             version: 0,
+            dnssec_ok: fixed[7] & 0x80 != 0,
             client_subnet: wire::parse_edns_options(rdata).ok()?,
         });
     }
@@ -285,6 +307,8 @@ pub fn answer<'s, R: ReplyBuffer>(
         rtype::AAAA => Some(Family::V6),
         _ => None,
     };
+    // DO queries to a signed zone get the signed answers (RFC 4035 §3.1).
+    let dnssec_ok = entry.signed && query.edns.is_some_and(|e| e.dnssec_ok);
     match (entry.service, family) {
         (Some(index), Some(family)) => {
             let service = snapshot.services.get(index as usize)?;
@@ -294,6 +318,20 @@ pub fn answer<'s, R: ReplyBuffer>(
             if selection.servfail || matches!(first.target, EndpointTarget::Cname(_)) {
                 return None;
             }
+            // Signed answers of one endpoint were signed at build; the
+            // general path signs combinations.
+            let rrsigs: &[Box<[u8]>] = if dnssec_ok {
+                if selection.count != 1 {
+                    return None;
+                }
+                snapshot.dnssec.service(index as usize)?.get(
+                    selection.pool_index,
+                    *selection.chosen().first()?,
+                    selection.ttl,
+                )?
+            } else {
+                &[]
+            };
             let record_type = first.record_type().to_be_bytes();
             let ttl = selection.ttl.to_be_bytes();
             write_header_and_question(
@@ -302,7 +340,7 @@ pub fn answer<'s, R: ReplyBuffer>(
                 &query,
                 true,
                 Rcode::NoError,
-                [selection.count as u16, 0, 0],
+                [u16::from(selection.count) + rrsigs.len() as u16, 0, 0],
             );
             for endpoint in selection.endpoints() {
                 // Owner pointer, type, class, TTL, RDLENGTH, then RDATA: an
@@ -323,6 +361,16 @@ pub fn answer<'s, R: ReplyBuffer>(
                     out.append_array(&head, head.len());
                     out.append(rdata);
                 }
+            }
+            for rrsig in rrsigs {
+                let [l0, l1] = (rrsig.len() as u16).to_be_bytes();
+                let [p0, p1] = QNAME_POINTER;
+                let [t0, t1] = RRSIG.to_be_bytes();
+                let [c0, c1] = CLASS_IN.to_be_bytes();
+                let [s0, s1, s2, s3] = ttl;
+                let head = [p0, p1, t0, t1, c0, c1, s0, s1, s2, s3, l0, l1];
+                out.append_array(&head, head.len());
+                out.append(rrsig);
             }
             let scope = if subnet_used {
                 selection.scope_prefix_len
@@ -345,7 +393,9 @@ pub fn answer<'s, R: ReplyBuffer>(
             let runs = precompiled
                 .canned
                 .get(entry.canned_start as usize..entry.canned_end as usize)?;
-            let canned = runs.iter().find(|c| c.qtype == query.qtype)?;
+            let canned = runs
+                .iter()
+                .find(|c| c.qtype == query.qtype && c.dnssec_ok == dnssec_ok)?;
             let body = precompiled
                 .bodies
                 .get(canned.body_start as usize..canned.body_end as usize)?;
@@ -388,6 +438,7 @@ fn finish<R: ReplyBuffer>(
         let edns = ReplyEdns {
             udp_payload: snapshot.max_udp_payload,
             client_subnet: edns.client_subnet.map(|s| (s, scope)),
+            dnssec_ok: edns.dnssec_ok,
         };
         wire::write_opt(out, &edns, 0);
     }

@@ -124,6 +124,8 @@ pub struct EdnsInfo {
     pub udp_payload: u16,
     /// EDNS version requested.
     pub version: u8,
+    /// The DO bit: the client wants DNSSEC records (RFC 3225).
+    pub dnssec_ok: bool,
     /// The client subnet, when the query carried one.
     pub client_subnet: Option<ClientSubnet>,
 }
@@ -245,6 +247,7 @@ pub fn parse_query(packet: &[u8]) -> Result<Query<'_>, QueryError> {
         edns = Some(EdnsInfo {
             udp_payload: record.class,
             version,
+            dnssec_ok: record.ttl & 0x8000 != 0,
             client_subnet,
         });
     }
@@ -504,6 +507,8 @@ pub struct ReplyEdns {
     pub udp_payload: u16,
     /// Client subnet to echo, with the scope prefix we answer for.
     pub client_subnet: Option<(ClientSubnet, u8)>,
+    /// The query's DO bit, copied into the reply (RFC 3225 §3).
+    pub dnssec_ok: bool,
 }
 
 impl ReplyEdns {
@@ -716,12 +721,21 @@ fn is_label_boundary(name: &[u8], offset: usize) -> bool {
 #[inline(always)]
 pub(crate) fn write_opt<R: ReplyBuffer>(buf: &mut R, edns: &ReplyEdns, extended_rcode: u8) {
     // Root owner, type, class (our payload size), TTL field (extended rcode,
-    // version 0, no flags: we do not do DNSSEC), RDLENGTH, then the Client
-    // Subnet option if any: written on the stack, appended in one copy.
+    // version 0, the DO flag copied from the query), RDLENGTH, then the
+    // Client Subnet option if any: written on the stack, appended in one copy.
     let mut record = [0u8; 11 + 8 + 16];
     let [p0, p1] = edns.udp_payload.to_be_bytes();
     let [o0, o1] = rtype::OPT.to_be_bytes();
-    record[..6].copy_from_slice(&[0, o0, o1, p0, p1, extended_rcode]);
+    record[..8].copy_from_slice(&[
+        0,
+        o0,
+        o1,
+        p0,
+        p1,
+        extended_rcode,
+        0,
+        u8::from(edns.dnssec_ok) << 7,
+    ]);
     let mut len = 11;
     if let Some((subnet, scope_prefix_len)) = edns.client_subnet {
         let address_len = usize::from(subnet.source_prefix_len.div_ceil(8));
@@ -772,6 +786,7 @@ pub fn write_reject(
         let edns = ReplyEdns {
             udp_payload,
             client_subnet: None,
+            dnssec_ok: false,
         };
         write_opt(buf, &edns, (value >> 4) as u8);
     }

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use crate::config::{ConfigError, FieldsToml, LoadedConfig, load_config};
 use crate::dns::precompiled::PrecompiledAnswers;
 use crate::dns::rrl::{RateLimiter, RrlSettings};
+use crate::dnssec::{Dnssec, ZoneKeys};
 use crate::geo::{FieldPaths, GeoError, LocationTable};
 use crate::health::fastest::FastestPlan;
 use crate::health::{HealthTable, ProbePlan};
@@ -50,6 +51,9 @@ pub enum BuildError {
     /// A latency table problem.
     #[error(transparent)]
     Latency(#[from] latency::LatencyError),
+    /// A DNSSEC key or setting problem.
+    #[error(transparent)]
+    Dnssec(#[from] crate::dnssec::DnssecError),
 }
 
 /// All build errors, printed one per line.
@@ -108,6 +112,8 @@ pub struct Snapshot {
     pub warnings: Vec<BuildError>,
     /// Zone transfer, NOTIFY and TSIG settings, and transferable zone content.
     pub transfer: crate::transfer::TransferSettings,
+    /// Signatures and keys of the signed zones.
+    pub dnssec: Dnssec,
 }
 
 impl Snapshot {
@@ -174,6 +180,32 @@ impl Snapshot {
                 ),
             }
         }
+        // Signatures start and end relative to this moment.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let mut zone_keys: std::collections::HashMap<crate::zone::WireName, ZoneKeys> =
+            std::collections::HashMap::new();
+        let mut dnssec_warnings = Vec::new();
+        for zone_toml in &config.zones {
+            // A bad origin is reported with the zone below.
+            let Ok(origin) = parse_origin(zone_toml.origin.get_ref()) else {
+                continue;
+            };
+            match crate::dnssec::load_zone_keys(
+                &loaded,
+                zone_toml,
+                &origin.to_ascii(),
+                now,
+                &mut dnssec_warnings,
+            ) {
+                Ok(Some(keys)) => {
+                    zone_keys.insert(crate::zone::wire_name(&origin), keys);
+                }
+                Ok(None) => {}
+                Err(key_errors) => errors.extend(key_errors.into_iter().map(BuildError::from)),
+            }
+        }
         zone_specs.extend(
             source
                 .extra_zones
@@ -183,7 +215,7 @@ impl Snapshot {
         // Zones whose files did not load: their errors are the root cause of
         // anything else about names inside them.
         let mut failed_zones: Vec<Name> = Vec::new();
-        for (origin_text, path, span) in zone_specs {
+        for (origin_text, path, span, zone_toml) in zone_specs {
             let locate = |message: String| -> BuildError {
                 match &span {
                     Some(span) => loaded.error_at(span.clone(), message).into(),
@@ -302,10 +334,12 @@ impl Snapshot {
         }
         let mut warnings = lint::warnings(&loaded, &geo, &services);
         warnings.extend(transfer_warnings);
+        warnings.extend(dnssec_warnings.into_iter().map(BuildError::from));
         for warning in &warnings {
             tracing::warn!("{warning}");
         }
         health.publish();
+        let dnssec = crate::dnssec::sign(&mut zones, &services, zone_keys, now);
         let mut snapshot = Snapshot {
             zones,
             fastest: services::fastest_plan(&services),
@@ -321,6 +355,7 @@ impl Snapshot {
             precompiled: PrecompiledAnswers::default(),
             warnings,
             transfer,
+            dnssec,
         };
         // Built by answering through the general path, so it needs the rest.
         snapshot.precompiled = PrecompiledAnswers::build(&snapshot);

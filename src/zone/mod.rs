@@ -112,6 +112,9 @@ pub struct RRset {
     /// Names this set points at (NS, MX, SRV, CNAME targets), for additional
     /// processing and CNAME chasing.
     pub targets: Vec<WireName>,
+    /// RRSIG RDATAs covering the set (empty unless the zone is signed;
+    /// filled by `dnssec` when the snapshot is built).
+    pub rrsigs: Vec<Box<[u8]>>,
 }
 
 impl RRset {
@@ -243,6 +246,7 @@ impl Zone {
                 ttl,
                 rdatas: Vec::with_capacity(located.len()),
                 targets: Vec::new(),
+                rrsigs: Vec::new(),
             };
             for item in &located {
                 match encode_rdata(&item.record) {
@@ -397,6 +401,32 @@ impl Zone {
     /// Every name of the zone with its node (empty non-terminals included).
     pub fn nodes(&self) -> impl Iterator<Item = (&[u8], &Node)> {
         self.nodes.iter().map(|(name, node)| (&name[..], node))
+    }
+
+    /// Every name of the zone with its node, for signing at build.
+    pub fn nodes_mut(&mut self) -> impl Iterator<Item = (&[u8], &mut Node)> {
+        self.nodes.iter_mut().map(|(name, node)| (&name[..], node))
+    }
+
+    /// Adds (or replaces) an RRset at the apex: the DNSKEY, CDS and
+    /// CDNSKEY sets of a signed zone.
+    pub fn set_apex_rrset(&mut self, rrset: RRset) {
+        let node = self.nodes.entry(self.origin.clone()).or_default();
+        node.rrsets.retain(|r| r.rtype != rrset.rtype);
+        node.rrsets.push(rrset);
+        node.rrsets.sort_by_key(|r| r.rtype);
+    }
+
+    /// Copies the apex SOA set (with its signatures, once signed) to the
+    /// copy negative answers use.
+    pub fn sync_soa(&mut self) {
+        if let Some(soa) = self
+            .nodes
+            .get(&self.origin)
+            .and_then(|n| n.rrset(rtype::SOA))
+        {
+            self.soa = soa.clone();
+        }
     }
 
     /// Whether a name has static records.
@@ -614,6 +644,11 @@ impl ZoneSet {
     /// The zones, in index order.
     pub fn as_slice(&self) -> &[Zone] {
         &self.zones
+    }
+
+    /// Iterates mutably over the zones, in index order (signing at build).
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut Zone> {
+        self.zones.iter_mut()
     }
 
     /// Iterates over the zones, in index order.
