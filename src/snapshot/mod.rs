@@ -215,7 +215,7 @@ impl Snapshot {
         // Zones whose files did not load: their errors are the root cause of
         // anything else about names inside them.
         let mut failed_zones: Vec<Name> = Vec::new();
-        for (origin_text, path, span, zone_toml) in zone_specs {
+        for (origin_text, path, span) in zone_specs {
             let locate = |message: String| -> BuildError {
                 match &span {
                     Some(span) => loaded.error_at(span.clone(), message).into(),

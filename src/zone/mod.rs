@@ -333,6 +333,7 @@ impl Zone {
                 ttl: 0,
                 rdatas: Vec::new(),
                 targets: Vec::new(),
+                rrsigs: Vec::new(),
             },
             negative_ttl: 0,
             unavailable: true,
