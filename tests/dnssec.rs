@@ -90,7 +90,7 @@ fn setup(label: &str, keys: &str, extra: &str) -> Signed {
     let config = dir.write(
         "gslb.toml",
         &format!(
-            "[server]\napi = \"127.0.0.1:0\"\n\n[[zone]]\norigin = \"signed.test\"\nfile = \"signed.zone\"\ndnssec = true\ndnssec_keys = [{keys}]\n{extra}\n{SERVICES}"
+            "[server]\napi = \"127.0.0.1:0\"\napi_require_token = false\n\n[[zone]]\norigin = \"signed.test\"\nfile = \"signed.zone\"\ndnssec = true\ndnssec_keys = [{keys}]\n{extra}\n{SERVICES}"
         ),
     );
     Signed {
