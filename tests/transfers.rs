@@ -343,6 +343,8 @@ secret = "{SECRET}"
 origin = "example.test"
 file = "{zone}"
 allow_transfer = [{{ from = "127.0.0.0/8", tsig = "xfr" }}]
+# Nobody listens there: the NOTIFY stays pending, retried.
+notify = ["127.0.0.1:9"]
 
 [[zone]]
 origin = "other.test"
@@ -462,6 +464,31 @@ primaries = ["127.0.0.2:9"]
         );
     }
     assert!(log.contains("peer=127.0.0.1"), "{log}");
+
+    // /status shows the unacknowledged NOTIFY being retried, and the
+    // refusals counted; /metrics the same per zone.
+    assert!(
+        poll_until(DEADLINE, || {
+            let status = common::http(server.api(), "GET", "/status", &[], "");
+            let doc: serde_json::Value = serde_json::from_str(&status.body).unwrap_or_default();
+            let pending = &doc["transfers"]["example.test."]["pending_notifies"][0];
+            pending["target"] == "127.0.0.1:9" && pending["attempts"].as_u64() >= Some(2)
+        }),
+        "no pending NOTIFY in /status"
+    );
+    let metrics = common::http(server.api(), "GET", "/metrics", &[], "").body;
+    for line in [
+        "gslb_zone_serial{zone=\"example.test.\"} 5",
+        "gslb_zone_notifies_pending{zone=\"example.test.\"} 1",
+        "gslb_zone_transfers_out_total{zone=\"example.test.\",result=\"ok\"} 1",
+        "gslb_zone_transfers_out_total{zone=\"example.test.\",result=\"refused\"} 1",
+        "gslb_zone_transfers_out_total{zone=\"example.test.\",result=\"tsig\"} 2",
+    ] {
+        assert!(
+            metrics.contains(line),
+            "no {line:?} in /metrics:\n{metrics}"
+        );
+    }
 }
 
 #[test]
