@@ -75,6 +75,8 @@ config() { # $1: variant (1, 2 or bad)
   esac
   cat <<EOF
 # reload storm, variant $1
+[server]
+api_token = "reload-storm-token"
 [[zone]]
 origin = "storm.test"
 file = "storm.test.zone"
@@ -186,7 +188,8 @@ for ((i = 1; i <= reloads; i++)); do
   fi
   mv "$work/gslb.toml.new" "$work/gslb.toml"
   while :; do
-    code="$(timeout 10 curl -s -o /dev/null -w '%{http_code}' -X POST "http://$api/reload" || echo 000)"
+    code="$(timeout 10 curl -s -o /dev/null -w '%{http_code}' -X POST \
+      -H "Authorization: Bearer reload-storm-token" "http://$api/reload" || echo 000)"
     [[ "$code" == 429 ]] || break
     throttled=$((throttled + 1))
     sleep 0.05
