@@ -11,6 +11,7 @@ use std::time::SystemTime;
 use arc_swap::ArcSwap;
 
 use crate::config::LoadedConfig;
+use crate::events::{Event, EventKind, Events};
 use crate::health::{HealthMonitor, HealthTable};
 use crate::metrics::Metrics;
 use crate::querylog::QueryLog;
@@ -35,6 +36,8 @@ pub struct Control {
     pub metrics: Arc<Metrics>,
     /// The query log (configured from `[query_log]` on every load).
     pub query_log: Arc<QueryLog>,
+    /// Health, override and reload events, and the alert webhooks.
+    pub events: Arc<Events>,
     /// Zone transfer state: versions for IXFR, status, NOTIFY and
     /// secondary zone tasks (started by `serve`).
     pub transfers: Arc<crate::transfer::Hub>,
@@ -73,6 +76,7 @@ impl Control {
             monitor,
             metrics: Arc::new(Metrics::new()),
             query_log: Arc::new(QueryLog::default()),
+            events: Arc::new(Events::default()),
             transfers: Arc::new(crate::transfer::Hub::default()),
             watched: Mutex::new(Vec::new()),
             watch: std::sync::atomic::AtomicBool::new(false),
@@ -82,6 +86,10 @@ impl Control {
         };
         control.apply_ops_settings(&loaded);
         control.metrics.record_loaded(mtime(&loaded.path));
+        // The starting state: later changes are events.
+        control
+            .events
+            .observe(&control.snapshot.load(), &control.health.view());
         control.transfers.applied(control.snapshot.load_full());
         Ok((control, loaded))
     }
@@ -112,6 +120,15 @@ impl Control {
                 for err in &errors.0 {
                     tracing::error!(trigger, "reload error: {err}");
                 }
+                let reasons: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
+                self.events.record(
+                    Event::new(
+                        EventKind::ReloadFailed,
+                        self.source.config_path.display().to_string(),
+                        format!("reload ({trigger}) failed, the running configuration stays"),
+                    )
+                    .because(reasons.join("; ")),
+                );
                 return Err(errors);
             }
         };
@@ -126,6 +143,12 @@ impl Control {
         self.apply_ops_settings(&loaded);
         let config_mtime = mtime(&loaded.path);
         self.metrics.record_reload(true, config_mtime);
+        self.events.record(Event::new(
+            EventKind::Reload,
+            loaded.path.display().to_string(),
+            format!("reloaded ({trigger})"),
+        ));
+        self.events.observe(&snapshot, &self.health.view());
         tracing::info!(
             trigger,
             config = %loaded.path.display(),
@@ -141,6 +164,19 @@ impl Control {
     /// the task that keeps `fastest` preferences in step with their RTTs.
     pub fn start_probers(&self, runtime: tokio::runtime::Handle) {
         self.monitor.start(runtime.clone());
+        // Events follow health changes (not traffic), and alerts go out.
+        self.events.start(runtime.clone());
+        let (events, snapshot, health) = (
+            self.events.clone(),
+            self.snapshot.clone(),
+            self.health.clone(),
+        );
+        runtime.spawn(async move {
+            loop {
+                health.changed().await;
+                events.observe(&snapshot.load(), &health.view());
+            }
+        });
         // `fastest` choices follow the probes' RTTs, with hysteresis; with
         // no `fastest` service, the task sleeps until a reload.
         let snapshot = self.snapshot.clone();
@@ -194,6 +230,7 @@ impl Control {
 
     fn apply_ops_settings(&self, loaded: &LoadedConfig) {
         self.query_log.configure(&loaded.config.query_log);
+        self.events.configure_alerts(&loaded.config.alerts);
         self.watch.store(
             loaded.config.server.watch,
             std::sync::atomic::Ordering::Relaxed,
@@ -304,6 +341,29 @@ pub async fn resign_zones(control: Arc<Control>) -> std::io::Result<()> {
 
 /// Checks the operations settings the snapshot does not read.
 fn check_ops_settings(loaded: &LoadedConfig) -> Result<(), BuildErrors> {
+    let mut errors = Vec::new();
+    for alert in &loaded.config.alerts {
+        if !(alert.url.starts_with("http://") || alert.url.starts_with("https://")) {
+            errors.push(BuildError::Config(loaded.error(format!(
+                "[[alerts]] url = {:?}: use an http:// or https:// URL",
+                alert.url
+            ))));
+        }
+        for name in alert.events.iter().flatten() {
+            if EventKind::subscribed_by(name.get_ref()).is_none() {
+                errors.push(BuildError::Config(loaded.error_at(
+                    name.span(),
+                    format!(
+                        "unknown alert event {:?} (use endpoint-down, pool-down, failover, override, weight, reload, reload-failed or another event name)",
+                        name.get_ref()
+                    ),
+                )));
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return Err(BuildErrors(errors));
+    }
     let rate = &loaded.config.query_log.sample_rate;
     if !(0.0..=1.0).contains(rate.get_ref()) {
         return Err(BuildErrors(vec![BuildError::Config(loaded.error_at(

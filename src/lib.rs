@@ -8,6 +8,7 @@ pub mod config;
 pub mod control;
 pub mod dns;
 pub mod dnssec;
+pub mod events;
 pub mod explain;
 pub mod geo;
 pub mod health;

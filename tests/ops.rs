@@ -135,7 +135,7 @@ fn status_lists_zones_services_pools_and_endpoints() {
     assert_eq!(eu["config_down"], false);
     assert!(eu["answers_total"].as_u64().unwrap() >= 1);
     assert_eq!(eu["share_percent"], 50.0);
-    assert!(status["failovers"].as_array().is_some());
+    assert!(status["events"].as_array().is_some());
     assert_eq!(status["auth_required"], true);
     // The page and unknown paths.
     let page = http(server.api(), "GET", "/", &[], "");

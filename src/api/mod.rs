@@ -376,7 +376,7 @@ async fn set_override(
         (Some(key), None) => {
             let known = snapshot.probes.endpoints.iter().any(|e| &e.key == key);
             if known && state.control.health.set_admin_override(key, value) {
-                tracing::info!(endpoint = %key, state = value.as_str(), "admin override set");
+                state.control.events.record(override_event(key, value));
                 Ok(json!({"ok": true, "endpoint": key, "state": value.as_str()}))
             } else {
                 Err(error(
@@ -393,7 +393,10 @@ async fn set_override(
                 .any(|e| e.key.split_once('/').is_some_and(|(p, _)| p == pool));
             if known || value == Override::None {
                 state.control.health.set_pool_override(pool, value);
-                tracing::info!(pool = %pool, state = value.as_str(), "admin pool override set");
+                state
+                    .control
+                    .events
+                    .record(override_event(&format!("pool {pool}"), value));
                 Ok(json!({"ok": true, "pool": pool, "state": value.as_str()}))
             } else {
                 Err(error(
@@ -431,6 +434,20 @@ fn warn_operator_down_services(
                 "every endpoint of the service is down by the operator (down = true, force-down or drain): it answers no records; all_down = \"fail-open\" does not override an operator"
             );
         }
+    }
+}
+
+/// The event of an override set on `subject` (`pool/target`, or `pool NAME`):
+/// a warning when it takes capacity away.
+fn override_event(subject: &str, value: Override) -> crate::events::Event {
+    let event = crate::events::Event::new(
+        crate::events::EventKind::Override,
+        subject,
+        format!("override {subject}: {}", value.as_str()),
+    );
+    match value {
+        Override::ForceDown | Override::Drain => event.warning(),
+        Override::None | Override::ForceUp => event,
     }
 }
 

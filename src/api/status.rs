@@ -1,11 +1,11 @@
 //! `/status`: every zone, service, pool and endpoint with its health,
 //! overrides and share of answers over the last minute, plus recent
-//! failover events. The "last minute" figures and the events come from
+//! events (from `events`). The "last minute" figures come from
 //! [`StatusHistory`], which samples the answer counters every few seconds.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -16,8 +16,6 @@ use crate::policy::{Endpoint, EndpointTarget, Pool};
 
 /// The window of the "last minute" figures.
 const WINDOW: Duration = Duration::from_secs(60);
-/// Failover events kept.
-const MAX_EVENTS: usize = 50;
 
 /// The `/status` document.
 #[derive(Debug, Serialize)]
@@ -36,8 +34,9 @@ pub struct Status {
     pub pools: Vec<PoolStatus>,
     /// Pool overrides in force (also those of pools not configured now).
     pub pool_overrides: HashMap<String, &'static str>,
-    /// Recent failover events, newest first.
-    pub failovers: Vec<FailoverEvent>,
+    /// Recent events (health, failover, overrides, reloads), newest first,
+    /// repeats folded.
+    pub events: Vec<crate::events::Event>,
     /// Per zone with transfer settings (by origin): serial, last transfer
     /// in and out, pending NOTIFYs.
     pub transfers: std::collections::BTreeMap<String, crate::transfer::ZoneStatus>,
@@ -172,22 +171,7 @@ pub struct EndpointView {
     pub state_since_unix: Option<f64>,
 }
 
-/// A change in a service's failover.
-#[derive(Debug, Clone, Serialize)]
-pub struct FailoverEvent {
-    /// When it was seen (Unix seconds).
-    pub time_unix: f64,
-    /// The service.
-    pub service: String,
-    /// The pool answering instead of the first choice.
-    pub pool: String,
-    /// `failover-started`, `fail-open` or `failover-ended`.
-    pub kind: &'static str,
-    /// Failover answers in the sampling interval.
-    pub answers: u64,
-}
-
-/// Samples of the answer counters over the last minute, and failover events.
+/// Samples of the answer counters over the last minute.
 #[derive(Debug, Default)]
 pub struct StatusHistory {
     inner: Mutex<HistoryInner>,
@@ -196,11 +180,6 @@ pub struct StatusHistory {
 #[derive(Debug, Default)]
 struct HistoryInner {
     samples: VecDeque<Sample>,
-    /// Counters read at the last sample, for the next one's failover events.
-    latest: Option<Counters>,
-    events: VecDeque<FailoverEvent>,
-    /// (service, pool) pairs failing over in the last interval.
-    failing: HashMap<(String, String), bool>,
     /// Dense ids of the endpoint and (service, pool) keys kept samples use,
     /// so a sample holds numbers only: with 10,000 services a sample of
     /// keyed maps took ~8 MB, and a minute of samples ~250 MB.
@@ -275,54 +254,13 @@ impl StatusHistory {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Takes a sample of the counters and records failover changes.
+    /// Takes a sample of the counters.
     pub fn sample(&self, control: &Control) {
         let now = Instant::now();
         let counters = read_counters(control);
         let mut guard = self.lock();
         let inner = &mut *guard;
-        if let Some(previous) = &inner.latest {
-            let mut events = Vec::new();
-            for (key, totals) in &counters.pools {
-                let before = previous.pools.get(key).copied().unwrap_or_default();
-                let delta = totals.failovers.saturating_sub(before.failovers);
-                let open = totals.fail_open.saturating_sub(before.fail_open);
-                let was = inner.failing.get(key).copied().unwrap_or(false);
-                let kind = match (was, delta > 0) {
-                    (false, true) if open > 0 => Some("fail-open"),
-                    (false, true) => Some("failover-started"),
-                    (true, false) => Some("failover-ended"),
-                    _ => None,
-                };
-                if let Some(kind) = kind {
-                    events.push(FailoverEvent {
-                        time_unix: unix(SystemTime::now()),
-                        service: key.0.clone(),
-                        pool: key.1.clone(),
-                        kind,
-                        answers: delta,
-                    });
-                }
-                if was != (delta > 0) {
-                    inner.failing.insert(key.clone(), delta > 0);
-                }
-            }
-            for event in events {
-                tracing::warn!(
-                    service = %event.service,
-                    pool = %event.pool,
-                    answers = event.answers,
-                    "{}",
-                    event.kind
-                );
-                inner.events.push_back(event);
-                while inner.events.len() > MAX_EVENTS {
-                    inner.events.pop_front();
-                }
-            }
-        }
         let sample = inner.compact(now, &counters);
-        inner.latest = Some(counters);
         let samples = &mut inner.samples;
         samples.push_back(sample);
         // Keep one sample at least a window old as the base.
@@ -341,11 +279,6 @@ fn read_counters(control: &Control) -> Counters {
         endpoints: control.metrics.endpoint_answers(),
         pools: control.metrics.pool_totals(),
     }
-}
-
-fn unix(time: SystemTime) -> f64 {
-    time.duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 fn percent(part: u64, whole: u64) -> Option<f64> {
@@ -513,7 +446,7 @@ pub fn build_status(control: &Control, history: &StatusHistory, auth_required: b
             .into_iter()
             .map(|(pool, value)| (pool, value.as_str()))
             .collect(),
-        failovers: inner.events.iter().rev().cloned().collect(),
+        events: control.events.recent(),
         transfers: control.transfers.status(),
         dnssec: snapshot
             .dnssec

@@ -51,6 +51,9 @@ pub struct ConfigToml {
     /// The query log.
     #[serde(default)]
     pub query_log: QueryLogToml,
+    /// Webhooks that receive events (`[[alerts]]`).
+    #[serde(default)]
+    pub alerts: Vec<AlertToml>,
     // --- zone transfers ---
     /// TSIG keys (RFC 8945), by name: `[tsig.NAME]`.
     #[serde(default)]
@@ -111,6 +114,17 @@ pub struct ServerToml {
     /// served zone versions, the generated admin API token); default
     /// `state/` beside the config file.
     pub state_dir: Option<PathBuf>,
+}
+
+/// `[[alerts]]`: a webhook that receives events as JSON.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertToml {
+    /// Where events are POSTed (http or https).
+    pub url: String,
+    /// Event names subscribed to (all when absent), e.g. `endpoint-down`,
+    /// `pool-down`, `failover`, `reload-failed`.
+    pub events: Option<Vec<Spanned<String>>>,
 }
 
 /// A secret from the configuration: never printed by `Debug`.

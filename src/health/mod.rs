@@ -33,6 +33,7 @@ pub use plan::{
     plan_probe, resolve_pool_check,
 };
 pub use probe::{FailureReason, ProbeOutcome, Prober, evaluate_json};
+pub(crate) use probe::{ensure_crypto_provider, verifying_tls};
 pub use state::Hysteresis;
 pub use table::{EndpointId, EndpointState, HealthTable, HealthView, MeasuredOrder};
 

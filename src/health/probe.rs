@@ -293,7 +293,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 
 /// Installs rustls's ring provider once (reqwest is built without one, so
 /// no second crypto library is compiled in).
-fn ensure_crypto_provider() {
+pub(crate) fn ensure_crypto_provider() {
     static INSTALL: Once = Once::new();
     INSTALL.call_once(|| {
         // Err means another provider is installed already, which serves as well.
@@ -332,7 +332,7 @@ fn build_client(
 }
 
 /// The shared certificate-verifying TLS client configuration.
-fn verifying_tls() -> Result<rustls::ClientConfig, String> {
+pub(crate) fn verifying_tls() -> Result<rustls::ClientConfig, String> {
     use rustls_platform_verifier::BuilderVerifierExt;
     static CONFIG: OnceLock<Result<rustls::ClientConfig, String>> = OnceLock::new();
     CONFIG

@@ -152,6 +152,8 @@ pub struct HealthTable {
     inner: Mutex<Inner>,
     /// What the query path loads (lock-free).
     view: ArcSwap<HealthView>,
+    /// Woken by every publish (for `events`; off the query path).
+    published: tokio::sync::Notify,
 }
 
 #[derive(Debug, Default)]
@@ -378,6 +380,11 @@ impl HealthTable {
         self.lock().records.get(id.index())?.clone()
     }
 
+    /// Waits for the next publish (one since the last wait counts).
+    pub async fn changed(&self) {
+        self.published.notified().await;
+    }
+
     fn publish_locked(&self, inner: &mut Inner) {
         inner.epoch += 1;
         let endpoints = inner
@@ -390,6 +397,7 @@ impl HealthTable {
             endpoints,
             measured: inner.measured.clone().into_boxed_slice(),
         }));
+        self.published.notify_one();
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
