@@ -136,6 +136,103 @@ pub fn explain(
     Ok(out)
 }
 
+/// The endpoints of service `name`'s pools, in pool order: usable or not,
+/// the override in force, the probes' verdict and since when, and, while
+/// failing, the last error in full. Empty when `name` is not a service.
+pub fn endpoints_report(snapshot: &Snapshot, health: &HealthView, name: &str) -> String {
+    let wanted = format!("{}.", name.trim_end_matches('.')).to_ascii_lowercase();
+    let Some(service) = snapshot
+        .services
+        .iter()
+        .find(|s| s.name.to_ascii_lowercase() == wanted)
+    else {
+        return String::new();
+    };
+    let now = std::time::SystemTime::now();
+    let mut out = String::from("endpoints (pool order):\n");
+    for pool in &service.pools {
+        let usable = pool
+            .endpoints
+            .iter()
+            .filter(|e| e.is_healthy(health))
+            .count();
+        let needed = pool.min_healthy.needed(pool.endpoints.len());
+        let _ = writeln!(
+            out,
+            "  pool {}{}: {usable}/{} usable, needs {needed}: {}",
+            pool.name,
+            if pool.backup { " (backup)" } else { "" },
+            pool.endpoints.len(),
+            if usable >= needed { "up" } else { "down" }
+        );
+        for endpoint in &pool.endpoints {
+            let state = health.endpoint(endpoint.id);
+            let planned = snapshot
+                .probes
+                .endpoints
+                .iter()
+                .find(|p| p.key == endpoint.key);
+            let mut line = format!(
+                "    {}: {}",
+                endpoint.key,
+                if endpoint.is_healthy(health) {
+                    "usable"
+                } else {
+                    "not usable"
+                }
+            );
+            if endpoint.config_down {
+                line.push_str(", down = true in the configuration");
+            }
+            if let Some(planned) = planned {
+                let effective = planned.health.effective_override();
+                if effective != crate::health::Override::None {
+                    let _ = write!(line, ", override {}", effective.as_str());
+                }
+                let status = planned.health.probe_status();
+                let verdict = if planned.health.probe_up() {
+                    "up"
+                } else {
+                    "down"
+                };
+                let since = now
+                    .duration_since(status.state_since)
+                    .map_or(0.0, |d| d.as_secs_f64());
+                match (planned.probe.is_some(), status.last_probe_at) {
+                    (false, _) => line.push_str(", not probed"),
+                    (true, None) => {
+                        let _ = write!(line, ", probe {verdict} (initial state, not probed yet)");
+                    }
+                    (true, Some(_)) => {
+                        let _ = write!(
+                            line,
+                            ", probe {verdict} since {} ago",
+                            crate::events::human_duration(since)
+                        );
+                        let failing = status.consecutive_failures > 0;
+                        match (&status.last_error, failing) {
+                            (Some(error), true) => {
+                                let _ = write!(
+                                    line,
+                                    "; last check failed ({} in a row): {error}",
+                                    status.consecutive_failures
+                                );
+                            }
+                            _ => line.push_str("; last check ok"),
+                        }
+                    }
+                }
+            }
+            if let Some(rtt) = state.rtt() {
+                let _ = write!(line, ", rtt {:.1} ms", f64::from(rtt) / 1000.0);
+            }
+            out.push_str(&line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
 /// Encodes a query with EDNS, and ECS when the client has a prefix.
 fn build_query(qname: &Name, qtype: u16, client: ExplainClient) -> Vec<u8> {
     let mut packet = vec![0x12, 0x34, 0x00, 0x00, 0, 1, 0, 0, 0, 0, 0, 1];

@@ -67,6 +67,14 @@ enum Command {
         /// Query type.
         #[arg(default_value = "A")]
         record_type: String,
+        /// Explain from the files only, with every endpoint in its initial
+        /// state, even when a server answers.
+        #[arg(long, conflicts_with = "api")]
+        offline: bool,
+        /// Ask the server at this admin API address (default: the config's
+        /// `server.api`); an error if it does not answer.
+        #[arg(long, value_name = "ADDR:PORT")]
+        api: Option<SocketAddr>,
     },
     /// Ask a running server to reload its configuration (POST /reload on
     /// its admin API); exits 1 and prints every error when the reload failed.
@@ -196,7 +204,12 @@ fn main() -> ExitCode {
             client,
             name,
             record_type,
-        } => explain(source.source(), client, &name, &record_type),
+            offline,
+            api,
+        } => {
+            let live = (!offline).then_some(api);
+            explain(source.source(), client, &name, &record_type, live)
+        }
         Command::Reload { config, api, token } => reload_command(config.as_deref(), api, token),
         Command::Geoip {
             command:
@@ -417,18 +430,72 @@ fn plural(count: usize, noun: &str) -> String {
     }
 }
 
+/// `gslb explain`: asks the running server (`live`: `Some(--api)`, or
+/// `Some(None)` for the config's API) to explain with its live health, and
+/// falls back to the files when no server answers at the config's address;
+/// `live = None` (`--offline`) reads the files only. The first line says
+/// which was used.
 fn explain(
     source: SnapshotSource,
     client: ExplainClient,
     name: &str,
     record_type: &str,
+    live: Option<Option<SocketAddr>>,
 ) -> Result<()> {
+    let mut fallback = String::new();
+    if let Some(given) = live {
+        let configured = gslb::config::load_config(&source.config_path)
+            .ok()
+            .map(|loaded| *loaded.config.server.api.get_ref());
+        if let Some(addr) = given.or(configured) {
+            let client_text = match client.prefix_len {
+                Some(len) => format!("{}/{len}", client.address),
+                None => client.address.to_string(),
+            };
+            let query = serde_urlencoded::to_string([
+                ("client", client_text.as_str()),
+                ("name", name),
+                ("type", record_type),
+            ])
+            .context("encoding the explain query")?;
+            match gslb::api::client::get(addr, &format!("/explain?{query}")) {
+                Ok(reply) if reply.status == 200 => {
+                    println!(
+                        "source: live, the server at {addr} (its health, overrides, weights and RTTs now)"
+                    );
+                    print!("{}", reply.body);
+                    return Ok(());
+                }
+                Ok(reply) => {
+                    let body: serde_json::Value =
+                        serde_json::from_str(&reply.body).unwrap_or(serde_json::Value::Null);
+                    return Err(anyhow!(
+                        "the server at {addr} answered {}: {}",
+                        reply.status,
+                        body["error"].as_str().unwrap_or(reply.body.trim())
+                    ));
+                }
+                Err(err) if given.is_some() => {
+                    return Err(anyhow!("no server answered at {addr}: {err}"));
+                }
+                Err(err) => fallback = format!(" (no server answered at {addr}: {err})"),
+            }
+        }
+    }
     let (control, _) = Control::start(source)
         .map_err(|errors| anyhow!("configuration is not valid:\n{errors}"))?;
     let snapshot = control.snapshot.load();
-    let text = gslb::explain::explain(&snapshot, &control.health.view(), client, name, record_type)
+    let health = control.health.view();
+    let text = gslb::explain::explain(&snapshot, &health, client, name, record_type)
         .map_err(|e| anyhow!(e))?;
+    println!(
+        "source: offline, the configuration files{fallback}; every endpoint in its initial state (no probes ran)"
+    );
     print!("{text}");
+    print!(
+        "{}",
+        gslb::explain::endpoints_report(&snapshot, &health, name)
+    );
     Ok(())
 }
 

@@ -200,6 +200,7 @@ fn subdivision_rules_match_on_every_database_layout() {
     let config = write_config(&explain_dir, &database, SUBDIVISION_RULES);
     let out = run_gslb(&[
         "explain",
+        "--offline",
         "-c",
         path_str(&config),
         "--client",
@@ -316,6 +317,7 @@ api_require_token = false
     );
     let explain = run_gslb(&[
         "explain",
+        "--offline",
         "-c",
         path_str(&config),
         "--client",

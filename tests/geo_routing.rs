@@ -442,7 +442,13 @@ fn shipped_default_config_answers_per_region() {
 
 #[test]
 fn explain_shows_location_rule_and_answer() {
-    let europe = run_gslb(&["explain", "--client", "81.2.69.160/24", "www.example.test"]);
+    let europe = run_gslb(&[
+        "explain",
+        "--offline",
+        "--client",
+        "81.2.69.160/24",
+        "www.example.test",
+    ]);
     assert_eq!(europe.code(), Some(0), "{}", europe.stderr);
     for expected in [
         "client: 81.2.69.0/24 (EDNS Client Subnet)",
@@ -461,6 +467,7 @@ fn explain_shows_location_rule_and_answer() {
     }
     let asia = run_gslb(&[
         "explain",
+        "--offline",
         "--client",
         "2001:218::1",
         "www.example.test",

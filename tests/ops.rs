@@ -1070,7 +1070,15 @@ fn issue_21_check_and_explain_print_to_stdout_without_info_logs_or_colour() {
     assert_eq!(code, Some(0), "{stdout}{stderr}");
     assert!(stdout.contains(": ok (1 zone, 1 service)"), "{stdout}");
     assert!(!stderr.contains("INFO"), "{stderr}");
-    let (code, stdout, stderr) = run(&["explain", "-c", path, "--client", "192.0.2.1", WWW]);
+    let (code, stdout, stderr) = run(&[
+        "explain",
+        "--offline",
+        "-c",
+        path,
+        "--client",
+        "192.0.2.1",
+        WWW,
+    ]);
     assert_eq!(code, Some(0), "{stdout}{stderr}");
     assert!(stdout.contains("192.0.2.10"), "{stdout}");
     assert!(!stderr.contains("INFO"), "{stderr}");
@@ -1085,4 +1093,162 @@ fn issue_21_check_and_explain_print_to_stdout_without_info_logs_or_colour() {
     let line: serde_json::Value =
         serde_json::from_str(first).unwrap_or_else(|e| panic!("{e}: {first}"));
     assert_eq!(line["level"], "INFO");
+}
+
+#[test]
+fn issue_21_explain_asks_the_running_server_for_live_health() {
+    let dir = TempDir::new("explain-live");
+    let dead = r#"
+[checks.closed]
+kind = "tcp"
+port = 1
+interval = "200ms"
+timeout = "100ms"
+rise = 1
+fall = 1
+
+[pools.dead]
+check = "closed"
+endpoints = [{ address = "127.0.0.1" }]
+
+[services."dead.example.test"]
+policy = "failover"
+pools = ["dead", "us"]
+"#;
+    // The config's own API address answers nothing: without --api, explain
+    // falls back to the files and says so.
+    let text = config(r#"api = "127.0.0.1:1""#, &["192.0.2.10"], dead);
+    let (server, path) = start(&dir, &text);
+    let path = path.to_str().unwrap();
+    let api = server.api().to_string();
+    wait_for(&server, "dead.example.test", &["198.51.100.10"]);
+    let reply = server.admin(
+        "POST",
+        "/override",
+        &[],
+        r#"{"endpoint":"eu/192.0.2.10","state":"down"}"#,
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    wait_for(&server, WWW, &["198.51.100.10"]);
+
+    // Live: the server's override and failing probe, endpoints in pool order.
+    let live = run_gslb(&[
+        "explain",
+        "-c",
+        path,
+        "--api",
+        &api,
+        "--client",
+        "192.0.2.1",
+        WWW,
+    ]);
+    assert_eq!(live.code(), Some(0), "{}{}", live.stdout, live.stderr);
+    let out = &live.stdout;
+    assert!(
+        out.starts_with(&format!("source: live, the server at {api}")),
+        "{out}"
+    );
+    assert!(
+        out.contains("answer: www.example.test. 5 IN A 198.51.100.10"),
+        "{out}"
+    );
+    let eu = out
+        .find("  pool eu: 0/1 usable, needs 1: down")
+        .unwrap_or_else(|| panic!("{out}"));
+    let us = out
+        .find("  pool us: 1/1 usable, needs 1: up")
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(eu < us, "pool order: {out}");
+    assert!(
+        out.contains("    eu/192.0.2.10: not usable, override force-down"),
+        "{out}"
+    );
+    let dead_live = run_gslb(&[
+        "explain",
+        "-c",
+        path,
+        "--api",
+        &api,
+        "--client",
+        "192.0.2.1",
+        "dead.example.test",
+    ]);
+    let out = &dead_live.stdout;
+    assert!(
+        out.contains("    dead/127.0.0.1: not usable, probe down since "),
+        "{out}"
+    );
+    assert!(out.contains("; last check failed ("), "{out}");
+    assert!(out.contains("refused"), "the last error in full: {out}");
+
+    // --offline: the files, every endpoint in its initial state.
+    let offline = run_gslb(&[
+        "explain",
+        "--offline",
+        "-c",
+        path,
+        "--client",
+        "192.0.2.1",
+        WWW,
+    ]);
+    assert_eq!(offline.code(), Some(0), "{}", offline.stderr);
+    assert!(
+        offline
+            .stdout
+            .starts_with("source: offline, the configuration files;"),
+        "{}",
+        offline.stdout
+    );
+    assert!(
+        offline
+            .stdout
+            .contains("answer: www.example.test. 5 IN A 192.0.2.10"),
+        "{}",
+        offline.stdout
+    );
+    // No --api and nothing at the config's address: offline, saying why.
+    let fallback = run_gslb(&["explain", "-c", path, "--client", "192.0.2.1", WWW]);
+    assert_eq!(fallback.code(), Some(0), "{}", fallback.stderr);
+    assert!(
+        fallback.stdout.starts_with(
+            "source: offline, the configuration files (no server answered at 127.0.0.1:1"
+        ),
+        "{}",
+        fallback.stdout
+    );
+    // An --api that does not answer is an error.
+    let closed = run_gslb(&[
+        "explain",
+        "-c",
+        path,
+        "--api",
+        "127.0.0.1:1",
+        "--client",
+        "192.0.2.1",
+        WWW,
+    ]);
+    assert_eq!(closed.code(), Some(1), "{}", closed.stdout);
+    assert!(
+        closed.stderr.contains("no server answered at 127.0.0.1:1"),
+        "{}",
+        closed.stderr
+    );
+    // The API call itself, and its errors.
+    let reply = http(
+        server.api(),
+        "GET",
+        "/explain?client=192.0.2.1&name=www.example.test",
+        &[],
+        "",
+    );
+    assert_eq!(reply.status, 200);
+    assert!(reply.body.contains("198.51.100.10"), "{}", reply.body);
+    let bad = http(
+        server.api(),
+        "GET",
+        "/explain?client=nope&name=www.example.test",
+        &[],
+        "",
+    );
+    assert_eq!(bad.status, 400, "{}", bad.body);
 }

@@ -1,4 +1,4 @@
-//! A minimal blocking HTTP/1.1 client for `gslb reload`: one request on
+//! A minimal blocking HTTP/1.1 client for `gslb reload` and `gslb explain`: one request on
 //! one connection (`Connection: close`), no TLS (the API is plain HTTP).
 
 use std::io::{Read, Write};
@@ -35,13 +35,30 @@ pub enum ClientError {
 /// # Errors
 /// The server cannot be reached or answers something that is not HTTP.
 pub fn post(addr: SocketAddr, path: &str, token: Option<&str>) -> Result<Reply, ClientError> {
+    request(addr, "POST", path, token)
+}
+
+/// GETs `path` (a read-only call: no token).
+///
+/// # Errors
+/// The server cannot be reached or answers something that is not HTTP.
+pub fn get(addr: SocketAddr, path: &str) -> Result<Reply, ClientError> {
+    request(addr, "GET", path, None)
+}
+
+fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+) -> Result<Reply, ClientError> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     stream.set_read_timeout(Some(TIMEOUT))?;
     stream.set_write_timeout(Some(TIMEOUT))?;
     let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     write!(
         stream,
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
     )?;
     let mut raw = Vec::new();
     stream.take(REPLY_LIMIT).read_to_end(&mut raw)?;

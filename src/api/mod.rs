@@ -218,6 +218,7 @@ fn router(state: ApiState) -> Router {
         .route("/metrics", get(metrics))
         .route("/override", post(set_override))
         .route("/reload", post(reload))
+        .route("/explain", get(explain))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -261,6 +262,60 @@ async fn metrics(State(state): State<ApiState>, headers: HeaderMap) -> Response 
             ([(header::CONTENT_TYPE, format.content_type())], text).into_response()
         }
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+/// `GET /explain` parameters.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExplainRequest {
+    /// `IP[/LEN]`.
+    client: String,
+    /// Query name.
+    name: String,
+    /// Query type (default A).
+    #[serde(rename = "type")]
+    record_type: Option<String>,
+}
+
+/// `GET /explain?client=IP[/LEN]&name=NAME[&type=TYPE]`: the same traced
+/// answer path as the DNS workers, with the live snapshot and health view
+/// (probes, overrides, weights, RTTs), then the service's endpoints in pool
+/// order. Read-only: no token.
+async fn explain(State(state): State<ApiState>, RawQuery(query): RawQuery) -> Response {
+    let request: ExplainRequest = match serde_urlencoded::from_str(query.as_deref().unwrap_or("")) {
+        Ok(request) => request,
+        Err(err) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("explain takes client=IP[/LEN], name=NAME and optionally type=TYPE: {err}"),
+            );
+        }
+    };
+    let client = match request.client.parse::<crate::explain::ExplainClient>() {
+        Ok(client) => client,
+        Err(err) => return error(StatusCode::BAD_REQUEST, err),
+    };
+    let snapshot = state.control.snapshot.load_full();
+    let health = state.control.health.view_arc();
+    let record_type = request.record_type.as_deref().unwrap_or("A");
+    match crate::explain::explain(&snapshot, &health, client, &request.name, record_type) {
+        Ok(mut text) => {
+            text.push_str(&crate::explain::endpoints_report(
+                &snapshot,
+                &health,
+                &request.name,
+            ));
+            (
+                [
+                    (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+                    (header::CACHE_CONTROL, "no-store"),
+                ],
+                text,
+            )
+                .into_response()
+        }
+        Err(err) => error(StatusCode::BAD_REQUEST, err),
     }
 }
 

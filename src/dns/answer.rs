@@ -12,9 +12,9 @@ use super::wire::{
     self, ClientSubnet, EdnsInfo, MAX_NAME_LEN, Query, QueryError, Rcode, ReplyEdns, ReplyWriter,
     Section, lowercase_name, rtype,
 };
-use crate::health::HealthView;
 use crate::dnssec::SignedZone;
 use crate::dnssec::sign::{DS, NSEC, NXNAME, RRSIG};
+use crate::health::HealthView;
 use crate::policy::{
     self, ClientAddress, EndpointTarget, Family, Selection, Service, Trace, trace,
 };
