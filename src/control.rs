@@ -41,6 +41,8 @@ pub struct Control {
     /// Zone transfer state: versions for IXFR, status, NOTIFY and
     /// secondary zone tasks (started by `serve`).
     pub transfers: Arc<crate::transfer::Hub>,
+    /// Load-aware answers: learned demand and the spill plans in force.
+    load: Arc<Mutex<crate::load::LoadState>>,
     /// Files the configuration in service was read from (for `watch`).
     watched: Mutex<Vec<PathBuf>>,
     /// Whether `[server] watch` is on in the configuration in service.
@@ -78,6 +80,7 @@ impl Control {
             query_log: Arc::new(QueryLog::default()),
             events: Arc::new(Events::default()),
             transfers: Arc::new(crate::transfer::Hub::default()),
+            load: Arc::new(Mutex::new(crate::load::LoadState::default())),
             watched: Mutex::new(Vec::new()),
             watch: std::sync::atomic::AtomicBool::new(false),
             reloading: Mutex::new(()),
@@ -212,6 +215,50 @@ impl Control {
             }
         });
         self.transfers.start(self.snapshot.clone(), reload);
+    }
+
+    /// The load-aware answers' state (control plane only: the loop,
+    /// `/status`, `/metrics`).
+    pub fn lock_load(&self) -> std::sync::MutexGuard<'_, crate::load::LoadState> {
+        lock_load(&self.load)
+    }
+
+    /// Starts the load-aware answers' loop on `runtime`: once a second while
+    /// some service is load-aware (otherwise asleep until a reload), it
+    /// samples the answer counters, re-plans the splits and publishes them
+    /// with the health view when they moved by more than noise.
+    pub fn start_load_planner(&self, runtime: &tokio::runtime::Handle) {
+        let snapshot = self.snapshot.clone();
+        let health = self.health.clone();
+        let metrics = self.metrics.clone();
+        let load = self.load.clone();
+        let mut applied = self.applied.subscribe();
+        runtime.spawn(async move {
+            let mut tick = tokio::time::interval(crate::load::PLAN_INTERVAL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                if !snapshot.load().services.iter().any(|s| s.load.is_some()) {
+                    if applied.changed().await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+                tick.tick().await;
+                let snapshot = snapshot.load_full();
+                let view = health.view_arc();
+                let totals = metrics.pool_totals();
+                let usable = |pool: &crate::policy::Pool| crate::load::pool_usable(pool, &view);
+                let plans = lock_load(&load).handle_tick(
+                    std::time::Instant::now(),
+                    &snapshot.services,
+                    &totals,
+                    &usable,
+                );
+                if let Some(plans) = plans {
+                    health.set_splits(crate::load::published_splits(&snapshot.services, &plans));
+                }
+            }
+        });
     }
 
     /// Whether `[server] watch` is on.
@@ -418,4 +465,12 @@ pub fn mtime(path: &std::path::Path) -> Option<SystemTime> {
 fn unix_secs(time: SystemTime) -> f64 {
     time.duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
+}
+
+fn lock_load(
+    load: &Mutex<crate::load::LoadState>,
+) -> std::sync::MutexGuard<'_, crate::load::LoadState> {
+    // Plain data, consistent between statements.
+    load.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }

@@ -11,7 +11,9 @@ use hickory_proto::rr::{Name, RecordType};
 
 use crate::dns::answer::{Transport, handle_packet_traced};
 use crate::health::HealthView;
-use crate::policy::mask;
+use crate::load::{DemandLearner, plan_service};
+use crate::policy::spill::{Spill, client_position, describe};
+use crate::policy::{ClientAddress, Pool, Service, mask};
 use crate::snapshot::Snapshot;
 
 /// A hypothetical client: an address, and a prefix when it is to be sent
@@ -90,6 +92,13 @@ pub fn explain(
     let _ = writeln!(out, "query: {qname} {rtype}");
     for line in &trace {
         let _ = writeln!(out, "{line}");
+    }
+    if let Some(service) = snapshot
+        .services
+        .iter()
+        .find(|s| s.name.eq_ignore_ascii_case(&qname.to_ascii()))
+    {
+        explain_spill(service, client, &mut out);
     }
     if outcome.is_none() {
         let _ = writeln!(out, "result: dropped");
@@ -231,6 +240,71 @@ pub fn endpoints_report(snapshot: &Snapshot, health: &HealthView, name: &str) ->
         }
     }
     out
+}
+
+/// For a load-aware service: where the client's first pool's clients
+/// would go if it failed, and where this client would land. This process
+/// has no answer counters, so own demands count as zero here; the server's
+/// `/status` shows the splits in force with the demands it learned.
+fn explain_spill(service: &Service, client: ExplainClient, out: &mut String) {
+    let Some(rules) = &service.load else {
+        return;
+    };
+    let client = match client.prefix_len {
+        Some(prefix_len) => ClientAddress::subnet(client.address, prefix_len),
+        None => ClientAddress::full(client.address),
+    };
+    let (order_index, _) = service.table.lookup(client.address);
+    let order = service.order(order_index);
+    let Some(&first) = order
+        .iter()
+        .find(|&&p| service.pools.get(usize::from(p)).is_some_and(|p| !p.backup))
+    else {
+        return;
+    };
+    let Some(first_name) = service
+        .pools
+        .get(usize::from(first))
+        .map(|p| p.name.clone())
+    else {
+        return;
+    };
+    let mode = match rules.spill {
+        Spill::Capacity => "capacity",
+        Spill::Ordered => "ordered",
+    };
+    let what_if = |pool: &Pool| pool.name != first_name;
+    let Some(plan) = plan_service(service, &what_if, &DemandLearner::default()) else {
+        return;
+    };
+    let Some(split) = plan
+        .splits
+        .get(order_index as usize)
+        .filter(|s| !s.is_none())
+    else {
+        return;
+    };
+    let (position, prefix_len) = client_position(service, client);
+    let lands = split
+        .pool_for(position)
+        .and_then(|(p, _)| service.pools.get(usize::from(p)))
+        .map_or("-".to_string(), |p| p.name.clone());
+    let name = |p: u16| {
+        service
+            .pools
+            .get(usize::from(p))
+            .map_or_else(|| p.to_string(), |pool| pool.name.clone())
+    };
+    let _ = writeln!(
+        out,
+        "spill ({mode}): if {first_name} fails, its clients go {} (own demands as zero: this process has no answer counters; /status shows the split in force)",
+        describe(split, &plan.loads, name)
+    );
+    let _ = writeln!(
+        out,
+        "spill: this client (hash of {}/{prefix_len}, position {position} of 65536) would go to {lands}",
+        crate::policy::mask(client.address, prefix_len)
+    );
 }
 
 /// Encodes a query with EDNS, and ECS when the client has a prefix.

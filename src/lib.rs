@@ -12,6 +12,7 @@ pub mod events;
 pub mod explain;
 pub mod geo;
 pub mod health;
+pub mod load;
 pub mod metrics;
 pub mod policy;
 pub mod querylog;

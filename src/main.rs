@@ -556,6 +556,7 @@ fn serve(source: SnapshotSource, listen: Vec<SocketAddr>, api: Option<SocketAddr
         // before any query is answered.
         control.start_probers(tokio::runtime::Handle::current());
         control.start_transfers();
+        control.start_load_planner(&tokio::runtime::Handle::current());
         let (wait, limit) = {
             let snapshot = control.snapshot.load();
             (

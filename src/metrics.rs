@@ -868,6 +868,47 @@ impl prometheus_client::collector::Collector for Scrape {
             pool_rows(|t| t.fail_open),
         )?;
 
+        // --- pools' capacity and learned demand (load-aware answers) ---
+        {
+            let load = control.lock_load();
+            let snapshot = control.snapshot.load_full();
+            let mut seen = std::collections::HashSet::new();
+            let pools: Vec<_> = snapshot
+                .services
+                .iter()
+                .flat_map(|s| s.pools.iter())
+                .filter(|pool| seen.insert(pool.name.as_str()))
+                .collect();
+            let label = |name: &str| vec![("pool", name.to_string())];
+            family(
+                e,
+                "gslb_pool_capacity",
+                "declared capacity of the pool",
+                MetricType::Gauge,
+                pools
+                    .iter()
+                    .filter_map(|p| p.capacity.map(|c| (label(&p.name), c))),
+            )?;
+            family(
+                e,
+                "gslb_pool_demand",
+                "own demand learned from answers (answers per second to clients whose first pool it is, sliding window)",
+                MetricType::Gauge,
+                pools
+                    .iter()
+                    .map(|p| (label(&p.name), load.demand.demand(&p.name))),
+            )?;
+            family(
+                e,
+                "gslb_pool_load",
+                "answers per second the pool gives (own and spilled-in clients, sliding window)",
+                MetricType::Gauge,
+                pools
+                    .iter()
+                    .map(|p| (label(&p.name), load.demand.load(&p.name))),
+            )?;
+        }
+
         // --- endpoints (the snapshot in service) ---
         let snapshot = control.snapshot.load_full();
         let health = control.health.view_arc();

@@ -69,11 +69,22 @@ fn allocations() -> u64 {
 /// Runs each packet once to warm up, then again counting allocations;
 /// returns the count for each packet and checks its rcode.
 fn count_allocations(cases: &[(&str, Vec<u8>, Rcode)]) -> Vec<(String, u64)> {
+    count_allocations_with(queries::fixture_config(), |_| {}, cases)
+}
+
+/// [`count_allocations`] on the configuration at `config_path`, with
+/// `prepare` run on the control state first.
+fn count_allocations_with(
+    config_path: std::path::PathBuf,
+    prepare: impl FnOnce(&Control),
+    cases: &[(&str, Vec<u8>, Rcode)],
+) -> Vec<(String, u64)> {
     let source = SnapshotSource {
-        config_path: queries::fixture_config(),
+        config_path,
         extra_zones: Vec::new(),
     };
     let (control, _) = Control::start(source).unwrap_or_else(|errors| panic!("{errors}"));
+    prepare(&control);
     let client = IpAddr::V4(Ipv4Addr::new(81, 2, 69, 7));
     let mut out = Vec::with_capacity(4096);
     let mut received = Box::new([0u8; UDP_QUERY_MAX]);
@@ -187,5 +198,85 @@ fn handle_packet_does_not_allocate() {
     assert!(
         allocating.is_empty(),
         "handle_packet allocated (64 calls each): {allocating:?}"
+    );
+}
+
+#[test]
+fn a_split_order_does_not_allocate() {
+    // Issue 24: a load-aware service whose first pool is down answers
+    // through the split the planner published (each query hashes its
+    // client subnet into it).
+    let dir = std::env::temp_dir().join(format!("gslb-no-alloc-split-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let zone =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/fixtures/example.test.zone");
+    let config = dir.join("gslb.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[[zone]]
+origin = "example.test"
+file = "{}"
+[pools.a]
+capacity = 2.0
+endpoints = [{{ address = "192.0.2.1" }}]
+[pools.b]
+capacity = 3.0
+endpoints = [{{ address = "192.0.2.2" }}, {{ address = "192.0.2.3" }}]
+[pools.c]
+capacity = 1.0
+endpoints = [{{ address = "192.0.2.4" }}]
+[services."www.example.test"]
+policy = "failover"
+pools = ["a", "b", "c"]
+spill = "capacity"
+"#,
+            zone.display()
+        ),
+    )
+    .expect("write config");
+    let prepare = |control: &Control| {
+        control
+            .health
+            .set_pool_override("a", gslb::health::Override::ForceDown);
+        let snapshot = control.snapshot.load();
+        let view = control.health.view_arc();
+        let usable = |pool: &gslb::policy::Pool| gslb::load::pool_usable(pool, &view);
+        let plans: Vec<_> = snapshot
+            .services
+            .iter()
+            .enumerate()
+            .filter_map(|(index, service)| {
+                gslb::load::plan_service(service, &usable, &gslb::load::DemandLearner::default())
+                    .map(|plan| (index, plan))
+            })
+            .collect();
+        assert!(
+            plans
+                .iter()
+                .any(|(_, p)| p.splits.iter().any(|s| !s.is_none()))
+        );
+        control
+            .health
+            .set_splits(gslb::load::published_splits(&snapshot.services, &plans));
+    };
+    let cases: Vec<_> = queries::ecs_clients(32)
+        .into_iter()
+        .enumerate()
+        .map(|(n, ecs)| {
+            (
+                "split A with ECS",
+                queries::query(200 + n as u16, "www.example.test", queries::A, Some(ecs)),
+                Rcode::NoError,
+            )
+        })
+        .collect();
+    let counts = count_allocations_with(config, prepare, &cases);
+    let _ = std::fs::remove_dir_all(&dir);
+    let allocating: Vec<_> = counts.iter().filter(|(_, n)| *n > 0).collect();
+    assert!(
+        allocating.is_empty(),
+        "a split answer allocated (64 calls each): {allocating:?}"
     );
 }

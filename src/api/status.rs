@@ -93,6 +93,17 @@ pub struct ServiceStatus {
     pub failovers_last_minute: u64,
     /// Its pools in configuration order, with their share of its answers.
     pub pools: Vec<PoolStatus>,
+    /// Load-aware spill-over, when the service has it.
+    pub spill: Option<SpillStatus>,
+}
+
+/// A load-aware service's spill-over as planned now.
+#[derive(Debug, Serialize)]
+pub struct SpillStatus {
+    /// `capacity` or `ordered`.
+    pub mode: &'static str,
+    /// For each pool order with a split: where its clients go and why.
+    pub splits: Vec<String>,
 }
 
 /// One pool.
@@ -116,6 +127,12 @@ pub struct PoolStatus {
     pub share_percent: Option<f64>,
     /// Failover answers from this pool in the last minute.
     pub failovers_last_minute: u64,
+    /// Declared capacity.
+    pub capacity: Option<f64>,
+    /// Own demand learned from answers, per second.
+    pub demand_per_second: f64,
+    /// All answers it gives, per second (own and spilled-in).
+    pub load_per_second: f64,
     /// Its endpoints.
     pub endpoints: Vec<EndpointView>,
 }
@@ -290,6 +307,7 @@ pub fn build_status(control: &Control, history: &StatusHistory, auth_required: b
     let snapshot = control.snapshot.load_full();
     let now = read_counters(control);
     let inner = history.lock();
+    let load = control.lock_load();
     let base = inner.samples.front();
     let endpoint_window =
         |key: &str, total: u64| total.saturating_sub(base.map_or(0, |b| inner.endpoint_in(b, key)));
@@ -381,6 +399,9 @@ pub fn build_status(control: &Control, history: &StatusHistory, auth_required: b
             answers_last_minute: pool_answers,
             share_percent: None,
             failovers_last_minute: 0,
+            capacity: pool.capacity,
+            demand_per_second: load.demand.demand(&pool.name),
+            load_per_second: load.demand.load(&pool.name),
             endpoints,
         }
     };
@@ -419,6 +440,13 @@ pub fn build_status(control: &Control, history: &StatusHistory, auth_required: b
                 answers_last_minute: answers,
                 failovers_last_minute: windows.iter().map(|w| w.failovers).sum(),
                 pools,
+                spill: load.plans.get(&service.serial).map(|plan| SpillStatus {
+                    mode: match plan.spill {
+                        crate::policy::spill::Spill::Capacity => "capacity",
+                        crate::policy::spill::Spill::Ordered => "ordered",
+                    },
+                    splits: plan.describe(service),
+                }),
             }
         })
         .collect();

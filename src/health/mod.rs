@@ -19,6 +19,7 @@ pub mod fastest;
 mod monitor;
 mod plan;
 mod probe;
+mod split;
 mod state;
 mod table;
 
@@ -34,6 +35,7 @@ pub use plan::{
 };
 pub use probe::{FailureReason, ProbeOutcome, Prober, evaluate_json};
 pub(crate) use probe::{ensure_crypto_provider, verifying_tls};
+pub use split::{MAX_SPLIT, SPLIT_RANGE, ServiceSplits, Split, split_position};
 pub use state::Hysteresis;
 pub use table::{EndpointId, EndpointState, HealthTable, HealthView, MeasuredOrder};
 

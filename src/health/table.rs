@@ -22,6 +22,7 @@ use std::time::{Duration, SystemTime};
 use arc_swap::{ArcSwap, Guard};
 
 use super::{EndpointHealth, FULL_WEIGHT_PERCENT, FailureReason, Override};
+use super::{ServiceSplits, Split};
 
 /// A stable index of an endpoint's record in the [`HealthTable`], assigned
 /// when a snapshot is built; the same endpoint identity keeps its id across
@@ -105,6 +106,9 @@ pub struct HealthView {
     endpoints: Box<[EndpointState]>,
     /// By a `fastest` service's measured-order slot.
     measured: Box<[Option<MeasuredOrder>]>,
+    /// By a load-aware service's slot (`LoadRules::slot`): its spill
+    /// splits, planned off the query path.
+    splits: Box<[Option<Arc<ServiceSplits>>]>,
 }
 
 impl HealthView {
@@ -133,6 +137,20 @@ impl HealthView {
         }
     }
 
+    /// The split of order `order` of the load-aware service in `slot`, if
+    /// one is in force for the service with `serial`, and why.
+    #[inline]
+    pub fn split(&self, slot: u32, serial: u64, order: u32) -> Option<(&Split, &str)> {
+        match self.splits.get(slot as usize) {
+            Some(Some(splits)) if splits.serial == serial => {
+                let split = splits.splits.get(order as usize).filter(|s| !s.is_none())?;
+                let why = splits.reasons.get(order as usize).map_or("", |r| &**r);
+                Some((split, why))
+            }
+            _ => None,
+        }
+    }
+
     /// A view where every endpoint in `states` has that state (tests and
     /// benchmarks that need health without a table).
     pub fn from_states(epoch: u64, states: Vec<EndpointState>) -> Self {
@@ -140,6 +158,7 @@ impl HealthView {
             epoch,
             endpoints: states.into_boxed_slice(),
             measured: Box::default(),
+            splits: Box::default(),
         }
     }
 }
@@ -169,6 +188,8 @@ struct Inner {
     pool_overrides: HashMap<String, Override>,
     /// `fastest` services' measured orders, by slot.
     measured: Vec<Option<MeasuredOrder>>,
+    /// Load-aware services' splits, by slot.
+    splits: Vec<Option<Arc<ServiceSplits>>>,
     /// The epoch of the last publish.
     epoch: u64,
 }
@@ -396,8 +417,17 @@ impl HealthTable {
             epoch: inner.epoch,
             endpoints,
             measured: inner.measured.clone().into_boxed_slice(),
+            splits: inner.splits.clone().into_boxed_slice(),
         }));
         self.published.notify_one();
+    }
+
+    /// Replaces the load-aware services' splits (by slot) and publishes
+    /// them: the query path's memoised choices move to them at once.
+    pub fn set_splits(&self, splits: Vec<Option<Arc<ServiceSplits>>>) {
+        let mut inner = self.lock();
+        inner.splits = splits;
+        self.publish_locked(&mut inner);
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {

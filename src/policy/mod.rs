@@ -214,12 +214,33 @@ pub fn select_with<'s>(
                 family,
                 epoch: health.epoch(),
             },
-            || {
-                choose_pool(service, health, order, family, &mut None)
-                    .settle_single(service, health, family)
+            || match load_split(service, health, order_index) {
+                Some((split, _)) => PoolChoice::Split(*split),
+                None => choose_pool(service, health, order, family, &mut None)
+                    .settle_single(service, health, family),
             },
         ),
-        Some(_) => choose_pool(service, health, order, family, &mut trace),
+        Some(_) => match load_split(service, health, order_index) {
+            Some((split, why)) => {
+                trace!(trace, "spill: {why}");
+                PoolChoice::Split(*split)
+            }
+            None => choose_pool(service, health, order, family, &mut trace),
+        },
+    };
+    // A split order: the client's subnet hash decides, per query.
+    let choice = match choice {
+        PoolChoice::Split(split) => resolve_split(
+            service,
+            health,
+            order,
+            family,
+            client,
+            &split,
+            &mut selection,
+            &mut trace,
+        ),
+        other => other,
     };
     match choice {
         PoolChoice::Pick {
@@ -265,8 +286,72 @@ pub fn select_with<'s>(
         }
         PoolChoice::NoData => {}
         PoolChoice::ServFail => selection.servfail = true,
+        // Resolved into a `Pick` (or the order's walk) above.
+        PoolChoice::Split(_) => {}
     }
     selection
+}
+
+/// The split in force for a load-aware service's order `order_index`, and
+/// why (`None`: classic failover). Only orders from the service's table
+/// are split; a measured (`fastest`) order is the same for everyone.
+#[inline]
+fn load_split<'h>(
+    service: &Service,
+    health: &'h HealthView,
+    order_index: u32,
+) -> Option<(&'h spill::Split, &'h str)> {
+    match (&service.load, service.measured_slot) {
+        (Some(rules), None) => health.split(rules.slot, service.serial, order_index),
+        _ => None,
+    }
+}
+
+/// A client of a split order: the hash of its subnet picks the pool; when
+/// that pool has no healthy endpoint of the family now (health moved since
+/// the split was planned), failover walks the order as ever.
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+fn resolve_split(
+    service: &Service,
+    health: &HealthView,
+    order: &[u16],
+    family: Family,
+    client: ClientAddress,
+    split: &spill::Split,
+    selection: &mut Selection<'_>,
+    trace: &mut Trace<'_>,
+) -> PoolChoice {
+    let (position, prefix_len) = spill::client_position(service, client);
+    // The answer depends on the hashed subnet: the scope covers it.
+    selection.scope_prefix_len = selection.scope_prefix_len.max(prefix_len);
+    if let Some((pool_index, is_first)) = split.pool_for(position)
+        && let Some(pool) = service.pools.get(usize::from(pool_index))
+    {
+        let census = pool.census(health, family);
+        let total = census.total as usize;
+        if total > 0 && census.healthy as usize >= pool.min_healthy.needed(total) {
+            trace!(
+                trace,
+                "spill: client subnet {}/{prefix_len} hashes to position {position} of 65536: pool {}",
+                mask(client.address, prefix_len),
+                pool.name
+            );
+            return PoolChoice::Pick {
+                pool: pool_index,
+                census,
+                fail_open: false,
+                failed_over: !is_first,
+            };
+        }
+        trace!(
+            trace,
+            "spill: pool {} has no healthy {} endpoints now: walking the order",
+            pool.name,
+            family_name(family)
+        );
+    }
+    choose_pool(service, health, order, family, trace)
 }
 
 /// Which pool answers, decided from the order and the endpoints' health.
@@ -294,6 +379,9 @@ pub enum PoolChoice {
         /// The pool is not the client's first.
         failed_over: bool,
     },
+    /// A load-aware split of the order (a failed, drained or overflowing
+    /// first pool): each query's client subnet hash picks the pool.
+    Split(spill::Split),
     /// No records (no pool has the family, or all down with `nodata`).
     NoData,
     /// All down with `servfail`.

@@ -240,6 +240,8 @@ pub struct LoadRules {
     /// Per pool of the service (same index): its `overflow_at`, its own or
     /// the service's, when it has a capacity.
     pub overflow_at: Vec<Option<f64>>,
+    /// Where its splits are in the health view (numbered per build).
+    pub slot: u32,
 }
 
 impl Service {

@@ -8,9 +8,9 @@ use hickory_proto::rr::Name;
 use toml::Spanned;
 
 use super::BuildError;
-use crate::config::{LoadedConfig, PoolToml, ServiceToml, SpillKind};
+use crate::config::{LoadedConfig, PolicyKind, PoolToml, ServiceToml, SpillKind};
 use crate::policy::spill::Spill;
-use crate::policy::{LoadRules, Pool};
+use crate::policy::{LoadRules, Pool, Service};
 
 /// A pool's `capacity` and `overflow_at`, checked: a capacity is a finite
 /// number above zero; an overflow share is in (0, 1] and needs a capacity.
@@ -60,7 +60,9 @@ pub(super) fn pool_load_keys(
 /// A service's load rules, or `None` for classic failover (ordered spill,
 /// no pool sheds). `spill` defaults to `capacity` when every primary pool
 /// declares a capacity, else `ordered`; asking for `capacity` with a
-/// primary pool that has none is an error.
+/// primary pool that has none is an error, and so is asking for it with
+/// `policy = "fastest"` (one measured order for everyone: nothing to split
+/// per client).
 pub(super) fn service_load_rules(
     loaded: &LoadedConfig,
     fqdn: &Name,
@@ -69,6 +71,7 @@ pub(super) fn service_load_rules(
     errors: &mut Vec<BuildError>,
 ) -> Option<LoadRules> {
     let primaries = || pools.iter().filter(|p| !p.backup);
+    let measured = *service.policy.get_ref() == PolicyKind::Fastest;
     let all_have_capacity = primaries().all(|p| p.capacity.is_some());
     let spill = match service.spill.as_ref().map(|s| (s, *s.get_ref())) {
         Some((_, SpillKind::Ordered)) => Spill::Ordered,
@@ -88,9 +91,24 @@ pub(super) fn service_load_rules(
             }
             Spill::Capacity
         }
-        None if all_have_capacity && primaries().next().is_some() => Spill::Capacity,
+        None if all_have_capacity && primaries().next().is_some() && !measured => Spill::Capacity,
         None => Spill::Ordered,
     };
+    if measured
+        && let Some(written) = &service.spill
+        && *written.get_ref() == SpillKind::Capacity
+    {
+        errors.push(
+            loaded
+                .error_at(
+                    written.span(),
+                    format!(
+                        "spill = \"capacity\" in service {fqdn} cannot follow policy = \"fastest\" (its order is measured, the same for every client): use another policy or spill = \"ordered\""
+                    ),
+                )
+                .into(),
+        );
+    }
     let service_overflow = service
         .overflow_at
         .as_ref()
@@ -113,8 +131,23 @@ pub(super) fn service_load_rules(
         .iter()
         .map(|p| p.capacity.and(p.overflow_at.or(service_overflow)))
         .collect();
-    (spill == Spill::Capacity || overflow_at.iter().any(Option::is_some))
-        .then_some(LoadRules { spill, overflow_at })
+    (spill == Spill::Capacity || overflow_at.iter().any(Option::is_some)).then_some(LoadRules {
+        spill,
+        overflow_at,
+        slot: 0,
+    })
+}
+
+/// Numbers the load-aware services of a build: their splits' places in the
+/// health view.
+pub(super) fn assign_load_slots(services: &mut [Service]) {
+    for (slot, rules) in services
+        .iter_mut()
+        .filter_map(|s| s.load.as_mut())
+        .enumerate()
+    {
+        rules.slot = u32::try_from(slot).unwrap_or(u32::MAX);
+    }
 }
 
 fn overflow_share(

@@ -89,6 +89,7 @@ pub fn build_services(
             services.push(built);
         }
     }
+    super::load::assign_load_slots(&mut services);
     services
 }
 
