@@ -353,7 +353,15 @@ endpoints = [{ address = "192.0.2.3" }]
         &config(&repo("zones/example.test.zone"), pools, ""),
     );
     let path = path.to_str().expect("utf-8 path");
-    let out = common::run_gslb(&["explain", "-c", path, "--client", "10.0.7.0/24", WWW]);
+    let out = common::run_gslb(&[
+        "explain",
+        "--offline",
+        "-c",
+        path,
+        "--client",
+        "10.0.7.0/24",
+        WWW,
+    ]);
     assert_eq!(out.code(), Some(0), "{}", out.stderr);
     // Every primary pool has a capacity: spill = "capacity" by default.
     assert!(
