@@ -6,7 +6,10 @@
 //!         target/release/deps/callgrind_harness-HASH --ignored --exact run
 //!
 //! Divide the total by `CG_N` (default 10,000). With `CG_RECORD=1` each
-//! query is also recorded in the metrics, as the UDP loop does. Kinds: `static_a`,
+//! query is also recorded in the metrics, as the UDP loop does. With
+//! `CG_DNSSEC=1` the zone is signed (a fresh key, `queries::signed_fixture_config`);
+//! `CG_DO=0` / `CG_DO=1` give every query an OPT record without / with the
+//! DO bit (the DNSSEC cost per query is the difference of the two). Kinds: `static_a`,
 //! `geo_no_ecs` (source 81.2.69.7), `geo_ecs` (1,024 rotating subnets), the
 //! same inputs as `benches/hot_path.rs`'s `handle_packet` group, answered
 //! as the UDP loop answers them (`handle_udp_query`, the query in a receive
@@ -51,8 +54,19 @@ fn run_one(
 #[test]
 #[ignore = "run under callgrind, see the module doc"]
 fn run() {
+    let signed_dir = std::env::temp_dir().join(format!("gslb-cg-{}", std::process::id()));
+    let config_path = if std::env::var("CG_DNSSEC").is_ok_and(|v| v == "1") {
+        queries::signed_fixture_config(&signed_dir)
+    } else {
+        queries::fixture_config()
+    };
+    let dnssec_ok = match std::env::var("CG_DO").as_deref() {
+        Ok("1") => Some(true),
+        Ok("0") => Some(false),
+        _ => None,
+    };
     let source = SnapshotSource {
-        config_path: queries::fixture_config(),
+        config_path,
         extra_zones: Vec::new(),
     };
     let (control, _) = Control::start(source).unwrap_or_else(|errors| panic!("{errors}"));
@@ -62,12 +76,32 @@ fn run() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000);
     let packets: Vec<Vec<u8>> = match kind.as_str() {
-        "static_a" => vec![queries::query(7, "static.example.test", queries::A, None)],
-        "geo_no_ecs" => vec![queries::query(7, "www.example.test", queries::A, None)],
+        "static_a" => vec![queries::query_edns(
+            7,
+            "static.example.test",
+            queries::A,
+            None,
+            dnssec_ok,
+        )],
+        "geo_no_ecs" => vec![queries::query_edns(
+            7,
+            "www.example.test",
+            queries::A,
+            None,
+            dnssec_ok,
+        )],
         "geo_ecs" => queries::ecs_clients(1024)
             .into_iter()
             .enumerate()
-            .map(|(i, ecs)| queries::query(i as u16, "www.example.test", queries::A, Some(ecs)))
+            .map(|(i, ecs)| {
+                queries::query_edns(
+                    i as u16,
+                    "www.example.test",
+                    queries::A,
+                    Some(ecs),
+                    dnssec_ok,
+                )
+            })
             .collect(),
         other => panic!("unknown CG_KIND {other}"),
     };
@@ -99,4 +133,5 @@ fn run() {
         );
     }
     assert!(total > 0);
+    let _ = std::fs::remove_dir_all(&signed_dir);
 }

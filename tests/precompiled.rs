@@ -30,13 +30,16 @@ const TYPES: [u16; 12] = [1, 2, 5, 6, 15, 16, 28, 33, 43, 255, 257, 99];
 /// An EDNS Client Subnet option: family, source prefix, address bytes.
 type Ecs = (u16, u8, Vec<u8>);
 
+/// An OPT record: payload size, Client Subnet, DO bit.
+type Edns = (u16, Option<Ecs>, bool);
+
 /// A query with the knobs the fast path looks at.
 fn query(
     id: u16,
     name: &[u8],
     qtype: u16,
     flags: u16,
-    edns: Option<(u16, Option<Ecs>)>,
+    edns: Option<Edns>,
 ) -> Vec<u8> {
     let mut packet = Vec::new();
     packet.extend_from_slice(&id.to_be_bytes());
@@ -45,11 +48,11 @@ fn query(
     packet.extend_from_slice(name);
     packet.extend_from_slice(&qtype.to_be_bytes());
     packet.extend_from_slice(&1u16.to_be_bytes());
-    if let Some((payload, ecs)) = edns {
+    if let Some((payload, ecs, dnssec_ok)) = edns {
         packet.push(0);
         packet.extend_from_slice(&41u16.to_be_bytes());
         packet.extend_from_slice(&payload.to_be_bytes());
-        packet.extend_from_slice(&[0, 0, 0, 0]);
+        packet.extend_from_slice(&[0, 0, if dnssec_ok { 0x80 } else { 0 }, 0]);
         match ecs {
             None => packet.extend_from_slice(&[0, 0]),
             Some((family, source, address)) => {
@@ -87,23 +90,27 @@ fn mixed_case(name: &[u8]) -> Vec<u8> {
     out
 }
 
-fn edns_variants() -> Vec<Option<(u16, Option<Ecs>)>> {
+fn edns_variants() -> Vec<Option<Edns>> {
     vec![
         None,
-        Some((512, None)),
-        Some((1232, None)),
-        Some((4096, Some((1, 24, vec![81, 2, 69])))),
-        Some((4096, Some((1, 24, vec![203, 0, 113])))),
-        Some((4096, Some((1, 16, vec![8, 8])))),
-        Some((1232, Some((1, 32, vec![175, 16, 199, 7])))),
-        Some((4096, Some((1, 0, vec![])))),
-        Some((4096, Some((2, 48, vec![0x20, 0x01, 0x02, 0x18, 0, 0])))),
-        Some((4096, Some((2, 32, vec![0x2a, 0x02, 0xdd, 0xc0])))),
+        // DO queries (signed zones answer them with RRSIGs and NSECs).
+        Some((1232, None, true)),
+        Some((4096, Some((1, 24, vec![81, 2, 69])), true)),
+        Some((4096, Some((2, 48, vec![0x20, 0x01, 0x02, 0x18, 0, 0])), true)),
+        Some((512, None, false)),
+        Some((1232, None, false)),
+        Some((4096, Some((1, 24, vec![81, 2, 69])), false)),
+        Some((4096, Some((1, 24, vec![203, 0, 113])), false)),
+        Some((4096, Some((1, 16, vec![8, 8])), false)),
+        Some((1232, Some((1, 32, vec![175, 16, 199, 7])), false)),
+        Some((4096, Some((1, 0, vec![])), false)),
+        Some((4096, Some((2, 48, vec![0x20, 0x01, 0x02, 0x18, 0, 0])), false)),
+        Some((4096, Some((2, 32, vec![0x2a, 0x02, 0xdd, 0xc0])), false)),
         // Invalid (FORMERR on the general path): an address byte too many,
         // bits past the source prefix, an unknown family.
-        Some((4096, Some((1, 24, vec![81, 2, 69, 7])))),
-        Some((4096, Some((1, 20, vec![81, 2, 0x4f])))),
-        Some((4096, Some((3, 8, vec![81])))),
+        Some((4096, Some((1, 24, vec![81, 2, 69, 7])), false)),
+        Some((4096, Some((1, 20, vec![81, 2, 0x4f])), false)),
+        Some((4096, Some((3, 8, vec![81])), false)),
     ]
 }
 
@@ -421,5 +428,27 @@ pools = ["eu", "us"]
         geoip = repo("geoip/demo-city.mmdb").display(),
     );
     let path = dir.write("gslb.toml", &config);
+    check_config(&path);
+    // The same zones signed (issue 20): DO queries get RRSIGs and NSECs,
+    // from the fast path for static names and one-endpoint answers.
+    let key = gslb::dnssec::keys::generate(
+        "core.test.",
+        gslb::dnssec::keys::Algorithm::EcdsaP256Sha256,
+        &dir.path().join("keys"),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64),
+    )
+    .expect("generate a key");
+    let signed = config.replacen(
+        "\n\n[[zone]]\norigin = \"sub.core.test\"",
+        &format!(
+            "\ndnssec = true\ndnssec_keys = [{:?}]\n\n[[zone]]\norigin = \"sub.core.test\"",
+            key.display().to_string()
+        ),
+        1,
+    );
+    assert_ne!(signed, config);
+    let path = dir.write("signed.toml", &signed);
     check_config(&path);
 }

@@ -21,10 +21,24 @@ pub fn fixture_config() -> std::path::PathBuf {
 /// With `ecs`, the query carries an OPT record (payload 4096) whose Client
 /// Subnet option holds `address` truncated to `prefix_len` bits.
 pub fn query(id: u16, qname: &str, qtype: u16, ecs: Option<(IpAddr, u8)>) -> Vec<u8> {
+    query_edns(id, qname, qtype, ecs, None)
+}
+
+/// [`query`] with an OPT record also without ECS when `dnssec_ok` is
+/// given, its DO bit set as asked (RFC 3225).
+pub fn query_edns(
+    id: u16,
+    qname: &str,
+    qtype: u16,
+    ecs: Option<(IpAddr, u8)>,
+    dnssec_ok: Option<bool>,
+) -> Vec<u8> {
+    let with_opt = ecs.is_some() || dnssec_ok.is_some();
+    let do_flag = if dnssec_ok == Some(true) { 0x80 } else { 0 };
     let mut packet = Vec::with_capacity(64);
     packet.extend_from_slice(&id.to_be_bytes());
     packet.extend_from_slice(&0x0100u16.to_be_bytes());
-    packet.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, u8::from(ecs.is_some())]);
+    packet.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, u8::from(with_opt)]);
     for label in qname.trim_end_matches('.').split('.') {
         packet.push(label.len() as u8);
         packet.extend_from_slice(label.as_bytes());
@@ -49,7 +63,7 @@ pub fn query(id: u16, qname: &str, qtype: u16, ecs: Option<(IpAddr, u8)>) -> Vec
         packet.push(0); // root owner
         packet.extend_from_slice(&41u16.to_be_bytes()); // OPT
         packet.extend_from_slice(&4096u16.to_be_bytes());
-        packet.extend_from_slice(&[0, 0, 0, 0]);
+        packet.extend_from_slice(&[0, 0, do_flag, 0]);
         packet.extend_from_slice(&(4 + option_len).to_be_bytes());
         packet.extend_from_slice(&8u16.to_be_bytes()); // CLIENT-SUBNET
         packet.extend_from_slice(&option_len.to_be_bytes());
@@ -57,8 +71,47 @@ pub fn query(id: u16, qname: &str, qtype: u16, ecs: Option<(IpAddr, u8)>) -> Vec
         packet.push(prefix_len);
         packet.push(0);
         packet.extend_from_slice(&bytes);
+    } else if with_opt {
+        packet.push(0);
+        packet.extend_from_slice(&41u16.to_be_bytes());
+        packet.extend_from_slice(&4096u16.to_be_bytes());
+        packet.extend_from_slice(&[0, 0, do_flag, 0, 0, 0]);
     }
     packet
+}
+
+/// The benchmark configuration with its zone signed (DNSSEC) by a fresh
+/// CSK: written to `dir` with the fixture's relative paths made absolute.
+pub fn signed_fixture_config(dir: &std::path::Path) -> std::path::PathBuf {
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/fixtures");
+    let text = std::fs::read_to_string(fixture_config()).expect("read bench.toml");
+    let key = gslb::dnssec::keys::generate(
+        "example.test.",
+        gslb::dnssec::keys::Algorithm::EcdsaP256Sha256,
+        &dir.join("keys"),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64),
+    )
+    .expect("generate a key");
+    let absolute = |name: &str| format!("{:?}", fixtures.join(name).display().to_string());
+    let text = text
+        .replace(
+            "file = \"example.test.zone\"",
+            &format!(
+                "file = {}\ndnssec = true\ndnssec_keys = [{:?}]",
+                absolute("example.test.zone"),
+                key.display().to_string()
+            ),
+        )
+        .replace(
+            "\"../../geoip/demo-city.mmdb\"",
+            &absolute("../../geoip/demo-city.mmdb"),
+        )
+        .replace("\"latency.csv\"", &absolute("latency.csv"));
+    let path = dir.join("bench-signed.toml");
+    std::fs::write(&path, text).expect("write the signed configuration");
+    path
 }
 
 /// `n` client subnets, reproducible: IPv4 /24s and /32s and IPv6 /56s drawn
