@@ -34,13 +34,7 @@ type Ecs = (u16, u8, Vec<u8>);
 type Edns = (u16, Option<Ecs>, bool);
 
 /// A query with the knobs the fast path looks at.
-fn query(
-    id: u16,
-    name: &[u8],
-    qtype: u16,
-    flags: u16,
-    edns: Option<Edns>,
-) -> Vec<u8> {
+fn query(id: u16, name: &[u8], qtype: u16, flags: u16, edns: Option<Edns>) -> Vec<u8> {
     let mut packet = Vec::new();
     packet.extend_from_slice(&id.to_be_bytes());
     packet.extend_from_slice(&flags.to_be_bytes());
@@ -96,7 +90,11 @@ fn edns_variants() -> Vec<Option<Edns>> {
         // DO queries (signed zones answer them with RRSIGs and NSECs).
         Some((1232, None, true)),
         Some((4096, Some((1, 24, vec![81, 2, 69])), true)),
-        Some((4096, Some((2, 48, vec![0x20, 0x01, 0x02, 0x18, 0, 0])), true)),
+        Some((
+            4096,
+            Some((2, 48, vec![0x20, 0x01, 0x02, 0x18, 0, 0])),
+            true,
+        )),
         Some((512, None, false)),
         Some((1232, None, false)),
         Some((4096, Some((1, 24, vec![81, 2, 69])), false)),
@@ -104,7 +102,11 @@ fn edns_variants() -> Vec<Option<Edns>> {
         Some((4096, Some((1, 16, vec![8, 8])), false)),
         Some((1232, Some((1, 32, vec![175, 16, 199, 7])), false)),
         Some((4096, Some((1, 0, vec![])), false)),
-        Some((4096, Some((2, 48, vec![0x20, 0x01, 0x02, 0x18, 0, 0])), false)),
+        Some((
+            4096,
+            Some((2, 48, vec![0x20, 0x01, 0x02, 0x18, 0, 0])),
+            false,
+        )),
         Some((4096, Some((2, 32, vec![0x2a, 0x02, 0xdd, 0xc0])), false)),
         // Invalid (FORMERR on the general path): an address byte too many,
         // bits past the source prefix, an unknown family.
