@@ -4,7 +4,7 @@
 //!
 //! Not a test and not timed: a deterministic simulation that drives the
 //! same split planner (`policy::spill::plan_split`) and the same subnet
-//! hash (`policy::hash_address`) the server uses.
+//! hash (`hash::hash_address`) the server uses.
 //!
 //! The world: 100,000 client /24 networks whose sizes follow a Zipf law
 //! (exponent 0.8: the busiest /24 carries about 2 % of all traffic, the
@@ -23,7 +23,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use gslb::policy::hash_address;
+use gslb::hash::hash_address;
 use gslb::policy::spill::{PoolLoad, SPLIT_RANGE, Spill, plan_split, split_position};
 
 /// Regions: name, share of the world's traffic, UTC offset in hours, and

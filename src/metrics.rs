@@ -11,7 +11,6 @@
 //! [`crate::health::EndpointHealth`], next to the endpoint's health.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -26,11 +25,12 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use crate::control::Control;
 use crate::dns::answer::{Outcome, Transport};
 use crate::dns::rrl::RrlVerdict;
-use crate::dns::wire::Rcode;
+use crate::hash::SplitMix64;
 use crate::health::{FailureReason, Override};
-use crate::policy::{Endpoint, SplitMix64};
+use crate::policy::Endpoint;
 use crate::querylog::{QueryLog, QueryLogEntry};
 use crate::snapshot::Snapshot;
+use crate::wire::Rcode;
 
 /// Transports, in cell order.
 const TRANSPORTS: [&str; 2] = ["udp", "tcp"];
@@ -239,7 +239,7 @@ impl Metrics {
             sole_writer: transport == Transport::Udp,
             fixed,
             view: Arc::new(ArcSwapOption::empty()),
-            rng: crate::policy::hash_str(&format!("{slot}")) ^ unix_ms(SystemTime::now()),
+            rng: crate::hash::hash_str(&format!("{slot}")) ^ unix_ms(SystemTime::now()),
         }
     }
 
@@ -1214,31 +1214,6 @@ impl ProcessFigures {
     }
 }
 
-/// Formats a wire name (uncompressed labels) as dotted text, for logs.
-pub fn wire_name_text(name: &[u8], out: &mut String) {
-    let mut pos = 0;
-    while let Some(&len) = name.get(pos) {
-        if len == 0 || len & 0xc0 != 0 {
-            break;
-        }
-        let Some(label) = name.get(pos + 1..pos + 1 + usize::from(len)) else {
-            break;
-        };
-        for &b in label {
-            if b.is_ascii_graphic() && b != b'.' && b != b'\\' {
-                out.push(char::from(b));
-            } else {
-                let _ = write!(out, "\\{b:03}");
-            }
-        }
-        out.push('.');
-        pos += 1 + usize::from(len);
-    }
-    if out.is_empty() {
-        out.push('.');
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1372,15 +1347,5 @@ mod tests {
             cells.0[ZONE_CELLS - 1 - QTYPE_CELLS].load(Ordering::Relaxed),
             1
         );
-    }
-
-    #[test]
-    fn wire_names_print_dotted() {
-        let mut out = String::new();
-        wire_name_text(b"\x03www\x07example\x04test\x00", &mut out);
-        assert_eq!(out, "www.example.test.");
-        let mut root = String::new();
-        wire_name_text(b"\x00", &mut root);
-        assert_eq!(root, ".");
     }
 }

@@ -17,9 +17,11 @@ use std::time::{Duration, Instant};
 
 use crate::config::QueryLogToml;
 use crate::dns::answer::{Outcome, Transport};
-use crate::dns::wire::{ClientSubnet, Rcode};
-use crate::policy::{MAX_RECORDS, SplitMix64};
+use crate::dns::wire::ClientSubnet;
+use crate::hash::SplitMix64;
+use crate::policy::MAX_RECORDS;
 use crate::snapshot::Snapshot;
+use crate::wire::Rcode;
 
 /// Entries waiting for the logger thread; more are dropped.
 const QUEUE_LEN: usize = 4096;
@@ -75,7 +77,7 @@ impl QueryLogEntry {
     /// The log line's fields, formatted (on the logger thread).
     fn write(&self) {
         let mut name = String::new();
-        crate::metrics::wire_name_text(self.qname.get(..self.qname_len).unwrap_or(&[]), &mut name);
+        crate::wire::name_text(self.qname.get(..self.qname_len).unwrap_or(&[]), &mut name);
         let ecs = self.subnet.map_or_else(
             || "-".to_string(),
             |s| format!("{}/{}", s.address, s.source_prefix_len),

@@ -11,7 +11,8 @@
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::policy::{hash_address, mask};
+use crate::hash::hash_address;
+use crate::policy::mask;
 
 /// What to do with one response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -25,9 +25,9 @@ use super::reply_buffer::UdpReply;
 use super::rrl::RrlVerdict;
 use super::udp_batch::{UDP_BATCH, UdpBatch};
 use super::wire::truncate_reply;
+use crate::hash::SplitMix64;
 use crate::health::HealthTable;
 use crate::metrics::{Observer, QueryRecorder};
-use crate::policy::SplitMix64;
 use crate::snapshot::Snapshot;
 use crate::transfer::Hub;
 

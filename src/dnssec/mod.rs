@@ -24,8 +24,8 @@ use std::time::Duration;
 use rustc_hash::FxBuildHasher;
 
 use crate::config::{LoadedConfig, ZoneToml};
-use crate::dns::wire::rtype;
 use crate::policy::{EndpointTarget, Service};
+use crate::wire::rtype;
 use crate::zone::{RRset, WireName, Zone, ZoneSet, wire_name_to_string};
 use keys::{KeyError, ZoneKey};
 use sign::Window;

@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 
 use super::keys::ZoneKey;
-use crate::dns::wire::{CLASS_IN, rtype};
+use crate::wire::{CLASS_IN, rtype};
 
 /// RRSIG type code.
 pub const RRSIG: u16 = 46;

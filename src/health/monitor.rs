@@ -23,7 +23,7 @@ use super::plan::{PlannedEndpoint, Probe, ProbePlan};
 use super::probe::{FailureReason, ProbeOutcome, Prober};
 use super::state::Hysteresis;
 use super::{EndpointHealth, HealthTable, Override};
-use crate::policy::{SplitMix64, hash_str};
+use crate::hash::{SplitMix64, hash_str};
 
 /// Starts, re-plans and reports on the probers.
 #[derive(Debug)]

@@ -27,10 +27,9 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use pick::Candidates;
-pub use pick::{SplitMix64, hash_address, hash_str};
 pub use service::{
-    AllDown, Census, Endpoint, EndpointTarget, LoadRules, MinHealthy, Pool, RegionTable, Selection,
-    Service,
+    AllDown, Census, Endpoint, EndpointTarget, LoadRules, MinHealthy, PolicyKind, Pool,
+    RegionTable, Selection, SelectionKind, Service,
 };
 
 use crate::health::HealthView;
@@ -199,7 +198,7 @@ pub fn select_with<'s>(
     // enough, so resolvers do not cache one region's answer for clients the
     // map sends elsewhere.
     let mut scope_prefix_len = table_prefix_len;
-    if service.selection == crate::config::SelectionKind::Sticky {
+    if service.selection == SelectionKind::Sticky {
         scope_prefix_len = scope_prefix_len.max(service.sticky_prefix_len(client.address));
     }
 

@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use ipnet::IpNet;
 
+use super::PolicyKind;
 use super::{Pool, RegionTable};
-use crate::config::PolicyKind;
 use crate::geo::{Family as AddressFamily, Location, LocationId, LocationTable, PrefixTable};
 
 /// An ordered list of pool indices (into the service's pools).

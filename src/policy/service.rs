@@ -5,11 +5,50 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::{Family, MAX_RECORDS};
-use crate::config::SelectionKind;
 use crate::geo::prefix_trie::PrefixTable;
 use crate::health::{EndpointId, HealthView};
 
-pub use crate::config::AllDownKind as AllDown;
+/// How a service orders its regions for a client (mapped from the
+/// configuration's `policy` by the snapshot build).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PolicyKind {
+    /// By the geo map (CIDR > ASN > subdivision > country > continent > default).
+    Geo,
+    /// By great-circle distance to each pool's coordinates (with bias).
+    Nearest,
+    /// By a client-network → region latency table.
+    Latency,
+    /// The pools in configured order for everyone.
+    Failover,
+    /// Pools ordered by measured probe RTT (from the health view).
+    Fastest,
+}
+
+/// How endpoints are picked inside the chosen pool (mapped from the
+/// configuration's `selection`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SelectionKind {
+    /// Weighted random, weights as ratios.
+    Weighted,
+    /// Consistent (rendezvous) hashing of the client subnet.
+    Sticky,
+    /// Up to `max_records` healthy endpoints.
+    Multivalue,
+    /// The preferred endpoint, then the others by measured RTT.
+    Fastest,
+}
+
+/// What a service answers when nothing is healthy (mapped from the
+/// configuration's `all_down`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AllDown {
+    /// Answer as if the probed-down endpoints were up.
+    FailOpen,
+    /// NOERROR with no records.
+    Nodata,
+    /// SERVFAIL.
+    Servfail,
+}
 
 /// What an endpoint answers with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,7 +114,7 @@ impl Endpoint {
 
     /// The record type it is answered as for `family`.
     pub fn record_type(&self) -> u16 {
-        use crate::dns::wire::rtype;
+        use crate::wire::rtype;
         match &self.target {
             EndpointTarget::Cname(_) => rtype::CNAME,
             EndpointTarget::Address(IpAddr::V4(_)) => rtype::A,

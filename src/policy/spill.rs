@@ -401,7 +401,7 @@ mod tests {
         assert_eq!(counts[1] + counts[2], SPLIT_RANGE);
         assert_eq!(counts[1], 49152, "75 % of the hash space");
         // Same subnet hash, same pool: the split is a pure function.
-        let h = split_position(crate::policy::hash_address("198.51.100.0".parse().unwrap()));
+        let h = split_position(crate::hash::hash_address("198.51.100.0".parse().unwrap()));
         assert_eq!(split.pool_for(h), split.pool_for(h));
     }
 

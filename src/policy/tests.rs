@@ -10,8 +10,8 @@ use ipnet::IpNet;
 
 use super::route::{GeoRules, RouteRules};
 use super::*;
-use crate::config::{PolicyKind, SelectionKind};
 use crate::geo::{FieldPaths, LocationTable, MmdbValue, write_mmdb};
+use crate::hash::{SplitMix64, hash_str};
 use crate::health::{EndpointId, EndpointState, HealthView, Override};
 
 fn ip(text: &str) -> IpAddr {

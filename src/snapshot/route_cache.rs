@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use ipnet::IpNet;
 
 use super::GeoTables;
-use crate::config::PolicyKind;
+use crate::policy::PolicyKind;
 use crate::policy::RegionTable;
 use crate::policy::route::{GeoRules, Order, RouteRules};
 

@@ -12,14 +12,17 @@ use toml::Spanned;
 use super::BuildError;
 use super::latency::load_latency_table;
 use super::route_cache::RouteCache;
-use crate::config::{
-    GeoMapToml, LoadedConfig, MinHealthyToml, PolicyKind, PoolToml, SelectionKind, ServiceToml,
-};
+use crate::config;
+use crate::config::{AllDownKind, GeoMapToml, LoadedConfig, MinHealthyToml, PoolToml, ServiceToml};
 use crate::geo::{LocationTable, continent_of_country};
+use crate::hash::hash_str;
 use crate::health::fastest::{FastestPlan, FastestPool, FastestService};
 use crate::health::{CheckSet, HealthTable, PlannedEndpoint};
 use crate::policy::route::{GeoRules, Order, RouteRules};
-use crate::policy::{Endpoint, EndpointTarget, MAX_RECORDS, MinHealthy, Pool, Service, hash_str};
+use crate::policy::{
+    AllDown, Endpoint, EndpointTarget, MAX_RECORDS, MinHealthy, PolicyKind, Pool, SelectionKind,
+    Service,
+};
 use crate::zone::{ZoneSet, wire_name};
 
 /// Continent codes accepted in geo maps.
@@ -494,7 +497,7 @@ fn build_service(
     };
 
     let geo = map.map(|map| compile_map(loaded, map, &mut resolve, inputs.geo, errors));
-    let policy = *s.policy.get_ref();
+    let policy = policy_kind(*s.policy.get_ref());
     let uses_locations = matches!(policy, PolicyKind::Nearest)
         || geo.as_ref().is_some_and(|g| {
             !g.subdivision.is_empty() || !g.country.is_empty() || !g.continent.is_empty()
@@ -571,10 +574,10 @@ fn build_service(
         pools: service_pools,
         orders,
         table,
-        selection: s.selection,
+        selection: selection_kind(s.selection),
         max_records,
         ttl: s.ttl.0,
-        all_down: s.all_down,
+        all_down: all_down(s.all_down),
         sticky_prefix_v4: s.sticky_prefix_v4.unwrap_or(v4_cap).min(32),
         sticky_prefix_v6: s.sticky_prefix_v6.unwrap_or(v6_cap).min(128),
         measured_slot: (policy == PolicyKind::Fastest).then_some(measured_slot),
@@ -587,6 +590,35 @@ fn build_service(
             tracing::debug!(service = %service.name, "sticky selection");
         }
     })
+}
+
+// --- the configuration's enums, mapped once into policy's own ---
+
+fn policy_kind(kind: config::PolicyKind) -> PolicyKind {
+    match kind {
+        config::PolicyKind::Geo => PolicyKind::Geo,
+        config::PolicyKind::Nearest => PolicyKind::Nearest,
+        config::PolicyKind::Latency => PolicyKind::Latency,
+        config::PolicyKind::Failover => PolicyKind::Failover,
+        config::PolicyKind::Fastest => PolicyKind::Fastest,
+    }
+}
+
+fn selection_kind(kind: config::SelectionKind) -> SelectionKind {
+    match kind {
+        config::SelectionKind::Weighted => SelectionKind::Weighted,
+        config::SelectionKind::Sticky => SelectionKind::Sticky,
+        config::SelectionKind::Multivalue => SelectionKind::Multivalue,
+        config::SelectionKind::Fastest => SelectionKind::Fastest,
+    }
+}
+
+fn all_down(kind: AllDownKind) -> AllDown {
+    match kind {
+        AllDownKind::FailOpen => AllDown::FailOpen,
+        AllDownKind::Nodata => AllDown::Nodata,
+        AllDownKind::Servfail => AllDown::Servfail,
+    }
 }
 
 fn map_lists(map: &GeoMapToml) -> impl Iterator<Item = &Spanned<Vec<String>>> {

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use crate::dns::wire::{HEADER_LEN, MAX_NAME_LEN};
+use crate::wire::{HEADER_LEN, MAX_NAME_LEN};
 use crate::zone::WireName;
 
 /// Record type TSIG (RFC 8945).

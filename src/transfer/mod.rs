@@ -36,9 +36,9 @@ pub use outgoing::{RequestKind, answer_udp_ixfr, request_kind};
 pub use state::StateDir;
 
 use crate::config::{LoadedConfig, TransferAnswerToml, ZoneToml};
-use crate::dns::wire::rtype;
 use crate::policy::{EndpointTarget, Service};
 use crate::snapshot::BuildError;
+use crate::wire::rtype;
 use crate::zone::{WireName, Zone, ZoneSet, wire_name};
 use message::{RecordBytes, record_bytes};
 use tsig::{Algorithm, TsigKey, TsigKeys};

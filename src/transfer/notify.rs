@@ -15,8 +15,8 @@ use super::outgoing::{Signature, check_signature, sign_answer};
 use super::tsig::{self, ResponseVerifier, TsigKey};
 use super::{ZoneTransfer, unix_now};
 use crate::dns::reply_buffer::UdpReply;
-use crate::dns::wire::rtype;
 use crate::snapshot::Snapshot;
+use crate::wire::rtype;
 use crate::zone::{WireName, wire_name_to_string};
 
 /// Attempts per NOTIFY before giving up (about 8 minutes with the backoff).

@@ -17,8 +17,8 @@ use super::message::{
 };
 use super::tsig::{self, StreamSigner, TsigFailure, Verified};
 use super::{TransferSettings, ZoneTransfer, ZoneVersion, serial_newer, unix_now};
-use crate::dns::wire::rtype;
 use crate::snapshot::Snapshot;
+use crate::wire::rtype;
 
 /// How long one message of a transfer may take to be written.
 const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);

@@ -25,7 +25,7 @@ use super::message::{MessageBuilder, parse_request, rcode};
 use super::state::{SecondaryMeta, StateDir};
 use super::tsig::{self, ResponseVerifier, TsigKey};
 use super::{SecondarySpec, serial_newer, unix_now};
-use crate::dns::wire::rtype;
+use crate::wire::rtype;
 use crate::zone::{LocatedRecord, WireName, Zone};
 
 /// How long to wait for a primary to accept, answer or send the next message.

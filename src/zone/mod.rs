@@ -17,7 +17,7 @@ use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
 
 pub use load::{LocatedRecord, load_zone_file, parse_zone_text};
 
-use crate::dns::wire::{label_offsets, rtype};
+use crate::wire::{label_offsets, rtype};
 
 /// Problems found while loading or validating a zone.
 #[derive(Debug, Clone, thiserror::Error)]
