@@ -55,6 +55,14 @@ pub enum StateError {
         /// The error.
         source: std::io::Error,
     },
+    /// A transferred record cannot be written to the cache.
+    #[error("{}: not written: {what}", path.display())]
+    Unencodable {
+        /// The file.
+        path: PathBuf,
+        /// Which record and why.
+        what: String,
+    },
     /// The file exists but cannot be read as state.
     #[error("{}: damaged state file: {what}", path.display())]
     Damaged {
@@ -136,14 +144,20 @@ impl StateDir {
     /// Replaces a secondary zone's cache (records first, then metadata).
     ///
     /// # Errors
-    /// The files cannot be written.
+    /// A record cannot be encoded (nothing is written), or the files cannot
+    /// be written.
     pub fn store_secondary(
         &self,
         origin: &str,
         records: &[Record],
         meta: &SecondaryMeta,
     ) -> Result<(), StateError> {
-        write_atomically(&self.cache_path(origin), &encode_records(records))?;
+        let path = self.cache_path(origin);
+        let bytes = encode_records(records).map_err(|what| StateError::Unencodable {
+            path: path.clone(),
+            what,
+        })?;
+        write_atomically(&path, &bytes)?;
         self.store_meta(origin, meta)
     }
 
@@ -194,19 +208,25 @@ fn parse_meta(text: &str) -> Option<SecondaryMeta> {
     })
 }
 
-fn encode_records(records: &[Record]) -> Vec<u8> {
+/// Every record here was decoded from the wire, so it encodes again; should
+/// one not, nothing is written: a cache missing a record would serve a
+/// different zone under the same serial, and IXFR differences applied to it
+/// later would go wrong.
+fn encode_records(records: &[Record]) -> Result<Vec<u8>, String> {
     let mut out = Vec::with_capacity(16 + records.len() * 48);
     out.extend_from_slice(CACHE_MAGIC);
     for record in records {
-        // A record that cannot be encoded was decoded from the wire just
-        // before; skipping it would lose data, so it is kept out of the
-        // count and the loader sees a consistent file either way.
-        if let Ok(bytes) = record.to_bytes() {
-            out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
-            out.extend_from_slice(&bytes);
-        }
+        let bytes = record.to_bytes().map_err(|err| {
+            format!(
+                "record {} {} cannot be encoded: {err}",
+                record.name,
+                record.record_type()
+            )
+        })?;
+        out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+        out.extend_from_slice(&bytes);
     }
-    out
+    Ok(out)
 }
 
 fn decode_records(bytes: &[u8]) -> Result<Vec<Record>, String> {
