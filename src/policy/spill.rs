@@ -23,7 +23,8 @@
 
 use std::fmt::Write as _;
 
-use super::{ClientAddress, Service, hash_address, mask};
+use super::{ClientAddress, Service, mask};
+use crate::hash::hash_address;
 
 pub use crate::health::{MAX_SPLIT, SPLIT_RANGE, Split, split_position};
 
