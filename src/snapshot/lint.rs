@@ -160,3 +160,47 @@ fn unmatched_rules(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::config::parse_config;
+    use crate::geo::{FieldPaths, LocationTable, MmdbValue, write_mmdb};
+
+    /// An ASN database holding AS64496 only.
+    fn asn_table() -> LocationTable {
+        let record = MmdbValue::map([("autonomous_system_number", MmdbValue::U32(64496))]);
+        let bytes =
+            write_mmdb("GeoLite2-ASN", &[("192.0.2.0/24".parse().unwrap(), record)]).unwrap();
+        LocationTable::from_bytes(bytes, Path::new("asn.mmdb"), &FieldPaths::asn()).unwrap()
+    }
+
+    #[test]
+    fn asn_rules_the_asn_database_lacks_are_warnings() {
+        let text = "[maps.m]\nasn = { AS64496 = [\"a\"], AS64511 = [\"b\"] }\ndefault = [\"a\"]\n";
+        let loaded = parse_config(Path::new("g.toml"), text.to_string()).unwrap();
+        let geo = GeoTables {
+            locations: None,
+            asn: Some(Arc::new(asn_table())),
+        };
+        let warnings: Vec<String> = warnings(&loaded, &geo, &[])
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].starts_with("g.toml:2:"), "{warnings:?}");
+        assert!(
+            warnings[0].contains("asn rule \"AS64511\" matches no network of the ASN database"),
+            "{warnings:?}"
+        );
+        // Without the database nothing can be said: no warning.
+        assert!(warnings_without_databases(&loaded).is_empty());
+    }
+
+    fn warnings_without_databases(loaded: &LoadedConfig) -> Vec<BuildError> {
+        warnings(loaded, &GeoTables::default(), &[])
+    }
+}
