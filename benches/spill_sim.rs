@@ -119,6 +119,23 @@ fn main() {
         busiest(&spread),
         busiest(&ordered)
     );
+    // How closely the subnet hash realises the planned shares when
+    // networks are as unequal as these: the planned share of eu's clients
+    // per receiver at the outage's start, against the share of eu's
+    // traffic whose networks hash into that receiver's range.
+    println!(
+        "\nsplit accuracy, {} down at {:02}:00 (capacity spill): planned share of its clients -> share of its traffic",
+        REGIONS[FAILED].0,
+        OUTAGE.start / 60
+    );
+    for (pool, planned, realised) in world.accuracy(OUTAGE.start) {
+        println!(
+            "  {:<8} {:>5.1} % -> {:>5.1} %",
+            REGIONS[pool].0,
+            100.0 * planned,
+            100.0 * realised
+        );
+    }
 }
 
 /// A region's demand by local time of day: low at 04:00, high at 20:00 (a
@@ -173,6 +190,42 @@ struct World<'w> {
 }
 
 impl World<'_> {
+    /// The failed region's capacity split at `minute` (it just went down):
+    /// per receiver, its planned share of the clients and the share of the
+    /// failed region's traffic its hash range holds.
+    fn accuracy(&self, minute: usize) -> Vec<(usize, f64, f64)> {
+        let from = minute.saturating_sub(WINDOW);
+        let window = &self.own_by_minute[from..minute];
+        let loads: Vec<PoolLoad> = (0..4)
+            .map(|r| PoolLoad {
+                usable: r != FAILED,
+                backup: false,
+                capacity: Some(self.capacity[r]),
+                overflow_at: None,
+                demand: window.iter().map(|o| o[r]).sum::<f64>() / window.len() as f64,
+            })
+            .collect();
+        let order: Vec<u16> = REGIONS[FAILED].3.iter().map(|&p| p as u16).collect();
+        let split = plan_split(&order, &loads, Spill::Capacity);
+        let home = &self.homes[FAILED];
+        let mut low = 0u32;
+        let len = usize::from(split.len);
+        split
+            .shares()
+            .enumerate()
+            .map(|(i, (pool, planned))| {
+                let high = if i + 1 == len {
+                    SPLIT_RANGE
+                } else {
+                    u32::from(split.bounds[i]).max(low)
+                };
+                let realised = home.between(low, high) / home.total();
+                low = high;
+                (usize::from(pool), planned, realised)
+            })
+            .collect()
+    }
+
     /// Peak load per region over the day (requests per second).
     fn run(&self, failed: Option<usize>, spill: Spill, overflow_at: Option<f64>) -> [f64; 4] {
         let mut peaks = [0f64; 4];

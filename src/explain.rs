@@ -11,7 +11,7 @@ use hickory_proto::rr::{Name, RecordType};
 
 use crate::dns::answer::{Transport, handle_packet_traced};
 use crate::health::HealthView;
-use crate::load::{DemandLearner, plan_service};
+use crate::load::{DemandLearner, plan_service, pool_usable};
 use crate::policy::spill::{Spill, client_position, describe};
 use crate::policy::{ClientAddress, Pool, Service, mask};
 use crate::snapshot::Snapshot;
@@ -55,7 +55,8 @@ impl FromStr for ExplainClient {
 }
 
 /// Explains how `snapshot` answers `name`/`record_type` for `client` in
-/// `health`.
+/// `health`; `demand`, the server's learned pool demand (live), is what a
+/// load-aware service's what-if split is planned with.
 ///
 /// # Errors
 /// The name or type cannot be encoded into a query.
@@ -63,6 +64,7 @@ pub fn explain(
     snapshot: &Snapshot,
     health: &HealthView,
     client: ExplainClient,
+    demand: Option<&DemandLearner>,
     name: &str,
     record_type: &str,
 ) -> Result<String, String> {
@@ -98,7 +100,7 @@ pub fn explain(
         .iter()
         .find(|s| s.name.eq_ignore_ascii_case(&qname.to_ascii()))
     {
-        explain_spill(service, client, &mut out);
+        explain_spill(service, health, client, demand, &mut out);
     }
     if outcome.is_none() {
         let _ = writeln!(out, "result: dropped");
@@ -242,11 +244,18 @@ pub fn endpoints_report(snapshot: &Snapshot, health: &HealthView, name: &str) ->
     out
 }
 
-/// For a load-aware service: where the client's first pool's clients
-/// would go if it failed, and where this client would land. This process
-/// has no answer counters, so own demands count as zero here; the server's
-/// `/status` shows the splits in force with the demands it learned.
-fn explain_spill(service: &Service, client: ExplainClient, out: &mut String) {
+/// For a load-aware service whose split for this client's pool order is
+/// not in force (the trace shows one that is): where the clients of the
+/// client's first pool would go if it failed now, why, and where this
+/// client would land. `demand` is the server's learned demand (live);
+/// without it (offline, no answer counters) own demands count as zero.
+fn explain_spill(
+    service: &Service,
+    health: &HealthView,
+    client: ExplainClient,
+    demand: Option<&DemandLearner>,
+    out: &mut String,
+) {
     let Some(rules) = &service.load else {
         return;
     };
@@ -255,17 +264,17 @@ fn explain_spill(service: &Service, client: ExplainClient, out: &mut String) {
         None => ClientAddress::full(client.address),
     };
     let (order_index, _) = service.table.lookup(client.address);
-    let order = service.order(order_index);
-    let Some(&first) = order
-        .iter()
-        .find(|&&p| service.pools.get(usize::from(p)).is_some_and(|p| !p.backup))
-    else {
+    if health
+        .split(rules.slot, service.serial, order_index)
+        .is_some()
+    {
         return;
-    };
-    let Some(first_name) = service
-        .pools
-        .get(usize::from(first))
-        .map(|p| p.name.clone())
+    }
+    let order = service.order(order_index);
+    let Some(first) = order
+        .iter()
+        .filter_map(|&p| service.pools.get(usize::from(p)))
+        .find(|p| !p.backup)
     else {
         return;
     };
@@ -273,8 +282,9 @@ fn explain_spill(service: &Service, client: ExplainClient, out: &mut String) {
         Spill::Capacity => "capacity",
         Spill::Ordered => "ordered",
     };
-    let what_if = |pool: &Pool| pool.name != first_name;
-    let Some(plan) = plan_service(service, &what_if, &DemandLearner::default()) else {
+    let what_if = |pool: &Pool| pool.name != first.name && pool_usable(pool, health);
+    let offline = DemandLearner::default();
+    let Some(plan) = plan_service(service, &what_if, demand.unwrap_or(&offline)) else {
         return;
     };
     let Some(split) = plan
@@ -282,6 +292,11 @@ fn explain_spill(service: &Service, client: ExplainClient, out: &mut String) {
         .get(order_index as usize)
         .filter(|s| !s.is_none())
     else {
+        let _ = writeln!(
+            out,
+            "spill ({mode}): if {} fails, no other pool of this order is usable now (the all-down rule decides)",
+            first.name
+        );
         return;
     };
     let (position, prefix_len) = client_position(service, client);
@@ -295,15 +310,21 @@ fn explain_spill(service: &Service, client: ExplainClient, out: &mut String) {
             .get(usize::from(p))
             .map_or_else(|| p.to_string(), |pool| pool.name.clone())
     };
+    let demands = if demand.is_some() {
+        "own demands as the server learned them over the last 30 s"
+    } else {
+        "own demands as zero: offline, no answer counters; the live explain and /status use the learned ones"
+    };
     let _ = writeln!(
         out,
-        "spill ({mode}): if {first_name} fails, its clients go {} (own demands as zero: this process has no answer counters; /status shows the split in force)",
+        "spill ({mode}): if {} fails, its clients go {} ({demands})",
+        first.name,
         describe(split, &plan.loads, name)
     );
     let _ = writeln!(
         out,
         "spill: this client (hash of {}/{prefix_len}, position {position} of 65536) would go to {lands}",
-        crate::policy::mask(client.address, prefix_len)
+        mask(client.address, prefix_len)
     );
 }
 

@@ -24,7 +24,7 @@ pub const DEMAND_WINDOW: Duration = Duration::from_secs(30);
 /// the hash space (1 %), so demand noise does not move clients.
 const SPLIT_HYSTERESIS: u32 = SPLIT_RANGE / 100;
 
-/// Answer counts of one pool, summed over services.
+/// Answer counts of one pool in one service.
 #[derive(Debug, Clone, Copy, Default)]
 struct Counts {
     /// Every answer it gave.
@@ -33,12 +33,26 @@ struct Counts {
     own: u64,
 }
 
+/// One pool in one sample: running totals since the learner first saw it,
+/// so a rate is the difference of two samples.
+#[derive(Debug, Clone, Copy, Default)]
+struct Totals {
+    /// Every answer it gave.
+    answers: f64,
+    /// The demand its own answers stand for: each counted as 1 / the share
+    /// of its clients it kept when it gave it (1 unless it was shedding).
+    demand: f64,
+}
+
 /// Demand per pool, learned from answer counters.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct DemandLearner {
-    /// Counter samples, oldest first; one older than the window is kept as
-    /// the base the rates are taken from.
-    samples: VecDeque<(Instant, HashMap<String, Counts>)>,
+    /// Samples, oldest first; one older than the window is kept as the
+    /// base the rates are taken from.
+    samples: VecDeque<(Instant, HashMap<String, Totals>)>,
+    /// The counters at the last sample by (service, pool), which the next
+    /// one's increments are taken from.
+    last: HashMap<(String, String), Counts>,
     /// Own demand per pool, answers per second (kept while it gives none
     /// because it is down: its normal demand).
     own: HashMap<String, f64>,
@@ -50,25 +64,51 @@ impl DemandLearner {
     /// Takes a sample of the counters (by service and pool, as
     /// `Metrics::pool_totals` gives them) at `now`. `usable` says whether a
     /// pool can answer now: an unusable pool's learned demand is kept.
-    /// `keep` is the share of its own clients a pool kept under the plan in
-    /// force (below 1 while it sheds), so what it sheds still counts as its
-    /// demand.
+    /// `keep(service, pool)` is the share of its own clients a pool kept in
+    /// a service under the split in force since the last sample (below 1
+    /// while it sheds), so what it shed still counts as its demand. Each increment is scaled by the
+    /// share in force when it was answered, never by a later one: dividing
+    /// a window of full-rate answers by a share that shrank since would
+    /// inflate the demand, shed more, and feed on itself.
     pub fn handle_sample(
         &mut self,
         now: Instant,
         totals: &HashMap<(String, String), PoolTotals>,
         usable: &dyn Fn(&str) -> bool,
-        keep: &dyn Fn(&str) -> f64,
+        keep: &dyn Fn(&str, &str) -> f64,
     ) {
-        let mut counts: HashMap<String, Counts> = HashMap::new();
-        for ((_, pool), t) in totals {
+        let mut sample: HashMap<String, Totals> = HashMap::new();
+        let previous = self.samples.back().map(|(_, t)| t);
+        for ((service, pool), t) in totals {
             if pool.is_empty() {
                 continue;
             }
-            let c = counts.entry(pool.clone()).or_default();
-            c.answers += t.answers;
-            c.own += t.answers.saturating_sub(t.failovers);
+            let entry = sample.entry(pool.clone()).or_insert_with(|| {
+                previous
+                    .and_then(|p| p.get(pool))
+                    .copied()
+                    .unwrap_or_default()
+            });
+            // A (service, pool) seen for the first time starts from its
+            // counters as they are; counters never go back, but a reload
+            // may drop a service's, so an increment is never negative.
+            if let Some(last) = self.last.get(&(service.clone(), pool.clone())) {
+                let own = t.answers.saturating_sub(t.failovers);
+                let kept = keep(service, pool).clamp(0.01, 1.0);
+                entry.answers += t.answers.saturating_sub(last.answers) as f64;
+                entry.demand += own.saturating_sub(last.own) as f64 / kept;
+            }
         }
+        self.last = totals
+            .iter()
+            .map(|(key, t)| {
+                let counts = Counts {
+                    answers: t.answers,
+                    own: t.answers.saturating_sub(t.failovers),
+                };
+                (key.clone(), counts)
+            })
+            .collect();
         while self.samples.len() > 1
             && self
                 .samples
@@ -80,20 +120,18 @@ impl DemandLearner {
         if let Some((base_at, base)) = self.samples.front() {
             let secs = now.duration_since(*base_at).as_secs_f64();
             if secs > 0.0 {
-                for (pool, c) in &counts {
+                for (pool, t) in &sample {
                     let before = base.get(pool).copied().unwrap_or_default();
-                    let rate = |now: u64, then: u64| now.saturating_sub(then) as f64 / secs;
+                    let rate = |now: f64, then: f64| (now - then).max(0.0) / secs;
                     self.load
-                        .insert(pool.clone(), rate(c.answers, before.answers));
+                        .insert(pool.clone(), rate(t.answers, before.answers));
                     if usable(pool) {
-                        let kept = keep(pool).clamp(0.01, 1.0);
-                        self.own
-                            .insert(pool.clone(), rate(c.own, before.own) / kept);
+                        self.own.insert(pool.clone(), rate(t.demand, before.demand));
                     }
                 }
             }
         }
-        self.samples.push_back((now, counts));
+        self.samples.push_back((now, sample));
     }
 
     /// Own demand of `pool`, answers per second.
@@ -134,11 +172,10 @@ impl ServicePlan {
                 .any(|(a, b)| split_differs(a, b))
     }
 
-    /// Lines saying, for each order with a split, where its clients go and
-    /// why: `"a, b, c: a down: b 75.0 % (spare 300 of capacity 300, own demand 0/s), …"`.
-    pub fn describe(&self, service: &Service) -> Vec<String> {
+    /// For each order with a split: its pools, why, and the shares.
+    pub fn report(&self, service: &Service) -> Vec<SplitReport> {
         (0..self.splits.len())
-            .filter_map(|index| self.reason(service, index))
+            .filter_map(|index| self.split_report(service, index))
             .collect()
     }
 
@@ -148,13 +185,18 @@ impl ServicePlan {
             serial: self.serial,
             splits: self.splits.clone().into_boxed_slice(),
             reasons: (0..self.splits.len())
-                .map(|index| self.reason(service, index).unwrap_or_default().into())
+                .map(|index| {
+                    self.split_report(service, index)
+                        .map(|r| r.text)
+                        .unwrap_or_default()
+                        .into()
+                })
                 .collect(),
         }
     }
 
     /// Where the clients of order `index` go and why (`None` without a split).
-    fn reason(&self, service: &Service, index: usize) -> Option<String> {
+    fn split_report(&self, service: &Service, index: usize) -> Option<SplitReport> {
         let name = |p: u16| {
             service
                 .pools
@@ -162,12 +204,17 @@ impl ServicePlan {
                 .map_or_else(|| p.to_string(), |pool| pool.name.clone())
         };
         let split = self.splits.get(index).filter(|s| !s.is_none())?;
-        let order = service.order(index as u32);
-        let names: Vec<String> = order.iter().map(|&p| name(p)).collect();
-        let first = order
+        let order: Vec<String> = service
+            .order(index as u32)
             .iter()
-            .find(|&&p| self.loads.get(usize::from(p)).is_some_and(|l| !l.backup));
-        let why = match first.and_then(|&p| self.loads.get(usize::from(p)).map(|l| (p, l))) {
+            .map(|&p| name(p))
+            .collect();
+        let first = service
+            .order(index as u32)
+            .iter()
+            .find(|&&p| self.loads.get(usize::from(p)).is_some_and(|l| !l.backup))
+            .and_then(|&p| self.loads.get(usize::from(p)).map(|l| (p, l)));
+        let why = match first {
             Some((p, load)) if !load.usable => format!("{} down", name(p)),
             Some((p, load)) => format!(
                 "{} over {:.0} % of its capacity",
@@ -176,12 +223,52 @@ impl ServicePlan {
             ),
             None => "no primary".to_string(),
         };
-        Some(format!(
+        let text = format!(
             "{}: {why}: {}",
-            names.join(", "),
+            order.join(", "),
             describe(split, &self.loads, name)
-        ))
+        );
+        let shares = split
+            .shares()
+            .enumerate()
+            .map(|(i, (pool, share))| SplitShare {
+                pool: name(pool),
+                percent: (share * 1000.0).round() / 10.0,
+                kept: i == 0 && split.keeps_first,
+            })
+            .collect();
+        Some(SplitReport {
+            order,
+            why,
+            shares,
+            text,
+        })
     }
+}
+
+/// One split as `/status` shows it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SplitReport {
+    /// The pool order whose clients are split, by pool name.
+    pub order: Vec<String>,
+    /// Why: `"eu down"` or `"eu over 90 % of its capacity"`.
+    pub why: String,
+    /// Where the clients go.
+    pub shares: Vec<SplitShare>,
+    /// All of it in one line, as `explain` shows it.
+    pub text: String,
+}
+
+/// One pool's share of a split.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SplitShare {
+    /// Pool name.
+    pub pool: String,
+    /// Share of the order's clients, in percent (one decimal).
+    pub percent: f64,
+    /// Whether this is the first pool keeping part of its own clients
+    /// (it sheds the rest).
+    pub kept: bool,
 }
 
 /// The control loop's state: the learner and the plans in force, by
@@ -221,7 +308,11 @@ impl LoadState {
             now,
             totals,
             &|pool| by_name.get(pool).is_none_or(|p| usable(p)),
-            &|pool| kept.get(pool).copied().unwrap_or(1.0),
+            &|service, pool| {
+                kept.get(&(service.to_string(), pool.to_string()))
+                    .copied()
+                    .unwrap_or(1.0)
+            },
         );
         let mut changed = false;
         let mut plans = Vec::new();
@@ -327,16 +418,23 @@ pub fn published_splits(
     slots
 }
 
-/// The share of its own clients each pool keeps under `plans` (1 unless it
-/// sheds), by pool name.
+/// The share of its own clients each pool keeps in each service under the
+/// splits of `plans` (absent: 1, it sheds nothing), by (service, pool) name
+/// as the answer counters are keyed.
 pub fn kept_shares<'p>(
     plans: impl IntoIterator<Item = (&'p Service, &'p ServicePlan)>,
-) -> HashMap<String, f64> {
+) -> HashMap<(String, String), f64> {
     let mut kept = HashMap::new();
     for (service, plan) in plans {
-        for (pool, load) in service.pools.iter().zip(&plan.loads) {
-            if load.usable {
-                kept.insert(pool.name.clone(), load.keep());
+        for split in plan.splits.iter().filter(|s| s.keeps_first) {
+            let Some((index, share)) = split.shares().next() else {
+                continue;
+            };
+            if let Some(pool) = service.pools.get(usize::from(index)) {
+                // Orders sharing a first pool are planned from the same
+                // load; the published ones differ by hysteresis at most.
+                kept.entry((service.name.clone(), pool.name.clone()))
+                    .or_insert(share);
             }
         }
     }
@@ -367,7 +465,7 @@ mod tests {
         let mut learner = DemandLearner::default();
         let start = Instant::now();
         let up = |_: &str| true;
-        let full = |_: &str| 1.0;
+        let full = |_: &str, _: &str| 1.0;
         learner.handle_sample(start, &totals(&[("a", 0, 0), ("b", 0, 0)]), &up, &full);
         // 10 s later: a answered 1,000 (its own), b 500 of which 300 for others.
         let later = start + Duration::from_secs(10);
@@ -398,7 +496,7 @@ mod tests {
         let mut learner = DemandLearner::default();
         let start = Instant::now();
         let up = |_: &str| true;
-        let half = |_: &str| 0.5;
+        let half = |_: &str, _: &str| 0.5;
         learner.handle_sample(start, &totals(&[("a", 0, 0)]), &up, &half);
         learner.handle_sample(
             start + Duration::from_secs(10),
@@ -413,13 +511,52 @@ mod tests {
         for _ in 0..40 {
             at += Duration::from_secs(1);
             answers += 10;
-            learner.handle_sample(at, &totals(&[("a", answers, 0)]), &up, &|_| 1.0);
+            learner.handle_sample(at, &totals(&[("a", answers, 0)]), &up, &|_, _| 1.0);
         }
         assert!(
             (learner.demand("a") - 10.0).abs() < 1e-9,
             "{}",
             learner.demand("a")
         );
+    }
+
+    #[test]
+    fn answers_count_at_the_share_kept_when_they_were_given() {
+        // a's clients ask 100/s throughout. For 10 s it keeps them all (1,000
+        // own answers), then for 10 s it keeps half (500 more): its demand
+        // is 100/s, not the 20 s of own answers divided by today's half.
+        let mut learner = DemandLearner::default();
+        let start = Instant::now();
+        let up = |_: &str| true;
+        learner.handle_sample(start, &totals(&[("a", 0, 0)]), &up, &|_, _| 1.0);
+        let at = |s: u64| start + Duration::from_secs(s);
+        learner.handle_sample(at(10), &totals(&[("a", 1000, 0)]), &up, &|_, _| 1.0);
+        learner.handle_sample(at(20), &totals(&[("a", 1500, 0)]), &up, &|_, _| 0.5);
+        assert!(
+            (learner.demand("a") - 100.0).abs() < 1e-9,
+            "{}",
+            learner.demand("a")
+        );
+        assert!(
+            (learner.load("a") - 75.0).abs() < 1e-9,
+            "{}",
+            learner.load("a")
+        );
+    }
+
+    #[test]
+    fn counters_before_the_first_sample_are_not_demand() {
+        let mut learner = DemandLearner::default();
+        let start = Instant::now();
+        let up = |_: &str| true;
+        learner.handle_sample(start, &totals(&[("a", 50_000, 0)]), &up, &|_, _| 1.0);
+        learner.handle_sample(
+            start + Duration::from_secs(10),
+            &totals(&[("a", 50_100, 0)]),
+            &up,
+            &|_, _| 1.0,
+        );
+        assert_eq!(learner.demand("a"), 10.0);
     }
 
     #[test]

@@ -486,7 +486,7 @@ fn explain(
         .map_err(|errors| anyhow!("configuration is not valid:\n{errors}"))?;
     let snapshot = control.snapshot.load();
     let health = control.health.view();
-    let text = gslb::explain::explain(&snapshot, &health, client, name, record_type)
+    let text = gslb::explain::explain(&snapshot, &health, client, None, name, record_type)
         .map_err(|e| anyhow!(e))?;
     println!(
         "source: offline, the configuration files{fallback}; every endpoint in its initial state (no probes ran)"

@@ -299,7 +299,16 @@ async fn explain(State(state): State<ApiState>, RawQuery(query): RawQuery) -> Re
     let snapshot = state.control.snapshot.load_full();
     let health = state.control.health.view_arc();
     let record_type = request.record_type.as_deref().unwrap_or("A");
-    match crate::explain::explain(&snapshot, &health, client, &request.name, record_type) {
+    // A copy, so the planner is not held up while the query is traced.
+    let demand = state.control.lock_load().demand.clone();
+    match crate::explain::explain(
+        &snapshot,
+        &health,
+        client,
+        Some(&demand),
+        &request.name,
+        record_type,
+    ) {
         Ok(mut text) => {
             text.push_str(&crate::explain::endpoints_report(
                 &snapshot,

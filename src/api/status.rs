@@ -103,7 +103,7 @@ pub struct SpillStatus {
     /// `capacity` or `ordered`.
     pub mode: &'static str,
     /// For each pool order with a split: where its clients go and why.
-    pub splits: Vec<String>,
+    pub splits: Vec<crate::load::SplitReport>,
 }
 
 /// One pool.
@@ -445,7 +445,7 @@ pub fn build_status(control: &Control, history: &StatusHistory, auth_required: b
                         crate::policy::spill::Spill::Capacity => "capacity",
                         crate::policy::spill::Spill::Ordered => "ordered",
                     },
-                    splits: plan.describe(service),
+                    splits: plan.report(service),
                 }),
             }
         })

@@ -60,9 +60,9 @@ pub(super) fn pool_load_keys(
 /// A service's load rules, or `None` for classic failover (ordered spill,
 /// no pool sheds). `spill` defaults to `capacity` when every primary pool
 /// declares a capacity, else `ordered`; asking for `capacity` with a
-/// primary pool that has none is an error, and so is asking for it with
-/// `policy = "fastest"` (one measured order for everyone: nothing to split
-/// per client).
+/// primary pool that has none is an error, and so is asking for it (or a
+/// service `overflow_at`) with `policy = "fastest"` (one measured order
+/// for everyone: nothing to split per client), which is always `None`.
 pub(super) fn service_load_rules(
     loaded: &LoadedConfig,
     fqdn: &Name,
@@ -126,6 +126,23 @@ pub(super) fn service_load_rules(
                 )
                 .into(),
         );
+    }
+    if measured {
+        if let Some(written) = &service.overflow_at {
+            errors.push(
+                loaded
+                    .error_at(
+                        written.span(),
+                        format!(
+                            "overflow_at in service {fqdn} cannot follow policy = \"fastest\" (its order is measured, the same for every client, so no share of its clients can be shed): remove it or use another policy"
+                        ),
+                    )
+                    .into(),
+            );
+        }
+        // Its pools' own overflow_at applies to the services that split
+        // per client, not to this one.
+        return None;
     }
     let overflow_at: Vec<Option<f64>> = pools
         .iter()
