@@ -255,6 +255,45 @@ fn issue_24_a_killed_pools_clients_are_split_by_spare_capacity_and_stay_put() {
     );
 }
 
+/// A drained pool is out like a failed one: its clients spill by spare
+/// capacity, and come back when the drain is lifted.
+#[test]
+fn issue_24_a_drained_pools_clients_spill_and_return() {
+    let dir = TempDir::new("load-drain");
+    let pools = r#"
+[pools.a]
+capacity = 200.0
+endpoints = [{ address = "192.0.2.1" }]
+[pools.b]
+capacity = 100.0
+endpoints = [{ address = "192.0.2.2" }]
+[pools.c]
+capacity = 100.0
+endpoints = [{ address = "192.0.2.3" }]
+"#;
+    let server = start(&dir, &config(&repo("zones/example.test.zone"), pools, ""));
+    assert!(poll_until(DEADLINE, || answer_for(&server, 0).0 == "192.0.2.1"));
+    let drain = server.admin("POST", "/override", &[], r#"{"pool":"a","state":"drain"}"#);
+    assert_eq!(drain.status, 200, "{}", drain.body);
+    let mut last = Vec::new();
+    let split = poll_until(DEADLINE, || {
+        last = answers(&server);
+        let counts = count(&last);
+        !counts.contains_key("192.0.2.1") && counts.contains_key("192.0.2.3")
+    });
+    assert!(split, "no split: {:?}", count(&last));
+    // Equal spare room: half each.
+    let counts = count(&answers(&server));
+    let to_b = counts.get("192.0.2.2").copied().unwrap_or(0);
+    assert!(within_binomial(to_b, SUBNETS, 0.5), "{counts:?}");
+    assert_eq!(spill_status(&server)["splits"][0]["why"], "a down");
+    let up = server.admin("POST", "/override", &[], r#"{"pool":"a","state":"none"}"#);
+    assert_eq!(up.status, 200, "{}", up.body);
+    assert!(poll_until(DEADLINE, || {
+        count(&answers(&server)).get("192.0.2.1") == Some(&SUBNETS)
+    }));
+}
+
 /// Three pools a, b, c on their own loopback addresses, each with a real
 /// backend; `extra[i]` goes into pool i's section (capacity, overflow_at).
 struct ThreePools {
