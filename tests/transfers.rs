@@ -1031,3 +1031,522 @@ fn issue_23_axfr_flood_is_limited_per_client() {
     );
     drop(held);
 }
+
+/// TSIG done by the test itself (RFC 8945 §4.3), independent of gslb's
+/// code: signing requests, NOTIFYs and a scripted primary's answers, and
+/// checking gslb's answers field by field.
+mod tsig {
+    use crate::common;
+    use base64::Engine;
+    use ring::hmac;
+
+    /// TSIG error codes (RFC 8945 §4.3).
+    pub const BADSIG: u16 = 16;
+    pub const BADKEY: u16 = 17;
+    pub const BADTIME: u16 = 18;
+
+    /// A key as `dig -y` takes it.
+    #[derive(Clone)]
+    pub struct Key {
+        pub name: String,
+        pub algorithm: &'static str,
+        pub secret_base64: String,
+        secret: Vec<u8>,
+    }
+
+    impl Key {
+        pub fn new(name: &str, algorithm: &'static str, secret_base64: &str) -> Key {
+            let secret = base64::engine::general_purpose::STANDARD
+                .decode(secret_base64)
+                .expect("test secret is base64");
+            Key {
+                name: name.to_string(),
+                algorithm,
+                secret_base64: secret_base64.to_string(),
+                secret,
+            }
+        }
+
+        fn hmac(&self) -> hmac::Key {
+            let algorithm = match self.algorithm {
+                "hmac-sha1" => hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY,
+                "hmac-sha256" => hmac::HMAC_SHA256,
+                "hmac-sha512" => hmac::HMAC_SHA512,
+                other => panic!("no such algorithm {other}"),
+            };
+            hmac::Key::new(algorithm, &self.secret)
+        }
+    }
+
+    /// A TSIG record read back from a message.
+    #[derive(Debug)]
+    pub struct Record {
+        /// Where it starts in the message.
+        pub start: usize,
+        pub algorithm: Vec<u8>,
+        pub time_signed: u64,
+        pub fudge: u16,
+        pub mac: Vec<u8>,
+        pub original_id: u16,
+        pub error: u16,
+        pub other: Vec<u8>,
+    }
+
+    fn lower(name: &[u8]) -> Vec<u8> {
+        name.iter().map(u8::to_ascii_lowercase).collect()
+    }
+
+    /// The TSIG variables (RFC 8945 §4.3.3), or only the timers (§4.3.1,
+    /// later messages of a stream).
+    fn variables(
+        key: &Key,
+        time: u64,
+        fudge: u16,
+        error: u16,
+        other: &[u8],
+        full: bool,
+    ) -> Vec<u8> {
+        let mut out = Vec::new();
+        if full {
+            out.extend(lower(&common::wire_name(&key.name)));
+            out.extend_from_slice(&255u16.to_be_bytes());
+            out.extend_from_slice(&0u32.to_be_bytes());
+            out.extend(common::wire_name(key.algorithm));
+        }
+        out.extend_from_slice(&time.to_be_bytes()[2..]);
+        out.extend_from_slice(&fudge.to_be_bytes());
+        if full {
+            out.extend_from_slice(&error.to_be_bytes());
+            out.extend_from_slice(&(other.len() as u16).to_be_bytes());
+            out.extend_from_slice(other);
+        }
+        out
+    }
+
+    fn mac(key: &Key, prior: Option<&[u8]>, message: &[u8], vars: &[u8]) -> Vec<u8> {
+        let mut context = hmac::Context::with_key(&key.hmac());
+        if let Some(prior) = prior {
+            context.update(&(prior.len() as u16).to_be_bytes());
+            context.update(prior);
+        }
+        context.update(message);
+        context.update(vars);
+        context.sign().as_ref().to_vec()
+    }
+
+    /// Signs `message` at `time` (over `prior`, a request MAC, for an
+    /// answer), appending the TSIG record; returns the MAC.
+    pub fn sign(key: &Key, message: &mut Vec<u8>, prior: Option<&[u8]>, time: u64) -> Vec<u8> {
+        let digest = mac(
+            key,
+            prior,
+            message,
+            &variables(key, time, 300, 0, &[], true),
+        );
+        append(key, message, time, &digest);
+        digest
+    }
+
+    /// Appends a TSIG record with this MAC (right or wrong).
+    pub fn append(key: &Key, message: &mut Vec<u8>, time: u64, mac: &[u8]) {
+        let id = [message[0], message[1]];
+        let mut rdata = common::wire_name(key.algorithm);
+        rdata.extend_from_slice(&time.to_be_bytes()[2..]);
+        rdata.extend_from_slice(&300u16.to_be_bytes());
+        rdata.extend_from_slice(&(mac.len() as u16).to_be_bytes());
+        rdata.extend_from_slice(mac);
+        rdata.extend_from_slice(&id);
+        rdata.extend_from_slice(&[0, 0, 0, 0]);
+        message.extend(common::wire_name(&key.name));
+        message.extend_from_slice(&250u16.to_be_bytes());
+        message.extend_from_slice(&255u16.to_be_bytes());
+        message.extend_from_slice(&0u32.to_be_bytes());
+        message.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+        message.extend_from_slice(&rdata);
+        let arcount = u16::from_be_bytes([message[10], message[11]]) + 1;
+        message[10..12].copy_from_slice(&arcount.to_be_bytes());
+    }
+
+    /// The TSIG record ending `message`, whose owner is `key_name`
+    /// (uncompressed, as gslb and this module write it).
+    pub fn read(message: &[u8], key_name: &str) -> Option<Record> {
+        let owner = lower(&common::wire_name(key_name));
+        let reply = common::parse_reply(message)?;
+        let last = reply.additional.last().filter(|r| r.rtype == 250)?;
+        let start = message.len() - last.rdata.len() - 10 - owner.len();
+        if lower(&message[start..start + owner.len()]) != owner {
+            return None;
+        }
+        let rdata = &last.rdata;
+        let algorithm_len = rdata.iter().position(|&b| b == 0)? + 1;
+        let mut algorithm = Vec::new();
+        let mut at = 0;
+        while at + 1 < algorithm_len {
+            let len = usize::from(rdata[at]);
+            algorithm.push(rdata[at]);
+            algorithm.extend(lower(rdata.get(at + 1..at + 1 + len)?));
+            at += 1 + len;
+        }
+        algorithm.push(0);
+        let p = algorithm_len;
+        let word = |at: usize| Some(u16::from_be_bytes([*rdata.get(at)?, *rdata.get(at + 1)?]));
+        let time_signed = rdata
+            .get(p..p + 6)?
+            .iter()
+            .fold(0u64, |acc, &b| (acc << 8) | u64::from(b));
+        let fudge = word(p + 6)?;
+        let mac_len = usize::from(word(p + 8)?);
+        let mac = rdata.get(p + 10..p + 10 + mac_len)?.to_vec();
+        let q = p + 10 + mac_len;
+        let other_len = usize::from(word(q + 4)?);
+        Some(Record {
+            start,
+            algorithm,
+            time_signed,
+            fudge,
+            mac,
+            original_id: word(q)?,
+            error: word(q + 2)?,
+            other: rdata.get(q + 6..q + 6 + other_len)?.to_vec(),
+        })
+    }
+
+    /// The message as it was signed: TSIG cut off, ARCOUNT one less, the
+    /// original ID.
+    fn unsigned(message: &[u8], record: &Record) -> Vec<u8> {
+        let mut out = message[..record.start].to_vec();
+        out[0..2].copy_from_slice(&record.original_id.to_be_bytes());
+        let arcount = u16::from_be_bytes([out[10], out[11]]) - 1;
+        out[10..12].copy_from_slice(&arcount.to_be_bytes());
+        out
+    }
+
+    /// Checks the MAC of one signed message of a stream: the first over
+    /// `prior` (the request MAC) with all variables, later ones over the
+    /// previous MAC with the timers only. Returns the record.
+    pub fn verify(key: &Key, message: &[u8], prior: &[u8], first: bool) -> Result<Record, String> {
+        let record = read(message, &key.name).ok_or("no TSIG record")?;
+        if record.algorithm != common::wire_name(key.algorithm) {
+            return Err(format!("algorithm {:?}", record.algorithm));
+        }
+        let vars = variables(
+            key,
+            record.time_signed,
+            record.fudge,
+            record.error,
+            &record.other,
+            first,
+        );
+        let expected = mac(key, Some(prior), &unsigned(message, &record), &vars);
+        if expected != record.mac {
+            return Err("MAC does not verify".into());
+        }
+        Ok(record)
+    }
+
+    /// Seconds since the epoch.
+    pub fn now() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock after 1970")
+            .as_secs()
+    }
+}
+
+/// A TCP connection to `server` from the local address `from` (any
+/// 127.0.0.0/8 address works on loopback), with timeouts.
+fn tcp_from(from: [u8; 4], server: SocketAddr) -> std::net::TcpStream {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+        .expect("tcp socket");
+    socket
+        .bind(&SocketAddr::from((from, 0)).into())
+        .expect("bind the source address");
+    socket
+        .connect_timeout(&server.into(), Duration::from_secs(5))
+        .expect("connect");
+    let stream: std::net::TcpStream = socket.into();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("read timeout");
+    stream
+}
+
+/// Sends `request` on a new connection from `from` and reads the answer:
+/// every message up to the closing SOA of a transfer, or the one message
+/// of a refusal. Panics when the connection closes without an answer.
+fn transfer_from(from: [u8; 4], server: SocketAddr, request: &[u8]) -> Vec<Vec<u8>> {
+    let mut stream = tcp_from(from, server);
+    common::tcp_send(&mut stream, request);
+    let mut messages = Vec::new();
+    let mut soas = 0;
+    loop {
+        let message = common::tcp_recv(&mut stream).unwrap_or_else(|| {
+            panic!(
+                "connection closed (or timed out) after {} messages, without an answer",
+                messages.len()
+            )
+        });
+        let reply = common::parse_reply(&message).expect("a DNS message");
+        soas += reply.answer.iter().filter(|r| r.rtype == 6).count();
+        let done = reply.rcode() != 0 || soas >= 2;
+        messages.push(message);
+        if done {
+            return messages;
+        }
+    }
+}
+
+fn rcode_of(message: &[u8]) -> u16 {
+    common::parse_reply(message).expect("a DNS message").rcode()
+}
+
+#[test]
+fn issue_23_tsig_answers_follow_rfc_8945_and_every_refusal_is_answered() {
+    let dir = TempDir::new("xfr-rfc8945");
+    let zone = dir.write("example.zone", &example_zone(7, "192.0.2.25"));
+    // secret_file, relative to the config file, for the SHA-1 and SHA-512 keys.
+    dir.write("old.key", &format!("{WRONG_SECRET}\n"));
+    std::fs::create_dir_all(dir.path().join("keys")).expect("keys dir");
+    dir.write("keys/big.key", SECRET);
+    let config = dir.write(
+        "gslb.toml",
+        &format!(
+            r#"
+[tsig.xfr]
+algorithm = "hmac-sha256"
+secret = "{SECRET}"
+
+[tsig.old]
+algorithm = "hmac-sha1"
+secret_file = "old.key"
+
+[tsig.big]
+algorithm = "hmac-sha512"
+secret_file = "keys/big.key"
+
+[[zone]]
+origin = "example.test"
+file = "{zone}"
+allow_transfer = [
+    {{ from = "127.0.0.1", tsig = "xfr" }},
+    {{ from = "127.0.0.1", tsig = "old" }},
+    {{ from = "127.0.0.1", tsig = "big" }},
+]
+
+# A secondary whose primary (port 9) never answers: NOTIFYs to it are
+# checked, and refresh attempts fail harmlessly.
+[[zone]]
+origin = "corp.test"
+primaries = ["127.0.0.1:9"]
+tsig = "xfr"
+"#,
+            zone = zone.display()
+        ),
+    );
+    let server = GslbServer::start(&[
+        "-c",
+        config.to_str().expect("utf-8"),
+        "--api",
+        "127.0.0.1:0",
+    ]);
+    let addr = server.addr();
+    let sha256 = tsig::Key::new("xfr", "hmac-sha256", SECRET);
+    let sha1 = tsig::Key::new("old", "hmac-sha1", WRONG_SECRET);
+    let sha512 = tsig::Key::new("big", "hmac-sha512", SECRET);
+    let axfr = |id: u16| QueryBuilder::new(id, "example.test", 252).build();
+    let localhost = [127, 0, 0, 1];
+
+    // Each algorithm, its secret inline or from a file: dig verifies every
+    // message, and so does this test (the chained MACs of RFC 8945 §5.3.1).
+    for key in [&sha256, &sha1, &sha512] {
+        let out = dig_transfer(
+            addr,
+            &[
+                "example.test",
+                "AXFR",
+                "-y",
+                &format!("{}:{}:{}", key.algorithm, key.name, key.secret_base64),
+            ],
+        );
+        assert!(
+            out.contains("XFR size: 6 records"),
+            "{}: {out}",
+            key.algorithm
+        );
+        // dig says "Couldn't verify signature" / "tsig verify failure".
+        assert!(!out.contains("verify"), "{}: {out}", key.algorithm);
+
+        let mut request = axfr(0x1000);
+        let request_mac = tsig::sign(key, &mut request, None, tsig::now());
+        let messages = transfer_from(localhost, addr, &request);
+        let mut prior = request_mac;
+        for (index, message) in messages.iter().enumerate() {
+            assert_eq!(rcode_of(message), 0, "{}", key.algorithm);
+            let record = tsig::verify(key, message, &prior, index == 0)
+                .unwrap_or_else(|e| panic!("{} message {index}: {e}", key.algorithm));
+            assert_eq!(record.error, 0);
+            prior = record.mac;
+        }
+    }
+
+    // No key: REFUSED (the entry needs one), unsigned.
+    let unsigned = transfer_from(localhost, addr, &axfr(0x2000));
+    assert_eq!(rcode_of(&unsigned[0]), 5, "unsigned AXFR must be REFUSED");
+    assert!(tsig::read(&unsigned[0], "xfr").is_none());
+
+    // Wrong secret: NOTAUTH, BADSIG in an unsigned TSIG record (§5.2.2).
+    let wrong = tsig::Key::new("xfr", "hmac-sha256", WRONG_SECRET);
+    let mut request = axfr(0x2001);
+    tsig::sign(&wrong, &mut request, None, tsig::now());
+    let answer = &transfer_from(localhost, addr, &request)[0];
+    assert_eq!(rcode_of(answer), 9, "BADSIG is answered NOTAUTH");
+    let record = tsig::read(answer, "xfr").expect("a TSIG record");
+    assert_eq!((record.error, record.mac.len()), (tsig::BADSIG, 0));
+
+    // Unknown key, and a known key name with another algorithm: BADKEY,
+    // unsigned (§5.2.1).
+    for key in [
+        tsig::Key::new("nokey", "hmac-sha256", SECRET),
+        tsig::Key::new("xfr", "hmac-sha512", SECRET),
+    ] {
+        let mut request = axfr(0x2002);
+        tsig::sign(&key, &mut request, None, tsig::now());
+        let answer = &transfer_from(localhost, addr, &request)[0];
+        assert_eq!(rcode_of(answer), 9, "BADKEY is answered NOTAUTH");
+        let record = tsig::read(answer, &key.name).expect("a TSIG record");
+        assert_eq!(
+            (record.error, record.mac.len()),
+            (tsig::BADKEY, 0),
+            "{}",
+            key.name
+        );
+    }
+
+    // Signed 1000 s ago (the fudge is 300 s): NOTAUTH, BADTIME, signed
+    // with the key over the request's MAC, Time Signed the request's and
+    // our clock in Other Data (§5.2.3, §5.3.2).
+    let signed_at = tsig::now() - 1000;
+    let mut request = axfr(0x2003);
+    let request_mac = tsig::sign(&sha256, &mut request, None, signed_at);
+    let answer = &transfer_from(localhost, addr, &request)[0];
+    assert_eq!(rcode_of(answer), 9, "BADTIME is answered NOTAUTH");
+    let record = tsig::verify(&sha256, answer, &request_mac, true).expect("BADTIME answer signed");
+    assert_eq!(record.error, tsig::BADTIME);
+    assert_eq!(record.time_signed, signed_at);
+    assert_eq!(record.other.len(), 6, "Other Data holds the server's time");
+    let server_time = record
+        .other
+        .iter()
+        .fold(0u64, |acc, &b| (acc << 8) | u64::from(b));
+    assert!(server_time.abs_diff(tsig::now()) < 60, "{server_time}");
+
+    // A good signature from an address no entry lists: REFUSED, signed.
+    let mut request = axfr(0x2004);
+    let request_mac = tsig::sign(&sha256, &mut request, None, tsig::now());
+    let answer = &transfer_from([127, 0, 0, 2], addr, &request)[0];
+    assert_eq!(rcode_of(answer), 5, "unlisted address must be REFUSED");
+    tsig::verify(&sha256, answer, &request_mac, true).expect("refusal signed");
+
+    // NOTIFY for the secondary zone: unsigned, wrong secret, from another
+    // address, and signed right (the only one acknowledged).
+    let notify = |id: u16| QueryBuilder::new(id, "corp.test", 6).opcode(4).build();
+    let notify_from = |from: [u8; 4], message: &[u8]| -> Vec<u8> {
+        let socket = UdpSocket::bind(SocketAddr::from((from, 0))).expect("bind");
+        socket
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        socket.send_to(message, addr).expect("send NOTIFY");
+        let mut buffer = vec![0u8; 4096];
+        let len = socket.recv(&mut buffer).expect("a NOTIFY answer");
+        buffer.truncate(len);
+        buffer
+    };
+    assert_eq!(rcode_of(&notify_from(localhost, &notify(0x3000))), 5);
+    let mut message = notify(0x3001);
+    tsig::sign(&wrong, &mut message, None, tsig::now());
+    let answer = notify_from(localhost, &message);
+    assert_eq!(rcode_of(&answer), 9);
+    assert_eq!(
+        tsig::read(&answer, "xfr").map(|r| r.error),
+        Some(tsig::BADSIG)
+    );
+    let mut message = notify(0x3002);
+    let mac = tsig::sign(&sha256, &mut message, None, tsig::now());
+    let answer = notify_from([127, 0, 0, 2], &message);
+    assert_eq!(rcode_of(&answer), 5, "NOTIFY from a non-primary");
+    tsig::verify(&sha256, &answer, &mac, true).expect("refusal signed");
+    let mut message = notify(0x3003);
+    let mac = tsig::sign(&sha256, &mut message, None, tsig::now());
+    let answer = notify_from(localhost, &message);
+    assert_eq!(rcode_of(&answer), 0, "signed NOTIFY from the primary");
+    tsig::verify(&sha256, &answer, &mac, true).expect("acknowledgement signed");
+    // A NOTIFY whose question is cut short: FORMERR, not silence.
+    let mut cut = notify(0x3004);
+    cut.truncate(cut.len() - 3);
+    assert_eq!(rcode_of(&notify_from(localhost, &cut)), 1, "cut NOTIFY");
+
+    // Each refusal is logged with the peer and the reason.
+    for parts in [
+        &[
+            "transfer refused",
+            "peer=127.0.0.1:",
+            "zone=example.test.",
+            "not signed",
+        ][..],
+        &[
+            "transfer refused",
+            "peer=127.0.0.1:",
+            "zone=example.test.",
+            "(BADSIG)",
+        ],
+        &[
+            "transfer refused",
+            "peer=127.0.0.1:",
+            "zone=example.test.",
+            "(BADKEY)",
+        ],
+        &[
+            "transfer refused",
+            "peer=127.0.0.1:",
+            "zone=example.test.",
+            "(BADTIME)",
+        ],
+        &[
+            "transfer refused",
+            "peer=127.0.0.2:",
+            "address not in allow_transfer",
+        ],
+        &[
+            "NOTIFY refused",
+            "peer=127.0.0.1 ",
+            "zone=corp.test.",
+            "not signed with the zone's key",
+        ],
+        &[
+            "NOTIFY refused",
+            "peer=127.0.0.1 ",
+            "zone=corp.test.",
+            "(BADSIG)",
+        ],
+        &[
+            "NOTIFY refused",
+            "peer=127.0.0.2 ",
+            "zone=corp.test.",
+            "not one of the zone's primaries",
+        ],
+        &["NOTIFY received", "peer=127.0.0.1 ", "zone=corp.test."],
+        &["NOTIFY refused: malformed", "peer=127.0.0.1 "],
+    ] {
+        assert!(
+            poll_until(DEADLINE, || log_has_line(&server.stderr(), parts)),
+            "no log line with {parts:?}:\n{}",
+            server.stderr()
+        );
+    }
+}
+
+/// Whether one line of the log holds every one of `parts`.
+fn log_has_line(log: &str, parts: &[&str]) -> bool {
+    log.lines()
+        .any(|line| parts.iter().all(|part| line.contains(part)))
+}

@@ -11,7 +11,7 @@ use super::hub::{Hub, PendingNotify};
 use super::message::{
     MessageBuilder, OPCODE_NOTIFY, Request, empty_response, parse_request, rcode,
 };
-use super::outgoing::{Signature, check_signature, sign_answer};
+use super::outgoing::{Signature, check_signature, formerr, sign_answer};
 use super::tsig::{self, ResponseVerifier, TsigKey};
 use super::{ZoneTransfer, unix_now};
 use crate::dns::reply_buffer::UdpReply;
@@ -38,8 +38,15 @@ impl Hub {
     ) -> bool {
         reply
             .write_with(|out| {
-                let request = parse_request(packet).ok()?;
-                let answer = self.answer_notify(snapshot, &request, packet, client)?;
+                let answer = match parse_request(packet) {
+                    Ok(request) => self.answer_notify(snapshot, &request, packet, client)?,
+                    Err(err) => {
+                        // A readable header with a bad body gets FORMERR,
+                        // as every other query does.
+                        tracing::info!(peer = %client, reason = %err, "NOTIFY refused: malformed");
+                        formerr(packet)?
+                    }
+                };
                 out.extend_from_slice(&answer);
                 Some(())
             })

@@ -310,7 +310,8 @@ fn difference_records<'a>(old: &'a ZoneVersion, new: &'a ZoneVersion) -> Vec<&'a
     records
 }
 
-fn formerr(packet: &[u8]) -> Option<Vec<u8>> {
+/// A FORMERR answer echoing the header of an unreadable message.
+pub(super) fn formerr(packet: &[u8]) -> Option<Vec<u8>> {
     let header = packet.get(..12)?;
     let mut answer = header.to_vec();
     answer[2] = 0x80 | (header[2] & 0x78);
