@@ -110,7 +110,8 @@ zone:
     )
 }
 
-/// NSD as a primary of `corp.test` on `port`, notifying gslb on `gslb_port`.
+/// NSD as a primary of `corp.test` (which it NOTIFYs gslb on `gslb_port`
+/// about) and `timer.test` (which it does not) on `port`.
 fn start_nsd(dir: &Path, port: u16, gslb_port: u16) -> Peer {
     let run = dir.join("nsd");
     let config = format!(
@@ -137,6 +138,10 @@ zone:
     zonefile: corp.zone
     provide-xfr: 127.0.0.1 xfr
     notify: 127.0.0.1@{gslb_port} xfr
+zone:
+    name: timer.test
+    zonefile: timer.zone
+    provide-xfr: 127.0.0.1 xfr
 "#,
         run = run.display()
     );
@@ -149,14 +154,21 @@ zone:
     )
 }
 
-fn write_corp_zone(dir: &Path, serial: u32, intranet: &str) {
+/// NSD's two zones at `serial`, `intranet` being the address that changes.
+fn write_nsd_zones(dir: &Path, serial: u32, intranet: &str) {
     let run = dir.join("nsd");
     std::fs::create_dir_all(&run).expect("nsd dir");
-    // REFRESH 2 s, RETRY 1 s, EXPIRE 8 s: the test sees refreshes and expiry.
-    let zone = format!(
-        "$ORIGIN corp.test.\n$TTL 300\n@ IN SOA ns1 hostmaster {serial} 2 1 8 60\n@ IN NS ns1\nns1 IN A 127.0.0.1\nintranet IN A {intranet}\n"
-    );
-    std::fs::write(run.join("corp.zone"), zone).expect("write corp.zone");
+    // corp.test: REFRESH an hour, so within the test only a NOTIFY makes
+    // gslb fetch it again; EXPIRE an hour, so its cache outlives the test.
+    // timer.test: REFRESH 1 s, RETRY 1 s, EXPIRE 6 s: refreshed by the
+    // timers alone (NSD does not notify for it), and expiring soon once
+    // NSD is gone.
+    for (zone, timers) in [("corp", "3600 1 3600"), ("timer", "1 1 6")] {
+        let text = format!(
+            "$ORIGIN {zone}.test.\n$TTL 300\n@ IN SOA ns1 hostmaster {serial} {timers} 60\n@ IN NS ns1\nns1 IN A 127.0.0.1\nintranet IN A {intranet}\n"
+        );
+        std::fs::write(run.join(format!("{zone}.zone")), text).expect("write zone");
+    }
 }
 
 fn example_zone(serial: u32, mail: &str) -> String {
@@ -165,8 +177,9 @@ fn example_zone(serial: u32, mail: &str) -> String {
     )
 }
 
-/// gslb as primary of `example.test` for the Knot secondary.
-fn primary_config(zone: &Path, knot_port: u16) -> String {
+/// gslb as primary of `example.test` for the Knot secondary; `api` is the
+/// `transfer_answer` list of `api.example.test`.
+fn primary_config(zone: &Path, knot_port: u16, api: &str) -> String {
     format!(
         r#"
 [tsig.xfr]
@@ -189,7 +202,7 @@ pools = ["eu"]
 [services."api.example.test"]
 policy = "failover"
 pools = ["eu"]
-transfer_answer = ["192.0.2.50", "192.0.2.51"]
+transfer_answer = {api}
 
 [services."edge.example.test"]
 policy = "failover"
@@ -239,7 +252,10 @@ fn issue_23_gslb_primary_to_knot_secondary_axfr_ixfr_notify_with_tsig() {
     let dir = TempDir::new("xfr-knot");
     let knot_port = free_port();
     let zone = dir.write("example.zone", &example_zone(1, "192.0.2.25"));
-    let config = dir.write("gslb.toml", &primary_config(&zone, knot_port));
+    let config = dir.write(
+        "gslb.toml",
+        &primary_config(&zone, knot_port, r#"["192.0.2.50", "192.0.2.51"]"#),
+    );
     let server = GslbServer::start(&[
         "-c",
         config.to_str().expect("utf-8"),
@@ -283,8 +299,15 @@ fn issue_23_gslb_primary_to_knot_secondary_axfr_ixfr_notify_with_tsig() {
     );
     assert!(knot.log().contains("AXFR, incoming"), "{}", knot.log());
 
-    // A reload with a new serial: NOTIFY, then IXFR of the difference.
+    // A reload with a new serial and a service's transfer_answer changed:
+    // NOTIFY, then IXFR of the difference (Knot's REFRESH is an hour, so
+    // only the NOTIFY brings it).
     std::fs::write(&zone, example_zone(2, "192.0.2.26")).expect("rewrite zone");
+    std::fs::write(
+        &config,
+        primary_config(&zone, knot_port, r#"["192.0.2.52"]"#),
+    )
+    .expect("rewrite config");
     server.signal("HUP");
     assert!(
         poll_until(DEADLINE, || short(knot_dns, "mail.example.test", "A")
@@ -297,6 +320,8 @@ fn issue_23_gslb_primary_to_knot_secondary_axfr_ixfr_notify_with_tsig() {
     assert!(log.contains("NOTIFY acknowledged"), "{log}");
     assert!(log.contains("kind=\"IXFR\""), "{log}");
     assert!(knot.log().contains("IXFR, incoming"), "{}", knot.log());
+    assert!(knot.log().contains("notify, incoming"), "{}", knot.log());
+    assert_eq!(short(knot_dns, "api.example.test", "A"), ["192.0.2.52"]);
     assert_eq!(short(knot_dns, "www.example.test", "A"), ["192.0.2.11"]);
 
     // /status shows the zone's serial and last transfer out.
@@ -491,12 +516,19 @@ primaries = ["127.0.0.2:9"]
     }
 }
 
+/// The zone's entry in `/status`'s `transfers`.
+fn zone_status(server: &GslbServer, zone: &str) -> serde_json::Value {
+    let status = common::http(server.api(), "GET", "/status", &[], "");
+    let doc: serde_json::Value = serde_json::from_str(&status.body).unwrap_or_default();
+    doc["transfers"][zone].clone()
+}
+
 #[test]
-fn issue_23_gslb_secondary_of_nsd_refreshes_serves_cache_and_expires() {
+fn issue_23_gslb_secondary_of_nsd_refreshes_on_notify_and_timers_serves_cache_and_expires() {
     let dir = TempDir::new("xfr-nsd");
     let nsd_port = free_port();
     let gslb_port = free_port();
-    write_corp_zone(dir.path(), 1, "10.0.0.1");
+    write_nsd_zones(dir.path(), 1, "10.0.0.1");
     let state = dir.path().join("state");
     let config = dir.write(
         "gslb.toml",
@@ -511,6 +543,11 @@ secret = "{SECRET}"
 
 [[zone]]
 origin = "corp.test"
+primaries = ["127.0.0.1:{nsd_port}"]
+tsig = "xfr"
+
+[[zone]]
+origin = "timer.test"
 primaries = ["127.0.0.1:{nsd_port}"]
 tsig = "xfr"
 
@@ -537,58 +574,122 @@ pools = ["a"]
     let nsd = start_nsd(dir.path(), nsd_port, gslb_port);
     let nsd_dns = SocketAddr::from(([127, 0, 0, 1], nsd_port));
     assert!(
-        poll_until(DEADLINE, || short(nsd_dns, "corp.test", "SOA").len() == 1),
+        poll_until(DEADLINE, || short(nsd_dns, "timer.test", "SOA").len() == 1),
         "nsd did not start:\n{}",
         nsd.log()
     );
     let server = GslbServer::start(&args);
     let gslb = SocketAddr::from(([127, 0, 0, 1], gslb_port));
 
-    // Fetched at start; the service lives in the secondary zone.
-    assert!(
-        poll_until(DEADLINE, || short(gslb, "intranet.corp.test", "A")
-            == ["10.0.0.1"]),
-        "gslb never served the zone from NSD; log:\n{}",
-        server.stderr()
-    );
+    // Both fetched at start; a service lives in the secondary zone.
+    for zone in ["corp", "timer"] {
+        let name = format!("intranet.{zone}.test");
+        assert!(
+            poll_until(DEADLINE, || short(gslb, &name, "A") == ["10.0.0.1"]),
+            "gslb never served {zone}.test from NSD; log:\n{}",
+            server.stderr()
+        );
+    }
     assert_eq!(short(gslb, "app.corp.test", "A"), ["192.0.2.10"]);
+    let corp = zone_status(&server, "corp.test.");
+    assert_eq!(corp["role"], "secondary", "{corp}");
+    assert_eq!(corp["serial"], 1, "{corp}");
+    assert_eq!(
+        corp["last_transfer_in"]["peer"],
+        nsd_dns.to_string(),
+        "{corp}"
+    );
+    assert_eq!(corp["last_transfer_in"]["result"], "ok", "{corp}");
 
-    // The primary's zone changes; NSD NOTIFYs gslb, which refreshes.
-    write_corp_zone(dir.path(), 2, "10.0.0.2");
+    // The primary's zones change. corp.test is fetched again only because
+    // NSD NOTIFYs gslb (its REFRESH is an hour); timer.test only because
+    // its REFRESH (1 s) comes round (NSD sends no NOTIFY for it).
+    write_nsd_zones(dir.path(), 2, "10.0.0.2");
     let status = Command::new("kill")
         .args(["-HUP", &nsd.child.id().to_string()])
         .status()
         .expect("kill -HUP nsd");
     assert!(status.success());
+    for zone in ["corp", "timer"] {
+        let name = format!("intranet.{zone}.test");
+        assert!(
+            poll_until(DEADLINE, || short(gslb, &name, "A") == ["10.0.0.2"]),
+            "gslb never picked up serial 2 of {zone}.test; log:\n{}\nnsd log:\n{}",
+            server.stderr(),
+            nsd.log()
+        );
+    }
+    let log = server.stderr();
     assert!(
-        poll_until(DEADLINE, || short(gslb, "intranet.corp.test", "A")
-            == ["10.0.0.2"]),
-        "gslb never picked up serial 2; log:\n{}\nnsd log:\n{}",
-        server.stderr(),
-        nsd.log()
+        log_has_line(&log, &["NOTIFY received", "zone=corp.test."]),
+        "{log}"
     );
     assert!(
-        server.stderr().contains("NOTIFY received"),
+        !log_has_line(&log, &["NOTIFY received", "zone=timer.test."]),
+        "{log}"
+    );
+    assert!(
+        log_has_line(&log, &["transfer in", "zone=timer.test.", "serial=2"]),
+        "{log}"
+    );
+    // /status and /metrics per zone.
+    assert!(
+        poll_until(DEADLINE, || zone_status(&server, "corp.test.")["serial"]
+            == 2),
         "{}",
-        server.stderr()
+        zone_status(&server, "corp.test.")
     );
+    let metrics = common::http(server.api(), "GET", "/metrics", &[], "").body;
+    for line in [
+        "gslb_zone_serial{zone=\"corp.test.\"} 2",
+        "gslb_zone_serial{zone=\"timer.test.\"} 2",
+        "gslb_zone_transfers_in_total{zone=\"corp.test.\",result=\"ok\"} 2",
+    ] {
+        assert!(
+            metrics.contains(line),
+            "no {line:?} in /metrics:\n{metrics}"
+        );
+    }
 
-    // Restart with the primary down: the cached copy serves...
+    // Restart with the primary down: the cached copies serve, the service
+    // in the zone too...
     drop(nsd);
     drop(server);
     let server = GslbServer::start(&args);
     assert_eq!(short(gslb, "intranet.corp.test", "A"), ["10.0.0.2"]);
     assert_eq!(short(gslb, "app.corp.test", "A"), ["192.0.2.10"]);
-    // ...until EXPIRE (8 s after the last refresh), then SERVFAIL.
+    // ...each until its EXPIRE after its last refresh: timer.test's 6 s
+    // pass, then SERVFAIL (RFC 1035 §4.3.5); corp.test's hour does not.
     assert!(
-        poll_until(DEADLINE, || dig(gslb, &["intranet.corp.test", "A"]).status
+        poll_until(DEADLINE, || dig(gslb, &["intranet.timer.test", "A"]).status
             == "SERVFAIL"),
-        "the zone never expired; log:\n{}",
+        "timer.test never expired; log:\n{}",
         server.stderr()
     );
-    let log = server.stderr();
-    assert!(log.contains("transfer in failed"), "{log}");
-    assert!(log.contains("expired"), "{log}");
+    assert_eq!(short(gslb, "intranet.corp.test", "A"), ["10.0.0.2"]);
+    for parts in [
+        &[
+            "transfer in failed",
+            "zone=corp.test.",
+            "the previous copy keeps serving",
+        ][..],
+        &["secondary zone expired", "zone=timer.test."],
+    ] {
+        assert!(
+            poll_until(DEADLINE, || log_has_line(&server.stderr(), parts)),
+            "no log line with {parts:?}:\n{}",
+            server.stderr()
+        );
+    }
+    assert!(
+        poll_until(DEADLINE, || {
+            zone_status(&server, "corp.test.")["last_transfer_in"]["result"]
+                .as_str()
+                .is_some_and(|r| r.starts_with("error: "))
+        }),
+        "{}",
+        zone_status(&server, "corp.test.")
+    );
 }
 
 #[test]
@@ -596,7 +697,7 @@ fn issue_23_secondary_with_wrong_key_keeps_nothing_and_logs_why() {
     let dir = TempDir::new("xfr-wrongkey");
     let nsd_port = free_port();
     let gslb_port = free_port();
-    write_corp_zone(dir.path(), 1, "10.0.0.1");
+    write_nsd_zones(dir.path(), 1, "10.0.0.1");
     let config = dir.write(
         "gslb.toml",
         &format!(
@@ -821,7 +922,8 @@ serial = "auto"
 }
 
 /// A scripted primary: answers each TCP transfer request with the next
-/// canned reply (built from the request's ID and question), then closes.
+/// canned reply (built from the request's ID and question, signed with
+/// `key` over the request's MAC when there is one), then closes.
 struct FakePrimary {
     addr: SocketAddr,
 }
@@ -833,6 +935,8 @@ enum Script {
     Records(Vec<Vec<u8>>),
     /// The first records in a message, then close before the rest.
     CutAfter(Vec<Vec<u8>>),
+    /// These records in one message whose TSIG MAC is wrong.
+    BadMac(Vec<Vec<u8>>),
 }
 
 fn record(owner: &str, rtype: u16, rdata: &[u8]) -> Vec<u8> {
@@ -865,7 +969,7 @@ fn fake_zone(serial: u32, host: [u8; 4]) -> Vec<Vec<u8>> {
 }
 
 impl FakePrimary {
-    fn start(scripts: Vec<Script>) -> FakePrimary {
+    fn start(scripts: Vec<Script>, key: Option<tsig::Key>) -> FakePrimary {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind fake primary");
         let addr = listener.local_addr().expect("addr");
         std::thread::spawn(move || {
@@ -879,9 +983,10 @@ impl FakePrimary {
                 let script = scripts.next().or_else(|| last.clone());
                 let Some(script) = script else { continue };
                 last = Some(script.clone());
-                let (records, cut) = match script {
-                    Script::Records(records) => (records, false),
-                    Script::CutAfter(records) => (records, true),
+                let (records, cut, bad_mac) = match script {
+                    Script::Records(records) => (records, false, false),
+                    Script::CutAfter(records) => (records, true, false),
+                    Script::BadMac(records) => (records, false, true),
                 };
                 let question_end = 12 + request[12..].iter().position(|&b| b == 0).unwrap_or(0) + 5;
                 let mut reply = request[..2].to_vec();
@@ -899,6 +1004,16 @@ impl FakePrimary {
                     framed.extend_from_slice(&reply);
                     let _ = std::io::Write::write_all(&mut stream, &framed);
                 } else {
+                    if let Some(key) = &key {
+                        let request_mac = tsig::read(&request, &key.name)
+                            .map(|r| r.mac)
+                            .unwrap_or_default();
+                        if bad_mac {
+                            tsig::append(key, &mut reply, tsig::now(), &request_mac);
+                        } else {
+                            tsig::sign(key, &mut reply, Some(&request_mac), tsig::now());
+                        }
+                    }
                     common::tcp_send(&mut stream, &reply);
                 }
             }
@@ -918,13 +1033,15 @@ fn issue_23_malformed_transfers_leave_the_previous_zone_serving() {
         Script::Records(fake_zone(1, [192, 0, 2, 1])),
         Script::Records(outside),
         Script::Records(no_soa),
+        Script::BadMac(fake_zone(2, [192, 0, 2, 99])),
         Script::CutAfter(fake_zone(2, [192, 0, 2, 99])[..3].to_vec()),
     ];
-    let primary = FakePrimary::start(scripts);
+    let key = tsig::Key::new("xfr", "hmac-sha256", SECRET);
+    let primary = FakePrimary::start(scripts, Some(key.clone()));
     let config = dir.write(
         "gslb.toml",
         &format!(
-            "[[zone]]\norigin = \"fake.test\"\nprimaries = [\"{}\"]\n",
+            "[tsig.xfr]\nalgorithm = \"hmac-sha256\"\nsecret = \"{SECRET}\"\n\n[[zone]]\norigin = \"fake.test\"\nprimaries = [\"{}\"]\ntsig = \"xfr\"\n",
             primary.addr
         ),
     );
@@ -941,21 +1058,23 @@ fn issue_23_malformed_transfers_leave_the_previous_zone_serving() {
         "{}",
         server.stderr()
     );
-    // Each NOTIFY (from 127.0.0.1, the primary's address) starts a refresh
-    // that gets the next bad transfer.
+    // Each signed NOTIFY (from 127.0.0.1, the primary's address) starts a
+    // refresh that gets the next bad transfer.
     for (round, reason) in [
         "is outside the zone fake.test.",
         "does not start with the zone's SOA",
+        "TSIG: TSIG signature does not verify (BADSIG)",
         "connection closed mid-transfer",
     ]
     .into_iter()
     .enumerate()
     {
-        let notify = QueryBuilder::new(0x7000 + round as u16, "fake.test", 6)
-            .opcode(4)
-            .build();
         assert!(
             poll_until(DEADLINE, || {
+                let mut notify = QueryBuilder::new(0x7000 + round as u16, "fake.test", 6)
+                    .opcode(4)
+                    .build();
+                tsig::sign(&key, &mut notify, None, tsig::now());
                 let reply = udp_query(at, &notify);
                 reply.rcode() == 0 && server.stderr().contains(reason)
             }),
@@ -963,8 +1082,21 @@ fn issue_23_malformed_transfers_leave_the_previous_zone_serving() {
             server.stderr()
         );
         assert_eq!(short(at, "host.fake.test", "A"), ["192.0.2.1"]);
+        // Reported in /status; the serial served stays the good copy's.
+        let status = zone_status(&server, "fake.test.");
+        assert_eq!(status["serial"], 1, "{status}");
     }
     assert!(server.stderr().contains("the previous copy keeps serving"));
+    // The log line comes just before the status is recorded.
+    assert!(
+        poll_until(DEADLINE, || {
+            zone_status(&server, "fake.test.")["last_transfer_in"]["result"]
+                .as_str()
+                .is_some_and(|r| r.contains("connection closed mid-transfer"))
+        }),
+        "{}",
+        zone_status(&server, "fake.test.")
+    );
 }
 
 #[test]
