@@ -350,12 +350,19 @@ pub async fn watch_files(control: Arc<Control>) -> std::io::Result<()> {
 /// How long a failed re-sign waits before it is tried again.
 const RESIGN_RETRY: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Keeps signed zones' signatures fresh: when the snapshot in service
-/// reaches its earliest re-sign time (halfway through the signatures'
-/// validity, or a key's next timing event), rebuilds it like a reload and
-/// swaps it in. A failed re-sign keeps the old snapshot (its signatures are
-/// still valid) and is retried; without signed zones the task sleeps until
-/// a reload.
+/// Longest sleep of the re-sign task between two readings of the wall
+/// clock. Signatures expire by the wall clock, but tokio sleeps on the
+/// monotonic one, which does not move while a machine is suspended and
+/// does not follow a clock stepped forward: one long sleep could outlast
+/// the signatures.
+const RESIGN_CLOCK_CHECK: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Keeps signed zones' signatures fresh: when the wall clock reaches the
+/// serving snapshot's earliest re-sign time (halfway through the
+/// signatures' validity, or a key's next timing event), rebuilds it like a
+/// reload and swaps it in. A failed re-sign keeps the old snapshot (its
+/// signatures are still valid) and is retried; without signed zones the
+/// task sleeps until a reload.
 pub async fn resign_zones(control: Arc<Control>) -> std::io::Result<()> {
     let mut applied = control.applied.subscribe();
     loop {
@@ -366,16 +373,19 @@ pub async fn resign_zones(control: Arc<Control>) -> std::io::Result<()> {
             continue;
         };
         let now = unix_secs(SystemTime::now());
-        let wait = std::time::Duration::from_secs_f64((next as f64 - now).max(0.0));
-        tokio::select! {
-            changed = applied.changed() => {
-                if changed.is_err() {
-                    return Ok(());
+        if now < next as f64 {
+            let wait = std::time::Duration::from_secs_f64(next as f64 - now);
+            tokio::select! {
+                changed = applied.changed() => {
+                    if changed.is_err() {
+                        return Ok(());
+                    }
+                    // A reload signed afresh: look at the new re-sign time.
                 }
-                // A reload signed afresh: look at the new re-sign time.
-                continue;
+                () = tokio::time::sleep(wait.min(RESIGN_CLOCK_CHECK)) => {}
             }
-            () = tokio::time::sleep(wait) => {}
+            // Read the wall clock again (it may have jumped meanwhile).
+            continue;
         }
         tracing::info!("re-signing zones before their signatures expire");
         let reloader = control.clone();

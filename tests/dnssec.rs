@@ -2,7 +2,9 @@
 //! keygen` (and once with BIND's `dnssec-keygen`), every kind of answer
 //! validated by a real validator — `delv` against the zone's trust anchor,
 //! and dnspython's `dns.dnssec.validate` where delv cannot ask (ECS,
-//! referrals) — plus re-signing, key checks and reloads.
+//! referrals) — plus truncation, a rollover by config, re-signing when the
+//! server's clock moves (libfaketime), key checks and reloads, and private
+//! keys kept out of every output.
 
 mod common;
 
@@ -34,7 +36,7 @@ big TXT \"big-1-abcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcd
 big TXT \"big-2-abcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghij\"
 big TXT \"big-3-abcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghij\"
 big TXT \"big-4-abcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghij\"
-big TXT \"big-5-abcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghij\"
+big TXT \"big-5-abcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcd\"
 ";
 
 const SERVICES: &str = r#"
@@ -50,7 +52,7 @@ policy = "geo"
 ttl = 20
 failover_ttl = 5
 [services."geo.signed.test".geo]
-nets = { "10.1.0.0/16" = ["eu", "us"], "10.2.0.0/16" = ["us", "eu"] }
+nets = { "10.1.0.0/16" = ["eu", "us"], "10.2.0.0/16" = ["us", "eu"], "127.0.0.3/32" = ["us", "eu"] }
 default = ["eu", "us"]
 
 [services."multi.signed.test"]
@@ -148,8 +150,19 @@ fn anchor_file(dir: &TempDir, ds: &str) -> PathBuf {
     )
 }
 
-/// `delv @127.0.0.1 -p PORT -a ANCHORS +root=signed.test NAME TYPE`.
+/// `delv @127.0.0.1 -p PORT -a ANCHORS +root=signed.test +tcp NAME TYPE`.
 fn delv(server: &GslbServer, anchors: &Path, name: &str, rtype: &str) -> String {
+    delv_with(server, anchors, &["+tcp"], name, rtype)
+}
+
+/// [`delv`] with other options (`-b SOURCE`, UDP).
+fn delv_with(
+    server: &GslbServer,
+    anchors: &Path,
+    options: &[&str],
+    name: &str,
+    rtype: &str,
+) -> String {
     let out = Command::new("delv")
         .args([
             "@127.0.0.1",
@@ -158,10 +171,9 @@ fn delv(server: &GslbServer, anchors: &Path, name: &str, rtype: &str) -> String 
             "-a",
             path_str(anchors),
             "+root=signed.test",
-            "+tcp",
-            name,
-            rtype,
         ])
+        .args(options)
+        .args([name, rtype])
         .output()
         .expect("run delv (bind9-dnsutils)");
     format!(
@@ -324,6 +336,54 @@ fn issue_20_without_the_do_bit_nothing_changes() {
 }
 
 #[test]
+fn issue_20_a_signed_answer_past_the_udp_limit_is_truncated_and_complete_over_tcp() {
+    let signed = signed_with_keygen("dnssec-tc", "13", "");
+    let server = serve(&signed);
+    let anchors = anchor_file(&signed.dir, &signed.ds);
+    // The five TXT records fit in 1,232 bytes; with their RRSIG they do not.
+    let plain = dig(
+        server.addr(),
+        &[
+            "+norec",
+            "+ignore",
+            "+bufsize=1232",
+            "big.signed.test",
+            "TXT",
+        ],
+    );
+    assert!(!plain.has_flag("tc"), "{}", plain.raw);
+    assert_eq!(plain.answer.len(), 5, "{}", plain.raw);
+    let udp = dig(
+        server.addr(),
+        &[
+            "+dnssec",
+            "+norec",
+            "+ignore",
+            "+bufsize=1232",
+            "big.signed.test",
+            "TXT",
+        ],
+    );
+    assert!(udp.has_flag("tc"), "{}", udp.raw);
+    assert!(udp.msg_size.is_some_and(|size| size <= 1232), "{}", udp.raw);
+    let tcp = dig(
+        server.addr(),
+        &["+dnssec", "+norec", "+tcp", "big.signed.test", "TXT"],
+    );
+    assert!(!tcp.has_flag("tc"), "{}", tcp.raw);
+    assert_eq!(
+        tcp.answer_types(),
+        ["TXT", "TXT", "TXT", "TXT", "TXT", "RRSIG"],
+        "{}",
+        tcp.raw
+    );
+    // A validator asking over UDP gets TC, retries over TCP and validates.
+    let out = delv_with(&server, &anchors, &[], "big.signed.test", "TXT");
+    assert_validated(&out, "big TXT over UDP then TCP");
+    assert_eq!(out.matches("\tTXT\t\"big-").count(), 5, "{out}");
+}
+
+#[test]
 fn issue_20_service_answers_validate_per_client_subnet_after_failover_and_multivalue() {
     let signed = signed_with_keygen("dnssec-services", "15", "");
     let server = serve(&signed);
@@ -371,7 +431,20 @@ fn issue_20_service_answers_validate_per_client_subnet_after_failover_and_multiv
         Some("192.0.2.0/24"),
     );
     assert!(other.contains("192.0.2.1"), "{other}");
-    assert_validated(&delv(&server, &anchors, "geo.signed.test", "A"), "geo A");
+    // Per client as delv asks (no ECS: the source address locates it):
+    // the default answer from 127.0.0.1, the `us` one from 127.0.0.3.
+    let default = delv(&server, &anchors, "geo.signed.test", "A");
+    assert_validated(&default, "geo A from 127.0.0.1");
+    assert!(default.contains("192.0.2.1"), "{default}");
+    let from_us = delv_with(
+        &server,
+        &anchors,
+        &["+tcp", "-b", "127.0.0.3"],
+        "geo.signed.test",
+        "A",
+    );
+    assert_validated(&from_us, "geo A from 127.0.0.3");
+    assert!(from_us.contains("198.51.100.1"), "{from_us}");
     // Failover: eu forced down, answers come from us with the failover TTL.
     let reply = http(
         server.api(),
@@ -416,15 +489,11 @@ fn issue_20_bind_dnssec_keygen_ksk_and_zsk_validate_and_a_wrong_anchor_is_reject
     let dir = TempDir::new("dnssec-bind");
     let keys = dir.path().join("keys");
     std::fs::create_dir_all(&keys).expect("keys dir");
-    let bind_keygen = |ksk: bool| -> String {
-        let mut command = Command::new("dnssec-keygen");
-        command
+    let bind_keygen = |options: &[&str]| -> String {
+        let out = Command::new("dnssec-keygen")
             .current_dir(&keys)
-            .args(["-a", "ECDSAP256SHA256", "-n", "ZONE"]);
-        if ksk {
-            command.args(["-f", "KSK"]);
-        }
-        let out = command
+            .args(["-a", "ECDSAP256SHA256", "-n", "ZONE"])
+            .args(options)
             .arg("signed.test")
             .output()
             .expect("run dnssec-keygen (bind9-utils)");
@@ -438,9 +507,23 @@ fn issue_20_bind_dnssec_keygen_ksk_and_zsk_validate_and_a_wrong_anchor_is_reject
             String::from_utf8_lossy(&out.stdout).trim()
         )
     };
-    let ksk = bind_keygen(true);
-    let zsk = bind_keygen(false);
-    let mut signed = setup("dnssec-bind", &format!("{ksk:?}, {zsk:?}"), "");
+    let ksk = bind_keygen(&["-f", "KSK"]);
+    let zsk = bind_keygen(&[]);
+    // A ZSK published now that signs only from tomorrow (BIND timing fields).
+    let next_zsk = bind_keygen(&["-P", "now", "-A", "now+1d"]);
+    let tag = |file: &str| -> String {
+        file.trim_end_matches(".private")
+            .rsplit('+')
+            .next()
+            .expect("tag")
+            .trim_start_matches('0')
+            .to_string()
+    };
+    let mut signed = setup(
+        "dnssec-bind",
+        &format!("{ksk:?}, {zsk:?}, {next_zsk:?}"),
+        "",
+    );
     std::fs::rename(&keys, signed.dir.path().join("keys")).expect("move keys");
     signed.ds = ds_of(&signed.config);
     let server = serve(&signed);
@@ -452,16 +535,47 @@ fn issue_20_bind_dnssec_keygen_ksk_and_zsk_validate_and_a_wrong_anchor_is_reject
     ] {
         assert_validated(&delv(&server, &anchors, name, rtype), name);
     }
-    // The DNSKEY set is signed by the KSK, data by the ZSK.
+    // The DNSKEY set (all three keys) is signed by the KSK, data by the
+    // active ZSK only.
+    let rrsig_tags = |name: &str, rtype: &str| -> Vec<String> {
+        let reply = dig(server.addr(), &["+dnssec", "+norec", name, rtype]);
+        let tags: Vec<String> = reply
+            .answer
+            .iter()
+            .filter(|r| r.split(' ').nth(3) == Some("RRSIG"))
+            .filter_map(|r| r.split(' ').nth(10).map(str::to_string))
+            .collect();
+        assert!(!tags.is_empty(), "{}", reply.raw);
+        tags
+    };
     let keyset = dig(
         server.addr(),
         &["+dnssec", "+norec", "signed.test", "DNSKEY"],
     );
     assert_eq!(
         keyset.raw.matches("\tDNSKEY\t").count(),
-        2,
+        3,
         "{}",
         keyset.raw
+    );
+    assert_eq!(rrsig_tags("signed.test", "DNSKEY"), [tag(&ksk)]);
+    assert_eq!(rrsig_tags("www.signed.test", "A"), [tag(&zsk)]);
+    assert_eq!(rrsig_tags("geo.signed.test", "A"), [tag(&zsk)]);
+    let status = http(server.api(), "GET", "/status", &[], "").json();
+    let states: Vec<(String, String)> = status["dnssec"][0]["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .map(|k| {
+            (
+                k["tag"].to_string(),
+                k["state"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        states.contains(&(tag(&next_zsk), "published".to_string())),
+        "{status}"
     );
     // An anchor for another key (a key the zone does not have) is rejected.
     let other = TempDir::new("dnssec-other-key");
@@ -489,49 +603,162 @@ fn issue_20_bind_dnssec_keygen_ksk_and_zsk_validate_and_a_wrong_anchor_is_reject
 }
 
 #[test]
-fn issue_20_signatures_are_renewed_before_they_expire() {
-    let signed = signed_with_keygen("dnssec-resign", "13", "dnssec_validity = \"40s\"");
+fn issue_20_a_key_rollover_is_done_by_editing_the_config_and_reloading() {
+    let signed = signed_with_keygen("dnssec-rollover", "13", "");
+    let old_key = std::fs::read_dir(signed.dir.path().join("keys"))
+        .expect("keys")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "private"))
+        .expect("a .private file");
+    let new_key = keygen(&signed.dir, "13");
+    let config_text = std::fs::read_to_string(&signed.config).expect("config");
+    let with_keys = |keys: &str| {
+        let text = config_text.replace(&format!("[{:?}]", path_str(&old_key)), keys);
+        assert_ne!(text, config_text);
+        std::fs::write(&signed.config, text).expect("config");
+    };
+    let old = format!("{:?}", path_str(&old_key));
+    let new = format!("{:?}", path_str(&new_key));
+    // Phase 1: the new key published, not signing.
+    with_keys(&format!("[{old}, {{ path = {new}, publish_only = true }}]"));
+    let ds_lines = run_gslb(&[
+        "dnssec",
+        "ds",
+        "-c",
+        path_str(&signed.config),
+        "signed.test",
+    ]);
+    assert_eq!(ds_lines.code(), Some(0), "{}", ds_lines.stderr);
+    // The parent holds both DS records during the rollover.
+    let anchors: String = ds_lines
+        .stdout
+        .lines()
+        .map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            format!(
+                "\"signed.test.\" static-ds {} {} {} \"{}\";",
+                f[3], f[4], f[5], f[6]
+            )
+        })
+        .collect();
+    assert_eq!(ds_lines.stdout.lines().count(), 2, "{}", ds_lines.stdout);
+    let anchors = signed
+        .dir
+        .write("anchors.conf", &format!("trust-anchors {{ {anchors} }};\n"));
     let server = serve(&signed);
+    let key_tag = |path: &Path| -> String {
+        path_str(path)
+            .trim_end_matches(".private")
+            .rsplit('+')
+            .next()
+            .expect("tag")
+            .trim_start_matches('0')
+            .to_string()
+    };
+    let (old_tag, new_tag) = (key_tag(&old_key), key_tag(&new_key));
+    let look = |name: &str, rtype: &str| -> (usize, Vec<String>) {
+        let reply = dig(server.addr(), &["+dnssec", "+norec", name, rtype]);
+        let tags = reply
+            .answer
+            .iter()
+            .filter(|r| r.split(' ').nth(3) == Some("RRSIG"))
+            .filter_map(|r| r.split(' ').nth(10).map(str::to_string))
+            .collect();
+        let dnskeys = reply
+            .answer
+            .iter()
+            .filter(|r| r.split(' ').nth(3) == Some("DNSKEY"))
+            .count();
+        (dnskeys, tags)
+    };
+    assert_eq!(look("signed.test", "DNSKEY"), (2, vec![old_tag.clone()]));
+    assert_eq!(look("www.signed.test", "A").1, vec![old_tag.clone()]);
+    assert_validated(&delv(&server, &anchors, "www.signed.test", "A"), "phase 1");
+    // Phase 2: the new key signs, the old one is only published.
+    with_keys(&format!("[{{ path = {old}, publish_only = true }}, {new}]"));
+    let reload = http(server.api(), "POST", "/reload", &[], "");
+    assert_eq!(reload.status, 200, "{}", reload.body);
+    assert_eq!(look("signed.test", "DNSKEY"), (2, vec![new_tag.clone()]));
+    assert_eq!(look("www.signed.test", "A").1, vec![new_tag.clone()]);
+    assert_eq!(look("geo.signed.test", "A").1, vec![new_tag.clone()]);
+    assert_validated(&delv(&server, &anchors, "www.signed.test", "A"), "phase 2");
+    assert_validated(
+        &delv(&server, &anchors, "multi.signed.test", "A"),
+        "phase 2 multivalue",
+    );
+    // Phase 3: the old key removed.
+    with_keys(&format!("[{new}]"));
+    let reload = http(server.api(), "POST", "/reload", &[], "");
+    assert_eq!(reload.status, 200, "{}", reload.body);
+    assert_eq!(look("signed.test", "DNSKEY"), (1, vec![new_tag.clone()]));
+    assert_validated(&delv(&server, &anchors, "signed.test", "DNSKEY"), "phase 3");
+}
+
+/// libfaketime (Debian `faketime`), preloaded into the server: its wall
+/// clock runs at the offset written in a file, reread every second; the
+/// monotonic clock (tokio's timers) is left alone, as when a machine
+/// resumes from suspend or its clock is stepped.
+const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
+
+#[test]
+fn issue_20_signatures_are_renewed_before_they_expire_when_the_clock_moves() {
+    let signed = signed_with_keygen("dnssec-resign", "13", "dnssec_validity = \"10m\"");
+    let offset = signed.dir.write("faketime.rc", "+0\n");
+    let server = GslbServer::start_with_env(
+        &["-c", path_str(&signed.config)],
+        &[
+            ("LD_PRELOAD", LIBFAKETIME),
+            ("FAKETIME_TIMESTAMP_FILE", path_str(&offset)),
+            ("FAKETIME_CACHE_DURATION", "1"),
+            ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+        ],
+    );
     let anchors = anchor_file(&signed.dir, &signed.ds);
-    let rrsig = || -> String {
+    // The RRSIG of www A: (expiration, inception) in Unix seconds.
+    let window = || -> (i64, i64) {
         let reply = dig(
             server.addr(),
             &["+dnssec", "+norec", "www.signed.test", "A"],
         );
-        reply
+        let line = reply
             .raw
             .lines()
             .find(|l| l.contains("\tRRSIG\tA "))
-            .unwrap_or_default()
-            .to_string()
+            .unwrap_or_else(|| panic!("no RRSIG:\n{}", reply.raw))
+            .to_string();
+        let field = |n: usize| {
+            line.split_whitespace()
+                .nth(n)
+                .and_then(gslb::dnssec::keys::parse_timestamp)
+                .unwrap_or_else(|| panic!("RRSIG field {n}: {line}"))
+        };
+        (field(8), field(9))
     };
-    let first = rrsig();
-    let expiration = |line: &str| {
-        line.split_whitespace()
-            .nth(8)
-            .unwrap_or_default()
-            .to_string()
-    };
-    assert!(!first.is_empty());
+    let (first_expiry, first_inception) = window();
+    // Signed for ten minutes, from an hour back.
+    assert_eq!(first_expiry - first_inception, 600 + 3600);
     assert_validated(
         &delv(&server, &anchors, "www.signed.test", "A"),
-        "before re-signing",
+        "before the clock moved",
     );
-    // Re-signed halfway through the validity, long before the expiry.
-    let deadline = Instant::now() + Duration::from_secs(35);
-    let mut renewed = String::new();
-    while Instant::now() < deadline {
-        renewed = rrsig();
-        if expiration(&renewed) != expiration(&first) {
-            break;
-        }
+    // Six minutes on: past the re-sign time (halfway), before the expiry.
+    // The server must notice on its own and sign again.
+    std::fs::write(&offset, "+360\n").expect("move the clock");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut renewed = (first_expiry, first_inception);
+    while Instant::now() < deadline && renewed.0 == first_expiry {
         std::thread::sleep(Duration::from_millis(500));
+        renewed = window();
     }
-    assert_ne!(
-        expiration(&renewed),
-        expiration(&first),
-        "not re-signed: {first}"
+    assert!(
+        renewed.0 >= first_expiry + 300,
+        "not re-signed after the clock moved 6 minutes: expiry {} then {}\n{}",
+        first_expiry,
+        renewed.0,
+        server.stderr()
     );
+    // delv (real clock) accepts the new signatures too.
     assert_validated(
         &delv(&server, &anchors, "www.signed.test", "A"),
         "after re-signing",
@@ -540,11 +767,13 @@ fn issue_20_signatures_are_renewed_before_they_expire() {
     let json = status.json();
     let zone = &json["dnssec"][0];
     assert_eq!(zone["zone"], "signed.test.", "{json}");
+    assert_eq!(zone["expires"].as_i64(), Some(renewed.0), "{json}");
     assert!(
-        zone["next_resign"].as_i64().is_some() && zone["expires"].as_i64().is_some(),
+        zone["next_resign"]
+            .as_i64()
+            .is_some_and(|t| t > first_expiry - 300 && t < renewed.0),
         "{json}"
     );
-    assert!(!status.body.contains("PrivateKey"), "{}", status.body);
 }
 
 #[test]
@@ -575,6 +804,36 @@ fn issue_20_check_reports_key_problems_and_a_bad_reload_keeps_signing() {
         "{}",
         out.stderr
     );
+    // An unreadable key file (a directory where the .private should be).
+    let unreadable = signed.dir.path().join("keys/Kunreadable.private");
+    std::fs::create_dir_all(&unreadable).expect("dir");
+    let out = check(&variant(
+        "unreadable",
+        &config_text.replace(path_str(&private), path_str(&unreadable)),
+    ));
+    assert_eq!(out.code(), Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&format!(
+            "{}: cannot read private key file",
+            path_str(&unreadable)
+        )),
+        "{}",
+        out.stderr
+    );
+    // A .private without its .key beside it.
+    let lonely = signed.dir.path().join("keys/Klonely.private");
+    std::fs::copy(&private, &lonely).expect("copy");
+    let out = check(&variant(
+        "lonely",
+        &config_text.replace(path_str(&private), path_str(&lonely)),
+    ));
+    assert_eq!(out.code(), Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("Klonely.key: cannot read the public key file beside"),
+        "{}",
+        out.stderr
+    );
     // dnssec = true with no active signing key.
     let publish_only = variant(
         "publish-only",
@@ -587,6 +846,7 @@ fn issue_20_check_reports_key_problems_and_a_bad_reload_keeps_signing() {
         ),
     );
     let out = check(&publish_only);
+    assert_eq!(out.code(), Some(1), "{}", out.stderr);
     assert!(
         out.stderr.contains("has no active signing key"),
         "{}",
@@ -599,12 +859,21 @@ fn issue_20_check_reports_key_problems_and_a_bad_reload_keeps_signing() {
     let stranger_public = std::fs::read_to_string(stranger.with_extension("key")).expect("key");
     std::fs::write(&public, &stranger_public).expect("swap key");
     let out = check(&signed.config);
-    assert!(out.stderr.contains("does not match"), "{}", out.stderr);
+    assert_eq!(out.code(), Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&format!(
+            "{}: the private key does not match",
+            path_str(&private)
+        )),
+        "{}",
+        out.stderr
+    );
     // An unsupported algorithm (8, RSASHA256).
     std::fs::write(&public, original_public.replace(" 257 3 13 ", " 257 3 8 ")).expect("alg");
     let out = check(&signed.config);
+    assert_eq!(out.code(), Some(1), "{}", out.stderr);
     assert!(
-        out.stderr.contains("algorithm 8 is not supported"),
+        out.stderr.contains("algorithm 8 is not supported: use 13"),
         "{}",
         out.stderr
     );
@@ -615,6 +884,7 @@ fn issue_20_check_reports_key_problems_and_a_bad_reload_keeps_signing() {
     )
     .expect("owner");
     let out = check(&signed.config);
+    assert_eq!(out.code(), Some(1), "{}", out.stderr);
     assert!(
         out.stderr
             .contains("this key is for other.test., not for zone signed.test."),
@@ -643,9 +913,51 @@ fn issue_20_check_reports_key_problems_and_a_bad_reload_keeps_signing() {
         .expect("PrivateKey");
     assert!(!out.stderr.contains(secret) && !out.stdout.contains(secret));
 
-    // A reload with a broken key keeps serving the signed snapshot.
-    let server = serve(&signed);
+    // Nor in explain (here from the files, with debug logging; below
+    // asking the server).
+    for (name, rtype) in [
+        ("www.signed.test", "A"),
+        ("geo.signed.test", "A"),
+        ("signed.test", "DNSKEY"),
+    ] {
+        let config = path_str(&signed.config);
+        let out = run_gslb(&[
+            "explain",
+            "--offline",
+            "-vv",
+            "-c",
+            config,
+            "--client",
+            "10.1.2.3/24",
+            name,
+            rtype,
+        ]);
+        assert_eq!(out.code(), Some(0), "{}", out.stderr);
+        assert!(
+            !out.stdout.contains(secret) && !out.stderr.contains(secret),
+            "{name} {rtype}:\n{}{}",
+            out.stdout,
+            out.stderr
+        );
+    }
+
+    // A reload with a broken key keeps serving the signed snapshot (debug
+    // logging: still no private key in the log).
+    let server = GslbServer::start(&["-vv", "-c", path_str(&signed.config)]);
     let anchors = anchor_file(&signed.dir, &signed.ds);
+    let api = server.api().to_string();
+    let explained = run_gslb(&[
+        "explain",
+        "-c",
+        path_str(&signed.config),
+        "--api",
+        &api,
+        "--client",
+        "10.1.2.3",
+        "geo.signed.test",
+    ]);
+    assert_eq!(explained.code(), Some(0), "{}", explained.stderr);
+    assert!(!explained.stdout.contains(secret), "{}", explained.stdout);
     std::fs::write(&public, &stranger_public).expect("break key");
     let reload = http(server.api(), "POST", "/reload", &[], "");
     assert_ne!(reload.status, 200, "{}", reload.body);
@@ -655,5 +967,14 @@ fn issue_20_check_reports_key_problems_and_a_bad_reload_keeps_signing() {
         &delv(&server, &anchors, "www.signed.test", "A"),
         "after a failed reload",
     );
-    assert!(!server.stderr().contains(secret));
+    let multi = delv(&server, &anchors, "multi.signed.test", "A");
+    assert_validated(&multi, "online signing after a failed reload");
+    for path in ["/status", "/metrics", "/"] {
+        let body = http(server.api(), "GET", path, &[], "").body;
+        assert!(!body.contains(secret), "{path}: {body}");
+        assert!(!body.contains("PrivateKey"), "{path}: {body}");
+    }
+    let log = server.stderr();
+    assert!(log.contains("DEBUG"), "not at debug level:\n{log}");
+    assert!(!log.contains(secret), "{log}");
 }

@@ -60,9 +60,24 @@ impl GslbServer {
         Self::try_start_within(args, start_deadline).unwrap_or_else(|err| panic!("{err}"))
     }
 
+    /// Like [`GslbServer::start`], with more environment variables (e.g.
+    /// libfaketime's, to move the server's wall clock).
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> GslbServer {
+        Self::try_start_with(args, env, START_DEADLINE).unwrap_or_else(|err| panic!("{err}"))
+    }
+
     fn try_start_within(args: &[&str], start_deadline: Duration) -> Result<GslbServer, String> {
+        Self::try_start_with(args, &[], start_deadline)
+    }
+
+    fn try_start_with(
+        args: &[&str],
+        env: &[(&str, &str)],
+        start_deadline: Duration,
+    ) -> Result<GslbServer, String> {
         let expected = 1 + args.iter().filter(|a| **a == "--listen").count();
         let mut child = gslb_command()
+            .envs(env.iter().copied())
             .args(["serve", "--listen", "127.0.0.1:0"])
             .args(args)
             .stdin(Stdio::null())
