@@ -280,3 +280,84 @@ spill = "capacity"
         "a split answer allocated (64 calls each): {allocating:?}"
     );
 }
+
+#[test]
+fn signed_answers_to_do_queries_do_not_allocate() {
+    // Issue 20: with the zone signed, DO queries for static names and
+    // one-endpoint service answers copy signatures made at build; nothing
+    // is signed (or allocated) per query.
+    let dir = std::env::temp_dir().join(format!("gslb-no-alloc-signed-{}", std::process::id()));
+    let config = queries::signed_fixture_config(&dir);
+    let dnssec_ok = Some(true);
+    let mut cases = vec![
+        (
+            "static A, DO",
+            queries::query_edns(1, "static.example.test", queries::A, None, dnssec_ok),
+            Rcode::NoError,
+        ),
+        (
+            "geo A, DO",
+            queries::query_edns(2, "www.example.test", queries::A, None, dnssec_ok),
+            Rcode::NoError,
+        ),
+        (
+            "geo AAAA, DO",
+            queries::query_edns(3, "www.example.test", queries::AAAA, None, dnssec_ok),
+            Rcode::NoError,
+        ),
+    ];
+    for (n, ecs) in queries::ecs_clients(32).into_iter().enumerate() {
+        cases.push((
+            "geo A with ECS, DO",
+            queries::query_edns(
+                100 + n as u16,
+                "www.example.test",
+                queries::A,
+                Some(ecs),
+                dnssec_ok,
+            ),
+            Rcode::NoError,
+        ));
+    }
+    for name in ["near", "lat", "sticky"] {
+        cases.push((
+            name,
+            queries::query_edns(
+                5,
+                &format!("{name}.example.test"),
+                queries::A,
+                Some(("216.160.83.0".parse().expect("literal"), 24)),
+                dnssec_ok,
+            ),
+            Rcode::NoError,
+        ));
+    }
+    let counts = count_allocations_with(config.clone(), |_| {}, &cases);
+    // The answers do carry their signature: one A and its RRSIG.
+    let source = SnapshotSource {
+        config_path: config,
+        extra_zones: Vec::new(),
+    };
+    let (control, _) = Control::start(source).unwrap_or_else(|errors| panic!("{errors}"));
+    let mut out = Vec::new();
+    for (label, packet, _) in &cases {
+        handle_packet(
+            &control.snapshot.load(),
+            &control.health.view(),
+            packet,
+            IpAddr::V4(Ipv4Addr::new(81, 2, 69, 7)),
+            Transport::Udp,
+            1,
+            &mut out,
+        );
+        // ANCOUNT: the one record each of these answers holds, and its RRSIG.
+        let answers = out.get(6..8).map(|c| u16::from_be_bytes([c[0], c[1]]));
+        assert_eq!(answers, Some(2), "{label}: {out:?}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let allocating: Vec<_> = counts.iter().filter(|(_, n)| *n > 0).collect();
+    assert!(
+        allocating.is_empty(),
+        "a signed answer allocated (64 calls each): {allocating:?}"
+    );
+}
