@@ -16,6 +16,7 @@ use gslb::dns::answer::{
     Outcome, Transport, handle_packet, handle_packet_traced, handle_udp_query,
 };
 use gslb::dns::reply_buffer::UdpReply;
+use gslb::dns::served::Served;
 use gslb::dns::udp_batch::UDP_QUERY_MAX;
 use gslb::dns::wire::{self, ReplyEdns, ReplyWriter, Section};
 use gslb::health::HealthView;
@@ -28,7 +29,7 @@ mod queries;
 /// Rotating inputs: a power of two so the index is a mask, not a division.
 /// A whole-packet handler: `handle_packet`, or the general path alone.
 type Handler = for<'s> fn(
-    &'s Snapshot,
+    &'s Served,
     &HealthView,
     &[u8],
     IpAddr,
@@ -50,7 +51,7 @@ fn build_snapshot() -> (
     };
     let (control, _) =
         Control::start(source).unwrap_or_else(|errors| panic!("bench config: {errors}"));
-    let snapshot = control.snapshot.load_full();
+    let snapshot = control.snapshot();
     let health = control.health.view_arc();
     (control, snapshot, health)
 }
@@ -177,7 +178,9 @@ fn assert_answered(name: &str, outcome: Option<Outcome<'_>>, reply: &[u8]) {
 }
 
 fn bench_handle_packet(c: &mut Criterion) {
-    let (_control, snapshot, health) = build_snapshot();
+    let (control, _, health) = build_snapshot();
+    // What a DNS worker answers from: the snapshot and its precompiled answers.
+    let served = control.served.load_full();
     let source = IpAddr::V4(Ipv4Addr::new(81, 2, 69, 7));
     let static_a = queries::query(7, "static.example.test", queries::A, None);
     let geo = queries::query(7, "www.example.test", queries::A, None);
@@ -189,8 +192,17 @@ fn bench_handle_packet(c: &mut Criterion) {
     let mut out = Vec::with_capacity(4096);
     let mut group = c.benchmark_group("handle_packet");
     // The general path alone: what the precompiled answers save.
-    let general: Handler = |snapshot, health, packet, source, transport, seed, out| {
-        handle_packet_traced(snapshot, health, packet, source, transport, seed, out, None)
+    let general: Handler = |served, health, packet, source, transport, seed, out| {
+        handle_packet_traced(
+            &served.snapshot,
+            health,
+            packet,
+            source,
+            transport,
+            seed,
+            out,
+            None,
+        )
     };
     let cases: [(&str, &[Vec<u8>], Handler); 4] = [
         ("static_a", std::slice::from_ref(&static_a), handle_packet),
@@ -202,7 +214,7 @@ fn bench_handle_packet(c: &mut Criterion) {
     for (name, packets, handler) in cases {
         for packet in packets.iter().take(8) {
             let outcome = handler(
-                &snapshot,
+                &served,
                 &health,
                 packet,
                 source,
@@ -218,7 +230,7 @@ fn bench_handle_packet(c: &mut Criterion) {
             b.iter(|| {
                 i = i.wrapping_add(1);
                 handler(
-                    &snapshot,
+                    &served,
                     &health,
                     black_box(&packets[i & mask]),
                     source,
@@ -251,7 +263,7 @@ fn bench_handle_packet(c: &mut Criterion) {
         ("geo_ecs_many_subnets", received(&geo_ecs)),
     ] {
         for (buffer, len) in packets.iter().take(8) {
-            let outcome = handle_udp_query(&snapshot, &health, buffer, *len, source, 1, &mut reply);
+            let outcome = handle_udp_query(&served, &health, buffer, *len, source, 1, &mut reply);
             assert_answered(name, outcome, reply.as_bytes());
         }
         let mask = packets.len() - 1;
@@ -260,7 +272,7 @@ fn bench_handle_packet(c: &mut Criterion) {
                 i = i.wrapping_add(1);
                 let (buffer, len) = &packets[i & mask];
                 handle_udp_query(
-                    &snapshot,
+                    &served,
                     &health,
                     black_box(buffer),
                     *len,

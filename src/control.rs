@@ -11,6 +11,7 @@ use std::time::SystemTime;
 use arc_swap::ArcSwap;
 
 use crate::config::LoadedConfig;
+use crate::dns::served::{Served, SharedServed};
 use crate::events::{Event, EventKind, Events};
 use crate::health::{HealthMonitor, HealthTable};
 use crate::metrics::Metrics;
@@ -27,8 +28,9 @@ pub struct Control {
     /// Runtime state of endpoints (verdicts, overrides, weights, `fastest`
     /// results), kept across reloads; the query path reads its views.
     pub health: Arc<HealthTable>,
-    /// The snapshot answering queries.
-    pub snapshot: Arc<ArcSwap<Snapshot>>,
+    /// What the DNS workers answer from: the snapshot in service and what
+    /// the data plane built from it (see [`Control::snapshot`]).
+    pub served: SharedServed,
     /// The health probers (started by `serve` with [`Control::start_probers`]).
     pub monitor: Arc<HealthMonitor>,
     // --- operations (admin API, metrics, query log, watching) ---
@@ -74,7 +76,7 @@ impl Control {
         monitor.replan(&snapshot.probes);
         let control = Self {
             health,
-            snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
+            served: Arc::new(ArcSwap::from_pointee(Served::new(Arc::new(snapshot), None))),
             monitor,
             metrics: Arc::new(Metrics::new()),
             query_log: Arc::new(QueryLog::default()),
@@ -92,8 +94,8 @@ impl Control {
         // The starting state: later changes are events.
         control
             .events
-            .observe(&control.snapshot.load(), &control.health.view());
-        control.transfers.applied(control.snapshot.load_full());
+            .observe(&control.snapshot(), &control.health.view());
+        control.transfers.applied(control.snapshot());
         Ok((control, loaded))
     }
 
@@ -136,7 +138,8 @@ impl Control {
             }
         };
         let snapshot = Arc::new(snapshot);
-        self.snapshot.store(snapshot.clone());
+        let served = Served::new(snapshot.clone(), Some(&self.served.load()));
+        self.served.store(Arc::new(served));
         self.transfers.applied(snapshot.clone());
         // Re-plan the probers: unchanged endpoints keep their tasks.
         self.monitor.replan(&snapshot.probes);
@@ -169,34 +172,34 @@ impl Control {
         self.monitor.start(runtime.clone());
         // Events follow health changes (not traffic), and alerts go out.
         self.events.start(runtime.clone());
-        let (events, snapshot, health) = (
+        let (events, served, health) = (
             self.events.clone(),
-            self.snapshot.clone(),
+            self.served.clone(),
             self.health.clone(),
         );
         runtime.spawn(async move {
             loop {
                 health.changed().await;
-                events.observe(&snapshot.load(), &health.view());
+                events.observe(&served.load().snapshot, &health.view());
             }
         });
         // `fastest` choices follow the probes' RTTs, with hysteresis; with
         // no `fastest` service, the task sleeps until a reload.
-        let snapshot = self.snapshot.clone();
+        let served = self.served.clone();
         let health = self.health.clone();
         let mut applied = self.applied.subscribe();
         runtime.spawn(async move {
             let mut tick = tokio::time::interval(FASTEST_UPDATE_INTERVAL);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                if !snapshot.load().fastest.has_work() {
+                if !served.load().snapshot.fastest.has_work() {
                     if applied.changed().await.is_err() {
                         return;
                     }
                     continue;
                 }
                 tick.tick().await;
-                crate::health::fastest::update(&health, &snapshot.load().fastest);
+                crate::health::fastest::update(&health, &served.load().snapshot.fastest);
             }
         });
     }
@@ -214,7 +217,9 @@ impl Control {
                 });
             }
         });
-        self.transfers.start(self.snapshot.clone(), reload);
+        let served = self.served.clone();
+        self.transfers
+            .start(Arc::new(move || served.load().snapshot.clone()), reload);
     }
 
     /// The load-aware answers' state (control plane only: the loop,
@@ -228,7 +233,7 @@ impl Control {
     /// samples the answer counters, re-plans the splits and publishes them
     /// with the health view when they moved by more than noise.
     pub fn start_load_planner(&self, runtime: &tokio::runtime::Handle) {
-        let snapshot = self.snapshot.clone();
+        let served = self.served.clone();
         let health = self.health.clone();
         let metrics = self.metrics.clone();
         let load = self.load.clone();
@@ -237,14 +242,20 @@ impl Control {
             let mut tick = tokio::time::interval(crate::load::PLAN_INTERVAL);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                if !snapshot.load().services.iter().any(|s| s.load.is_some()) {
+                if !served
+                    .load()
+                    .snapshot
+                    .services
+                    .iter()
+                    .any(|s| s.load.is_some())
+                {
                     if applied.changed().await.is_err() {
                         return;
                     }
                     continue;
                 }
                 tick.tick().await;
-                let snapshot = snapshot.load_full();
+                let snapshot = served.load().snapshot.clone();
                 let view = health.view_arc();
                 let totals = metrics.pool_totals();
                 let usable = |pool: &crate::policy::Pool| crate::load::pool_usable(pool, &view);
@@ -259,6 +270,12 @@ impl Control {
                 }
             }
         });
+    }
+
+    /// The snapshot in service (for the control plane; DNS workers load
+    /// [`Control::served`] once per query or batch instead).
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.served.load().snapshot.clone()
     }
 
     /// Whether `[server] watch` is on.
@@ -366,7 +383,7 @@ const RESIGN_CLOCK_CHECK: std::time::Duration = std::time::Duration::from_secs(5
 pub async fn resign_zones(control: Arc<Control>) -> std::io::Result<()> {
     let mut applied = control.applied.subscribe();
     loop {
-        let Some(next) = control.snapshot.load().dnssec.next_resign() else {
+        let Some(next) = control.snapshot().dnssec.next_resign() else {
             if applied.changed().await.is_err() {
                 return Ok(());
             }
@@ -483,4 +500,51 @@ fn lock_load(
     // Plain data, consistent between statements.
     load.lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dns::rrl::RrlVerdict;
+
+    #[test]
+    fn reload_keeps_rate_limit_budgets() {
+        let dir = std::env::temp_dir().join(format!("gslb-control-rrl-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("rrl.test.zone"),
+            "$TTL 300\n@ SOA ns1 hostmaster 1 7200 900 1209600 60\n@ NS ns1\nns1 A 192.0.2.53\n",
+        )
+        .unwrap();
+        let config = |slip: u32| {
+            let text = format!(
+                "[[zone]]\norigin = \"rrl.test\"\nfile = \"rrl.test.zone\"\n\
+                 [rrl]\nenabled = true\nresponses_per_second = 3\nslip = {slip}\n"
+            );
+            std::fs::write(dir.join("gslb.toml"), text).unwrap();
+        };
+        config(0);
+        let source = SnapshotSource {
+            config_path: dir.join("gslb.toml"),
+            extra_zones: Vec::new(),
+        };
+        let (control, _) = Control::start(source).unwrap_or_else(|errors| panic!("{errors}"));
+        let client: std::net::IpAddr = "198.51.100.7".parse().unwrap();
+        let check = || {
+            let served = control.served.load();
+            served.rrl.as_ref().expect("rrl is on").check(client, 42)
+        };
+        for _ in 0..3 {
+            assert_eq!(check(), RrlVerdict::Send);
+        }
+        assert_eq!(check(), RrlVerdict::Drop);
+        // A reload (here with another slip) within the same second: the
+        // client's budget is still spent.
+        config(2);
+        control
+            .reload("test")
+            .unwrap_or_else(|errors| panic!("{errors}"));
+        assert_eq!(check(), RrlVerdict::Slip);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

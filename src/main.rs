@@ -337,7 +337,7 @@ fn check(source: SnapshotSource, strict: bool) -> Result<()> {
     if let Some(err) = api_error {
         return Err(anyhow!("configuration is not valid:\n{err}"));
     }
-    let snapshot = control.snapshot.load();
+    let snapshot = control.snapshot();
     for warning in &snapshot.warnings {
         eprintln!("{warning}");
     }
@@ -484,7 +484,7 @@ fn explain(
     }
     let (control, _) = Control::start(source)
         .map_err(|errors| anyhow!("configuration is not valid:\n{errors}"))?;
-    let snapshot = control.snapshot.load();
+    let snapshot = control.snapshot();
     let health = control.health.view();
     let text = gslb::explain::explain(&snapshot, &health, client, None, name, record_type)
         .map_err(|e| anyhow!(e))?;
@@ -558,7 +558,7 @@ fn serve(source: SnapshotSource, listen: Vec<SocketAddr>, api: Option<SocketAddr
         control.start_transfers();
         control.start_load_planner(&tokio::runtime::Handle::current());
         let (wait, limit) = {
-            let snapshot = control.snapshot.load();
+            let snapshot = control.snapshot();
             (
                 snapshot.probes.settings.wait_for_first_round,
                 snapshot.probes.first_round_limit(),
@@ -591,7 +591,7 @@ fn serve(source: SnapshotSource, listen: Vec<SocketAddr>, api: Option<SocketAddr
             };
             tasks.spawn(server::serve(
                 bound,
-                control.snapshot.clone(),
+                control.served.clone(),
                 control.health.clone(),
                 observer,
                 tcp_limits,

@@ -871,7 +871,7 @@ impl prometheus_client::collector::Collector for Scrape {
         // --- pools' capacity and learned demand (load-aware answers) ---
         {
             let load = control.lock_load();
-            let snapshot = control.snapshot.load_full();
+            let snapshot = control.snapshot();
             let mut seen = std::collections::HashSet::new();
             let pools: Vec<_> = snapshot
                 .services
@@ -910,7 +910,7 @@ impl prometheus_client::collector::Collector for Scrape {
         }
 
         // --- endpoints (the snapshot in service) ---
-        let snapshot = control.snapshot.load_full();
+        let snapshot = control.snapshot();
         let health = control.health.view_arc();
         let endpoints = &snapshot.probes.endpoints;
         let endpoint_answers = metrics.endpoint_answers();
@@ -1100,7 +1100,7 @@ impl prometheus_client::collector::Collector for Scrape {
                 )
             }),
         )?;
-        encode_dnssec(e, &control.snapshot.load())
+        encode_dnssec(e, &control.snapshot())
     }
 }
 
@@ -1268,14 +1268,15 @@ mod tests {
         let mut answer_all = |workers: &mut [QueryRecorder; 2],
                               expected: &mut HashMap<String, u64>,
                               rounds: u16| {
-            let snapshot = control.snapshot.load_full();
+            let served = control.served.load_full();
+            let snapshot = &served.snapshot;
             for (slot, recorder) in workers.iter_mut().enumerate() {
-                let view = recorder.view(&snapshot);
+                let view = recorder.view(snapshot);
                 for id in 0..rounds {
                     let seed = u64::from(id) * 2 + slot as u64;
                     let packet = www_query(id);
                     let outcome = crate::dns::answer::handle_packet(
-                        &snapshot,
+                        &served,
                         &control.health.view(),
                         &packet,
                         client,
@@ -1290,7 +1291,7 @@ mod tests {
                     for endpoint in selection.endpoints() {
                         *expected.entry(endpoint.key.clone()).or_default() += 1;
                     }
-                    recorder.record(&view, &snapshot, &packet, client, outcome.as_ref());
+                    recorder.record(&view, snapshot, &packet, client, outcome.as_ref());
                 }
             }
         };

@@ -18,15 +18,14 @@
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
 
-use std::sync::Arc;
-
 use gslb::control::Control;
 use gslb::dns::answer::{Transport, handle_udp_query};
 use gslb::dns::reply_buffer::UdpReply;
+use gslb::dns::served::Served;
 use gslb::dns::udp_batch::UDP_QUERY_MAX;
 use gslb::health::HealthView;
 use gslb::metrics::{QueryRecorder, View};
-use gslb::snapshot::{Snapshot, SnapshotSource};
+use gslb::snapshot::SnapshotSource;
 
 #[path = "../benches/support/queries.rs"]
 mod queries;
@@ -36,7 +35,7 @@ type Received = (Box<[u8; UDP_QUERY_MAX]>, usize);
 
 #[inline(never)]
 fn run_one(
-    snapshot: &Arc<Snapshot>,
+    served: &Served,
     health: &HealthView,
     (buffer, len): &Received,
     seed: u64,
@@ -44,9 +43,15 @@ fn run_one(
     recording: Option<(&mut QueryRecorder, &View)>,
 ) -> usize {
     let source = IpAddr::V4(Ipv4Addr::new(81, 2, 69, 7));
-    let outcome = handle_udp_query(snapshot, health, buffer, *len, source, seed, out);
+    let outcome = handle_udp_query(served, health, buffer, *len, source, seed, out);
     if let Some((recorder, view)) = recording {
-        recorder.record(view, snapshot, &buffer[..*len], source, outcome.as_ref());
+        recorder.record(
+            view,
+            &served.snapshot,
+            &buffer[..*len],
+            source,
+            outcome.as_ref(),
+        );
     }
     outcome.map_or(0, |_| out.as_bytes().len())
 }
@@ -105,13 +110,13 @@ fn run() {
             .collect(),
         other => panic!("unknown CG_KIND {other}"),
     };
-    let snapshot = control.snapshot.load_full();
+    let served = control.served.load_full();
     let health = control.health.view_arc();
     let recording = std::env::var("CG_RECORD").is_ok_and(|v| v == "1");
     let mut recorder = control
         .metrics
         .recorder(Transport::Udp, control.query_log.clone());
-    let view = recorder.view(&snapshot);
+    let view = recorder.view(&served.snapshot);
     let packets: Vec<Received> = packets
         .iter()
         .map(|packet| {
@@ -124,7 +129,7 @@ fn run() {
     let mut total = 0usize;
     for i in 0..n {
         total += run_one(
-            &snapshot,
+            &served,
             &health,
             black_box(&packets[i % packets.len()]),
             i as u64,

@@ -91,10 +91,10 @@ fn count_allocations_with(
     let mut udp_reply = UdpReply::new();
     let mut counts = Vec::new();
     for (label, packet, want) in cases {
-        let snapshot = control.snapshot.load();
+        let served = control.served.load();
         let health = control.health.view();
         let warm = handle_packet(
-            &snapshot,
+            &served,
             &health,
             packet,
             client,
@@ -105,12 +105,12 @@ fn count_allocations_with(
         assert_eq!(warm.map(|o| o.rcode), Some(*want), "{label}");
         let before = allocations();
         for seed in 0..64 {
-            // As the UDP loop does: load the snapshot and the health view
+            // As the UDP loop does: load the served state and the health view
             // (lock-free), answer.
-            let snapshot = control.snapshot.load();
+            let served = control.served.load();
             let health = control.health.view();
             let outcome = handle_packet(
-                &snapshot,
+                &served,
                 &health,
                 packet,
                 client,
@@ -123,7 +123,7 @@ fn count_allocations_with(
             // reply in its fixed buffer.
             received[..packet.len()].copy_from_slice(packet);
             let outcome = handle_udp_query(
-                &snapshot,
+                &served,
                 &health,
                 &received,
                 packet.len(),
@@ -240,7 +240,7 @@ spill = "capacity"
         control
             .health
             .set_pool_override("a", gslb::health::Override::ForceDown);
-        let snapshot = control.snapshot.load();
+        let snapshot = control.snapshot();
         let view = control.health.view_arc();
         let usable = |pool: &gslb::policy::Pool| gslb::load::pool_usable(pool, &view);
         let plans: Vec<_> = snapshot

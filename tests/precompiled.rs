@@ -15,11 +15,13 @@ mod common;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use common::TempDir;
 use gslb::dns::answer::{Transport, handle_packet, handle_packet_traced, handle_udp_query};
 use gslb::dns::precompiled;
 use gslb::dns::reply_buffer::UdpReply;
+use gslb::dns::served::Served;
 use gslb::dns::udp_batch::UDP_QUERY_MAX;
 use gslb::dns::wire::Rcode;
 use gslb::health::{HealthTable, HealthView};
@@ -129,12 +131,13 @@ struct Tally {
 
 /// Compares both paths on every query variant for `names`.
 fn compare(
-    snapshot: &Snapshot,
+    served: &Served,
     health: &HealthView,
     names: &[Vec<u8>],
     label: &str,
     tally: &mut Tally,
 ) {
+    let snapshot = &*served.snapshot;
     let exists = |name: &[u8]| snapshot.zones.iter().any(|z| z.node(name).is_some());
     let sources = [
         IpAddr::V4(Ipv4Addr::new(81, 2, 69, 7)),
@@ -168,7 +171,7 @@ fn compare(
                                 None,
                             );
                             let got = handle_packet(
-                                snapshot,
+                                served,
                                 health,
                                 &packet,
                                 source,
@@ -190,7 +193,7 @@ fn compare(
                                 tally.compared += 1;
                             }
                             let fast = precompiled::answer(
-                                snapshot,
+                                served,
                                 health,
                                 &packet,
                                 packet.len(),
@@ -224,7 +227,7 @@ fn compare(
                                 received.fill(0xa5);
                                 received[..packet.len()].copy_from_slice(&packet);
                                 let udp = handle_udp_query(
-                                    snapshot,
+                                    served,
                                     health,
                                     &received,
                                     packet.len(),
@@ -272,7 +275,7 @@ fn names_of(snapshot: &Snapshot) -> Vec<Vec<u8>> {
     names
 }
 
-fn build(config: &Path) -> (Snapshot, HealthTable) {
+fn build(config: &Path) -> (Served, HealthTable) {
     let health = HealthTable::default();
     let source = SnapshotSource {
         config_path: config.to_path_buf(),
@@ -280,7 +283,7 @@ fn build(config: &Path) -> (Snapshot, HealthTable) {
     };
     let (snapshot, _) =
         Snapshot::build(&source, &health).unwrap_or_else(|errors| panic!("{errors}"));
-    (snapshot, health)
+    (Served::new(Arc::new(snapshot), None), health)
 }
 
 /// Marks the first endpoint of every pool of every service down.
@@ -295,8 +298,9 @@ fn take_first_endpoints_down(snapshot: &Snapshot, health: &HealthTable) {
 }
 
 fn check_config(config: &Path) {
-    let (snapshot, health) = build(config);
-    let names = names_of(&snapshot);
+    let (served, health) = build(config);
+    let snapshot = &served.snapshot;
+    let names = names_of(snapshot);
     let label = config.display().to_string();
     let mut tally = Tally {
         compared: 0,
@@ -305,10 +309,10 @@ fn check_config(config: &Path) {
         address_fast: 0,
         udp: 0,
     };
-    compare(&snapshot, &health.view(), &names, &label, &mut tally);
-    take_first_endpoints_down(&snapshot, &health);
+    compare(&served, &health.view(), &names, &label, &mut tally);
+    take_first_endpoints_down(snapshot, &health);
     compare(
-        &snapshot,
+        &served,
         &health.view(),
         &names,
         &format!("{label} (endpoints down)"),

@@ -12,6 +12,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
 use gslb::dns::answer::{Transport, handle_packet};
+use gslb::dns::served::Served;
 use gslb::dns::wire;
 use gslb::health::{HealthTable, HealthView};
 use gslb::snapshot::{Snapshot, SnapshotSource};
@@ -52,11 +53,11 @@ pub fn packet_fixture_config(fuzz_dir: &Path) -> PathBuf {
     fuzz_dir.join("fixtures").join("packet.toml")
 }
 
-/// What the `packet` target answers from: a snapshot and the health view
-/// its build published.
+/// What the `packet` target answers from: a snapshot as the DNS workers
+/// serve it and the health view its build published.
 pub struct PacketFixture {
-    /// The snapshot.
-    pub snapshot: Snapshot,
+    /// The snapshot and its precompiled answers.
+    pub served: Served,
     /// Its endpoints' health (as built: no probes run).
     pub health: std::sync::Arc<HealthView>,
 }
@@ -73,7 +74,7 @@ pub fn packet_snapshot(config_path: &Path) -> PacketFixture {
     let health = HealthTable::default();
     match Snapshot::build(&source, &health) {
         Ok((snapshot, _)) => PacketFixture {
-            snapshot,
+            served: Served::new(std::sync::Arc::new(snapshot), None),
             health: health.view_arc(),
         },
         Err(errors) => panic!(
@@ -94,7 +95,7 @@ pub fn packet_snapshot(config_path: &Path) -> PacketFixture {
 /// be longer than the source when the source block is mixed: RFC 7871
 /// §7.2.1; the `answer` target checks that such scopes are honest).
 pub fn fuzz_packet(fixture: &PacketFixture, data: &[u8]) {
-    let snapshot = &fixture.snapshot;
+    let snapshot = &fixture.served.snapshot;
     let client = CLIENTS[usize::from(data.first().copied().unwrap_or(0)) % CLIENTS.len()];
     let must_drop = data.len() < wire::HEADER_LEN || data[2] & 0x80 != 0;
     let parsed = wire::parse_query(data);
@@ -102,7 +103,7 @@ pub fn fuzz_packet(fixture: &PacketFixture, data: &[u8]) {
     for transport in [Transport::Udp, Transport::Tcp] {
         let seed = u64::from(data.len() as u32);
         let outcome = handle_packet(
-            snapshot,
+            &fixture.served,
             &fixture.health,
             data,
             client,
@@ -447,7 +448,7 @@ fn answer_with_ecs(
     let mut out = Vec::with_capacity(4096);
     let client = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let outcome = handle_packet(
-        &fixture.snapshot,
+        &fixture.served,
         &fixture.health,
         query,
         client,

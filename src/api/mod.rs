@@ -296,7 +296,7 @@ async fn explain(State(state): State<ApiState>, RawQuery(query): RawQuery) -> Re
         Ok(client) => client,
         Err(err) => return error(StatusCode::BAD_REQUEST, err),
     };
-    let snapshot = state.control.snapshot.load_full();
+    let snapshot = state.control.snapshot();
     let health = state.control.health.view_arc();
     let record_type = request.record_type.as_deref().unwrap_or("A");
     // A copy, so the planner is not held up while the query is traced.
@@ -435,7 +435,7 @@ async fn set_override(
             "state must be one of up, down, drain, none",
         );
     };
-    let snapshot = state.control.snapshot.load_full();
+    let snapshot = state.control.snapshot();
     let result = match (&request.endpoint, &request.pool) {
         (Some(key), None) => {
             let known = snapshot.probes.endpoints.iter().any(|e| &e.key == key);

@@ -304,7 +304,7 @@ fn percent(part: u64, whole: u64) -> Option<f64> {
 
 /// Builds the `/status` document.
 pub fn build_status(control: &Control, history: &StatusHistory, auth_required: bool) -> Status {
-    let snapshot = control.snapshot.load_full();
+    let snapshot = control.snapshot();
     let now = read_counters(control);
     let inner = history.lock();
     let load = control.lock_load();

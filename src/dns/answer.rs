@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use super::choice_memo::ThreadMemo;
 use super::precompiled;
 use super::reply_buffer::UdpReply;
+use super::served::Served;
 use super::udp_batch::UDP_QUERY_MAX;
 use super::wire::{
     self, ClientSubnet, EdnsInfo, MAX_NAME_LEN, Query, QueryError, Rcode, ReplyEdns, ReplyWriter,
@@ -72,7 +73,7 @@ impl Outcome<'_> {
 /// Answers one packet in `health` (one view per query or batch). Returns
 /// `None` when the packet must be dropped; otherwise the reply is in `out`.
 pub fn handle_packet<'s>(
-    snapshot: &'s Snapshot,
+    served: &'s Served,
     health: &HealthView,
     packet: &[u8],
     client: IpAddr,
@@ -81,7 +82,7 @@ pub fn handle_packet<'s>(
     out: &mut Vec<u8>,
 ) -> Option<Outcome<'s>> {
     let fast = precompiled::answer(
-        snapshot,
+        served,
         health,
         packet,
         packet.len(),
@@ -93,14 +94,23 @@ pub fn handle_packet<'s>(
     if fast.is_some() {
         return fast;
     }
-    handle_packet_traced(snapshot, health, packet, client, transport, seed, out, None)
+    handle_packet_traced(
+        &served.snapshot,
+        health,
+        packet,
+        client,
+        transport,
+        seed,
+        out,
+        None,
+    )
 }
 
 /// [`handle_packet`] for a UDP worker: the query is `buffer[..len]` of its
 /// receive buffer, the reply goes into its fixed reply buffer (see
 /// [`reply_buffer`](super::reply_buffer)).
 pub fn handle_udp_query<'s>(
-    snapshot: &'s Snapshot,
+    served: &'s Served,
     health: &HealthView,
     buffer: &[u8; UDP_QUERY_MAX],
     len: usize,
@@ -109,7 +119,7 @@ pub fn handle_udp_query<'s>(
     out: &mut UdpReply,
 ) -> Option<Outcome<'s>> {
     let fast = precompiled::answer(
-        snapshot,
+        served,
         health,
         buffer,
         len,
@@ -124,7 +134,7 @@ pub fn handle_udp_query<'s>(
     let packet = buffer.get(..len)?;
     out.write_with(|general| {
         handle_packet_traced(
-            snapshot,
+            &served.snapshot,
             health,
             packet,
             client,

@@ -5,6 +5,7 @@ mod name_table;
 pub mod precompiled;
 pub mod reply_buffer;
 pub mod rrl;
+pub mod served;
 pub mod server;
 pub mod udp_batch;
 pub mod wire;

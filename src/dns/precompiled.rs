@@ -1,4 +1,4 @@
-//! Answers serialised when the snapshot is built, so the common query costs
+//! Answers serialised when a snapshot is put in service, so the common query costs
 //! one hash lookup, a copy and a few patches.
 //!
 //! For every name of every zone, the static answers (each RRset type present
@@ -22,6 +22,7 @@ use super::answer::{self, Outcome, Transport};
 use super::choice_memo::ThreadMemo;
 use super::name_table::NameTable;
 use super::reply_buffer::ReplyBuffer;
+use super::served::Served;
 use super::wire::{self, CLASS_IN, EdnsInfo, HEADER_LEN, MAX_NAME_LEN, Rcode, ReplyEdns, rtype};
 use crate::dnssec::sign::RRSIG;
 use crate::health::HealthView;
@@ -272,7 +273,7 @@ fn parse(packet: &[u8]) -> Option<FastQuery> {
 /// [`ReplyBuffer::start_with`]).
 #[allow(clippy::too_many_arguments)]
 pub fn answer<'s, R: ReplyBuffer>(
-    snapshot: &'s Snapshot,
+    served: &'s Served,
     health: &HealthView,
     buffer: &[u8],
     len: usize,
@@ -283,7 +284,7 @@ pub fn answer<'s, R: ReplyBuffer>(
 ) -> Option<Outcome<'s>> {
     let packet = buffer.get(..len)?;
     let query = parse(packet)?;
-    let precompiled = &snapshot.precompiled;
+    let (snapshot, precompiled) = (&*served.snapshot, &served.precompiled);
     let qname = packet.get(HEADER_LEN..HEADER_LEN + query.qname_len)?;
     // The keys are lowercase and names usually come so: look the name up
     // as it is, and only when that misses, lowercase a copy if it has

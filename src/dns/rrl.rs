@@ -9,10 +9,12 @@
 //! is passed in, so this module reads none.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::hash::hash_address;
 use crate::policy::mask;
+use crate::snapshot::RrlSettings;
 
 /// What to do with one response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,40 +27,27 @@ pub enum RrlVerdict {
     Drop,
 }
 
-/// Settings of the limiter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RrlSettings {
-    /// Responses per second allowed per client prefix.
-    pub responses_per_second: u32,
-    /// Every `slip`-th limited response is sent truncated (0: drop all).
-    pub slip: u32,
-    /// IPv4 prefix length clients are grouped by.
-    pub ipv4_prefix_len: u8,
-    /// IPv6 prefix length clients are grouped by.
-    pub ipv6_prefix_len: u8,
-}
-
-/// The limiter's shared state.
+/// The limiter: this snapshot's settings over budgets that outlive it.
 #[derive(Debug)]
 pub struct RateLimiter {
     settings: RrlSettings,
     /// Each bucket: high 32 bits the second it counts, low 32 bits the count.
-    buckets: Box<[AtomicU64]>,
+    /// Shared with the limiter of the state this one replaced (see [`new`](Self::new)).
+    buckets: Arc<[AtomicU64]>,
 }
 
 impl RateLimiter {
-    /// A limiter with `buckets` slots (rounded up to a power of two).
-    pub fn new(settings: RrlSettings, buckets: usize) -> Self {
-        let size = buckets.max(1).next_power_of_two();
-        Self {
-            settings,
-            buckets: (0..size).map(|_| AtomicU64::new(0)).collect(),
-        }
-    }
-
-    /// The limiter's settings.
-    pub fn settings(&self) -> RrlSettings {
-        self.settings
+    /// A limiter with `settings.table_size` buckets (rounded up to a power
+    /// of two). It takes over `previous`'s buckets when they are as many,
+    /// so a reload keeps every client's budget; a new table size starts
+    /// afresh.
+    pub fn new(settings: RrlSettings, previous: Option<&RateLimiter>) -> Self {
+        let size = settings.table_size.max(1).next_power_of_two();
+        let buckets = match previous {
+            Some(previous) if previous.buckets.len() == size => previous.buckets.clone(),
+            _ => (0..size).map(|_| AtomicU64::new(0)).collect(),
+        };
+        Self { settings, buckets }
     }
 
     /// Accounts one response to `client` at second `now_secs`.
@@ -101,16 +90,18 @@ impl RateLimiter {
 mod tests {
     use super::*;
 
+    fn settings(slip: u32) -> RrlSettings {
+        RrlSettings {
+            responses_per_second: 5,
+            slip,
+            ipv4_prefix_len: 24,
+            ipv6_prefix_len: 56,
+            table_size: 1024,
+        }
+    }
+
     fn limiter(slip: u32) -> RateLimiter {
-        RateLimiter::new(
-            RrlSettings {
-                responses_per_second: 5,
-                slip,
-                ipv4_prefix_len: 24,
-                ipv6_prefix_len: 56,
-            },
-            1024,
-        )
+        RateLimiter::new(settings(slip), None)
     }
 
     #[test]
@@ -147,5 +138,27 @@ mod tests {
         assert_eq!(rrl.check(other, 7), RrlVerdict::Send);
         let v6: IpAddr = "2001:db8:1:2::1".parse().unwrap();
         assert_eq!(rrl.check(v6, 7), RrlVerdict::Send);
+    }
+
+    #[test]
+    fn budgets_carry_over_to_the_next_limiter_of_the_same_size() {
+        let old = limiter(0);
+        let client: IpAddr = "192.0.2.1".parse().unwrap();
+        for _ in 0..5 {
+            assert_eq!(old.check(client, 9), RrlVerdict::Send);
+        }
+        // A reload: new settings over the same budgets.
+        let next = RateLimiter::new(settings(2), Some(&old));
+        assert_eq!(next.check(client, 9), RrlVerdict::Drop);
+        assert_eq!(next.check(client, 9), RrlVerdict::Slip);
+        // Another table size is another table.
+        let resized = RateLimiter::new(
+            RrlSettings {
+                table_size: 2048,
+                ..settings(0)
+            },
+            Some(&next),
+        );
+        assert_eq!(resized.check(client, 9), RrlVerdict::Send);
     }
 }

@@ -5,8 +5,9 @@
 //! by its own OS thread in batches (`udp_batch`): one `recvmmsg` takes up to
 //! [`UDP_BATCH`] queries, one `sendmmsg` returns their replies, as gdnsd
 //! does. TCP runs on tokio. Each query (each UDP batch) loads the current
-//! snapshot, then the health table's current view, once each (`ArcSwap::load`,
-//! lock-free), and never holds them across an `.await`.
+//! served state ([`Served`](super::served::Served)), then the health table's
+//! current view, once each (`ArcSwap::load`, lock-free), and never holds them
+//! across an `.await`.
 
 use std::io;
 use std::net::SocketAddr;
@@ -14,7 +15,6 @@ use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -23,16 +23,13 @@ use tokio::sync::Semaphore;
 use super::answer::{Transport, handle_packet, handle_udp_query};
 use super::reply_buffer::UdpReply;
 use super::rrl::RrlVerdict;
+use super::served::SharedServed;
 use super::udp_batch::{UDP_BATCH, UdpBatch};
 use super::wire::truncate_reply;
 use crate::hash::SplitMix64;
 use crate::health::HealthTable;
 use crate::metrics::{Observer, QueryRecorder};
-use crate::snapshot::Snapshot;
 use crate::transfer::Hub;
-
-/// The snapshot currently answering queries, replaced whole on reload.
-pub type SharedSnapshot = Arc<ArcSwap<Snapshot>>;
 
 /// Limits that keep slow or greedy TCP clients from holding the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,25 +124,25 @@ fn bind_tcp(addr: SocketAddr) -> io::Result<Socket> {
 /// A UDP worker thread cannot be started.
 pub async fn serve(
     listener: BoundListener,
-    snapshot: SharedSnapshot,
+    served: SharedServed,
     health: Arc<HealthTable>,
     observer: Observer,
     tcp_limits: TcpLimits,
     transfers: Arc<Hub>,
 ) -> io::Result<()> {
     for (index, socket) in listener.udp.into_iter().enumerate() {
-        let snapshot = snapshot.clone();
+        let served = served.clone();
         let transfers = transfers.clone();
         let health = health.clone();
         // Each worker thread records into a metrics slot of its own.
         let recorder = observer.recorder(Transport::Udp);
         std::thread::Builder::new()
             .name(format!("udp-{}-{index}", listener.local_addr))
-            .spawn(move || serve_udp(&socket, &snapshot, &health, recorder, &transfers))?;
+            .spawn(move || serve_udp(&socket, &served, &health, recorder, &transfers))?;
     }
     serve_tcp(
         listener.tcp,
-        snapshot,
+        served,
         health,
         observer.recorder(Transport::Tcp),
         tcp_limits,
@@ -158,7 +155,7 @@ pub async fn serve(
 /// One UDP worker: batches of queries in, batches of replies out.
 fn serve_udp(
     socket: &std::net::UdpSocket,
-    snapshot: &SharedSnapshot,
+    served: &SharedServed,
     health: &HealthTable,
     mut recorder: QueryRecorder,
     transfers: &Hub,
@@ -182,11 +179,11 @@ fn serve_udp(
         };
         let mut answered = 0;
         {
-            let current = snapshot.load();
+            let current = served.load();
             let view = health.view();
             let now_secs = started.elapsed().as_secs() as u32;
             // Metrics: one lock-free view per batch (rebuilt only after a reload).
-            let metrics_view = recorder.view(&current);
+            let metrics_view = recorder.view(&current.snapshot);
             for index in 0..count {
                 let Some((buffer, len, peer_ip)) = batch.query(index) else {
                     continue;
@@ -194,7 +191,12 @@ fn serve_udp(
                 let reply = &mut replies[answered];
                 if is_notify(&buffer[..len]) {
                     // NOTIFY (RFC 1996) belongs to the transfer code.
-                    if transfers.answer_notify_udp(&current, &buffer[..len], peer_ip, reply) {
+                    if transfers.answer_notify_udp(
+                        &current.snapshot,
+                        &buffer[..len],
+                        peer_ip,
+                        reply,
+                    ) {
                         reply_to[answered] = index as u8;
                         answered += 1;
                     }
@@ -203,7 +205,13 @@ fn serve_udp(
                 seed = seed.wrapping_add(1);
                 let outcome = handle_udp_query(&current, &view, buffer, len, peer_ip, seed, reply);
                 let query = &buffer[..len];
-                recorder.record(&metrics_view, &current, query, peer_ip, outcome.as_ref());
+                recorder.record(
+                    &metrics_view,
+                    &current.snapshot,
+                    query,
+                    peer_ip,
+                    outcome.as_ref(),
+                );
                 if outcome.is_none() {
                     continue;
                 }
@@ -234,7 +242,7 @@ fn serve_udp(
 
 async fn serve_tcp(
     listener: TcpListener,
-    snapshot: SharedSnapshot,
+    served: SharedServed,
     health: Arc<HealthTable>,
     mut recorder: QueryRecorder,
     limits: TcpLimits,
@@ -255,13 +263,13 @@ async fn serve_tcp(
             drop(stream);
             continue;
         };
-        let snapshot = snapshot.clone();
+        let served = served.clone();
         let health = health.clone();
         let recorder = recorder.fork();
         let transfers = transfers.clone();
         tokio::spawn(async move {
             let served =
-                serve_tcp_connection(stream, peer, snapshot, health, recorder, limits, &transfers)
+                serve_tcp_connection(stream, peer, served, health, recorder, limits, &transfers)
                     .await;
             if let Err(err) = served {
                 tracing::debug!(error = %err, %peer, "tcp connection ended");
@@ -274,7 +282,7 @@ async fn serve_tcp(
 async fn serve_tcp_connection(
     mut stream: TcpStream,
     peer: SocketAddr,
-    snapshot: SharedSnapshot,
+    served: SharedServed,
     health: Arc<HealthTable>,
     mut recorder: QueryRecorder,
     limits: TcpLimits,
@@ -306,12 +314,12 @@ async fn serve_tcp_connection(
             // messages as it takes (the snapshot is held as an Arc, not a
             // guard, across the writes).
             transfers
-                .serve_tcp(snapshot.load_full(), &query, peer, &mut stream)
+                .serve_tcp(served.load().snapshot.clone(), &query, peer, &mut stream)
                 .await?;
             continue;
         }
         let answered = {
-            let current = snapshot.load();
+            let current = served.load();
             let outcome = handle_packet(
                 &current,
                 &health.view(),
@@ -321,8 +329,14 @@ async fn serve_tcp_connection(
                 rng.next_u64(),
                 &mut reply,
             );
-            let view = recorder.view(&current);
-            recorder.record(&view, &current, &query, peer.ip(), outcome.as_ref());
+            let view = recorder.view(&current.snapshot);
+            recorder.record(
+                &view,
+                &current.snapshot,
+                &query,
+                peer.ip(),
+                outcome.as_ref(),
+            );
             outcome.is_some()
         };
         if !answered {

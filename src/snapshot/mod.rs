@@ -1,5 +1,7 @@
-//! Everything that answers queries, built whole from the configuration and
-//! swapped in atomically.
+//! Everything answers are made from, built whole from the configuration and
+//! immutable after. It knows nothing of how it is served: the DNS server
+//! puts it in service as a `dns::served::Served` (with the answers it
+//! precompiles from it), swapped in atomically.
 //!
 //! `Snapshot::build` is the only place where files are read for the data
 //! plane; the result is immutable. A reload builds a new snapshot and, only
@@ -13,8 +15,6 @@ use hickory_proto::rr::Name;
 use std::sync::Arc;
 
 use crate::config::{ConfigError, FieldsToml, LoadedConfig, load_config};
-use crate::dns::precompiled::PrecompiledAnswers;
-use crate::dns::rrl::{RateLimiter, RrlSettings};
 use crate::dnssec::{Dnssec, ZoneKeys};
 use crate::geo::{FieldPaths, GeoError, LocationTable};
 use crate::health::fastest::FastestPlan;
@@ -85,6 +85,22 @@ pub struct EcsSettings {
     pub max_source_prefix_v6: u8,
 }
 
+/// Response rate limiting as `[rrl]` sets it (the budgets are the DNS
+/// server's, and outlive snapshots).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RrlSettings {
+    /// Responses per second allowed per client prefix.
+    pub responses_per_second: u32,
+    /// Every `slip`-th limited response is sent truncated (0: drop all).
+    pub slip: u32,
+    /// IPv4 prefix length clients are grouped by.
+    pub ipv4_prefix_len: u8,
+    /// IPv6 prefix length clients are grouped by.
+    pub ipv6_prefix_len: u8,
+    /// Slots in the budget table (rounded up to a power of two).
+    pub table_size: usize,
+}
+
 /// The immutable data the query path answers from.
 #[derive(Debug)]
 pub struct Snapshot {
@@ -102,10 +118,8 @@ pub struct Snapshot {
     pub probes: ProbePlan,
     /// What the `fastest` updater maintains (empty without `fastest`).
     pub fastest: FastestPlan,
-    /// Response rate limiter for UDP answers, when enabled.
-    pub rrl: Option<RateLimiter>,
-    /// Answers serialised at build time for the fast path.
-    pub precompiled: PrecompiledAnswers,
+    /// Response rate limiting for UDP answers, when enabled.
+    pub rrl: Option<RrlSettings>,
     /// What loads but cannot work as written (geo map rules no network of
     /// the database matches, ...): logged at every load, printed by `gslb
     /// check`, errors with `check --strict`.
@@ -287,7 +301,7 @@ impl Snapshot {
                     .into(),
             );
         }
-        let rrl = build_rate_limiter(&loaded, &mut errors);
+        let rrl = rrl_settings(&loaded, &mut errors);
         let geo = load_geo_tables(&loaded, &mut errors);
         // --- health checks ---
         let mut check_errors = Vec::new();
@@ -340,31 +354,30 @@ impl Snapshot {
         }
         health.publish();
         let dnssec = crate::dnssec::sign(&mut zones, &services, zone_keys, now);
-        let mut snapshot = Snapshot {
-            zones,
-            fastest: services::fastest_plan(&services),
-            services,
-            geo,
-            ecs: ecs_settings,
-            max_udp_payload,
-            rrl,
-            probes: ProbePlan {
-                endpoints: planned,
-                settings: health_settings,
+        Ok((
+            Snapshot {
+                zones,
+                fastest: services::fastest_plan(&services),
+                services,
+                geo,
+                ecs: ecs_settings,
+                max_udp_payload,
+                rrl,
+                probes: ProbePlan {
+                    endpoints: planned,
+                    settings: health_settings,
+                },
+                warnings,
+                transfer,
+                dnssec,
             },
-            precompiled: PrecompiledAnswers::default(),
-            warnings,
-            transfer,
-            dnssec,
-        };
-        // Built by answering through the general path, so it needs the rest.
-        snapshot.precompiled = PrecompiledAnswers::build(&snapshot);
-        Ok((snapshot, loaded))
+            loaded,
+        ))
     }
 }
 
-/// The rate limiter `[rrl]` asks for, checked.
-fn build_rate_limiter(loaded: &LoadedConfig, errors: &mut Vec<BuildError>) -> Option<RateLimiter> {
+/// The rate limiting `[rrl]` asks for, checked.
+fn rrl_settings(loaded: &LoadedConfig, errors: &mut Vec<BuildError>) -> Option<RrlSettings> {
     let rrl = &loaded.config.rrl;
     if !rrl.enabled {
         return None;
@@ -403,16 +416,12 @@ fn build_rate_limiter(loaded: &LoadedConfig, errors: &mut Vec<BuildError>) -> Op
         );
         ok = false;
     }
-    ok.then(|| {
-        RateLimiter::new(
-            RrlSettings {
-                responses_per_second: *rrl.responses_per_second.get_ref(),
-                slip: rrl.slip,
-                ipv4_prefix_len: *rrl.ipv4_prefix_len.get_ref(),
-                ipv6_prefix_len: *rrl.ipv6_prefix_len.get_ref(),
-            },
-            rrl.table_size.clamp(1, 1 << 24),
-        )
+    ok.then(|| RrlSettings {
+        responses_per_second: *rrl.responses_per_second.get_ref(),
+        slip: rrl.slip,
+        ipv4_prefix_len: *rrl.ipv4_prefix_len.get_ref(),
+        ipv6_prefix_len: *rrl.ipv6_prefix_len.get_ref(),
+        table_size: rrl.table_size.clamp(1, 1 << 24),
     })
 }
 

@@ -25,8 +25,8 @@ pub const MAX_TRANSFERS_PER_CLIENT: usize = 2;
 /// Concurrent outgoing transfers overall.
 pub const MAX_TRANSFERS_TOTAL: usize = 16;
 
-/// The snapshot in service, shared with the DNS server.
-pub type SharedSnapshot = Arc<arc_swap::ArcSwap<Snapshot>>;
+/// The snapshot in service, whenever asked (it changes on every reload).
+pub type CurrentSnapshot = Arc<dyn Fn() -> Arc<Snapshot> + Send + Sync>;
 /// Rebuilds the snapshot (a transferred zone was stored or expired).
 pub type Reload = Arc<dyn Fn() + Send + Sync>;
 
@@ -164,7 +164,7 @@ impl Hub {
 
     /// Starts the task that follows applied snapshots: records versions,
     /// sends NOTIFYs, keeps one refresh task per secondary zone.
-    pub fn start(self: &Arc<Self>, snapshot: SharedSnapshot, reload: Reload) {
+    pub fn start(self: &Arc<Self>, snapshot: CurrentSnapshot, reload: Reload) {
         let receiver = self
             .applied_rx
             .lock()
@@ -187,7 +187,7 @@ impl Hub {
         self: &Arc<Self>,
         snapshot: &Snapshot,
         first: bool,
-        shared: &SharedSnapshot,
+        shared: &CurrentSnapshot,
         reload: &Reload,
     ) {
         let settings = &snapshot.transfer;

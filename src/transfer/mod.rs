@@ -31,7 +31,7 @@ use std::sync::Arc;
 use hickory_proto::rr::Name;
 use ipnet::IpNet;
 
-pub use hub::{Hub, PendingNotify, Reload, TransferEvent, ZoneStatus};
+pub use hub::{CurrentSnapshot, Hub, PendingNotify, Reload, TransferEvent, ZoneStatus};
 pub use outgoing::{RequestKind, answer_udp_ixfr, request_kind};
 pub use state::StateDir;
 

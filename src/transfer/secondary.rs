@@ -20,7 +20,7 @@ use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::hub::{Hub, Reload, SharedSnapshot, event};
+use super::hub::{CurrentSnapshot, Hub, Reload, event};
 use super::message::{MessageBuilder, parse_request, rcode};
 use super::state::{SecondaryMeta, StateDir};
 use super::tsig::{self, ResponseVerifier, TsigKey};
@@ -44,7 +44,7 @@ pub(super) fn spawn(
     origin_text: String,
     spec: SecondarySpec,
     trigger: Arc<tokio::sync::Notify>,
-    snapshot: SharedSnapshot,
+    snapshot: CurrentSnapshot,
     reload: Reload,
 ) {
     let task = Secondary {
@@ -65,7 +65,7 @@ struct Secondary {
     origin_text: String,
     spec: SecondarySpec,
     trigger: Arc<tokio::sync::Notify>,
-    snapshot: SharedSnapshot,
+    snapshot: CurrentSnapshot,
     reload: Reload,
 }
 
@@ -220,13 +220,12 @@ impl Secondary {
     }
 
     fn state_dir(&self) -> Option<StateDir> {
-        self.snapshot.load().transfer.state_dir.clone()
+        (self.snapshot)().transfer.state_dir.clone()
     }
 
     /// The zone's settings in the snapshot in service (primaries may change on reload).
     fn current_spec(&self) -> Option<SecondarySpec> {
-        self.snapshot
-            .load()
+        (self.snapshot)()
             .transfer
             .zones
             .get(&self.origin)
@@ -236,9 +235,7 @@ impl Secondary {
     fn key(&self, spec: &SecondarySpec) -> Result<Option<TsigKey>, String> {
         match &spec.key {
             None => Ok(None),
-            Some(name) => self
-                .snapshot
-                .load()
+            Some(name) => (self.snapshot)()
                 .transfer
                 .keys
                 .by_name(name)
