@@ -342,7 +342,7 @@ fn signed_answers_to_do_queries_do_not_allocate() {
     let mut out = Vec::new();
     for (label, packet, _) in &cases {
         handle_packet(
-            &control.snapshot.load(),
+            &control.served.load(),
             &control.health.view(),
             packet,
             IpAddr::V4(Ipv4Addr::new(81, 2, 69, 7)),
