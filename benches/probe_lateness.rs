@@ -86,7 +86,9 @@ fn main() {
                     probe: Some(Probe {
                         check: check.clone(),
                         target,
+                        source: None,
                     }),
+                    check_from: None,
                 }
             })
             .collect(),

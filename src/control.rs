@@ -10,11 +10,13 @@ use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 
+use crate::cluster::{Cluster, ClusterSettings};
 use crate::config::LoadedConfig;
 use crate::dns::served::{Served, SharedServed};
 use crate::events::{Event, EventKind, Events};
 use crate::health::{HealthMonitor, HealthTable};
 use crate::metrics::Metrics;
+use crate::operator::OperatorState;
 use crate::querylog::QueryLog;
 use crate::snapshot::{BuildError, BuildErrors, Snapshot, SnapshotSource};
 
@@ -54,6 +56,14 @@ pub struct Control {
     /// Counts the configurations applied, so background tasks with nothing
     /// to do in the current one can sleep until the next.
     applied: tokio::sync::watch::Sender<u64>,
+    // --- fleet (operator state, cluster membership) ---
+    /// Overrides and runtime weights, kept in `[server] state_dir`.
+    pub operator: Arc<OperatorState>,
+    /// The cluster runtime when `[cluster]` is configured (started by
+    /// `serve` with [`crate::cluster::run`]).
+    pub cluster: Option<Arc<Cluster>>,
+    /// Digest of the configuration in service and when it was loaded.
+    identity: Mutex<(String, SystemTime)>,
 }
 
 /// What a successful reload reports.
@@ -71,7 +81,21 @@ impl Control {
     pub fn start(source: SnapshotSource) -> Result<(Self, LoadedConfig), BuildErrors> {
         let health = Arc::new(HealthTable::default());
         let (snapshot, loaded) = Snapshot::build(&source, &health)?;
-        check_ops_settings(&loaded)?;
+        let cluster_settings = check_ops_settings(&loaded)?;
+        let cluster = match cluster_settings {
+            Some(settings) => Some(Arc::new(Cluster::new(settings).map_err(|err| {
+                BuildErrors(vec![BuildError::Config(
+                    loaded.error(format!("[cluster]: {err}")),
+                )])
+            })?)),
+            None => None,
+        };
+        let state_dir = state_dir(&loaded);
+        let (operator, warning) = OperatorState::load(&state_dir);
+        if let Some(warning) = warning {
+            tracing::error!("operator state not restored: {warning}");
+        }
+        operator.apply_all(&health);
         let monitor = Arc::new(HealthMonitor::new(health.clone()));
         monitor.replan(&snapshot.probes);
         let control = Self {
@@ -87,6 +111,9 @@ impl Control {
             watch: std::sync::atomic::AtomicBool::new(false),
             reloading: Mutex::new(()),
             applied: tokio::sync::watch::Sender::new(0),
+            operator: Arc::new(operator),
+            cluster,
+            identity: Mutex::new((String::new(), SystemTime::now())),
             source,
         };
         control.apply_ops_settings(&loaded);
@@ -111,9 +138,9 @@ impl Control {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let built = Snapshot::build(&self.source, &self.health).and_then(|(snapshot, loaded)| {
-            check_ops_settings(&loaded).map(|()| (snapshot, loaded))
+            check_ops_settings(&loaded).map(|cluster| (snapshot, loaded, cluster))
         });
-        let (snapshot, loaded) = match built {
+        let (snapshot, loaded, cluster) = match built {
             Ok(built) => built,
             Err(errors) => {
                 self.metrics.record_reload(false, None);
@@ -137,10 +164,15 @@ impl Control {
                 return Err(errors);
             }
         };
+        if cluster.as_ref() != self.cluster.as_ref().map(|c| &c.settings) {
+            tracing::warn!("[cluster] changed: it is read at start only; restart to apply it");
+        }
         let snapshot = Arc::new(snapshot);
         let served = Served::new(snapshot.clone(), Some(&self.served.load()));
         self.served.store(Arc::new(served));
         self.transfers.applied(snapshot.clone());
+        // New endpoint records get the operator state in force.
+        self.operator.apply_all(&self.health);
         // Re-plan the probers: unchanged endpoints keep their tasks.
         self.monitor.replan(&snapshot.probes);
         // Endpoints the new snapshot no longer has leave the table.
@@ -292,7 +324,30 @@ impl Control {
             .clone()
     }
 
+    /// The name operator changes made here carry: the cluster member's
+    /// name, or `standalone`.
+    pub fn member_name(&self) -> &str {
+        self.cluster
+            .as_ref()
+            .map_or("standalone", |c| c.settings.name.as_str())
+    }
+
+    /// The digest of the configuration in service (what must be equal
+    /// across a fleet: everything but `[server]` and `[cluster]`, plus the
+    /// files it reads) and when it was loaded.
+    pub fn config_identity(&self) -> (String, SystemTime) {
+        self.identity
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
     fn apply_ops_settings(&self, loaded: &LoadedConfig) {
+        let digest = config_digest(&self.source, loaded);
+        *self
+            .identity
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = (digest, SystemTime::now());
         self.query_log.configure(&loaded.config.query_log);
         self.events.configure_alerts(&loaded.config.alerts);
         self.watch.store(
@@ -413,8 +468,42 @@ pub async fn resign_zones(control: Arc<Control>) -> std::io::Result<()> {
     }
 }
 
-/// Checks the operations settings the snapshot does not read.
-fn check_ops_settings(loaded: &LoadedConfig) -> Result<(), BuildErrors> {
+/// Where runtime state is kept: `[server] state_dir`, relative to the
+/// config file, default `state/` beside it (as zone transfers keep theirs).
+pub fn state_dir(loaded: &LoadedConfig) -> PathBuf {
+    crate::transfer::StateDir::for_config(&loaded.path, loaded.config.server.state_dir.as_deref()).0
+}
+
+/// SHA-256 (hex) of the configuration without `[server]` and `[cluster]`
+/// (re-serialised, so comments and layout do not count), then of every
+/// file it reads, in path order.
+fn config_digest(source: &SnapshotSource, loaded: &LoadedConfig) -> String {
+    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+    if let Ok(mut table) = loaded.text.parse::<toml::Table>() {
+        table.remove("server");
+        table.remove("cluster");
+        context.update(toml::to_string(&table).unwrap_or_default().as_bytes());
+    }
+    for file in files_of(source, loaded) {
+        if file == loaded.path {
+            continue;
+        }
+        // A file that cannot be read counts as empty (the build read it).
+        let bytes = std::fs::read(&file).unwrap_or_default();
+        context.update(&(bytes.len() as u64).to_be_bytes());
+        context.update(&bytes);
+    }
+    context
+        .finish()
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Checks the operations settings the snapshot does not read; returns the
+/// cluster settings when `[cluster]` is present.
+fn check_ops_settings(loaded: &LoadedConfig) -> Result<Option<ClusterSettings>, BuildErrors> {
     let mut errors = Vec::new();
     for alert in &loaded.config.alerts {
         if !(alert.url.starts_with("http://") || alert.url.starts_with("https://")) {
@@ -448,7 +537,14 @@ fn check_ops_settings(loaded: &LoadedConfig) -> Result<(), BuildErrors> {
             ),
         ))]));
     }
-    Ok(())
+    let mut cluster_errors = Vec::new();
+    let cluster = crate::cluster::build_cluster_settings(loaded, &mut cluster_errors);
+    if !cluster_errors.is_empty() {
+        return Err(BuildErrors(
+            cluster_errors.into_iter().map(BuildError::Config).collect(),
+        ));
+    }
+    Ok(cluster)
 }
 
 /// Every file a configuration reads.

@@ -4,6 +4,7 @@
 #![deny(unsafe_code)]
 
 pub mod api;
+pub mod cluster;
 pub mod config;
 pub mod control;
 pub mod dns;
@@ -15,6 +16,7 @@ pub mod hash;
 pub mod health;
 pub mod load;
 pub mod metrics;
+pub mod operator;
 pub mod policy;
 pub mod querylog;
 pub mod snapshot;

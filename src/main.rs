@@ -91,6 +91,27 @@ enum Command {
         #[arg(long, value_name = "TOKEN")]
         token: Option<String>,
     },
+    /// Set or clear an override on a running server (POST /override):
+    /// `gslb override eu/192.0.2.10 drain`, `gslb override eu none`.
+    Override {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// An endpoint (`pool/target`, as in /status) or a pool name.
+        target: String,
+        /// `up`, `down`, `drain` or `none` (clear).
+        state: String,
+    },
+    /// Change a weight on a running server (POST /weight): an endpoint's
+    /// weight (`gslb weight eu/192.0.2.10 0`) or a pool's weight percent
+    /// (`gslb weight eu 25`); `none` undoes it.
+    Weight {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// An endpoint (`pool/target`) or a pool name.
+        target: String,
+        /// A weight (endpoint), a percent 0..100 (pool), or `none`.
+        value: String,
+    },
     /// GeoIP database tools.
     Geoip {
         #[command(subcommand)]
@@ -153,6 +174,22 @@ enum LayoutArg {
     Flat,
 }
 
+/// How the API commands (`override`, `weight`) find a running server, as
+/// `gslb reload` does.
+#[derive(clap::Args)]
+struct ApiArgs {
+    /// Configuration file, for the API address and token (default
+    /// config/gslb.toml).
+    #[arg(short = 'c', long = "config")]
+    config: Option<PathBuf>,
+    /// Admin API address (default: the config's `server.api`).
+    #[arg(long, value_name = "ADDR:PORT")]
+    api: Option<SocketAddr>,
+    /// Bearer token (default: $GSLB_API_TOKEN, else the config's `server.api_token`).
+    #[arg(long, value_name = "TOKEN")]
+    token: Option<String>,
+}
+
 #[derive(clap::Args)]
 struct SourceArgs {
     /// Configuration file.
@@ -211,6 +248,8 @@ fn main() -> ExitCode {
             explain(source.source(), client, &name, &record_type, live)
         }
         Command::Reload { config, api, token } => reload_command(config.as_deref(), api, token),
+        Command::Override { api, target, state } => override_command(&api, &target, &state),
+        Command::Weight { api, target, value } => weight_command(&api, &target, &value),
         Command::Geoip {
             command:
                 GeoipCommand::Build {
@@ -577,12 +616,14 @@ fn serve(source: SnapshotSource, listen: Vec<SocketAddr>, api: Option<SocketAddr
         let mut tasks = tokio::task::JoinSet::new();
         // The admin API comes first, and its line is printed before the DNS
         // "listening on" lines (scripts read those last).
-        start_api(&mut tasks, api, auth, &control).await;
+        let api_bound = start_api(&mut tasks, api, auth, &control).await;
         tasks.spawn(gslb::control::watch_files(control.clone()));
         tasks.spawn(gslb::control::resign_zones(control.clone()));
+        let mut bound_addrs = Vec::new();
         for addr in listen {
             let bound = server::bind(addr, workers)
                 .with_context(|| format!("binding DNS listener {addr}"))?;
+            bound_addrs.push(bound.local_addr);
             println!("listening on {} (udp+tcp)", bound.local_addr);
             tracing::info!(addr = %bound.local_addr, "listening (udp+tcp)");
             let observer = gslb::metrics::Observer {
@@ -597,6 +638,13 @@ fn serve(source: SnapshotSource, listen: Vec<SocketAddr>, api: Option<SocketAddr
                 tcp_limits,
                 control.transfers.clone(),
             ));
+        }
+        // The cluster session (etcd) never blocks DNS: it runs beside it
+        // and only writes health verdicts and operator state.
+        if let Some(cluster) = control.cluster.clone() {
+            cluster.set_addresses(bound_addrs, api_bound);
+            tracing::info!(member = %cluster.settings.name, etcd = ?cluster.settings.etcd, "cluster member starting");
+            tokio::spawn(gslb::cluster::run(control.clone(), cluster));
         }
         tasks.spawn(async move {
             handle_signals(control).await;
@@ -645,12 +693,12 @@ async fn start_api(
     addr: SocketAddr,
     auth: gslb::api::ApiAuth,
     control: &Arc<Control>,
-) {
+) -> Option<SocketAddr> {
     let listener = match tokio::net::TcpListener::bind(addr).await {
         Ok(listener) => listener,
         Err(err) => {
             tracing::error!(%addr, error = %err, "cannot bind the admin API; serving DNS without it");
-            return;
+            return None;
         }
     };
     let local = listener.local_addr().unwrap_or(addr);
@@ -665,6 +713,75 @@ async fn start_api(
         std::future::pending::<()>().await;
         Ok(())
     });
+    Some(local)
+}
+
+/// `gslb override`: POST /override to a running server.
+fn override_command(api: &ApiArgs, target: &str, state: &str) -> Result<()> {
+    let body = if target.contains('/') {
+        serde_json::json!({"endpoint": target, "state": state})
+    } else {
+        serde_json::json!({"pool": target, "state": state})
+    };
+    let reply = api_call(api, "/override", &body)?;
+    println!(
+        "{target}: override {}{}",
+        reply["state"].as_str().unwrap_or(state),
+        pending_note(&reply)
+    );
+    Ok(())
+}
+
+/// `gslb weight`: POST /weight to a running server.
+fn weight_command(api: &ApiArgs, target: &str, value: &str) -> Result<()> {
+    let value = value.trim().trim_end_matches('%');
+    let number = match value.parse::<u64>() {
+        Ok(n) => serde_json::json!(n),
+        Err(_) => serde_json::json!(value),
+    };
+    let body = if target.contains('/') {
+        serde_json::json!({"endpoint": target, "weight": number})
+    } else {
+        serde_json::json!({"pool": target, "weight_percent": number})
+    };
+    let reply = api_call(api, "/weight", &body)?;
+    let shown = if target.contains('/') {
+        format!("weight {}", reply["weight"])
+    } else {
+        format!("weight_percent {}", reply["weight_percent"])
+    };
+    println!(
+        "{target}: {}{}",
+        shown.replace("null", "none (configured)"),
+        pending_note(&reply)
+    );
+    Ok(())
+}
+
+fn pending_note(reply: &serde_json::Value) -> &'static str {
+    if reply["pending"].as_bool() == Some(true) {
+        " (pending: the cluster store is unreachable; applied here, stored when it returns)"
+    } else {
+        ""
+    }
+}
+
+/// POSTs `body` to `path` of the API `args` name; the JSON reply when 200.
+fn api_call(args: &ApiArgs, path: &str, body: &serde_json::Value) -> Result<serde_json::Value> {
+    let (addr, token) = api_target(args.config.as_deref(), args.api, args.token.clone())?;
+    let reply = gslb::api::client::post_json(addr, path, token.as_deref(), &body.to_string())
+        .with_context(|| format!("calling the admin API at {addr}"))?;
+    let parsed: serde_json::Value =
+        serde_json::from_str(&reply.body).unwrap_or(serde_json::Value::Null);
+    if reply.status == 200 {
+        Ok(parsed)
+    } else {
+        Err(anyhow!(
+            "admin API answered {}: {}",
+            reply.status,
+            parsed["error"].as_str().unwrap_or(reply.body.trim())
+        ))
+    }
 }
 
 /// The bearer token of an API client command: `--token`, else
@@ -708,23 +825,7 @@ fn reload_command(
     api: Option<SocketAddr>,
     token: Option<String>,
 ) -> Result<()> {
-    // The config supplies the address and token when not given. A config
-    // that does not load says nothing about which server to reload: falling
-    // back to the default address would reload whatever instance listens
-    // there, so that is an error (with --api and no -c, the default file
-    // is only read when it exists).
-    let server = match (config, api) {
-        (Some(path), _) => Some(load_for_reload(path)?),
-        (None, None) => Some(load_for_reload(std::path::Path::new(DEFAULT_CONFIG))?),
-        (None, Some(_)) => gslb::config::load_config(std::path::Path::new(DEFAULT_CONFIG))
-            .ok()
-            .map(|loaded| loaded.config.server),
-    };
-    let Some(addr) = api.or_else(|| server.as_ref().map(|s| *s.api.get_ref())) else {
-        return Err(anyhow!("no admin API address: give --api or -c FILE"));
-    };
-    let config_path = config.unwrap_or(std::path::Path::new(DEFAULT_CONFIG));
-    let token = client_token(token, config_path, server.as_ref());
+    let (addr, token) = api_target(config, api, token)?;
     let reply = gslb::api::client::post(addr, "/reload", token.as_deref())
         .with_context(|| format!("calling the admin API at {addr}"))?;
     let body: serde_json::Value =
@@ -753,4 +854,30 @@ fn reload_command(
             body["error"].as_str().unwrap_or(reply.body.trim())
         )),
     }
+}
+
+/// The admin API address and token of the API commands.
+fn api_target(
+    config: Option<&std::path::Path>,
+    api: Option<SocketAddr>,
+    token: Option<String>,
+) -> Result<(SocketAddr, Option<String>)> {
+    // The config supplies the address and token when not given. A config
+    // that does not load says nothing about which server to reload: falling
+    // back to the default address would reload whatever instance listens
+    // there, so that is an error (with --api and no -c, the default file
+    // is only read when it exists).
+    let server = match (config, api) {
+        (Some(path), _) => Some(load_for_reload(path)?),
+        (None, None) => Some(load_for_reload(std::path::Path::new(DEFAULT_CONFIG))?),
+        (None, Some(_)) => gslb::config::load_config(std::path::Path::new(DEFAULT_CONFIG))
+            .ok()
+            .map(|loaded| loaded.config.server),
+    };
+    let Some(addr) = api.or_else(|| server.as_ref().map(|s| *s.api.get_ref())) else {
+        return Err(anyhow!("no admin API address: give --api or -c FILE"));
+    };
+    let config_path = config.unwrap_or(std::path::Path::new(DEFAULT_CONFIG));
+    let token = client_token(token, config_path, server.as_ref());
+    Ok((addr, token))
 }

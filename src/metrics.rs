@@ -991,18 +991,82 @@ impl prometheus_client::collector::Collector for Scrape {
         family(
             e,
             "gslb_endpoint_effective_weight",
-            "weight answers are picked by: configured weight x JSON health factor",
+            "weight answers are picked by: configured (or operator) weight x JSON health factor x pool weight percent",
             MetricType::Gauge,
             configured.map(|endpoint| {
                 (
                     label(&endpoint.key),
                     crate::health::effective_weight(
-                        endpoint.weight,
+                        health
+                            .endpoint(endpoint.id)
+                            .operator_weight
+                            .unwrap_or(endpoint.weight),
                         health.endpoint(endpoint.id).weight_percent,
                     ),
                 )
             }),
         )?;
+        // --- cluster (see cluster/) ---
+        if let Some(cluster) = &control.cluster {
+            let view = cluster.view();
+            family(
+                e,
+                "gslb_cluster_store_up",
+                "whether this member's etcd session is live",
+                MetricType::Gauge,
+                [(vec![], u64::from(view.connected))],
+            )?;
+            family(
+                e,
+                "gslb_cluster_members",
+                "live cluster members",
+                MetricType::Gauge,
+                [(vec![], view.members.len() as u64)],
+            )?;
+            let digests: std::collections::BTreeSet<&str> = view
+                .members
+                .values()
+                .map(|m| m.config_digest.as_str())
+                .collect();
+            family(
+                e,
+                "gslb_cluster_config_digests",
+                "distinct config digests among live members (1: no drift)",
+                MetricType::Gauge,
+                [(vec![], digests.len() as u64)],
+            )?;
+            family(
+                e,
+                "gslb_cluster_store_writes",
+                "writes this member sent to etcd",
+                MetricType::Counter,
+                [(vec![], cluster.writes())],
+            )?;
+            family(
+                e,
+                "gslb_cluster_member_verdict_up",
+                "each live member's verdict per endpoint (1 up, 0 down)",
+                MetricType::Gauge,
+                endpoints.iter().flat_map(|p| {
+                    crate::cluster::member_verdicts(&view, &p.key)
+                        .into_iter()
+                        .map(|(member, up)| {
+                            let mut labels = label(&p.key);
+                            labels.push(("member", member));
+                            (labels, u64::from(up))
+                        })
+                }),
+            )?;
+            family(
+                e,
+                "gslb_endpoint_cluster_up",
+                "the verdict answers follow before overrides (quorum over members)",
+                MetricType::Gauge,
+                endpoints
+                    .iter()
+                    .map(|p| (label(&p.key), u64::from(p.health.verdict_up()))),
+            )?;
+        }
         family(
             e,
             "gslb_endpoint_probes",

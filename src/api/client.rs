@@ -1,5 +1,6 @@
-//! A minimal blocking HTTP/1.1 client for `gslb reload` and `gslb explain`: one request on
-//! one connection (`Connection: close`), no TLS (the API is plain HTTP).
+//! A minimal blocking HTTP/1.1 client for `gslb reload`, `gslb explain`,
+//! `gslb override` and `gslb weight`: one request on one connection
+//! (`Connection: close`), no TLS (the API is plain HTTP).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -35,7 +36,20 @@ pub enum ClientError {
 /// # Errors
 /// The server cannot be reached or answers something that is not HTTP.
 pub fn post(addr: SocketAddr, path: &str, token: Option<&str>) -> Result<Reply, ClientError> {
-    request(addr, "POST", path, token)
+    request(addr, "POST", path, token, "")
+}
+
+/// POSTs a JSON `body` to `path`, with a bearer token when given.
+///
+/// # Errors
+/// The server cannot be reached or answers something that is not HTTP.
+pub fn post_json(
+    addr: SocketAddr,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> Result<Reply, ClientError> {
+    request(addr, "POST", path, token, body)
 }
 
 /// GETs `path` (a read-only call: no token).
@@ -43,22 +57,30 @@ pub fn post(addr: SocketAddr, path: &str, token: Option<&str>) -> Result<Reply, 
 /// # Errors
 /// The server cannot be reached or answers something that is not HTTP.
 pub fn get(addr: SocketAddr, path: &str) -> Result<Reply, ClientError> {
-    request(addr, "GET", path, None)
+    request(addr, "GET", path, None, "")
 }
 
+/// One request; `body` (JSON) is sent when not empty.
 fn request(
     addr: SocketAddr,
     method: &str,
     path: &str,
     token: Option<&str>,
+    body: &str,
 ) -> Result<Reply, ClientError> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     stream.set_read_timeout(Some(TIMEOUT))?;
     stream.set_write_timeout(Some(TIMEOUT))?;
     let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    let content_type = if body.is_empty() {
+        ""
+    } else {
+        "Content-Type: application/json\r\n"
+    };
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}{content_type}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
     )?;
     let mut raw = Vec::new();
     stream.take(REPLY_LIMIT).read_to_end(&mut raw)?;

@@ -11,6 +11,7 @@
 //! The token never appears in logs or in `/status`.
 
 pub mod client;
+mod cluster;
 mod exposition;
 mod status;
 pub mod token;
@@ -217,6 +218,7 @@ fn router(state: ApiState) -> Router {
         .route("/status", get(status_json))
         .route("/metrics", get(metrics))
         .route("/override", post(set_override))
+        .route("/weight", post(cluster::set_weight))
         .route("/reload", post(reload))
         .route("/explain", get(explain))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
@@ -439,9 +441,17 @@ async fn set_override(
     let result = match (&request.endpoint, &request.pool) {
         (Some(key), None) => {
             let known = snapshot.probes.endpoints.iter().any(|e| &e.key == key);
-            if known && state.control.health.set_admin_override(key, value) {
-                state.control.events.record(override_event(key, value));
-                Ok(json!({"ok": true, "endpoint": key, "state": value.as_str()}))
+            if known {
+                let subject = cluster::Subject::Endpoint(key.clone());
+                let pending = cluster::record_change(
+                    &state,
+                    subject,
+                    cluster::Setting::Override(value.into()),
+                )
+                .await;
+                Ok(
+                    json!({"ok": true, "endpoint": key, "state": value.as_str(), "pending": pending}),
+                )
             } else {
                 Err(error(
                     StatusCode::NOT_FOUND,
@@ -456,12 +466,14 @@ async fn set_override(
                 .iter()
                 .any(|e| e.key.split_once('/').is_some_and(|(p, _)| p == pool));
             if known || value == Override::None {
-                state.control.health.set_pool_override(pool, value);
-                state
-                    .control
-                    .events
-                    .record(override_event(&format!("pool {pool}"), value));
-                Ok(json!({"ok": true, "pool": pool, "state": value.as_str()}))
+                let subject = cluster::Subject::Pool(pool.clone());
+                let pending = cluster::record_change(
+                    &state,
+                    subject,
+                    cluster::Setting::Override(value.into()),
+                )
+                .await;
+                Ok(json!({"ok": true, "pool": pool, "state": value.as_str(), "pending": pending}))
             } else {
                 Err(error(
                     StatusCode::NOT_FOUND,
@@ -498,20 +510,6 @@ fn warn_operator_down_services(
                 "every endpoint of the service is down by the operator (down = true, force-down or drain): it answers no records; all_down = \"fail-open\" does not override an operator"
             );
         }
-    }
-}
-
-/// The event of an override set on `subject` (`pool/target`, or `pool NAME`):
-/// a warning when it takes capacity away.
-fn override_event(subject: &str, value: Override) -> crate::events::Event {
-    let event = crate::events::Event::new(
-        crate::events::EventKind::Override,
-        subject,
-        format!("override {subject}: {}", value.as_str()),
-    );
-    match value {
-        Override::ForceDown | Override::Drain => event.warning(),
-        Override::None | Override::ForceUp => event,
     }
 }
 

@@ -42,6 +42,10 @@ pub struct Status {
     pub transfers: std::collections::BTreeMap<String, crate::transfer::ZoneStatus>,
     /// Signed zones: keys (never private parts), expiry, next re-sign.
     pub dnssec: Vec<DnssecStatus>,
+    /// Overrides and weights in force and the recent changes (who, when).
+    pub operator: super::cluster::OperatorStatus,
+    /// The cluster (members, store, config digests), when `[cluster]` is set.
+    pub cluster: Option<super::cluster::ClusterStatus>,
 }
 
 /// One signed zone.
@@ -186,6 +190,13 @@ pub struct EndpointView {
     pub last_error_unix: Option<f64>,
     /// Since when the probe verdict holds (Unix seconds).
     pub state_since_unix: Option<f64>,
+    /// The operator's runtime weight (`POST /weight`), when set.
+    pub operator_weight: Option<u32>,
+    /// The verdict answers follow before overrides (`up`/`down`): in a
+    /// cluster the quorum over every member's verdict, else `probe`.
+    pub cluster_verdict: &'static str,
+    /// Each live cluster member's verdict (`up`/`down`), by member.
+    pub member_verdicts: std::collections::BTreeMap<String, &'static str>,
 }
 
 /// Samples of the answer counters over the last minute.
@@ -327,6 +338,7 @@ pub fn build_status(control: &Control, history: &StatusHistory, auth_required: b
         .map(|s| (s.key.clone(), s))
         .collect();
     let view = control.health.view_arc();
+    let cluster_view = control.cluster.as_ref().map(|c| c.view());
     let endpoint_view = |endpoint: &Endpoint| {
         let health = control.health.record(endpoint.id)?;
         let probe = probes.get(&endpoint.key);
@@ -338,7 +350,7 @@ pub fn build_status(control: &Control, history: &StatusHistory, auth_required: b
                 Override::ForceDown => "force-down",
                 Override::Drain => "drain",
                 Override::ForceUp => "force-up",
-                Override::None if health.probe_up() => "up",
+                Override::None if health.verdict_up() => "up",
                 Override::None => "down",
             }
         };
@@ -365,8 +377,10 @@ pub fn build_status(control: &Control, history: &StatusHistory, auth_required: b
             rtt_ms: health.rtt_us().map(|us| f64::from(us) / 1000.0),
             weight_percent: health.weight_percent(),
             effective_weight: crate::health::effective_weight(
-                endpoint.weight,
-                health.weight_percent(),
+                view.endpoint(endpoint.id)
+                    .operator_weight
+                    .unwrap_or(endpoint.weight),
+                view.endpoint(endpoint.id).weight_percent,
             ),
             answers_total,
             answers_last_minute: endpoint_window(&endpoint.key, answers_total),
@@ -377,6 +391,17 @@ pub fn build_status(control: &Control, history: &StatusHistory, auth_required: b
                 .map(|r| r.as_str().to_string()),
             last_error_unix: probe.and_then(|p| p.last_error_unix),
             state_since_unix: probe.map(|p| p.state_since_unix),
+            operator_weight: health.operator_weight(),
+            cluster_verdict: if health.verdict_up() { "up" } else { "down" },
+            member_verdicts: cluster_view
+                .as_ref()
+                .map(|view| {
+                    super::cluster::verdict_words(crate::cluster::member_verdicts(
+                        view,
+                        &endpoint.key,
+                    ))
+                })
+                .unwrap_or_default(),
         })
     };
     let pool_view = |pool: &Pool| {
@@ -487,5 +512,7 @@ pub fn build_status(control: &Control, history: &StatusHistory, auth_required: b
                 keys: z.key_status.clone(),
             })
             .collect(),
+        operator: super::cluster::operator_status(control),
+        cluster: super::cluster::cluster_status(control),
     }
 }

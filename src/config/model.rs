@@ -58,6 +58,53 @@ pub struct ConfigToml {
     /// TSIG keys (RFC 8945), by name: `[tsig.NAME]`.
     #[serde(default)]
     pub tsig: std::collections::BTreeMap<String, Spanned<TsigToml>>,
+    /// Several instances acting as one through etcd (absent: standalone).
+    pub cluster: Option<Spanned<ClusterToml>>,
+}
+
+/// `[cluster]`: this instance's membership in a cluster coordinated through
+/// etcd (see `cluster`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterToml {
+    /// This member's name, unique in the cluster.
+    pub name: Spanned<String>,
+    /// etcd client URLs (`http://host:port`).
+    pub etcd: Spanned<Vec<String>>,
+    /// Key prefix; several clusters can share one etcd.
+    #[serde(default = "default_cluster_prefix")]
+    pub prefix: Spanned<String>,
+    /// Share of the live members probing an endpoint that must see it down
+    /// for it to be down cluster-wide.
+    #[serde(default = "default_down_quorum")]
+    pub down_quorum: Spanned<QuorumToml>,
+    /// Lease TTL of this member's records (at least 2 s).
+    #[serde(default = "default_member_ttl")]
+    pub member_ttl: Spanned<super::DurationToml>,
+    /// Local address probes are sent from (this member's vantage point).
+    pub probe_source: Option<Spanned<std::net::IpAddr>>,
+}
+
+/// `down_quorum`: a name or a fraction.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum QuorumToml {
+    /// `"any"`, `"majority"` or `"all"`.
+    Name(String),
+    /// A fraction in (0, 1].
+    Fraction(f64),
+}
+
+fn default_cluster_prefix() -> Spanned<String> {
+    Spanned::new(0..0, "/gslb".to_string())
+}
+
+fn default_down_quorum() -> Spanned<QuorumToml> {
+    Spanned::new(0..0, QuorumToml::Name("majority".to_string()))
+}
+
+fn default_member_ttl() -> Spanned<super::DurationToml> {
+    Spanned::new(0..0, super::DurationToml::Text("5s".to_string()))
 }
 
 /// `[tsig.NAME]`: a shared secret for signing transfers and NOTIFYs.
@@ -111,8 +158,8 @@ pub struct ServerToml {
     #[serde(default)]
     pub watch: bool,
     /// Where state that outlives a restart is kept (secondary zone caches,
-    /// served zone versions, the generated admin API token); default
-    /// `state/` beside the config file.
+    /// served zone versions, the generated admin API token, operator
+    /// overrides and weights); default `state/` beside the config file.
     pub state_dir: Option<PathBuf>,
 }
 
@@ -425,6 +472,9 @@ pub struct PoolToml {
     /// Share of `capacity` above which the pool sheds its newest clients
     /// to its fallback (NS1 `shed_load`), e.g. `0.9`.
     pub overflow_at: Option<Spanned<f64>>,
+    /// Cluster members that probe (and vote on) this pool's endpoints;
+    /// default: every member.
+    pub check_from: Option<Spanned<Vec<String>>>,
 }
 
 /// A pool's up threshold.
@@ -458,6 +508,9 @@ pub struct EndpointToml {
     pub check_port: Option<u16>,
     /// Probe this whole URL instead (http and https checks).
     pub check_url: Option<String>,
+    /// Cluster members that probe (and vote on) this endpoint; overrides
+    /// the pool's `check_from`.
+    pub check_from: Option<Vec<String>>,
 }
 
 fn one() -> u32 {

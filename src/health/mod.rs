@@ -52,6 +52,15 @@ pub fn effective_weight(weight: u32, percent: u8) -> f64 {
 const PROBE_UP: u8 = 0;
 const PROBE_DOWN: u8 = 1;
 
+/// Cluster quorum values stored in [`EndpointHealth`]: no quorum (follow
+/// this member's probes), or the cluster's verdict.
+const QUORUM_NONE: u8 = 0;
+const QUORUM_UP: u8 = 1;
+const QUORUM_DOWN: u8 = 2;
+
+/// No operator weight: the configured weight applies.
+const NO_OPERATOR_WEIGHT: u32 = u32::MAX;
+
 /// An operator's override of the probes' verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Override {
@@ -133,6 +142,14 @@ pub struct EndpointHealth {
     weight_percent: AtomicU8,
     /// Whether `fastest` selection prefers it in its pool.
     preferred: AtomicBool,
+    // --- cluster and operator inputs (see `cluster`, `operator`) ---
+    /// The cluster's quorum over every live member's verdict
+    /// ([`QUORUM_NONE`] standalone, or while the store is unreachable).
+    quorum: AtomicU8,
+    /// The operator's runtime weight ([`NO_OPERATOR_WEIGHT`]: the configured one).
+    operator_weight: AtomicU32,
+    /// The operator's weight factor of the endpoint's pool, in percent.
+    pool_weight_percent: AtomicU8,
     /// Probes finished.
     probes_total: AtomicU64,
     /// Failed probes, indexed by [`FailureReason::index`].
@@ -155,6 +172,9 @@ impl EndpointHealth {
             rtt_us: AtomicU32::new(0),
             weight_percent: AtomicU8::new(FULL_WEIGHT_PERCENT),
             preferred: AtomicBool::new(false),
+            quorum: AtomicU8::new(QUORUM_NONE),
+            operator_weight: AtomicU32::new(NO_OPERATOR_WEIGHT),
+            pool_weight_percent: AtomicU8::new(FULL_WEIGHT_PERCENT),
             probes_total: AtomicU64::new(0),
             failures: Default::default(),
             status: Mutex::new(ProbeStatus {
@@ -258,18 +278,72 @@ impl EndpointHealth {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Whether answers may name this endpoint (probes and override combined).
+    /// Whether answers may name this endpoint: the operator's override
+    /// first, else the verdict ([`Self::verdict_up`]).
     pub fn is_usable(&self) -> bool {
         match self.effective_override() {
             Override::ForceUp => true,
             Override::ForceDown | Override::Drain => false,
-            Override::None => self.probe.load(Ordering::Relaxed) == PROBE_UP,
+            Override::None => self.verdict_up(),
         }
     }
 
-    /// The probes' current verdict.
+    /// The verdict answers follow before overrides: the cluster's quorum
+    /// when there is one, else this member's probes.
+    pub fn verdict_up(&self) -> bool {
+        match self.quorum.load(Ordering::Relaxed) {
+            QUORUM_UP => true,
+            QUORUM_DOWN => false,
+            _ => self.probe_up(),
+        }
+    }
+
+    /// This member's probes' current verdict.
     pub fn probe_up(&self) -> bool {
         self.probe.load(Ordering::Relaxed) == PROBE_UP
+    }
+
+    /// The cluster's verdict, when a quorum decides.
+    pub fn quorum_verdict(&self) -> Option<bool> {
+        match self.quorum.load(Ordering::Relaxed) {
+            QUORUM_UP => Some(true),
+            QUORUM_DOWN => Some(false),
+            _ => None,
+        }
+    }
+
+    /// Sets (`None`: clears) the cluster's verdict; true if it changed.
+    fn set_quorum_verdict(&self, verdict: Option<bool>) -> bool {
+        let value = match verdict {
+            Some(true) => QUORUM_UP,
+            Some(false) => QUORUM_DOWN,
+            None => QUORUM_NONE,
+        };
+        self.quorum.swap(value, Ordering::Relaxed) != value
+    }
+
+    /// The operator's runtime weight, if one is set.
+    pub fn operator_weight(&self) -> Option<u32> {
+        match self.operator_weight.load(Ordering::Relaxed) {
+            NO_OPERATOR_WEIGHT => None,
+            weight => Some(weight),
+        }
+    }
+
+    /// Sets (`None`: clears) the operator's runtime weight; true if it changed.
+    fn set_operator_weight(&self, weight: Option<u32>) -> bool {
+        let value = weight.map_or(NO_OPERATOR_WEIGHT, |w| w.min(NO_OPERATOR_WEIGHT - 1));
+        self.operator_weight.swap(value, Ordering::Relaxed) != value
+    }
+
+    /// The operator's weight factor of the endpoint's pool, in percent.
+    pub fn pool_weight_percent(&self) -> u8 {
+        self.pool_weight_percent.load(Ordering::Relaxed)
+    }
+
+    fn set_pool_weight_percent(&self, percent: u8) -> bool {
+        let percent = percent.min(FULL_WEIGHT_PERCENT);
+        self.pool_weight_percent.swap(percent, Ordering::Relaxed) != percent
     }
 
     /// Records the probes' verdict; true if it changed.
@@ -340,6 +414,25 @@ mod tests {
         health.set_probe_up(true);
         health.set_admin_override(Override::Drain);
         assert!(!health.is_usable());
+    }
+
+    #[test]
+    fn the_quorum_decides_before_the_local_verdict_and_overrides_before_both() {
+        let health = record();
+        assert!(health.set_quorum_verdict(Some(true)));
+        health.set_probe_up(false);
+        assert!(health.is_usable(), "the quorum says up");
+        health.set_quorum_verdict(Some(false));
+        health.set_probe_up(true);
+        assert!(
+            !health.is_usable(),
+            "a local verdict does not beat the quorum"
+        );
+        health.set_admin_override(Override::ForceUp);
+        assert!(health.is_usable());
+        health.set_admin_override(Override::None);
+        assert!(health.set_quorum_verdict(None));
+        assert!(health.is_usable(), "back on this member's own verdict");
     }
 
     #[test]

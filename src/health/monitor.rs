@@ -284,7 +284,7 @@ async fn run_prober(
     immediate: bool,
 ) {
     let check = probe.check.clone();
-    let prober = Prober::new(check.clone(), probe.target.clone());
+    let prober = Prober::new(check.clone(), probe.target.clone(), probe.source);
     let mut hysteresis = Hysteresis::new(check.rise, check.fall, health.probe_up());
     let seed = hash_str(&key)
         ^ SystemTime::now()
@@ -519,7 +519,9 @@ mod tests {
             probe: Some(Probe {
                 check: check.clone(),
                 target: ProbeTarget::Tcp(addr),
+                source: None,
             }),
+            check_from: None,
         }
     }
 
@@ -579,6 +581,7 @@ mod tests {
         a2.probe = Some(Probe {
             check: slower,
             target: ProbeTarget::Tcp(live),
+            source: None,
         });
         monitor.replan(&ProbePlan {
             endpoints: vec![a2, c],

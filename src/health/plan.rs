@@ -64,6 +64,8 @@ pub struct Probe {
     pub check: Arc<CheckSpec>,
     /// Where it probes.
     pub target: ProbeTarget,
+    /// The local address probes are sent from (`[cluster] probe_source`).
+    pub source: Option<IpAddr>,
 }
 
 /// One endpoint as the health monitor sees it.
@@ -73,8 +75,12 @@ pub struct PlannedEndpoint {
     pub key: String,
     /// Its health record in the table (its id is the snapshot endpoint's).
     pub health: Arc<EndpointHealth>,
-    /// How it is probed; `None` = not probed (always up unless overridden).
+    /// How it is probed; `None` = not probed here (always up unless
+    /// overridden, or decided by other cluster members).
     pub probe: Option<Probe>,
+    /// The cluster members that probe and vote on it (`check_from`);
+    /// `None`: every member.
+    pub check_from: Option<Arc<[String]>>,
 }
 
 /// Every endpoint of a snapshot and how it is probed.
@@ -200,6 +206,7 @@ pub fn plan_probe(
                 url: parsed.to_string(),
                 pin: None,
             },
+            source: None,
         }));
     }
     let address: IpAddr = match (e.check_address, e.address) {
@@ -243,5 +250,6 @@ pub fn plan_probe(
     Ok(Some(Probe {
         check: check.clone(),
         target,
+        source: None,
     }))
 }

@@ -2,6 +2,7 @@
 //! status, body and JSON health document are judged. Network I/O only;
 //! a failed probe is data ([`ProbeOutcome::Failure`]), never an `Err`.
 
+use std::net::IpAddr;
 use std::sync::{Arc, Once, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -106,19 +107,22 @@ pub struct Prober {
     check: Arc<CheckSpec>,
     target: ProbeTarget,
     client: Result<reqwest::Client, String>,
+    source: Option<IpAddr>,
 }
 
 impl Prober {
-    /// A prober; building the HTTP client here so each probe reuses it.
-    pub fn new(check: Arc<CheckSpec>, target: ProbeTarget) -> Self {
+    /// A prober sending from `source` (any local address when `None`);
+    /// building the HTTP client here so each probe reuses it.
+    pub fn new(check: Arc<CheckSpec>, target: ProbeTarget, source: Option<IpAddr>) -> Self {
         let client = match &target {
             ProbeTarget::Tcp(_) => Err("no HTTP client for tcp probes".to_string()),
-            ProbeTarget::Http { pin, .. } => build_client(&check, pin.as_ref()),
+            ProbeTarget::Http { pin, .. } => build_client(&check, pin.as_ref(), source),
         };
         Self {
             check,
             target,
             client,
+            source,
         }
     }
 
@@ -143,7 +147,9 @@ impl Prober {
 
     async fn probe_unbounded(&self) -> Result<u8, ProbeOutcome> {
         match &self.target {
-            ProbeTarget::Tcp(addr) => probe_tcp(*addr).await.map(|()| FULL_WEIGHT_PERCENT),
+            ProbeTarget::Tcp(addr) => probe_tcp(*addr, self.source)
+                .await
+                .map(|()| FULL_WEIGHT_PERCENT),
             ProbeTarget::Http { url, .. } => {
                 let client = self
                     .client
@@ -155,9 +161,23 @@ impl Prober {
     }
 }
 
-/// Connects and closes.
-async fn probe_tcp(addr: std::net::SocketAddr) -> Result<(), ProbeOutcome> {
-    match tokio::net::TcpStream::connect(addr).await {
+/// Connects (from `source` when given) and closes.
+async fn probe_tcp(addr: std::net::SocketAddr, source: Option<IpAddr>) -> Result<(), ProbeOutcome> {
+    let connected = match source {
+        None => tokio::net::TcpStream::connect(addr).await,
+        Some(source) => {
+            let socket = if addr.is_ipv4() {
+                tokio::net::TcpSocket::new_v4()
+            } else {
+                tokio::net::TcpSocket::new_v6()
+            };
+            match socket.and_then(|s| s.bind(std::net::SocketAddr::new(source, 0)).map(|()| s)) {
+                Ok(socket) => socket.connect(addr).await,
+                Err(err) => Err(err),
+            }
+        }
+    };
+    match connected {
         Ok(_) => Ok(()),
         Err(err) => Err(ProbeOutcome::failure(
             FailureReason::Connect,
@@ -304,9 +324,11 @@ pub(crate) fn ensure_crypto_provider() {
 fn build_client(
     check: &CheckSpec,
     pin: Option<&(String, std::net::SocketAddr)>,
+    source: Option<IpAddr>,
 ) -> Result<reqwest::Client, String> {
     ensure_crypto_provider();
     let mut builder = reqwest::Client::builder()
+        .local_address(source)
         // A probe asks the endpoint itself: never a proxy from the environment.
         .no_proxy()
         // 3xx is judged by expect_status, not followed.

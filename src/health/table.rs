@@ -63,6 +63,9 @@ pub struct EndpointState {
     /// Smoothed probe RTT in microseconds, 0 when not measured (as of the
     /// last publish: RTTs alone publish only with the `fastest` updater).
     pub rtt_us: u32,
+    /// The operator's runtime weight, replacing the configured one
+    /// (`POST /weight`).
+    pub operator_weight: Option<u32>,
 }
 
 impl EndpointState {
@@ -76,6 +79,7 @@ impl EndpointState {
         own_override: Override::None,
         operator_down: false,
         rtt_us: 0,
+        operator_weight: None,
     };
 
     /// Smoothed RTT, if measured.
@@ -186,6 +190,8 @@ struct Inner {
     /// Pool overrides by pool name; kept across reloads and applied to
     /// records created later in that pool.
     pool_overrides: HashMap<String, Override>,
+    /// Operator weight factors by pool name, like `pool_overrides`.
+    pool_weights: HashMap<String, u8>,
     /// `fastest` services' measured orders, by slot.
     measured: Vec<Option<MeasuredOrder>>,
     /// Load-aware services' splits, by slot.
@@ -229,6 +235,13 @@ impl HealthTable {
                 .get(pool_of(key))
                 .copied()
                 .unwrap_or(Override::None),
+        );
+        record.set_pool_weight_percent(
+            inner
+                .pool_weights
+                .get(pool_of(key))
+                .copied()
+                .unwrap_or(FULL_WEIGHT_PERCENT),
         );
         if id.index() >= inner.records.len() {
             inner.records.resize(id.index() + 1, None);
@@ -365,6 +378,71 @@ impl HealthTable {
         }
     }
 
+    /// Sets (`None`: clears) endpoint `key`'s runtime weight; false if no
+    /// such endpoint is registered.
+    pub fn set_operator_weight(&self, key: &str, weight: Option<u32>) -> bool {
+        let Some(record) = self.get(key) else {
+            return false;
+        };
+        if record.set_operator_weight(weight) {
+            self.publish();
+        }
+        true
+    }
+
+    /// The operator weight factor of pool `pool` (100 when unset).
+    pub fn pool_weight_percent(&self, pool: &str) -> u8 {
+        self.lock()
+            .pool_weights
+            .get(pool)
+            .copied()
+            .unwrap_or(FULL_WEIGHT_PERCENT)
+    }
+
+    /// Sets (`None`: clears) the weight factor of every endpoint of `pool`,
+    /// now and after reloads.
+    pub fn set_pool_weight_percent(&self, pool: &str, percent: Option<u8>) {
+        let mut inner = self.lock();
+        match percent {
+            Some(p) => inner
+                .pool_weights
+                .insert(pool.to_string(), p.min(FULL_WEIGHT_PERCENT)),
+            None => inner.pool_weights.remove(pool),
+        };
+        let value = percent.unwrap_or(FULL_WEIGHT_PERCENT);
+        let mut changed = false;
+        for (key, id) in &inner.ids {
+            if pool_of(key) == pool
+                && let Some(Some(record)) = inner.records.get(id.index())
+            {
+                changed |= record.set_pool_weight_percent(value);
+            }
+        }
+        if changed {
+            self.publish_locked(&mut inner);
+        }
+    }
+
+    // --- the cluster (see `cluster`) ---
+
+    /// Sets the cluster's verdicts (`None`: this member's own probes
+    /// decide); publishes once if any changed.
+    pub fn set_quorum_verdicts(
+        &self,
+        verdicts: impl IntoIterator<Item = (EndpointId, Option<bool>)>,
+    ) {
+        let mut inner = self.lock();
+        let mut changed = false;
+        for (id, verdict) in verdicts {
+            if let Some(Some(record)) = inner.records.get(id.index()) {
+                changed |= record.set_quorum_verdict(verdict);
+            }
+        }
+        if changed {
+            self.publish_locked(&mut inner);
+        }
+    }
+
     // --- the `fastest` updater ---
 
     /// Applies the `fastest` updater's results: the preferred endpoint of
@@ -439,14 +517,17 @@ impl HealthTable {
 }
 
 /// The state answers use, from a record's inputs. The one place where they
-/// are combined: operator override first, else the probes' verdict. (A
-/// cluster layer adds its inputs here: other members' verdicts and a
-/// quorum in place of the local verdict, operator weights beside the JSON
-/// weight factor; see ARCHITECTURE.md.)
+/// are combined: operator override first, else the cluster's quorum when
+/// there is one, else the probes' verdict; the JSON weight factor times the
+/// operator's pool weight factor; the operator's weight.
 fn effective(record: &EndpointHealth) -> EndpointState {
+    let weight_percent = u16::from(record.weight_percent())
+        * u16::from(record.pool_weight_percent())
+        / u16::from(FULL_WEIGHT_PERCENT);
     EndpointState {
         usable: record.is_usable(),
-        weight_percent: record.weight_percent(),
+        weight_percent: u8::try_from(weight_percent).unwrap_or(FULL_WEIGHT_PERCENT),
+        operator_weight: record.operator_weight(),
         preferred: record.preferred(),
         own_override: record.admin_override(),
         operator_down: matches!(
@@ -510,6 +591,27 @@ mod tests {
         table.set_pool_override("eu", Override::None);
         assert!(table.view().endpoint(a).usable);
         assert!(table.pool_overrides().is_empty());
+    }
+
+    #[test]
+    fn quorum_verdicts_and_operator_weights_reach_the_view() {
+        let table = HealthTable::default();
+        let (a, record) = table.register("eu/192.0.2.1", true);
+        table.set_quorum_verdicts([(a, Some(false))]);
+        assert!(!table.view().endpoint(a).usable);
+        assert!(record.probe_up(), "the local verdict is kept beside it");
+        table.set_quorum_verdicts([(a, None)]);
+        assert!(table.view().endpoint(a).usable);
+        assert!(table.set_operator_weight("eu/192.0.2.1", Some(7)));
+        assert_eq!(table.view().endpoint(a).operator_weight, Some(7));
+        table.set_pool_weight_percent("eu", Some(25));
+        assert_eq!(table.view().endpoint(a).weight_percent, 25);
+        let (b, _) = table.register("eu/192.0.2.2", true);
+        table.publish();
+        assert_eq!(table.view().endpoint(b).weight_percent, 25);
+        table.set_pool_weight_percent("eu", None);
+        assert_eq!(table.view().endpoint(a).weight_percent, 100);
+        assert!(!table.set_operator_weight("eu/192.0.2.9", Some(1)));
     }
 
     #[test]

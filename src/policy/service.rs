@@ -98,7 +98,8 @@ impl Endpoint {
     /// load), so ratios between endpoints are kept exactly.
     #[inline]
     pub fn effective_weight(&self, health: &HealthView) -> u64 {
-        u64::from(self.weight) * u64::from(health.endpoint(self.id).weight_percent)
+        let state = health.endpoint(self.id);
+        u64::from(state.operator_weight.unwrap_or(self.weight)) * u64::from(state.weight_percent)
     }
 
     /// Whether it answers queries for `family`.

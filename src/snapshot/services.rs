@@ -187,6 +187,23 @@ fn check_unused_maps(inputs: &ServiceInputs<'_>, errors: &mut Vec<BuildError>) {
     }
 }
 
+/// A `check_from` list as the plan keeps it; an empty list is an error.
+fn check_from_list(
+    list: &[String],
+    span: std::ops::Range<usize>,
+    push: &mut impl FnMut(std::ops::Range<usize>, String),
+) -> Option<std::sync::Arc<[String]>> {
+    if list.is_empty() {
+        push(
+            span,
+            "check_from is empty: name at least one member, or leave it out (every member probes)"
+                .into(),
+        );
+        return None;
+    }
+    Some(list.iter().cloned().collect())
+}
+
 fn build_pool(
     inputs: &ServiceInputs<'_>,
     name: &str,
@@ -214,6 +231,14 @@ fn build_pool(
             format!("pool {name} has no endpoints: add at least one"),
         );
     }
+    // --- cluster settings this pool's probes depend on ---
+    let cluster = loaded.config.cluster.as_ref().map(|c| c.get_ref());
+    let member = cluster.map(|c| c.name.get_ref().as_str());
+    let probe_source = cluster.and_then(|c| c.probe_source.as_ref().map(|s| *s.get_ref()));
+    let pool_check_from = pool
+        .check_from
+        .as_ref()
+        .and_then(|list| check_from_list(list.get_ref(), list.span(), &mut push));
     let mut endpoints = Vec::new();
     let mut kinds = (0, 0);
     for endpoint in &pool.endpoints {
@@ -261,7 +286,10 @@ fn build_pool(
             continue;
         }
         let probe = match crate::health::plan_probe(loaded, name, check.as_ref(), endpoint) {
-            Ok(probe) => probe,
+            Ok(probe) => probe.map(|probe| crate::health::Probe {
+                source: probe_source,
+                ..probe
+            }),
             // The pool names a check with errors of its own: those were reported.
             Err(_) if pool.check.is_some() && check.is_none() => None,
             Err(err) => {
@@ -269,11 +297,29 @@ fn build_pool(
                 continue;
             }
         };
+        // --- cluster: which members probe and vote on it (see cluster) ---
+        let check_from = match &e.check_from {
+            Some(list) => check_from_list(list, espan.clone(), &mut push),
+            None => pool_check_from.clone(),
+        };
+        if check_from.is_some() && check.is_none() && pool.check.is_none() {
+            push(
+                espan.clone(),
+                format!(
+                    "check_from needs `check = \"NAME\"` on pool {name}: only probed endpoints have voters"
+                ),
+            );
+        }
+        let probe = match (&check_from, member) {
+            (Some(list), Some(me)) if !list.iter().any(|m| m == me) => None,
+            _ => probe,
+        };
         let (id, record) = health.register(&key, probe.as_ref().is_none_or(|p| p.check.initial_up));
         planned.push(PlannedEndpoint {
             key: key.clone(),
             health: record,
             probe,
+            check_from,
         });
         endpoints.push(Endpoint {
             id,

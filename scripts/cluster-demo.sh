@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# Three gslb members acting as one through a single-node etcd, all on
+# loopback: a drain made on one member takes effect on all, and a backend
+# that only one member cannot reach stays up under down_quorum = "majority".
+# Starts everything it needs (etcd with a temporary data dir, three HTTP
+# backends, three members) and stops all of it on exit.
+#
+# Usage: scripts/cluster-demo.sh        (needs etcd: apt-get install etcd-server; dig; python3)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+command -v etcd >/dev/null || { echo "etcd not found: apt-get install etcd-server" >&2; exit 1; }
+command -v dig >/dev/null || { echo "dig not found: apt-get install dnsutils" >&2; exit 1; }
+
+# GSLB=path/to/gslb uses that binary instead of building a release one.
+if [ -z "${GSLB:-}" ]; then
+    cargo build --release --quiet
+    GSLB=$PWD/target/release/gslb
+fi
+WORK=$(mktemp -d /tmp/gslb-cluster-demo.XXXXXX)
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# --- etcd -------------------------------------------------------------------
+ETCD_PORT=$(free_port); PEER_PORT=$(free_port)
+etcd --name demo --data-dir "$WORK/etcd" \
+    --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
+    --listen-peer-urls "http://127.0.0.1:$PEER_PORT" --initial-advertise-peer-urls "http://127.0.0.1:$PEER_PORT" \
+    --initial-cluster "demo=http://127.0.0.1:$PEER_PORT" --initial-cluster-state new >"$WORK/etcd.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 100); do
+    curl -s "http://127.0.0.1:$ETCD_PORT/health" 2>/dev/null | grep -q '"health":"true"' && break
+    sleep 0.1
+done
+echo "etcd on 127.0.0.1:$ETCD_PORT (data in $WORK/etcd)"
+
+# --- backends: eu, us, ap; "ap" refuses probes from ns3 (127.0.0.13) ----------
+backend() { # PORT REFUSED_SOURCE
+    python3 - "$1" "$2" <<'EOF' &
+import http.server, sys
+port, refused = int(sys.argv[1]), sys.argv[2]
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        code = 503 if self.client_address[0] == refused else 200
+        self.send_response(code); self.send_header("Content-Length", "0"); self.end_headers()
+    def log_message(self, *a): pass
+http.server.ThreadingHTTPServer(("127.0.0.1", port), H).serve_forever()
+EOF
+    PIDS+=($!)
+}
+EU_PORT=$(free_port); US_PORT=$(free_port); AP_PORT=$(free_port)
+backend "$EU_PORT" none; backend "$US_PORT" none; backend "$AP_PORT" 127.0.0.13
+
+# --- three members ------------------------------------------------------------
+cat >"$WORK/example.test.zone" <<'EOF'
+$ORIGIN example.test.
+$TTL 300
+@   IN SOA ns1 hostmaster 1 7200 900 1209600 300
+@   IN NS  ns1
+@   IN NS  ns2
+@   IN NS  ns3
+ns1 IN A   127.0.0.11
+ns2 IN A   127.0.0.12
+ns3 IN A   127.0.0.13
+EOF
+declare -A DNS API
+for i in 1 2 3; do
+    DNS[$i]=$(free_port); API[$i]=$(free_port)
+    mkdir -p "$WORK/ns$i"
+    cat >"$WORK/ns$i/gslb.toml" <<EOF
+[server]
+listen = ["127.0.0.1:${DNS[$i]}"]
+api = "127.0.0.1:${API[$i]}"
+
+[[zone]]
+origin = "example.test"
+file = "$WORK/example.test.zone"
+
+[checks.web]
+kind = "http"
+path = "/health"
+interval = "500ms"
+rise = 1
+fall = 2
+
+[pools.eu]
+check = "web"
+endpoints = [{ address = "192.0.2.10", check_address = "127.0.0.1", check_port = $EU_PORT }]
+[pools.us]
+check = "web"
+endpoints = [{ address = "198.51.100.10", check_address = "127.0.0.1", check_port = $US_PORT }]
+[pools.ap]
+check = "web"
+endpoints = [{ address = "203.0.113.10", check_address = "127.0.0.1", check_port = $AP_PORT }]
+
+[services."www.example.test"]
+policy = "failover"
+pools = ["eu", "us"]
+ttl = 5
+[services."ap.example.test"]
+policy = "failover"
+pools = ["ap", "us"]
+ttl = 5
+
+[cluster]
+name = "ns$i"
+etcd = ["http://127.0.0.1:$ETCD_PORT"]
+prefix = "/gslb/demo"
+down_quorum = "majority"
+member_ttl = "3s"
+probe_source = "127.0.0.1$i"
+EOF
+    "$GSLB" serve -c "$WORK/ns$i/gslb.toml" >"$WORK/ns$i/out.log" 2>"$WORK/ns$i/gslb.log" &
+    PIDS+=($!)
+done
+for i in 1 2 3; do
+    for _ in $(seq 100); do grep -q "^listening on" "$WORK/ns$i/out.log" 2>/dev/null && break; sleep 0.1; done
+done
+sleep 2
+
+answers() { # NAME
+    for i in 1 2 3; do
+        printf '  ns%s: %s\n' "$i" "$(dig @127.0.0.1 -p "${DNS[$i]}" +short +norec "$1" | tr '\n' ' ')"
+    done
+}
+
+echo
+echo "== members seen by ns1:"
+curl -s "127.0.0.1:${API[1]}/status" | python3 -c 'import json,sys; c=json.load(sys.stdin)["cluster"]; print("  ", [m["name"] for m in c["members"]], "config digests:", c["config_digests"])'
+echo "== www.example.test before (eu first):"; answers www.example.test
+echo
+echo "== drain eu on ns1 only:  $GSLB override -c $WORK/ns1/gslb.toml eu drain"
+"$GSLB" override -c "$WORK/ns1/gslb.toml" eu drain
+sleep 1
+echo "== www.example.test on every member:"; answers www.example.test
+"$GSLB" override -c "$WORK/ns2/gslb.toml" eu none >/dev/null
+echo
+echo "== ap's backend refuses probes from ns3 (127.0.0.13); ns3's own verdict is down:"
+curl -s "127.0.0.1:${API[1]}/status" | python3 -c '
+import json,sys
+s=json.load(sys.stdin)
+for p in s["pools"]:
+    for e in p["endpoints"]:
+        if e["key"].startswith("ap/"):
+            print("  ", e["key"], "members:", e["member_verdicts"], "cluster:", e["cluster_verdict"])'
+echo "== ap.example.test stays on ap under majority, on every member (ns3 included):"; answers ap.example.test
+echo
+echo "done; stopping etcd, backends and members"

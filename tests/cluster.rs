@@ -1,0 +1,797 @@
+//! Several gslb instances acting as one through a real etcd (issue 19):
+//! real `etcd` started on free loopback ports with a temporary data dir,
+//! real `gslb` members, real HTTP backends, answers read with `dig`.
+//!
+//! Every wait is a bounded poll for an answer to change; no timing
+//! thresholds. Each test skips (with a message) when `etcd` is not
+//! installed; CI installs it (`.ci/run`).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Longest wait for any expected change (debug builds on a busy machine).
+const DEADLINE: Duration = Duration::from_secs(40);
+const EU: &str = "192.0.2.1";
+const US: &str = "198.51.100.1";
+const NAME: &str = "www.example.test";
+/// The members' admin API token.
+const TOKEN: &str = "cluster-test-token";
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+fn temp_dir(label: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "gslb-cluster-{}-{}-{label}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn poll(deadline: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < deadline {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+// ---------------------------------------------------------------- etcd
+
+/// A throw-away single-node etcd on loopback, killed on drop.
+struct Etcd {
+    child: Option<Child>,
+    client_port: u16,
+    peer_port: u16,
+    dir: PathBuf,
+}
+
+impl Etcd {
+    /// Starts etcd, or `None` when it is not installed.
+    fn start() -> Option<Etcd> {
+        if Command::new("etcd").arg("--version").output().is_err() {
+            eprintln!("etcd is not installed (apt-get install etcd-server): skipping");
+            return None;
+        }
+        let mut etcd = Etcd {
+            child: None,
+            client_port: free_port(),
+            peer_port: free_port(),
+            dir: temp_dir("etcd"),
+        };
+        etcd.spawn();
+        Some(etcd)
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client_port)
+    }
+
+    fn spawn(&mut self) {
+        let client = self.url();
+        let peer = format!("http://127.0.0.1:{}", self.peer_port);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("etcd.log"))
+            .unwrap();
+        let child = Command::new("etcd")
+            .args(["--name", "t", "--data-dir"])
+            .arg(self.dir.join("data"))
+            .args(["--listen-client-urls", &client])
+            .args(["--advertise-client-urls", &client])
+            .args(["--listen-peer-urls", &peer])
+            .args(["--initial-advertise-peer-urls", &peer])
+            .args(["--initial-cluster", &format!("t={peer}")])
+            .args(["--initial-cluster-state", "new"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("spawn etcd");
+        self.child = Some(child);
+        let addr: SocketAddr = format!("127.0.0.1:{}", self.client_port).parse().unwrap();
+        assert!(
+            poll(DEADLINE, || {
+                http(addr, "GET", "/health", "")
+                    .is_some_and(|(_, body)| body.contains("\"health\":\"true\""))
+            }),
+            "etcd did not become healthy:\n{}",
+            std::fs::read_to_string(self.dir.join("etcd.log")).unwrap_or_default()
+        );
+    }
+
+    /// Stops etcd (SIGKILL), keeping its data.
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same ports and data.
+    fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    /// Writes a raw value under `key` (through the JSON gateway).
+    fn put(&self, key: &str, value: &[u8]) {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let body = format!(
+            r#"{{"key":"{}","value":"{}"}}"#,
+            b64.encode(key),
+            b64.encode(value)
+        );
+        let addr: SocketAddr = format!("127.0.0.1:{}", self.client_port).parse().unwrap();
+        let (status, reply) = http(addr, "POST", "/v3/kv/put", &body).expect("etcd put");
+        assert_eq!(status, 200, "{reply}");
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+// ---------------------------------------------------------------- backends
+
+/// An HTTP health endpoint on 127.0.0.1 answering 200, or 503 to probes
+/// from the addresses it refuses; `kill` closes its listener for good.
+struct Backend {
+    port: u16,
+    alive: Arc<AtomicBool>,
+    refused: Arc<Mutex<Vec<IpAddr>>>,
+}
+
+impl Backend {
+    fn start() -> Backend {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let alive = Arc::new(AtomicBool::new(true));
+        let refused: Arc<Mutex<Vec<IpAddr>>> = Arc::default();
+        let (a, r) = (alive.clone(), refused.clone());
+        std::thread::spawn(move || {
+            while a.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((mut stream, peer)) => {
+                        let _ = stream.set_nonblocking(false);
+                        let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+                        let mut buf = [0u8; 1024];
+                        let _ = stream.read(&mut buf);
+                        let refuse = r.lock().unwrap().contains(&peer.ip());
+                        let reply = if refuse {
+                            "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                        } else {
+                            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+                        };
+                        let _ = stream.write_all(reply.as_bytes());
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        Backend {
+            port,
+            alive,
+            refused,
+        }
+    }
+
+    fn refuse(&self, source: &str) {
+        self.refused.lock().unwrap().push(source.parse().unwrap());
+    }
+
+    fn kill(&self) {
+        self.alive.store(false, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+// ---------------------------------------------------------------- members
+
+/// What a member's configuration says.
+struct Setup<'a> {
+    etcd: Option<&'a Etcd>,
+    prefix: &'a str,
+    quorum: &'a str,
+    eu_port: u16,
+    us_port: u16,
+}
+
+/// A running `gslb serve`, SIGKILLed on drop.
+struct Member {
+    name: String,
+    child: Option<Child>,
+    dns: SocketAddr,
+    api: SocketAddr,
+    dir: PathBuf,
+}
+
+impl Member {
+    /// Writes the configuration of member `index` (name `ns{index}`, probes
+    /// from 127.0.0.{10+index}) into a new directory and serves it.
+    fn start(index: u8, setup: &Setup<'_>) -> Member {
+        let dir = temp_dir(&format!("ns{index}"));
+        Self::start_in(dir, index, setup)
+    }
+
+    fn start_in(dir: PathBuf, index: u8, setup: &Setup<'_>) -> Member {
+        let name = format!("ns{index}");
+        std::fs::write(
+            dir.join("example.test.zone"),
+            "$ORIGIN example.test.\n$TTL 300\n@ IN SOA ns1 hostmaster 1 7200 900 1209600 300\n@ IN NS ns1\nns1 IN A 192.0.2.53\n",
+        )
+        .unwrap();
+        let cluster = match setup.etcd {
+            Some(etcd) => format!(
+                "[cluster]\nname = \"{name}\"\netcd = [\"{}\"]\nprefix = \"{}\"\ndown_quorum = \"{}\"\nmember_ttl = \"2s\"\nprobe_source = \"127.0.0.{}\"\n",
+                etcd.url(),
+                setup.prefix,
+                setup.quorum,
+                10 + index
+            ),
+            None => String::new(),
+        };
+        let config = format!(
+            r#"
+[server]
+state_dir = "state"
+api_token = "{TOKEN}"
+
+[[zone]]
+origin = "example.test"
+file = "example.test.zone"
+
+[checks.web]
+kind = "http"
+path = "/health"
+interval = "200ms"
+timeout = "150ms"
+rise = 1
+fall = 2
+
+[pools.eu]
+check = "web"
+endpoints = [{{ address = "{EU}", check_address = "127.0.0.1", check_port = {eu} }}]
+
+[pools.us]
+check = "web"
+endpoints = [
+  {{ address = "{US}", check_address = "127.0.0.1", check_port = {us} }},
+  {{ address = "198.51.100.2", check_address = "127.0.0.1", check_port = {us}, weight = 0 }},
+]
+
+[services."{NAME}"]
+policy = "failover"
+pools = ["eu", "us"]
+ttl = 5
+
+{cluster}
+"#,
+            eu = setup.eu_port,
+            us = setup.us_port,
+        );
+        std::fs::write(dir.join("gslb.toml"), config).unwrap();
+        let mut member = Member {
+            name,
+            child: None,
+            dns: "127.0.0.1:0".parse().unwrap(),
+            api: "127.0.0.1:0".parse().unwrap(),
+            dir,
+        };
+        member.spawn();
+        member
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("gslb.log"))
+            .unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_gslb"))
+            .args(["serve", "-c"])
+            .arg(self.dir.join("gslb.toml"))
+            .args(["--listen", "127.0.0.1:0", "--api", "127.0.0.1:0"])
+            .env("RUST_LOG", "gslb=info")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        loop {
+            let Some(Ok(line)) = lines.next() else {
+                panic!("{} exited before listening:\n{}", self.name, self.log());
+            };
+            if let Some(rest) = line.strip_prefix("admin api listening on http://") {
+                self.api = rest.trim_end_matches('/').parse().unwrap();
+            } else if let Some(rest) = line.strip_prefix("listening on ") {
+                self.dns = rest.split_whitespace().next().unwrap().parse().unwrap();
+                break;
+            }
+        }
+        // Keep reading stdout so the member never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        self.child = Some(child);
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("gslb.log")).unwrap_or_default()
+    }
+
+    /// The addresses answered for the service, sorted.
+    fn ips(&self) -> Vec<String> {
+        let output = Command::new("dig")
+            .arg(format!("@{}", self.dns.ip()))
+            .args(["-p", &self.dns.port().to_string()])
+            .args(["+norec", "+short", "+time=1", "+tries=1", NAME, "A"])
+            .output()
+            .expect("dig must be installed");
+        let mut ips: Vec<String> = String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter(|l| !l.is_empty() && !l.starts_with(';'))
+            .map(str::to_string)
+            .collect();
+        ips.sort();
+        ips
+    }
+
+    fn wait_for(&self, want: &str) {
+        let mut last = Vec::new();
+        let ok = poll(DEADLINE, || {
+            last = self.ips();
+            last == [want]
+        });
+        assert!(
+            ok,
+            "{}: wanted {want}, still {last:?}\n{}",
+            self.name,
+            self.log()
+        );
+    }
+
+    fn post(&self, path: &str, body: &str) -> serde_json::Value {
+        let (status, reply) = api(self.api, "POST", path, body).expect("admin API");
+        assert_eq!(status, 200, "{path} {body}: {reply}");
+        serde_json::from_str(&reply).unwrap()
+    }
+
+    fn status(&self) -> serde_json::Value {
+        let (_, reply) = http(self.api, "GET", "/status", "").expect("admin API");
+        serde_json::from_str(&reply).unwrap()
+    }
+
+    fn metrics(&self) -> String {
+        http(self.api, "GET", "/metrics", "").expect("metrics").1
+    }
+
+    /// `member`'s verdict on `endpoint` as this member sees it.
+    fn verdict_of(&self, member: &str, endpoint: &str) -> Option<String> {
+        let status = self.status();
+        let pools = status["pools"].as_array()?;
+        pools
+            .iter()
+            .flat_map(|p| p["endpoints"].as_array().cloned().unwrap_or_default())
+            .find(|e| e["key"] == endpoint)
+            .and_then(|e| e["member_verdicts"][member].as_str().map(str::to_string))
+    }
+
+    fn live_members(&self) -> usize {
+        self.status()["cluster"]["members"]
+            .as_array()
+            .map_or(0, Vec::len)
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        self.kill9();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// One HTTP/1.1 request; `(status, body)` or `None` when unreachable.
+fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
+    request(addr, method, path, body, "")
+}
+
+/// [`http`] to a member's admin API, with its bearer token.
+fn api(addr: SocketAddr, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
+    request(
+        addr,
+        method,
+        path,
+        body,
+        &format!("Authorization: Bearer {TOKEN}\r\n"),
+    )
+}
+
+fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+    headers: &str,
+) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .ok()?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).ok()?;
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, rest) = text.split_once("\r\n\r\n")?;
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(rest)
+    } else {
+        rest.to_string()
+    };
+    Some((status, body))
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if size == 0 || rest.len() < size {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        body = rest[size..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+fn cluster_of(etcd: &Etcd, prefix: &str, quorum: &str, eu: &Backend, us: &Backend) -> Vec<Member> {
+    let setup = Setup {
+        etcd: Some(etcd),
+        prefix,
+        quorum,
+        eu_port: eu.port,
+        us_port: us.port,
+    };
+    let members: Vec<Member> = (1..=3).map(|i| Member::start(i, &setup)).collect();
+    for member in &members {
+        assert!(
+            poll(DEADLINE, || member.live_members() == 3),
+            "{} does not see 3 members: {}\n{}",
+            member.name,
+            member.status()["cluster"],
+            member.log()
+        );
+    }
+    members
+}
+
+// ---------------------------------------------------------------- tests
+
+/// (1) A drain through member A's API changes B's and C's answers.
+#[test]
+fn issue_19_drain_on_one_member_reaches_every_member() {
+    let Some(etcd) = Etcd::start() else { return };
+    let (eu, us) = (Backend::start(), Backend::start());
+    let members = cluster_of(&etcd, "/gslb/drain", "majority", &eu, &us);
+    for member in &members {
+        member.wait_for(EU);
+    }
+    let reply = members[0].post(
+        "/override",
+        r#"{"endpoint":"eu/192.0.2.1","state":"drain"}"#,
+    );
+    assert_eq!(reply["pending"], false, "{reply}");
+    for member in &members {
+        member.wait_for(US);
+    }
+    // B lists the change: who made it, from which member.
+    let status = members[1].status();
+    let change = &status["operator"]["recent_changes"][0];
+    assert_eq!(change["subject"], "eu/192.0.2.1", "{status}");
+    assert_eq!(change["value"], "drain");
+    assert_eq!(change["member"], "ns1");
+    assert_eq!(change["token"], "api_token");
+    members[2].post("/override", r#"{"endpoint":"eu/192.0.2.1","state":"none"}"#);
+    for member in &members {
+        member.wait_for(EU);
+    }
+    // Runtime weights travel the same way: the weight-0 endpoint of us
+    // gets the answers once weights are swapped on one member.
+    members[0].post("/override", r#"{"pool":"eu","state":"down"}"#);
+    for member in &members {
+        member.wait_for(US);
+    }
+    members[1].post("/weight", r#"{"endpoint":"us/198.51.100.1","weight":0}"#);
+    members[1].post("/weight", r#"{"endpoint":"us/198.51.100.2","weight":5}"#);
+    for member in &members {
+        member.wait_for("198.51.100.2");
+    }
+    let metrics = members[2].metrics();
+    assert!(metrics.contains("gslb_cluster_members 3"), "{metrics}");
+    assert!(
+        metrics.contains("gslb_cluster_config_digests 1"),
+        "{metrics}"
+    );
+}
+
+/// (2) A backend unreachable from one member only stays up under
+/// `majority` and goes down under `any`.
+#[test]
+fn issue_19_one_vantage_point_moves_nothing_under_majority_but_does_under_any() {
+    let Some(etcd) = Etcd::start() else { return };
+    let (eu, us) = (Backend::start(), Backend::start());
+    // ns3 probes from 127.0.0.13: the eu backend refuses it.
+    eu.refuse("127.0.0.13");
+    let members = cluster_of(&etcd, "/gslb/majority", "majority", &eu, &us);
+    assert!(
+        poll(DEADLINE, || members[0]
+            .verdict_of("ns3", "eu/192.0.2.1")
+            .as_deref()
+            == Some("down")),
+        "ns3's down verdict never reached ns1: {}",
+        members[0].status()
+    );
+    for member in &members {
+        member.wait_for(EU);
+    }
+    drop(members);
+
+    let members = cluster_of(&etcd, "/gslb/any", "any", &eu, &us);
+    for member in &members {
+        member.wait_for(US);
+    }
+}
+
+/// (3) A backend killed for real moves all three members' answers.
+#[test]
+fn issue_19_a_dead_backend_moves_every_member() {
+    let Some(etcd) = Etcd::start() else { return };
+    let (eu, us) = (Backend::start(), Backend::start());
+    let members = cluster_of(&etcd, "/gslb/dead", "majority", &eu, &us);
+    for member in &members {
+        member.wait_for(EU);
+    }
+    eu.kill();
+    for member in &members {
+        member.wait_for(US);
+    }
+}
+
+/// (4) A member killed with SIGKILL drops out of the quorum after its lease.
+#[test]
+fn issue_19_a_killed_member_drops_out_after_its_lease() {
+    let Some(etcd) = Etcd::start() else { return };
+    let (eu, us) = (Backend::start(), Backend::start());
+    eu.refuse("127.0.0.12");
+    eu.refuse("127.0.0.13");
+    let mut members = cluster_of(&etcd, "/gslb/lease", "majority", &eu, &us);
+    // Two of three see eu down: down everywhere, even on ns1 which sees it up.
+    for member in &members {
+        member.wait_for(US);
+    }
+    members[2].kill9();
+    // After ns3's lease: one of two sees it down, which is no majority.
+    assert!(
+        poll(DEADLINE, || members[0].live_members() == 2),
+        "ns3 never dropped out: {}",
+        members[0].status()["cluster"]
+    );
+    members[0].wait_for(EU);
+    members[1].wait_for(EU);
+}
+
+/// Sends `count` queries one after another to `server`; returns how many
+/// got no reply within a second.
+fn lost_queries(server: SocketAddr, count: u16) -> usize {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .unwrap();
+    let mut lost = 0;
+    for id in 0..count {
+        let mut packet = vec![(id >> 8) as u8, id as u8, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+        for label in NAME.split('.') {
+            packet.push(label.len() as u8);
+            packet.extend_from_slice(label.as_bytes());
+        }
+        packet.extend_from_slice(&[0, 0, 1, 0, 1]);
+        socket.send_to(&packet, server).unwrap();
+        let mut buf = [0u8; 1500];
+        let answered = loop {
+            match socket.recv_from(&mut buf) {
+                Ok((n, _)) if n >= 2 && buf[..2] == packet[..2] => break true,
+                Ok(_) => continue,
+                Err(_) => break false,
+            }
+        };
+        lost += usize::from(!answered);
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    lost
+}
+
+/// (5) etcd stopped while members serve: no query lost under a bounded
+/// load, answers follow local probes, overrides are kept; a change made
+/// meanwhile is pending and reaches the others when etcd returns.
+#[test]
+fn issue_19_members_serve_through_an_etcd_outage_and_converge_after() {
+    let Some(mut etcd) = Etcd::start() else {
+        return;
+    };
+    let (eu, us) = (Backend::start(), Backend::start());
+    let members = cluster_of(&etcd, "/gslb/outage", "majority", &eu, &us);
+    // An override from before the outage: the weight-0 us endpoint preferred.
+    members[0].post("/weight", r#"{"endpoint":"us/198.51.100.1","weight":0}"#);
+    members[0].post("/weight", r#"{"endpoint":"us/198.51.100.2","weight":1}"#);
+    for member in &members {
+        member.wait_for(EU);
+    }
+    let load = {
+        let server = members[1].dns;
+        std::thread::spawn(move || lost_queries(server, 1500))
+    };
+    etcd.stop();
+    assert!(
+        poll(
+            DEADLINE,
+            || members[1].status()["cluster"]["store_connected"] == false
+        ),
+        "ns2 never noticed the outage"
+    );
+    assert!(members[1].metrics().contains("gslb_cluster_store_up 0"));
+    // Local probes are followed: eu dies, every member moves on its own,
+    // to the endpoint the (kept) weights prefer.
+    eu.kill();
+    for member in &members {
+        member.wait_for("198.51.100.2");
+    }
+    // A change made during the outage applies at once and is pending.
+    let reply = members[0].post(
+        "/override",
+        r#"{"endpoint":"us/198.51.100.2","state":"drain"}"#,
+    );
+    assert_eq!(reply["pending"], true, "{reply}");
+    members[0].wait_for(US);
+    members[1].wait_for("198.51.100.2");
+    assert_eq!(load.join().unwrap(), 0, "queries lost during the outage");
+    etcd.restart();
+    for member in &members {
+        member.wait_for(US);
+    }
+    assert!(
+        poll(DEADLINE, || members[2].live_members() == 3),
+        "members did not come back: {}",
+        members[2].status()["cluster"]
+    );
+}
+
+/// (6) A standalone instance keeps its overrides and weights across a
+/// restart (`[server] state_dir`).
+#[test]
+fn issue_19_standalone_restart_keeps_overrides_and_weights() {
+    let (eu, us) = (Backend::start(), Backend::start());
+    let setup = Setup {
+        etcd: None,
+        prefix: "",
+        quorum: "",
+        eu_port: eu.port,
+        us_port: us.port,
+    };
+    let dir = temp_dir("standalone");
+    let mut member = Member::start_in(dir.clone(), 1, &setup);
+    member.wait_for(EU);
+    member.post("/override", r#"{"pool":"eu","state":"drain"}"#);
+    member.post("/weight", r#"{"endpoint":"us/198.51.100.1","weight":0}"#);
+    member.post("/weight", r#"{"endpoint":"us/198.51.100.2","weight":3}"#);
+    member.wait_for("198.51.100.2");
+    assert!(dir.join("state/operator-state.json").exists());
+    member.kill9();
+    member.spawn();
+    member.wait_for("198.51.100.2");
+    let status = member.status();
+    assert_eq!(
+        status["operator"]["in_force"].as_array().map(Vec::len),
+        Some(3),
+        "{status}"
+    );
+    member.post(
+        "/weight",
+        r#"{"endpoint":"us/198.51.100.2","weight":"none"}"#,
+    );
+    member.post(
+        "/weight",
+        r#"{"endpoint":"us/198.51.100.1","weight":"none"}"#,
+    );
+    member.wait_for(US);
+}
+
+/// (7) Garbage values written into the prefix are ignored with a logged
+/// error; the last good value stays in force.
+#[test]
+fn issue_19_garbage_in_the_store_is_logged_and_ignored() {
+    let Some(etcd) = Etcd::start() else { return };
+    let (eu, us) = (Backend::start(), Backend::start());
+    let setup = Setup {
+        etcd: Some(&etcd),
+        prefix: "/gslb/garbage",
+        quorum: "majority",
+        eu_port: eu.port,
+        us_port: us.port,
+    };
+    let members: Vec<Member> = (1..=2).map(|i| Member::start(i, &setup)).collect();
+    members[0].post(
+        "/override",
+        r#"{"endpoint":"eu/192.0.2.1","state":"drain"}"#,
+    );
+    for member in &members {
+        member.wait_for(US);
+    }
+    etcd.put(
+        "/gslb/garbage/operator/override/endpoint/eu/192.0.2.1",
+        b"{not json",
+    );
+    etcd.put(
+        "/gslb/garbage/verdicts/ns1/eu/192.0.2.1",
+        &[0xff, 0x00, 0x13],
+    );
+    etcd.put("/gslb/garbage/members/ns9", b"[]");
+    etcd.put("/gslb/garbage/elsewhere", b"hello");
+    for member in &members {
+        assert!(
+            poll(DEADLINE, || member.log().contains("does not parse")),
+            "{} logged no error:\n{}",
+            member.name,
+            member.log()
+        );
+        // Still drained (the last good value), still serving.
+        member.wait_for(US);
+    }
+    assert_eq!(members[1].live_members(), 2);
+}
