@@ -74,11 +74,28 @@ pub struct ReloadReport {
 }
 
 impl Control {
-    /// Builds the first snapshot.
+    /// Builds the first snapshot, with no operator state (`check`, offline
+    /// `explain`, tests and benches: the files alone).
     ///
     /// # Errors
     /// Every problem in the configuration and the files it names.
     pub fn start(source: SnapshotSource) -> Result<(Self, LoadedConfig), BuildErrors> {
+        Self::build(source, false)
+    }
+
+    /// [`Control::start`] for `serve`: the operator state kept in `[server]
+    /// state_dir` (overrides, weights) is restored and kept there.
+    ///
+    /// # Errors
+    /// Every problem in the configuration and the files it names.
+    pub fn start_serving(source: SnapshotSource) -> Result<(Self, LoadedConfig), BuildErrors> {
+        Self::build(source, true)
+    }
+
+    fn build(
+        source: SnapshotSource,
+        restore_state: bool,
+    ) -> Result<(Self, LoadedConfig), BuildErrors> {
         let health = Arc::new(HealthTable::default());
         let (snapshot, loaded) = Snapshot::build(&source, &health)?;
         let cluster_settings = check_ops_settings(&loaded)?;
@@ -90,12 +107,6 @@ impl Control {
             })?)),
             None => None,
         };
-        let state_dir = state_dir(&loaded);
-        let (operator, warning) = OperatorState::load(&state_dir);
-        if let Some(warning) = warning {
-            tracing::error!("operator state not restored: {warning}");
-        }
-        operator.apply_all(&health);
         let monitor = Arc::new(HealthMonitor::new(health.clone()));
         monitor.replan(&snapshot.probes);
         let control = Self {
@@ -111,11 +122,18 @@ impl Control {
             watch: std::sync::atomic::AtomicBool::new(false),
             reloading: Mutex::new(()),
             applied: tokio::sync::watch::Sender::new(0),
-            operator: Arc::new(operator),
+            operator: Arc::new(OperatorState::default()),
             cluster,
             identity: Mutex::new((String::new(), SystemTime::now())),
             source,
         };
+        if restore_state
+            && let Some(warning) = control
+                .operator
+                .restore(&state_dir(&loaded), &control.health)
+        {
+            tracing::error!("operator state not restored: {warning}");
+        }
         control.apply_ops_settings(&loaded);
         control.metrics.record_loaded(mtime(&loaded.path));
         // The starting state: later changes are events.

@@ -558,7 +558,7 @@ fn build_geoip(
 }
 
 fn serve(source: SnapshotSource, listen: Vec<SocketAddr>, api: Option<SocketAddr>) -> Result<()> {
-    let (control, loaded) = Control::start(source)
+    let (control, loaded) = Control::start_serving(source)
         .map_err(|errors| anyhow!("configuration is not valid:\n{errors}"))?;
     let control = Arc::new(control);
     let server_config = &loaded.config.server;

@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
@@ -192,8 +192,9 @@ struct StateFile {
 #[derive(Debug, Default)]
 pub struct OperatorState {
     inner: Mutex<Inner>,
-    /// Where the state is kept; `None`: in memory only (tests, `check`).
-    file: Option<PathBuf>,
+    /// Where the state is kept, once `serve` restored it; unset: in memory
+    /// only (`check`, offline `explain`, tests).
+    file: OnceLock<PathBuf>,
 }
 
 #[derive(Debug, Default)]
@@ -203,16 +204,18 @@ struct Inner {
 }
 
 impl OperatorState {
-    /// The state kept in `dir` (created if missing). A missing file is an
-    /// empty state; an unreadable one is reported and treated as empty, so
-    /// a damaged file never stops DNS.
-    pub fn load(dir: &Path) -> (OperatorState, Option<String>) {
+    /// Restores the state kept in `dir` and keeps it there from now on
+    /// (`serve` only: `check` and offline `explain` show the files alone).
+    /// A missing file is an empty state; an unreadable one is reported and
+    /// treated as empty, so a damaged file never stops DNS. Returns the
+    /// warning, if any.
+    pub fn restore(&self, dir: &Path, health: &HealthTable) -> Option<String> {
         let file = dir.join(STATE_FILE);
         let mut warning = None;
-        let mut inner = Inner::default();
         match std::fs::read(&file) {
             Ok(bytes) => match serde_json::from_slice::<StateFile>(&bytes) {
                 Ok(state) => {
+                    let mut inner = self.lock();
                     for entry in state.entries {
                         inner.current.insert(entry.change.slot(), entry);
                     }
@@ -222,13 +225,10 @@ impl OperatorState {
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
             Err(err) => warning = Some(format!("{}: {err}; starting empty", file.display())),
         }
-        (
-            OperatorState {
-                inner: Mutex::new(inner),
-                file: Some(file),
-            },
-            warning,
-        )
+        // Set once: a second restore keeps the first file.
+        let _ = self.file.set(file);
+        self.apply_all(health);
+        warning
     }
 
     /// Makes a change here: applied to `health` at once and kept; `pending`
@@ -363,7 +363,7 @@ impl OperatorState {
 
     /// Writes the state file atomically; a failure is logged (DNS goes on).
     fn save(&self, inner: &Inner) {
-        let Some(file) = &self.file else {
+        let Some(file) = self.file.get() else {
             return;
         };
         let state = StateFile {
@@ -552,18 +552,16 @@ mod tests {
     fn state_survives_a_restart() {
         let dir = std::env::temp_dir().join(format!("gslb-operator-{}", std::process::id()));
         let health = HealthTable::default();
-        let (state, warning) = OperatorState::load(&dir);
-        assert_eq!(warning, None);
+        let state = OperatorState::default();
+        assert_eq!(state.restore(&dir, &health), None);
         state.set_local(change(Setting::Weight(Some(7)), 1), false, &health);
-        let (again, warning) = OperatorState::load(&dir);
-        assert_eq!(warning, None);
-        assert_eq!(again.in_force().len(), 1);
         let (_, record) = health.register("eu/192.0.2.1", true);
-        again.apply_all(&health);
+        let again = OperatorState::default();
+        assert_eq!(again.restore(&dir, &health), None);
+        assert_eq!(again.in_force().len(), 1);
         assert_eq!(record.operator_weight(), Some(7));
         std::fs::write(dir.join(STATE_FILE), b"not json").unwrap();
-        let (_, warning) = OperatorState::load(&dir);
-        assert!(warning.is_some());
+        assert!(OperatorState::default().restore(&dir, &health).is_some());
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

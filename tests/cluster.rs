@@ -7,12 +7,16 @@
 //! installed; CI installs it (`.ci/run`).
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+mod common;
+use common::etcd::EtcdServer as Etcd;
+use common::{http, poll_until};
 
 /// Longest wait for any expected change (debug builds on a busy machine).
 const DEADLINE: Duration = Duration::from_secs(40);
@@ -33,125 +37,6 @@ fn temp_dir(label: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn poll(deadline: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < deadline {
-        if check() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
-}
-
-// ---------------------------------------------------------------- etcd
-
-/// A throw-away single-node etcd on loopback, killed on drop.
-struct Etcd {
-    child: Option<Child>,
-    client_port: u16,
-    peer_port: u16,
-    dir: PathBuf,
-}
-
-impl Etcd {
-    /// Starts etcd, or `None` when it is not installed.
-    fn start() -> Option<Etcd> {
-        if Command::new("etcd").arg("--version").output().is_err() {
-            eprintln!("etcd is not installed (apt-get install etcd-server): skipping");
-            return None;
-        }
-        let mut etcd = Etcd {
-            child: None,
-            client_port: free_port(),
-            peer_port: free_port(),
-            dir: temp_dir("etcd"),
-        };
-        etcd.spawn();
-        Some(etcd)
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
-    }
-
-    fn spawn(&mut self) {
-        let client = self.url();
-        let peer = format!("http://127.0.0.1:{}", self.peer_port);
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("etcd.log"))
-            .unwrap();
-        let child = Command::new("etcd")
-            .args(["--name", "t", "--data-dir"])
-            .arg(self.dir.join("data"))
-            .args(["--listen-client-urls", &client])
-            .args(["--advertise-client-urls", &client])
-            .args(["--listen-peer-urls", &peer])
-            .args(["--initial-advertise-peer-urls", &peer])
-            .args(["--initial-cluster", &format!("t={peer}")])
-            .args(["--initial-cluster-state", "new"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("spawn etcd");
-        self.child = Some(child);
-        let addr: SocketAddr = format!("127.0.0.1:{}", self.client_port).parse().unwrap();
-        assert!(
-            poll(DEADLINE, || {
-                http(addr, "GET", "/health", "")
-                    .is_some_and(|(_, body)| body.contains("\"health\":\"true\""))
-            }),
-            "etcd did not become healthy:\n{}",
-            std::fs::read_to_string(self.dir.join("etcd.log")).unwrap_or_default()
-        );
-    }
-
-    /// Stops etcd (SIGKILL), keeping its data.
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Starts it again on the same ports and data.
-    fn restart(&mut self) {
-        self.stop();
-        self.spawn();
-    }
-
-    /// Writes a raw value under `key` (through the JSON gateway).
-    fn put(&self, key: &str, value: &[u8]) {
-        use base64::Engine as _;
-        let b64 = base64::engine::general_purpose::STANDARD;
-        let body = format!(
-            r#"{{"key":"{}","value":"{}"}}"#,
-            b64.encode(key),
-            b64.encode(value)
-        );
-        let addr: SocketAddr = format!("127.0.0.1:{}", self.client_port).parse().unwrap();
-        let (status, reply) = http(addr, "POST", "/v3/kv/put", &body).expect("etcd put");
-        assert_eq!(status, 200, "{reply}");
-    }
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        self.stop();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }
 
 // ---------------------------------------------------------------- backends
@@ -366,7 +251,7 @@ ttl = 5
 
     fn wait_for(&self, want: &str) {
         let mut last = Vec::new();
-        let ok = poll(DEADLINE, || {
+        let ok = poll_until(DEADLINE, || {
             last = self.ips();
             last == [want]
         });
@@ -379,18 +264,27 @@ ttl = 5
     }
 
     fn post(&self, path: &str, body: &str) -> serde_json::Value {
-        let (status, reply) = api(self.api, "POST", path, body).expect("admin API");
-        assert_eq!(status, 200, "{path} {body}: {reply}");
-        serde_json::from_str(&reply).unwrap()
+        let auth = format!("Bearer {TOKEN}");
+        let reply = http(
+            self.api,
+            "POST",
+            path,
+            &[
+                ("Authorization", &auth),
+                ("Content-Type", "application/json"),
+            ],
+            body,
+        );
+        assert_eq!(reply.status, 200, "{path} {body}: {}", reply.body);
+        reply.json()
     }
 
     fn status(&self) -> serde_json::Value {
-        let (_, reply) = http(self.api, "GET", "/status", "").expect("admin API");
-        serde_json::from_str(&reply).unwrap()
+        http(self.api, "GET", "/status", &[], "").json()
     }
 
     fn metrics(&self) -> String {
-        http(self.api, "GET", "/metrics", "").expect("metrics").1
+        http(self.api, "GET", "/metrics", &[], "").body
     }
 
     /// `member`'s verdict on `endpoint` as this member sees it.
@@ -427,70 +321,6 @@ impl Drop for Member {
     }
 }
 
-/// One HTTP/1.1 request; `(status, body)` or `None` when unreachable.
-fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
-    request(addr, method, path, body, "")
-}
-
-/// [`http`] to a member's admin API, with its bearer token.
-fn api(addr: SocketAddr, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
-    request(
-        addr,
-        method,
-        path,
-        body,
-        &format!("Authorization: Bearer {TOKEN}\r\n"),
-    )
-}
-
-fn request(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    body: &str,
-    headers: &str,
-) -> Option<(u16, String)> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .ok()?;
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .ok()?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).ok()?;
-    let text = String::from_utf8_lossy(&raw).to_string();
-    let (head, rest) = text.split_once("\r\n\r\n")?;
-    let status = head.split_whitespace().nth(1)?.parse().ok()?;
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(rest)
-    } else {
-        rest.to_string()
-    };
-    Some((status, body))
-}
-
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
-            break;
-        };
-        if size == 0 || rest.len() < size {
-            break;
-        }
-        out.push_str(&rest[..size]);
-        body = rest[size..].trim_start_matches("\r\n");
-    }
-    out
-}
-
 fn cluster_of(etcd: &Etcd, prefix: &str, quorum: &str, eu: &Backend, us: &Backend) -> Vec<Member> {
     let setup = Setup {
         etcd: Some(etcd),
@@ -502,7 +332,7 @@ fn cluster_of(etcd: &Etcd, prefix: &str, quorum: &str, eu: &Backend, us: &Backen
     let members: Vec<Member> = (1..=3).map(|i| Member::start(i, &setup)).collect();
     for member in &members {
         assert!(
-            poll(DEADLINE, || member.live_members() == 3),
+            poll_until(DEADLINE, || member.live_members() == 3),
             "{} does not see 3 members: {}\n{}",
             member.name,
             member.status()["cluster"],
@@ -571,7 +401,7 @@ fn issue_19_one_vantage_point_moves_nothing_under_majority_but_does_under_any() 
     eu.refuse("127.0.0.13");
     let members = cluster_of(&etcd, "/gslb/majority", "majority", &eu, &us);
     assert!(
-        poll(DEADLINE, || members[0]
+        poll_until(DEADLINE, || members[0]
             .verdict_of("ns3", "eu/192.0.2.1")
             .as_deref()
             == Some("down")),
@@ -619,7 +449,7 @@ fn issue_19_a_killed_member_drops_out_after_its_lease() {
     members[2].kill9();
     // After ns3's lease: one of two sees it down, which is no majority.
     assert!(
-        poll(DEADLINE, || members[0].live_members() == 2),
+        poll_until(DEADLINE, || members[0].live_members() == 2),
         "ns3 never dropped out: {}",
         members[0].status()["cluster"]
     );
@@ -679,7 +509,7 @@ fn issue_19_members_serve_through_an_etcd_outage_and_converge_after() {
     };
     etcd.stop();
     assert!(
-        poll(
+        poll_until(
             DEADLINE,
             || members[1].status()["cluster"]["store_connected"] == false
         ),
@@ -706,7 +536,7 @@ fn issue_19_members_serve_through_an_etcd_outage_and_converge_after() {
         member.wait_for(US);
     }
     assert!(
-        poll(DEADLINE, || members[2].live_members() == 3),
+        poll_until(DEADLINE, || members[2].live_members() == 3),
         "members did not come back: {}",
         members[2].status()["cluster"]
     );
@@ -785,7 +615,7 @@ fn issue_19_garbage_in_the_store_is_logged_and_ignored() {
     etcd.put("/gslb/garbage/elsewhere", b"hello");
     for member in &members {
         assert!(
-            poll(DEADLINE, || member.log().contains("does not parse")),
+            poll_until(DEADLINE, || member.log().contains("does not parse")),
             "{} logged no error:\n{}",
             member.name,
             member.log()

@@ -1,11 +1,14 @@
 //! A small etcd v3 client over etcd's JSON gateway (`/v3/...`, served by
-//! etcd ≥ 3.4) on the HTTP client already in the tree: leases, put, range,
-//! delete, compare-and-swap transactions and watches.
+//! etcd ≥ 3.4) on the HTTP client already in the tree: KV (get, range,
+//! put, delete), transactions (compare on mod/create revision, version or
+//! value; put, delete and range operations), watches from a revision, and
+//! leases (grant, keep-alive, revoke).
 //!
 //! Owns only the wire format (base64 keys and values, 64-bit integers as
 //! JSON strings) and the choice of endpoint; it never retries a call and
-//! keeps no state about the cluster (that is `cluster`'s job). Nothing the
-//! store sends may panic: every field is checked.
+//! keeps no state about what is stored (the cluster session and any other
+//! user own that). Nothing the store sends may panic: every field is
+//! checked, and a key that is not UTF-8 is skipped.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -59,16 +62,124 @@ pub enum EtcdError {
 }
 
 /// One key and its value as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KeyValue {
-    /// The key (UTF-8; other keys are skipped by [`Etcd::range_prefix`]).
+    /// The key (UTF-8; other keys are skipped).
     pub key: String,
     /// The value's bytes.
     pub value: Vec<u8>,
     /// Revision of the last change of this key.
     pub mod_revision: i64,
+    /// Revision at which the key was created.
+    pub create_revision: i64,
+    /// Number of changes since it was created (1 after the first put).
+    pub version: i64,
     /// The lease the key is attached to (0: none).
     pub lease: i64,
+}
+
+/// What a transaction compares a key's state with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CompareTarget {
+    /// Revision of the key's last change (0: the key does not exist).
+    ModRevision(i64),
+    /// Revision of the key's creation (0: the key does not exist).
+    CreateRevision(i64),
+    /// Number of changes since creation (0: the key does not exist).
+    Version(i64),
+    /// The value.
+    Value(Vec<u8>),
+}
+
+/// How a compared key's state must relate to the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompareResult {
+    /// Equal to it.
+    Equal,
+    /// Not equal to it.
+    NotEqual,
+    /// Greater than it.
+    Greater,
+    /// Less than it.
+    Less,
+}
+
+/// One condition of a transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Compare {
+    /// The key compared.
+    pub key: String,
+    /// The relation.
+    pub result: CompareResult,
+    /// What its state is compared with.
+    pub target: CompareTarget,
+}
+
+impl Compare {
+    /// `key` was last changed at `mod_revision` (0: does not exist).
+    pub fn unchanged_since(key: impl Into<String>, mod_revision: i64) -> Self {
+        Compare {
+            key: key.into(),
+            result: CompareResult::Equal,
+            target: CompareTarget::ModRevision(mod_revision),
+        }
+    }
+
+    /// `key` does not exist.
+    pub fn absent(key: impl Into<String>) -> Self {
+        Compare {
+            key: key.into(),
+            result: CompareResult::Equal,
+            target: CompareTarget::Version(0),
+        }
+    }
+}
+
+/// One operation of a transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TxnOp {
+    /// Write a key (attached to `lease` when non-zero).
+    Put {
+        /// The key.
+        key: String,
+        /// The value.
+        value: Vec<u8>,
+        /// The lease, or 0.
+        lease: i64,
+    },
+    /// Delete one key.
+    Delete {
+        /// The key.
+        key: String,
+    },
+    /// Delete every key under a prefix.
+    DeletePrefix {
+        /// The prefix.
+        prefix: String,
+    },
+    /// Read one key.
+    Get {
+        /// The key.
+        key: String,
+    },
+    /// Read every key under a prefix.
+    GetPrefix {
+        /// The prefix.
+        prefix: String,
+    },
+}
+
+/// What a transaction did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TxnResult {
+    /// Whether every comparison held (the `success` operations ran; else
+    /// the `failure` ones).
+    pub succeeded: bool,
+    /// The store's revision after it.
+    pub revision: i64,
+    /// Per operation that ran, in order: the keys read (empty for puts
+    /// and deletes).
+    pub reads: Vec<Vec<KeyValue>>,
 }
 
 /// The result of reading a prefix.
@@ -246,22 +357,86 @@ impl Etcd {
         value: &[u8],
         mod_revision: i64,
     ) -> Result<bool, EtcdError> {
-        const PATH: &str = "/v3/kv/txn";
-        let key64 = BASE64.encode(key);
-        let reply = self
-            .call(
-                PATH,
-                json!({
-                    "compare": [{"key": key64, "target": "MOD", "result": "EQUAL",
-                                 "mod_revision": mod_revision.to_string()}],
-                    "success": [{"request_put": {"key": key64, "value": BASE64.encode(value)}}],
-                }),
+        let result = self
+            .txn(
+                &[Compare::unchanged_since(key, mod_revision)],
+                &[TxnOp::Put {
+                    key: key.to_string(),
+                    value: value.to_vec(),
+                    lease: 0,
+                }],
+                &[],
             )
             .await?;
-        Ok(reply
+        Ok(result.succeeded)
+    }
+
+    /// Runs a transaction: when every comparison holds, the `success`
+    /// operations, else the `failure` ones, all at one revision.
+    ///
+    /// # Errors
+    /// etcd is unreachable or refuses (e.g. a put names an expired lease,
+    /// or the request is over etcd's size limit, 1.5 MiB by default).
+    pub async fn txn(
+        &self,
+        compare: &[Compare],
+        success: &[TxnOp],
+        failure: &[TxnOp],
+    ) -> Result<TxnResult, EtcdError> {
+        const PATH: &str = "/v3/kv/txn";
+        let body = json!({
+            "compare": compare.iter().map(compare_json).collect::<Vec<_>>(),
+            "success": success.iter().map(op_json).collect::<Vec<_>>(),
+            "failure": failure.iter().map(op_json).collect::<Vec<_>>(),
+        });
+        let reply = self.call(PATH, body).await?;
+        let revision = header_revision(&reply).ok_or_else(|| malformed(PATH, "no revision"))?;
+        // proto3 JSON leaves out `succeeded` when it is false.
+        let succeeded = reply
             .get("succeeded")
             .and_then(Value::as_bool)
-            .unwrap_or(false))
+            .unwrap_or(false);
+        let reads = reply
+            .get("responses")
+            .and_then(Value::as_array)
+            .map(|responses| {
+                responses
+                    .iter()
+                    .map(|r| r.get("response_range").map(parse_kvs).unwrap_or_default())
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(TxnResult {
+            succeeded,
+            revision,
+            reads,
+        })
+    }
+
+    /// Deletes every key under `prefix`; returns how many were deleted.
+    ///
+    /// # Errors
+    /// etcd is unreachable or refuses.
+    pub async fn delete_prefix(&self, prefix: &str) -> Result<i64, EtcdError> {
+        let reply = self
+            .call(
+                "/v3/kv/deleterange",
+                json!({"key": BASE64.encode(prefix), "range_end": BASE64.encode(prefix_end(prefix))}),
+            )
+            .await?;
+        Ok(int_field(&reply, "deleted").unwrap_or(0))
+    }
+
+    /// Starts watching one key from `start_revision`.
+    ///
+    /// # Errors
+    /// As [`Etcd::watch_prefix`].
+    pub async fn watch_key(&self, key: &str, start_revision: i64) -> Result<Watch, EtcdError> {
+        self.watch(json!({"create_request": {
+            "key": BASE64.encode(key),
+            "start_revision": start_revision.to_string(),
+        }}))
+        .await
     }
 
     /// Starts watching every key under `prefix` from `start_revision`.
@@ -274,12 +449,22 @@ impl Etcd {
         prefix: &str,
         start_revision: i64,
     ) -> Result<Watch, EtcdError> {
-        let body = json!({"create_request": {
+        self.watch(json!({"create_request": {
             "key": BASE64.encode(prefix),
             "range_end": BASE64.encode(prefix_end(prefix)),
             "start_revision": start_revision.to_string(),
-        }});
+        }}))
+        .await
+    }
+
+    async fn watch(&self, body: Value) -> Result<Watch, EtcdError> {
         let (endpoint, response) = self.send("/v3/watch", &body, None).await?;
+        if !response.status().is_success() {
+            return Err(EtcdError::Refused {
+                path: "/v3/watch",
+                message: format!("HTTP {}", response.status()),
+            });
+        }
         Ok(Watch {
             endpoint,
             response,
@@ -459,6 +644,43 @@ fn parse_watch_message(message: &Value) -> Result<Option<Vec<WatchEvent>>, EtcdE
     Ok((!batch.is_empty()).then_some(batch))
 }
 
+fn compare_json(compare: &Compare) -> Value {
+    let result = match compare.result {
+        CompareResult::Equal => "EQUAL",
+        CompareResult::NotEqual => "NOT_EQUAL",
+        CompareResult::Greater => "GREATER",
+        CompareResult::Less => "LESS",
+    };
+    let mut body = json!({"key": BASE64.encode(&compare.key), "result": result});
+    let (target, field, value) = match &compare.target {
+        CompareTarget::ModRevision(r) => ("MOD", "mod_revision", json!(r.to_string())),
+        CompareTarget::CreateRevision(r) => ("CREATE", "create_revision", json!(r.to_string())),
+        CompareTarget::Version(v) => ("VERSION", "version", json!(v.to_string())),
+        CompareTarget::Value(v) => ("VALUE", "value", json!(BASE64.encode(v))),
+    };
+    body["target"] = json!(target);
+    body[field] = value;
+    body
+}
+
+fn op_json(op: &TxnOp) -> Value {
+    match op {
+        TxnOp::Put { key, value, lease } => {
+            let mut put = json!({"key": BASE64.encode(key), "value": BASE64.encode(value)});
+            if *lease != 0 {
+                put["lease"] = json!(lease.to_string());
+            }
+            json!({"request_put": put})
+        }
+        TxnOp::Delete { key } => json!({"request_delete_range": {"key": BASE64.encode(key)}}),
+        TxnOp::DeletePrefix { prefix } => json!({"request_delete_range": {
+            "key": BASE64.encode(prefix), "range_end": BASE64.encode(prefix_end(prefix))}}),
+        TxnOp::Get { key } => json!({"request_range": {"key": BASE64.encode(key)}}),
+        TxnOp::GetPrefix { prefix } => json!({"request_range": {
+            "key": BASE64.encode(prefix), "range_end": BASE64.encode(prefix_end(prefix))}}),
+    }
+}
+
 /// The key just after every key starting with `prefix` (etcd's range end).
 fn prefix_end(prefix: &str) -> Vec<u8> {
     let mut end = prefix.as_bytes().to_vec();
@@ -490,6 +712,8 @@ fn parse_kv(kv: &Value) -> Option<KeyValue> {
         key: String::from_utf8(key).ok()?,
         value,
         mod_revision: int_field(kv, "mod_revision").unwrap_or(0),
+        create_revision: int_field(kv, "create_revision").unwrap_or(0),
+        version: int_field(kv, "version").unwrap_or(0),
         lease: int_field(kv, "lease").unwrap_or(0),
     })
 }
@@ -554,7 +778,8 @@ mod tests {
                     key: "foo".into(),
                     value: b"bar".to_vec(),
                     mod_revision: 4,
-                    lease: 7
+                    lease: 7,
+                    ..KeyValue::default()
                 }),
                 WatchEvent::Delete {
                     key: "foo".into(),
@@ -569,5 +794,29 @@ mod tests {
             Err(EtcdError::Compacted(3))
         );
         assert!(parse_watch_message(&json!({"nothing": 1})).is_err());
+    }
+
+    #[test]
+    fn transaction_parts_are_written_as_the_gateway_reads_them() {
+        assert_eq!(
+            compare_json(&Compare::unchanged_since("k", 7)),
+            json!({"key": "aw==", "result": "EQUAL", "target": "MOD", "mod_revision": "7"})
+        );
+        assert_eq!(
+            compare_json(&Compare::absent("k")),
+            json!({"key": "aw==", "result": "EQUAL", "target": "VERSION", "version": "0"})
+        );
+        assert_eq!(
+            op_json(&TxnOp::Put {
+                key: "k".into(),
+                value: b"v".to_vec(),
+                lease: 9
+            }),
+            json!({"request_put": {"key": "aw==", "value": "dg==", "lease": "9"}})
+        );
+        assert_eq!(
+            op_json(&TxnOp::GetPrefix { prefix: "a".into() }),
+            json!({"request_range": {"key": "YQ==", "range_end": "Yg=="}})
+        );
     }
 }

@@ -7,6 +7,8 @@
 //! uses a different subset of these helpers, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
+pub mod etcd;
+
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
