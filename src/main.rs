@@ -333,6 +333,7 @@ fn api_auth(
 ) -> Result<gslb::api::ApiAuth> {
     let server = &loaded.config.server;
     let addr = api.unwrap_or(*server.api.get_ref());
+    let from_file = server.api_token.is_none();
     let token = match (&server.api_token, server.api_require_token, token_file) {
         (Some(token), _, _) => Some(token.0.clone()),
         // Off loopback the token must be configured (ApiAuth refuses none):
@@ -350,7 +351,15 @@ fn api_auth(
         (None, true, TokenFile::CheckOnly) => Some("token file".to_string()),
         (None, false, _) => None,
     };
-    gslb::api::ApiAuth::new(addr, token.as_deref(), server.api_require_token).map_err(|err| {
+    let auth = gslb::api::ApiAuth::new(addr, token.as_deref(), server.api_require_token);
+    auth.map(|auth| {
+        if from_file {
+            auth.from_token_file()
+        } else {
+            auth
+        }
+    })
+    .map_err(|err| {
         let located = if api.is_none() && !server.api.span().is_empty() {
             loaded.error_at(server.api.span(), err.to_string())
         } else {

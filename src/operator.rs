@@ -93,8 +93,8 @@ pub struct Change {
     pub at_ms: u64,
     /// The member (or `standalone`) whose API took it.
     pub member: String,
-    /// Which credential made it (`api_token`, or `open` when no token is
-    /// configured).
+    /// Which credential made it: `api_token` (configured), `token_file`
+    /// (the one `serve` generated), or `open` (no token required).
     pub token: String,
 }
 

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 mod common;
+use common::browser::{chromium, chromium_command, run_bounded};
 use common::etcd::EtcdServer as Etcd;
 use common::{http, poll_until};
 
@@ -287,6 +288,20 @@ ttl = 5
         http(self.api, "GET", "/metrics", &[], "").body
     }
 
+    /// The status page as headless Chromium renders it; `None` (with a
+    /// message) when Chromium is not installed.
+    fn page_dom(&self) -> Option<String> {
+        let Some(browser) = chromium() else {
+            eprintln!(
+                "skipped the page check: chromium is not installed (apt-get install chromium)"
+            );
+            return None;
+        };
+        let mut dump = chromium_command(&browser, &self.dir.join("chromium-profile"));
+        dump.arg("--dump-dom").arg(format!("http://{}/", self.api));
+        Some(run_bounded(dump).0)
+    }
+
     /// `member`'s verdict on `endpoint` as this member sees it.
     fn verdict_of(&self, member: &str, endpoint: &str) -> Option<String> {
         let status = self.status();
@@ -389,6 +404,28 @@ fn issue_19_drain_on_one_member_reaches_every_member() {
         metrics.contains("gslb_cluster_config_digests 1"),
         "{metrics}"
     );
+    // Drift: ns3 reloads a policy of its own (another TTL); the others see
+    // two digests and name ns3.
+    let config = members[2].dir.join("gslb.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replace("ttl = 5", "ttl = 6")).unwrap();
+    members[2].post("/reload", "");
+    assert!(
+        poll_until(DEADLINE, || members[0]
+            .metrics()
+            .contains("gslb_cluster_config_digests 2")),
+        "no drift seen: {}",
+        members[0].status()["cluster"]
+    );
+    let cluster = &members[0].status()["cluster"];
+    let drifted: Vec<&str> = cluster["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["drift"] == true)
+        .filter_map(|m| m["name"].as_str())
+        .collect();
+    assert_eq!(drifted, ["ns3"], "{cluster}");
 }
 
 /// (2) A backend unreachable from one member only stays up under
@@ -410,6 +447,18 @@ fn issue_19_one_vantage_point_moves_nothing_under_majority_but_does_under_any() 
     );
     for member in &members {
         member.wait_for(EU);
+    }
+    // The status page shows every member's verdict beside the cluster's.
+    if let Some(dom) = members[0].page_dom() {
+        for needle in [
+            r#"data-member="ns3" data-verdict="down""#,
+            r#"data-member="ns2" data-verdict="up""#,
+            r#"class="member" data-member="ns2" data-drift="false""#,
+            r#"class="endpoint state-up" data-endpoint="eu/192.0.2.1""#,
+            "quorum majority",
+        ] {
+            assert!(dom.contains(needle), "missing {needle:?} in:\n{dom}");
+        }
     }
     drop(members);
 

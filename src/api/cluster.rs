@@ -43,7 +43,7 @@ pub struct ChangeView {
     pub at_unix: f64,
     /// The member whose API took it (`standalone` without a cluster).
     pub member: String,
-    /// The credential's label (`api_token`, or `open`).
+    /// The credential's label (`api_token`, `token_file` or `open`).
     pub token: String,
     /// Not yet written to the cluster store.
     pub pending: bool,
@@ -192,12 +192,7 @@ pub fn cluster_status(control: &Control) -> Option<ClusterStatus> {
 /// one. Returns whether it is pending (the store could not take it now).
 pub(super) async fn record_change(state: &ApiState, subject: Subject, setting: Setting) -> bool {
     let control = &state.control;
-    let token = if state.auth.token_required() {
-        "api_token"
-    } else {
-        "open"
-    };
-    let change = Change::now(subject, setting, control.member_name(), token);
+    let change = Change::now(subject, setting, control.member_name(), state.auth.label());
     control.events.record(change.event());
     let Some(cluster) = &control.cluster else {
         control.operator.set_local(change, false, &control.health);

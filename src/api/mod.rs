@@ -44,6 +44,9 @@ const SAMPLE_INTERVAL: Duration = Duration::from_secs(2);
 pub struct ApiAuth {
     /// The bearer token, when one is required.
     token: Option<Arc<str>>,
+    /// Which credential that is, as operator changes record it:
+    /// `api_token` (configured), `token_file` (generated), `open` (none).
+    label: &'static str,
 }
 
 impl std::fmt::Debug for ApiAuth {
@@ -86,12 +89,35 @@ impl ApiAuth {
             Some("") => Err(ApiConfigError::EmptyToken),
             Some(token) => Ok(Self {
                 token: Some(Arc::from(token)),
+                label: "api_token",
             }),
             None if require_token || !addr.ip().is_loopback() => {
                 Err(ApiConfigError::TokenRequired { addr })
             }
-            None => Ok(Self { token: None }),
+            None => Ok(Self {
+                token: None,
+                label: "open",
+            }),
         }
+    }
+
+    /// Marks the token as the one `serve` keeps in `state_dir` (not
+    /// configured), so changes made with it say so.
+    pub fn from_token_file(self) -> Self {
+        Self {
+            label: if self.token.is_some() {
+                "token_file"
+            } else {
+                self.label
+            },
+            ..self
+        }
+    }
+
+    /// The label of the credential mutating calls use (`api_token`,
+    /// `token_file`, `open`): operator changes record it, never the token.
+    pub fn label(&self) -> &'static str {
+        self.label
     }
 
     /// Whether mutating calls need a token.

@@ -7,6 +7,7 @@
 //! uses a different subset of these helpers, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod etcd;
 
 use std::collections::BTreeSet;
