@@ -35,8 +35,9 @@ use crate::wire::Rcode;
 /// Transports, in cell order.
 const TRANSPORTS: [&str; 2] = ["udp", "tcp"];
 /// Rcode labels, in cell order (the last one catches any other value).
-const RCODES: [&str; 8] = [
-    "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "BADVERS", "other",
+const RCODES: [&str; 9] = [
+    "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "BADVERS", "NOTAUTH",
+    "other",
 ];
 /// Query types with their own label; everything else is `other`, and `none`
 /// is a packet without a readable question.
@@ -108,7 +109,8 @@ fn rcode_index(rcode: Rcode) -> usize {
     match rcode.value() {
         value @ 0..=5 => usize::from(value),
         16 => 6,
-        _ => 7,
+        9 => 7,
+        _ => 8,
     }
 }
 
@@ -1391,6 +1393,7 @@ mod tests {
         assert_eq!(rcode_index(Rcode::NoError), 0);
         assert_eq!(rcode_index(Rcode::Refused), 5);
         assert_eq!(rcode_index(Rcode::BadVers), 6);
+        assert_eq!(rcode_index(Rcode::NotAuth), 7);
         assert_eq!(qtype_index(1), 0);
         assert_eq!(qtype_index(28), 7);
         assert_eq!(qtype_index(257), QTYPES.len() - 1);
@@ -1408,8 +1411,9 @@ mod tests {
                 .sum::<u64>(),
             1
         );
+        // TCP's BADVERS row is third from the end (NOTAUTH, other follow).
         assert_eq!(
-            cells.0[ZONE_CELLS - 1 - QTYPE_CELLS].load(Ordering::Relaxed),
+            cells.0[ZONE_CELLS - 1 - 2 * QTYPE_CELLS].load(Ordering::Relaxed),
             1
         );
     }

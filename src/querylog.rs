@@ -180,6 +180,7 @@ fn rcode_name(rcode: Rcode) -> &'static str {
         4 => "NOTIMP",
         5 => "REFUSED",
         16 => "BADVERS",
+        9 => "NOTAUTH",
         _ => "other",
     }
 }

@@ -59,6 +59,8 @@ pub enum Rcode {
     NotImp,
     /// The server refuses to answer (e.g. a name outside its zones).
     Refused,
+    /// Not authorised (RFC 8945 §5.2: a transfer request whose TSIG fails).
+    NotAuth,
     /// Unsupported EDNS version (extended rcode 16).
     BadVers,
 }
@@ -73,6 +75,7 @@ impl Rcode {
             Rcode::NxDomain => 3,
             Rcode::NotImp => 4,
             Rcode::Refused => 5,
+            Rcode::NotAuth => 9,
             Rcode::BadVers => 16,
         }
     }
@@ -86,6 +89,7 @@ impl Rcode {
             Rcode::NxDomain => "nxdomain",
             Rcode::NotImp => "notimp",
             Rcode::Refused => "refused",
+            Rcode::NotAuth => "notauth",
             Rcode::BadVers => "badvers",
         }
     }

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{TempDir, run_gslb};
+use common::{GslbServer, QueryBuilder, TempDir, parse_reply, run_gslb, udp_exchange};
 
 /// Found while writing the chaos drill (tests/chaos.rs): a `[maps.NAME]`
 /// that no service uses is never resolved, so a pool name in it that does
@@ -47,4 +47,35 @@ default = ["nowhere"]
         output.stderr
     );
     assert!(output.stderr.contains("nowhere"), "{}", output.stderr);
+}
+
+/// Found by the `packet` fuzz target (issue 18; input in
+/// `fuzz/corpus/packet/regress-udp-ixfr-formerr`): a UDP IXFR whose
+/// question is readable but whose additional record's owner is a pointer
+/// past the end got a FORMERR without its question, while every other
+/// reply echoes a readable question (the transfer code reads records with
+/// its own parser, which follows pointers the query path only skips).
+#[test]
+fn udp_ixfr_with_an_unreadable_record_gets_formerr_with_its_question() {
+    let zone = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("zones/example.test.zone");
+    let zone = zone.to_str().expect("utf-8 path");
+    let dir = TempDir::new("udp-ixfr");
+    let config = dir.write("gslb.toml", "[server]\n");
+    let config = config.to_str().expect("utf-8 path");
+    let server = GslbServer::start(&["-c", config, "--zone", &format!("example.test={zone}")]);
+    let mut query = QueryBuilder::new(0x1234, "example.test", 251).build();
+    // One additional record: owner a pointer to offset 0x3fff (past the
+    // end), type A, class IN, TTL 0, no RDATA.
+    query[11] = 1;
+    query.extend_from_slice(&[0xff, 0xff, 0, 1, 0, 1, 0, 0, 0, 0, 0, 0]);
+    let reply = udp_exchange(server.addr(), &query).expect("a reply");
+    let reply = parse_reply(&reply).expect("a well-formed reply");
+    assert_eq!(reply.id, 0x1234);
+    assert_eq!(reply.rcode(), 1, "FORMERR: {reply:?}");
+    assert_eq!(
+        reply.questions,
+        vec![("example.test.".to_string(), 251, 1)],
+        "{reply:?}"
+    );
+    assert!(reply.answer.is_empty() && reply.authority.is_empty());
 }

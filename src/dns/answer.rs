@@ -232,12 +232,14 @@ pub fn handle_packet_traced<'s>(
     })
 }
 
-/// The query-path rcode for a UDP IXFR answer's (NOTAUTH counts as REFUSED).
+/// The query-path rcode of a UDP IXFR answer, as written on the wire (the
+/// transfer code answers with one of these five).
 fn udp_ixfr_rcode(rcode: u8) -> Rcode {
     match rcode {
         0 => Rcode::NoError,
         1 => Rcode::FormErr,
         2 => Rcode::ServFail,
+        9 => Rcode::NotAuth,
         _ => Rcode::Refused,
     }
 }

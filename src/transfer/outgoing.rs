@@ -14,11 +14,12 @@ use tokio::net::TcpStream;
 use super::hub::{Hub, TransferSlot, event};
 use super::message::{
     MESSAGE_TARGET, MessageBuilder, OPCODE_NOTIFY, Request, empty_response, parse_request, rcode,
+    read_name, read_u16,
 };
 use super::tsig::{self, StreamSigner, TsigFailure, Verified};
 use super::{TransferSettings, ZoneTransfer, ZoneVersion, serial_newer, unix_now};
 use crate::snapshot::Snapshot;
-use crate::wire::rtype;
+use crate::wire::{HEADER_LEN, rtype};
 
 /// How long one message of a transfer may take to be written.
 const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -310,14 +311,33 @@ fn difference_records<'a>(old: &'a ZoneVersion, new: &'a ZoneVersion) -> Vec<&'a
     records
 }
 
-/// A FORMERR answer echoing the header of an unreadable message.
+/// FORMERR for a message whose records cannot be read: its header, and
+/// its question when that is readable, as every other reply of the server
+/// echoes a readable question (a resolver matches replies by it).
 pub(super) fn formerr(packet: &[u8]) -> Option<Vec<u8>> {
-    let header = packet.get(..12)?;
+    let header = packet.get(..HEADER_LEN)?;
     let mut answer = header.to_vec();
     answer[2] = 0x80 | (header[2] & 0x78);
     answer[3] = rcode::FORMERR;
-    answer[4..12].fill(0);
+    answer[4..HEADER_LEN].fill(0);
+    if let Some(question) = readable_question(packet) {
+        answer[5] = 1;
+        answer.extend_from_slice(question);
+    }
     Some(answer)
+}
+
+/// The bytes of the request's one question, when its name is readable and
+/// not compressed (a pointer would point into the request, not the reply).
+fn readable_question(packet: &[u8]) -> Option<&[u8]> {
+    if read_u16(packet, 4)? != 1 {
+        return None;
+    }
+    let (name, after) = read_name(packet, HEADER_LEN).ok()?;
+    if after - HEADER_LEN != name.len() {
+        return None;
+    }
+    packet.get(HEADER_LEN..after + 4)
 }
 
 fn axfr_records(version: &ZoneVersion) -> Vec<&[u8]> {
