@@ -185,6 +185,7 @@ impl Control {
         if cluster.as_ref() != self.cluster.as_ref().map(|c| &c.settings) {
             tracing::warn!("[cluster] changed: it is read at start only; restart to apply it");
         }
+        snapshot.log_warnings();
         let snapshot = Arc::new(snapshot);
         let served = Served::new(snapshot.clone(), Some(&self.served.load()));
         self.served.store(Arc::new(served));

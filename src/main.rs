@@ -533,6 +533,7 @@ fn explain(
     let (control, _) = Control::start(source)
         .map_err(|errors| anyhow!("configuration is not valid:\n{errors}"))?;
     let snapshot = control.snapshot();
+    snapshot.log_warnings();
     let health = control.health.view();
     let text = gslb::explain::explain(&snapshot, &health, client, None, name, record_type)
         .map_err(|e| anyhow!(e))?;
@@ -569,6 +570,7 @@ fn build_geoip(
 fn serve(source: SnapshotSource, listen: Vec<SocketAddr>, api: Option<SocketAddr>) -> Result<()> {
     let (control, loaded) = Control::start_serving(source)
         .map_err(|errors| anyhow!("configuration is not valid:\n{errors}"))?;
+    control.snapshot().log_warnings();
     let control = Arc::new(control);
     let server_config = &loaded.config.server;
     let listen: Vec<SocketAddr> = if listen.is_empty() {

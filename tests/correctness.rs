@@ -441,7 +441,7 @@ fn rules_matching_no_network_are_warnings_and_strict_makes_them_errors() {
         &database,
         r#"
 [maps.world]
-subdivision = { "US-WA" = ["a"], "US-OR" = ["b"], "US-XX" = ["b"] }
+subdivision = { "US-WA" = ["a"], "US-OR" = ["b"], "US-XX" = ["b"], "US-Washington" = ["a"] }
 country = { US = ["a"], FR = ["c"] }
 continent = { EU = ["c"] }
 default = ["other"]
@@ -459,9 +459,11 @@ map = "world"
         "subdivision rule \"US-OR\" matches no network".to_string(),
         "\"US-XX\" matches no network of the geoip database and is not an ISO 3166-2 code"
             .to_string(),
+        // A name where the code belongs: the fix is the code.
+        "\"US-Washington\" matches no network of the geoip database and is not an ISO 3166-2 code: rules name subdivisions by code: write \"US-WA\"".to_string(),
         format!("{config_path}:19:"),
-        "country rule \"FR\" matches no network".to_string(),
-        "continent rule \"EU\" matches no network".to_string(),
+        "country rule \"FR\" matches no network of the geoip database: use a two-letter ISO 3166-1 code (GB, US) the database has, or remove the rule".to_string(),
+        "continent rule \"EU\" matches no network of the geoip database: use a continent code it has (NA), or remove the rule".to_string(),
     ] {
         assert!(
             check.stderr.contains(&expected),
@@ -469,11 +471,27 @@ map = "world"
             check.stderr
         );
     }
-    assert!(!check.stderr.contains("\"US-WA\""), "{}", check.stderr);
+    // Each warning once: `check` prints them itself and does not log them
+    // as well.
+    for rule in [
+        "\"US-OR\"",
+        "\"US-XX\"",
+        "\"US-Washington\"",
+        "\"FR\"",
+        "\"EU\"",
+    ] {
+        assert_eq!(
+            check.stderr.matches(rule).count(),
+            1,
+            "{rule} once in:\n{}",
+            check.stderr
+        );
+    }
+    assert!(!check.stderr.contains("rule \"US-WA\""), "{}", check.stderr);
     assert!(!check.stderr.contains("rule \"US\""), "{}", check.stderr);
     let strict = run_gslb(&["check", "--strict", "-c", config_path]);
     assert_eq!(strict.code(), Some(1), "{}", strict.stderr);
-    assert!(strict.stderr.contains("4 warnings"), "{}", strict.stderr);
+    assert!(strict.stderr.contains("5 warnings"), "{}", strict.stderr);
     // The load log has them too.
     let server = GslbServer::start(&["-c", config_path]);
     assert!(
@@ -483,6 +501,38 @@ map = "world"
         "{}",
         server.stderr()
     );
+}
+
+#[test]
+fn a_subdivision_rule_keyed_by_a_bare_name_names_the_codes_it_may_mean() {
+    let dir = TempDir::new("bare-name");
+    let (code, stderr) = check_config(
+        &dir,
+        r#"
+[services."www.geo.test"]
+policy = "geo"
+pools = ["a", "b"]
+[services."www.geo.test".geo]
+subdivision = { Amazonas = ["a"], "Zürich" = ["b"] }
+default = ["b"]
+"#,
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    let file = dir.path().join("gslb.toml");
+    let file = path_str(&file);
+    for expected in [
+        format!(
+            "{file}:18:28: bad subdivision \"Amazonas\": expected an ISO 3166-2 code like US-WA: write one of \"BR-AM\", \"CO-AMA\", \"VE-Z\""
+        ),
+        format!(
+            "{file}:18:46: bad subdivision \"Zürich\": expected an ISO 3166-2 code like US-WA: write \"CH-ZH\""
+        ),
+    ] {
+        assert!(
+            stderr.contains(&expected),
+            "missing {expected:?} in:\n{stderr}"
+        );
+    }
 }
 
 /// `check` exit code and stderr for a config with `body`.
@@ -510,6 +560,7 @@ pools = ["a", "b", "other"]
 "10.0.0.0/08" = ["b"]
 "10.1.2.3/16" = ["b"]
 "192.0.2.0/24" = ["a"]
+"192.0.2.7" = ["a"]
 "#,
     );
     assert_eq!(code, Some(1), "{stderr}");
@@ -524,6 +575,12 @@ pools = ["a", "b", "other"]
     assert!(
         stderr.contains(&format!(
             "{file}:20:17: network \"10.1.2.3/16\" in nets has host bits set: write 10.1.0.0/16"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "{file}:22:15: bad network \"192.0.2.7\" in nets: expected CIDR like 10.0.0.0/8: write 192.0.2.7/32"
         )),
         "{stderr}"
     );
@@ -671,7 +728,11 @@ tcp_idle_timeout = "1m"
 policy = "failover"
 pools = ["a"]
 ttl = "30s"
-failover_ttl = "5s"
+failover_ttl = "1m 30s"
+[checks.web]
+kind = "tcp"
+port = 80
+interval = "1m30s"
 "#,
     );
     assert_eq!(code, Some(0), "{stderr}");
@@ -690,6 +751,32 @@ ttl = "soon"
         "{stderr}"
     );
     assert!(stderr.contains("\"30s\""), "{stderr}");
+    // A key that only a signed zone reads is not ignored on an unsigned one.
+    let (code, stderr) = check_config(
+        &dir,
+        "[[zone]]\norigin = \"b.geo.test\"\nfile = \"geo.test.zone\"\ndnssec_validity = \"2w\"\n",
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains(":16:19: zone b.geo.test. sets dnssec_validity but is not signed: add `dnssec = true` or remove it"),
+        "{stderr}"
+    );
+    // A file the config names and cannot be read is reported at its key.
+    let (code, stderr) = check_config(
+        &dir,
+        "[services.\"www.geo.test\"]\npolicy = \"latency\"\npools = [\"a\", \"b\"]\nlatency_table = \"absent.csv\"\n",
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    let file = dir.path().join("gslb.toml");
+    assert!(
+        stderr.contains(&format!(
+            "{}:16:17: latency_table: cannot read {}",
+            path_str(&file),
+            path_str(&dir.path().join("absent.csv"))
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("fix the path"), "{stderr}");
 }
 
 #[test]

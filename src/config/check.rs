@@ -136,7 +136,7 @@ pub enum DurationToml {
 
 /// What every duration-like key accepts, for type errors.
 pub const DURATION_FORM: &str =
-    "a duration: seconds (30) or text such as \"500ms\", \"30s\", \"5m\", \"1h\", \"1d\"";
+    "a duration: seconds (30) or text such as \"500ms\", \"30s\", \"5m\", \"1h30m\", \"1d\"";
 
 impl<'de> Deserialize<'de> for DurationToml {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -225,27 +225,52 @@ impl StatusToml {
     }
 }
 
-/// Parses `"500ms"`, `"1s"`, `"1.5s"`, `"2m"`, `"1h"`, `"1d"` or a bare number of seconds.
+/// Parses `"500ms"`, `"1s"`, `"1.5s"`, `"2m"`, `"1h"`, `"1d"`, a sum of
+/// such terms with units in decreasing order (`"1h30m"`, `"1m 30s"`, as Go
+/// and systemd write them) or a bare number of seconds.
 ///
 /// # Errors
-/// Empty or negative values, unknown units, and values too large to hold.
+/// Empty or negative values, unknown or repeated units, and values too
+/// large to hold.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
     let bad = || format!("bad duration {text:?}: expected {DURATION_FORM}");
-    let value: f64 = number.parse().map_err(|_| bad())?;
-    let scale = match unit.trim() {
-        "ms" => 0.001,
-        "" | "s" => 1.0,
-        "m" => 60.0,
-        "h" => 3600.0,
-        "d" => 86_400.0,
-        _ => return Err(bad()),
-    };
-    Duration::try_from_secs_f64(value * scale).map_err(|_| bad())
+    if text.is_empty() {
+        return Err(bad());
+    }
+    let mut rest = text;
+    let mut secs = 0.0_f64;
+    // Units seen so far must get smaller: "1h30m", never "30m1h" or "1m1m".
+    let mut last_scale = f64::INFINITY;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let (number, after) = rest.split_at(digits);
+        let after = after.trim_start();
+        let letters = after
+            .find(|c: char| !c.is_ascii_alphabetic())
+            .unwrap_or(after.len());
+        let (unit, after) = after.split_at(letters);
+        let value: f64 = number.parse().map_err(|_| bad())?;
+        let scale = match unit {
+            "ms" => 0.001,
+            // A bare number is seconds, and only on its own.
+            "" if number.len() == text.len() => 1.0,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            "d" => 86_400.0,
+            _ => return Err(bad()),
+        };
+        if scale >= last_scale {
+            return Err(bad());
+        }
+        last_scale = scale;
+        secs += value * scale;
+        rest = after.trim_start();
+    }
+    Duration::try_from_secs_f64(secs).map_err(|_| bad())
 }
 
 /// Parses `"200"`, `"200-399"` or `"2xx"` into an inclusive range.
@@ -295,6 +320,11 @@ mod tests {
         assert_eq!(parse_duration("1d"), Ok(Duration::from_secs(86_400)));
         assert_eq!(parse_duration("14d"), Ok(Duration::from_secs(14 * 86_400)));
         assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("1m 30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("2d12h"), Ok(Duration::from_secs(216_000)));
+        assert_eq!(parse_duration("1s500ms"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("30 s"), Ok(Duration::from_secs(30)));
         assert_eq!(
             DurationToml::Secs(7).to_duration(),
             Ok(Duration::from_secs(7))
@@ -303,7 +333,21 @@ mod tests {
 
     #[test]
     fn durations_reject_junk() {
-        for text in ["", "ms", "1w", "-1s", "1.2.3s", "fast", "1e400s"] {
+        for text in [
+            "",
+            "ms",
+            "1w",
+            "-1s",
+            "1.2.3s",
+            "fast",
+            "1e400s",
+            "30m1h",
+            "1m1m",
+            "1h30",
+            "5 minutes",
+            "1h-30m",
+            "h1",
+        ] {
             assert!(parse_duration(text).is_err(), "{text}");
         }
         assert!(DurationToml::Secs(-1).to_duration().is_err());

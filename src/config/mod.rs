@@ -158,9 +158,25 @@ fn expected_forms(message: &str) -> String {
         ("expected f64", "expected a number"),
         ("expected a boolean", "expected true or false"),
     ];
+    // std's address parse errors say what is wrong, not what is expected.
+    const ADDRESSES: [(&str, &str); 2] = [
+        (
+            "invalid socket address syntax",
+            "expected an IP address and port like \"127.0.0.1:9300\" or \"[::1]:9300\" (names are not resolved)",
+        ),
+        (
+            "invalid IP address syntax",
+            "expected an IP address like \"192.0.2.1\" or \"2001:db8::1\"",
+        ),
+    ];
     for (toml_form, form) in FORMS {
         if let Some(start) = message.strip_suffix(toml_form) {
             return format!("{start}{form}");
+        }
+    }
+    for (what, form) in ADDRESSES {
+        if message.ends_with(what) {
+            return format!("{message}: {form}");
         }
     }
     message.to_string()
@@ -201,7 +217,7 @@ mod tests {
             (
                 "[server]\ntcp_idle_timeout = true\n",
                 "g.toml:2:20: `tcp_idle_timeout`: ",
-                "\"1h\"",
+                "\"1h30m\"",
             ),
             (
                 "[server]\ntcp_max_queries = \"many\"\n",
@@ -217,6 +233,16 @@ mod tests {
                 "[services.\"w.example.test\"]\npolicy = \"geo\"\nttl = \"1.5s\"\n",
                 "g.toml:3:7: `ttl`: ",
                 "whole number of seconds",
+            ),
+            (
+                "[server]\napi = \"localhost:9300\"\n",
+                "g.toml:2:7: `api`: ",
+                "expected an IP address and port like \"127.0.0.1:9300\"",
+            ),
+            (
+                "[pools.eu]\nendpoints = [{ address = \"192.0.2.300\" }]\n",
+                "g.toml:2:",
+                "expected an IP address like \"192.0.2.1\"",
             ),
         ];
         for (text, prefix, form) in cases {

@@ -73,10 +73,18 @@ pub fn load_zone_keys(
 ) -> Result<Option<ZoneKeys>, Vec<DnssecError>> {
     let entries = zone.dnssec_keys.get_ref();
     if !*zone.dnssec.get_ref() {
+        let mut errors: Vec<DnssecError> = Vec::new();
         if !entries.is_empty() {
-            return Err(vec![loaded.error_at(zone.dnssec_keys.span(), format!("zone {origin} lists dnssec_keys but is not signed: add `dnssec = true` or remove them")).into()]);
+            errors.push(loaded.error_at(zone.dnssec_keys.span(), format!("zone {origin} lists dnssec_keys but is not signed: add `dnssec = true` or remove them")).into());
         }
-        return Ok(None);
+        if let Some(validity) = &zone.dnssec_validity {
+            errors.push(loaded.error_at(validity.span(), format!("zone {origin} sets dnssec_validity but is not signed: add `dnssec = true` or remove it")).into());
+        }
+        return if errors.is_empty() {
+            Ok(None)
+        } else {
+            Err(errors)
+        };
     }
     let mut errors: Vec<DnssecError> = Vec::new();
     let validity = match &zone.dnssec_validity {

@@ -93,6 +93,22 @@ impl SubdivisionTable {
             .get(&(country.into(), fold(value).into_boxed_str()))
             .cloned()
     }
+
+    /// Every code whose subdivision is called `name` (in any spelling the
+    /// table knows), in code order: what a rule keyed by a bare name
+    /// (`Amazonas`) may have meant. Scans the table; for error messages.
+    pub fn codes_named(&self, name: &str) -> Vec<&str> {
+        let folded = fold(name);
+        let mut codes: Vec<&str> = self
+            .names
+            .iter()
+            .filter(|((_, n), _)| **n == *folded)
+            .map(|(_, code)| &**code)
+            .collect();
+        codes.sort_unstable();
+        codes.dedup();
+        codes
+    }
 }
 
 /// A name for comparison: ASCII (`Zürich` → `zurich`), lower case, letters
@@ -160,6 +176,15 @@ mod tests {
         // Georgia the US state is not Georgia the country.
         assert_eq!(code("US", "Georgia").as_deref(), Some("US-GA"));
         assert_eq!(code("GE", "Georgia"), None);
+    }
+
+    #[test]
+    fn bare_names_list_every_code_they_name() {
+        let table = SubdivisionTable::get();
+        assert_eq!(table.codes_named("Amazonas"), ["BR-AM", "CO-AMA", "VE-Z"]);
+        assert_eq!(table.codes_named("zurich"), ["CH-ZH"]);
+        assert!(table.codes_named("Atlantis").is_empty());
+        assert!(table.codes_named("").is_empty());
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Loads a client-network → region latency table (CSV: prefix,region,ms),
+//! Parses a client-network → region latency table (CSV: prefix,region,ms),
 //! as RUM or probe data would give it.
 
 use std::path::{Path, PathBuf};
@@ -24,25 +24,10 @@ pub struct LatencyRow {
 pub struct LatencyError {
     /// The file.
     pub file: PathBuf,
-    /// 1-based line (0 when the file could not be read).
+    /// 1-based line.
     pub line: usize,
     /// What is wrong and how to fix it.
     pub message: String,
-}
-
-/// Reads a latency table file.
-///
-/// # Errors
-/// The file cannot be read, or lines are malformed (all are reported).
-pub fn load_latency_table(path: &Path) -> Result<Vec<LatencyRow>, Vec<LatencyError>> {
-    let text = std::fs::read_to_string(path).map_err(|err| {
-        vec![LatencyError {
-            file: path.to_path_buf(),
-            line: 0,
-            message: format!("cannot read latency table: {err}"),
-        }]
-    })?;
-    parse_latency_table(&text, path)
 }
 
 /// Parses latency table text. Blank lines, `#` comments and a header line

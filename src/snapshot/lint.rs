@@ -112,36 +112,33 @@ fn unmatched_rules(
         );
     };
     if seen.locations {
-        let table = SubdivisionTable::get();
         for (key, list) in &map.subdivision {
             let code = key.to_ascii_uppercase();
             if !seen.subdivisions.contains(code.as_str()) {
-                let hint = if table.is_code(&code) {
-                    String::new()
-                } else {
-                    " and is not an ISO 3166-2 code".to_string()
-                };
-                warn(
-                    list,
-                    format!(
-                        "subdivision rule {key:?} matches no network of the geoip database{hint}: use an ISO 3166-2 code (US-WA) the database has, or remove the rule"
-                    ),
-                );
+                warn(list, unmatched_subdivision(key, &code));
             }
         }
         for (key, list) in &map.country {
-            if !seen.countries.contains(key.to_ascii_uppercase().as_str()) {
+            let code = key.to_ascii_uppercase();
+            if !seen.countries.contains(code.as_str()) {
                 warn(
                     list,
-                    format!("country rule {key:?} matches no network of the geoip database"),
+                    format!(
+                        "country rule {key:?} matches no network of the geoip database: use a two-letter ISO 3166-1 code (GB, US) the database has, or remove the rule"
+                    ),
                 );
             }
         }
         for (key, list) in &map.continent {
             if !seen.continents.contains(key.to_ascii_uppercase().as_str()) {
+                let mut known: Vec<&str> = seen.continents.iter().map(AsRef::as_ref).collect();
+                known.sort_unstable();
                 warn(
                     list,
-                    format!("continent rule {key:?} matches no network of the geoip database"),
+                    format!(
+                        "continent rule {key:?} matches no network of the geoip database: use a continent code it has ({}), or remove the rule",
+                        known.join(", ")
+                    ),
                 );
             }
         }
@@ -154,10 +151,36 @@ fn unmatched_rules(
             {
                 warn(
                     list,
-                    format!("asn rule {key:?} matches no network of the ASN database"),
+                    format!(
+                        "asn rule {key:?} matches no network of the ASN database: use an AS number the ASN database has, or remove the rule"
+                    ),
                 );
             }
         }
+    }
+}
+
+/// The warning for a subdivision rule `key` (upper case `code`) that no
+/// network carries. A key that is no ISO 3166-2 code but names a
+/// subdivision (`US-Washington`) gets its code as the fix.
+fn unmatched_subdivision(key: &str, code: &str) -> String {
+    let table = SubdivisionTable::get();
+    let base = format!("subdivision rule {key:?} matches no network of the geoip database");
+    if table.is_code(code) {
+        return format!(
+            "{base}: use an ISO 3166-2 code (US-WA) the database has, or remove the rule"
+        );
+    }
+    let named = code
+        .split_once('-')
+        .and_then(|(country, name)| table.normalise(country, name));
+    match named {
+        Some(found) => format!(
+            "{base} and is not an ISO 3166-2 code: rules name subdivisions by code: write {found:?}"
+        ),
+        None => format!(
+            "{base} and is not an ISO 3166-2 code: use an ISO 3166-2 code (US-WA) the database has, or remove the rule"
+        ),
     }
 }
 

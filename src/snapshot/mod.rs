@@ -121,8 +121,9 @@ pub struct Snapshot {
     /// Response rate limiting for UDP answers, when enabled.
     pub rrl: Option<RrlSettings>,
     /// What loads but cannot work as written (geo map rules no network of
-    /// the database matches, ...): logged at every load, printed by `gslb
-    /// check`, errors with `check --strict`.
+    /// the database matches, ...): logged at every load
+    /// ([`Snapshot::log_warnings`]), printed by `gslb check`, errors with
+    /// `check --strict`.
     pub warnings: Vec<BuildError>,
     /// Zone transfer, NOTIFY and TSIG settings, and transferable zone content.
     pub transfer: crate::transfer::TransferSettings,
@@ -349,9 +350,6 @@ impl Snapshot {
         let mut warnings = lint::warnings(&loaded, &geo, &services);
         warnings.extend(transfer_warnings);
         warnings.extend(dnssec_warnings.into_iter().map(BuildError::from));
-        for warning in &warnings {
-            tracing::warn!("{warning}");
-        }
         health.publish();
         let dnssec = crate::dnssec::sign(&mut zones, &services, zone_keys, now);
         Ok((
@@ -373,6 +371,14 @@ impl Snapshot {
             },
             loaded,
         ))
+    }
+
+    /// Logs every warning (at start and at every reload). `gslb check`
+    /// prints them itself instead, once each, without log decoration.
+    pub fn log_warnings(&self) {
+        for warning in &self.warnings {
+            tracing::warn!("{warning}");
+        }
     }
 }
 

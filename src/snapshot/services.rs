@@ -10,10 +10,11 @@ use ipnet::IpNet;
 use toml::Spanned;
 
 use super::BuildError;
-use super::latency::load_latency_table;
+use super::latency::parse_latency_table;
 use super::route_cache::RouteCache;
 use crate::config;
 use crate::config::{AllDownKind, GeoMapToml, LoadedConfig, MinHealthyToml, PoolToml, ServiceToml};
+use crate::geo::subdivision::SubdivisionTable;
 use crate::geo::{LocationTable, continent_of_country};
 use crate::hash::hash_str;
 use crate::health::fastest::{FastestPlan, FastestPool, FastestService};
@@ -578,11 +579,19 @@ fn build_service(
     match (&s.latency_table, policy) {
         (Some(path), PolicyKind::Latency) => {
             let file = loaded.resolve_path(path.get_ref());
-            match load_latency_table(&file) {
-                Ok(rows) => {
+            // An unreadable file is reported at the key that names it.
+            match std::fs::read_to_string(&file).map(|text| parse_latency_table(&text, &file)) {
+                Ok(Ok(rows)) => {
                     latency = latency_orders(&rows, &index_of, service_pools.len(), &file, errors)
                 }
-                Err(list) => errors.extend(list.into_iter().map(BuildError::from)),
+                Ok(Err(list)) => errors.extend(list.into_iter().map(BuildError::from)),
+                Err(err) => errors.push(error(
+                    path.span(),
+                    format!(
+                        "latency_table: cannot read {}: {err}: fix the path (relative to the config file's directory)",
+                        file.display()
+                    ),
+                )),
             }
         }
         (None, PolicyKind::Latency) => errors.push(error(
@@ -721,14 +730,23 @@ fn compile_map(
                 seen.push((net, key, list));
                 rules.nets.push((net, resolve(list, errors)));
             }
-            Err(_) => errors.push(
-                loaded
-                    .error_at(
-                        list.span(),
-                        format!("bad network {key:?} in nets: expected CIDR like 10.0.0.0/8"),
-                    )
-                    .into(),
-            ),
+            Err(_) => {
+                // A bare address is a host: say how to write it.
+                let fix = match key.parse::<IpAddr>() {
+                    Ok(host) => format!(": write {}", IpNet::from(host)),
+                    Err(_) => String::new(),
+                };
+                errors.push(
+                    loaded
+                        .error_at(
+                            list.span(),
+                            format!(
+                                "bad network {key:?} in nets: expected CIDR like 10.0.0.0/8{fix}"
+                            ),
+                        )
+                        .into(),
+                );
+            }
         }
     }
     let asn_configured = loaded
@@ -770,14 +788,27 @@ fn compile_map(
                     .subdivision
                     .insert(upper.clone(), resolve(list, errors));
             }
-            _ => errors.push(
-                loaded
-                    .error_at(
-                        list.span(),
-                        format!("bad subdivision {key:?}: expected ISO 3166-2 like US-WA"),
-                    )
-                    .into(),
-            ),
+            _ => {
+                let named = SubdivisionTable::get().codes_named(key);
+                let fix = match named.as_slice() {
+                    [] => String::new(),
+                    [one] => format!(": write {one:?}"),
+                    some => {
+                        let quoted: Vec<String> = some.iter().map(|c| format!("{c:?}")).collect();
+                        format!(": write one of {}", quoted.join(", "))
+                    }
+                };
+                errors.push(
+                    loaded
+                        .error_at(
+                            list.span(),
+                            format!(
+                                "bad subdivision {key:?}: expected an ISO 3166-2 code like US-WA{fix}"
+                            ),
+                        )
+                        .into(),
+                );
+            }
         }
     }
     for (key, list) in &map.country {
