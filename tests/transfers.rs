@@ -110,6 +110,68 @@ zone:
     )
 }
 
+/// Knot DNS as a primary of `knot.test` on `port` (its zone file in
+/// `dir/knot-primary`), computing differences from zone file reloads so it
+/// answers IXFR incrementally, and NOTIFYing gslb on `gslb_port`; TSIG key
+/// `xfr` for both.
+fn start_knot_primary(dir: &Path, port: u16, gslb_port: u16) -> Peer {
+    let run = dir.join("knot-primary");
+    std::fs::create_dir_all(&run).expect("knot dir");
+    let config = format!(
+        r#"server:
+    rundir: "{run}"
+    listen: 127.0.0.1@{port}
+    pidfile: "{run}/knot.pid"
+log:
+  - target: stderr
+    any: info
+database:
+    storage: "{run}"
+key:
+  - id: xfr
+    algorithm: hmac-sha256
+    secret: {SECRET}
+remote:
+  - id: gslb
+    address: 127.0.0.1@{gslb_port}
+    key: xfr
+acl:
+  - id: transfer_to_gslb
+    address: 127.0.0.1
+    key: xfr
+    action: transfer
+template:
+  - id: default
+    storage: "{run}"
+    zonefile-load: difference
+    journal-content: changes
+zone:
+  - domain: knot.test
+    notify: gslb
+    acl: transfer_to_gslb
+"#,
+        run = run.display()
+    );
+    let path = run.join("knot.conf");
+    std::fs::write(&path, config).expect("write knot.conf");
+    Peer::start(
+        "knotd",
+        &["-c", path.to_str().expect("utf-8 path")],
+        run.join("knot.log"),
+    )
+}
+
+/// `knot.test` at `serial` (REFRESH an hour: within a test only NOTIFY
+/// makes a secondary fetch it again) with these extra lines.
+fn write_knot_zone(dir: &Path, serial: u32, extra: &str) {
+    let run = dir.join("knot-primary");
+    std::fs::create_dir_all(&run).expect("knot dir");
+    let zone = format!(
+        "$ORIGIN knot.test.\n$TTL 300\n@ IN SOA ns1 hostmaster {serial} 3600 1 3600 60\n@ IN NS ns1\nns1 IN A 127.0.0.1\nkeep IN A 10.9.9.9\n{extra}"
+    );
+    std::fs::write(run.join("knot.test.zone"), zone).expect("write knot.test.zone");
+}
+
 /// NSD as a primary of `corp.test` (which it NOTIFYs gslb on `gslb_port`
 /// about) and `timer.test` (which it does not) on `port`.
 fn start_nsd(dir: &Path, port: u16, gslb_port: u16) -> Peer {
@@ -689,6 +751,90 @@ pools = ["a"]
         }),
         "{}",
         zone_status(&server, "corp.test.")
+    );
+}
+
+#[test]
+fn issue_23_gslb_secondary_of_knot_primary_applies_its_incremental_ixfr_on_notify() {
+    let dir = TempDir::new("xfr-knot-primary");
+    let knot_port = free_port();
+    let gslb_port = free_port();
+    write_knot_zone(dir.path(), 1, "old IN A 10.0.0.1\n");
+    let knot = start_knot_primary(dir.path(), knot_port, gslb_port);
+    let knot_dns = knot_addr(knot_port);
+    assert!(
+        poll_until(DEADLINE, || short(knot_dns, "knot.test", "SOA").len() == 1),
+        "knot did not start:\n{}",
+        knot.log()
+    );
+    let config = dir.write(
+        "gslb.toml",
+        &format!(
+            r#"
+[tsig.xfr]
+algorithm = "hmac-sha256"
+secret = "{SECRET}"
+
+[[zone]]
+origin = "knot.test"
+primaries = ["127.0.0.1:{knot_port}"]
+tsig = "xfr"
+"#
+        ),
+    );
+    let listen = format!("127.0.0.1:{gslb_port}");
+    let server = GslbServer::start(&[
+        "-c",
+        config.to_str().expect("utf-8"),
+        "--listen",
+        &listen,
+        "--api",
+        "127.0.0.1:0",
+    ]);
+    let gslb = server.addr();
+    assert!(
+        poll_until(DEADLINE, || short(gslb, "old.knot.test", "A")
+            == ["10.0.0.1"]),
+        "gslb never served the zone from Knot; log:\n{}\nknot log:\n{}",
+        server.stderr(),
+        knot.log()
+    );
+
+    // Serial 2 deletes a record and adds one; Knot computes the difference
+    // on reload, NOTIFYs (signed), and answers gslb's IXFR with it.
+    write_knot_zone(dir.path(), 2, "new IN A 10.0.0.2\n");
+    let status = Command::new("kill")
+        .args(["-HUP", &knot.child.id().to_string()])
+        .status()
+        .expect("kill -HUP knotd");
+    assert!(status.success());
+    assert!(
+        poll_until(DEADLINE, || short(gslb, "new.knot.test", "A")
+            == ["10.0.0.2"]),
+        "gslb never applied serial 2; log:\n{}\nknot log:\n{}",
+        server.stderr(),
+        knot.log()
+    );
+    assert_eq!(dig(gslb, &["old.knot.test", "A"]).status, "NXDOMAIN");
+    assert_eq!(short(gslb, "keep.knot.test", "A"), ["10.9.9.9"]);
+    let log = server.stderr();
+    assert!(
+        log_has_line(&log, &["NOTIFY received", "zone=knot.test."]),
+        "{log}"
+    );
+    // Old SOA, one deletion, new SOA, one addition, between the new SOA
+    // twice: six records, an incremental transfer.
+    assert!(
+        log_has_line(
+            &log,
+            &["transfer in", "kind=\"IXFR\" serial=2", "carried=6"]
+        ),
+        "{log}"
+    );
+    assert!(
+        knot.log().contains("IXFR, outgoing") && knot.log().contains("serial 1 -> 2"),
+        "{}",
+        knot.log()
     );
 }
 
