@@ -23,7 +23,13 @@ secret=$(head -c 32 /dev/urandom | base64)
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 hwm_kib() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
+# CPU time (user + system) a process has used, in ms: on a shared machine
+# this says more than wall time, which waits for other processes' turns.
+tick=$(getconf CLK_TCK)
+cpu_ms() { awk -v tick="$tick" '{print int(($14 + $15) * 1000 / tick)}' "/proc/$1/stat"; }
 wait_port() { for _ in $(seq 1 600); do dig @127.0.0.1 -p "$1" +time=1 +tries=1 . SOA >/dev/null 2>&1 && return; sleep 0.1; done; }
+# Stops with the server's log when it is not running (a zone it refused).
+alive() { kill -0 "$1" 2>/dev/null || { echo "$2 is not running; its log:" >&2; tail -20 "$3" >&2; exit 1; }; }
 
 # The zone: a quarter each A, AAAA, TXT and MX, as a typical zone mixes them.
 python3 - "$records" > "$work/big.zone" <<'EOF'
@@ -33,7 +39,7 @@ print("$ORIGIN big.test.\n$TTL 3600\n@ IN SOA ns1 hostmaster 1 3600 600 86400 60
 for i in range(n - 3):
     k = i % 4
     if k == 0:   print(f"h{i} IN A 10.{(i>>16)&255}.{(i>>8)&255}.{i&255}")
-    elif k == 1: print(f"h{i} IN AAAA 2001:db8::{i:x}")
+    elif k == 1: print(f"h{i} IN AAAA 2001:db8::{i >> 16:x}:{i & 0xffff:x}")
     elif k == 2: print(f"h{i} IN TXT \"v=spf1 include:_spf.example.net ~all {i}\"")
     else:        print(f"h{i} IN MX 10 mail{i % 100}.big.test.")
 EOF
@@ -56,15 +62,19 @@ start=$(date +%s.%N)
 "$gslb" serve -c "$work/primary.toml" >"$work/primary.log" 2>&1 &
 pids+=($!); primary=$!
 wait_port "$primary_port"
+alive "$primary" primary "$work/primary.log"
 loaded=$(date +%s.%N)
 echo "primary: $records records loaded in $(echo "$loaded - $start" | bc) s, RSS $(( $(rss_kib $primary) / 1024 )) MiB"
 
+echo "primary: CPU to load $(cpu_ms $primary) ms"
 for round in $(seq 1 "$rounds"); do
+    c0=$(cpu_ms $primary)
     t0=$(date +%s.%N)
     out=$(dig @127.0.0.1 -p "$primary_port" big.test AXFR -y "hmac-sha256:xfr:$secret" +time=30 | tail -5)
     t1=$(date +%s.%N)
+    c1=$(cpu_ms $primary)
     size=$(echo "$out" | sed -n 's/.*XFR size: \([0-9]*\) records (messages \([0-9]*\), bytes \([0-9]*\)).*/\1 records, \2 messages, \3 bytes/p')
-    echo "AXFR out round $round: $(echo "$t1 - $t0" | bc) s wall (dig), $size"
+    echo "AXFR out round $round: $(echo "$t1 - $t0" | bc) s wall (dig), primary CPU $((c1 - c0)) ms, $size"
 done
 echo "primary after $rounds transfers: RSS $(( $(rss_kib $primary) / 1024 )) MiB, peak $(( $(hwm_kib $primary) / 1024 )) MiB"
 
@@ -87,12 +97,13 @@ t0=$(date +%s.%N)
 "$gslb" serve -c "$work/secondary.toml" >"$work/secondary.log" 2>&1 &
 pids+=($!); secondary=$!
 wait_port "$secondary_port"
+alive "$secondary" secondary "$work/secondary.log"
 for _ in $(seq 1 1200); do
     [ "$(dig @127.0.0.1 -p "$secondary_port" +short h0.big.test A)" = "10.0.0.0" ] && break
     sleep 0.05
 done
 t1=$(date +%s.%N)
-echo "secondary: start to serving the transferred zone in $(echo "$t1 - $t0" | bc) s; RSS $(( $(rss_kib $secondary) / 1024 )) MiB, peak $(( $(hwm_kib $secondary) / 1024 )) MiB"
+echo "secondary: start to serving the transferred zone in $(echo "$t1 - $t0" | bc) s, CPU $(cpu_ms $secondary) ms; RSS $(( $(rss_kib $secondary) / 1024 )) MiB, peak $(( $(hwm_kib $secondary) / 1024 )) MiB"
 grep -o 'transfer in .*' "$work/secondary.log" | head -1 | sed 's/\x1b\[[0-9;]*m//g' || true
 
 # Knot as secondary (when installed).

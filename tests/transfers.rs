@@ -706,12 +706,27 @@ pools = ["a"]
         "gslb_zone_serial{zone=\"corp.test.\"} 2",
         "gslb_zone_serial{zone=\"timer.test.\"} 2",
         "gslb_zone_transfers_in_total{zone=\"corp.test.\",result=\"ok\"} 2",
+        "gslb_zone_transfers_in_total{zone=\"timer.test.\",result=\"ok\"} 2",
     ] {
         assert!(
             metrics.contains(line),
             "no {line:?} in /metrics:\n{metrics}"
         );
     }
+    // timer.test's SOA checks between transfers are counted apart.
+    let up_to_date = "gslb_zone_transfers_in_total{zone=\"timer.test.\",result=\"up_to_date\"}";
+    assert!(
+        poll_until(DEADLINE, || common::http(
+            server.api(),
+            "GET",
+            "/metrics",
+            &[],
+            ""
+        )
+        .body
+        .contains(up_to_date)),
+        "no up_to_date refresh of timer.test counted"
+    );
 
     // Restart with the primary down: the cached copies serve, the service
     // in the zone too...
@@ -1245,24 +1260,47 @@ fn issue_23_malformed_transfers_leave_the_previous_zone_serving() {
     );
 }
 
+/// Starts an AXFR from `from` and reads only its first message, through a
+/// 4 KiB receive window: the rest of a zone bigger than the server's send
+/// buffer (4 MiB at most on Linux) stays unsent, so the transfer keeps its
+/// slot until gslb's write timeout (30 s). `None` when it was refused.
+fn hold_transfer(from: [u8; 4], server: SocketAddr, request: &[u8]) -> Option<std::net::TcpStream> {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+        .expect("tcp socket");
+    socket
+        .set_recv_buffer_size(4096)
+        .expect("small receive buffer");
+    socket
+        .bind(&SocketAddr::from((from, 0)).into())
+        .expect("bind the source address");
+    socket
+        .connect_timeout(&server.into(), Duration::from_secs(5))
+        .expect("connect");
+    let mut stream: std::net::TcpStream = socket.into();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("read timeout");
+    common::tcp_send(&mut stream, request);
+    let first = common::tcp_recv(&mut stream).expect("an answer, never a closed connection");
+    (rcode_of(&first) == 0).then_some(stream)
+}
+
 #[test]
-fn issue_23_axfr_flood_is_limited_per_client() {
+fn issue_23_axfr_flood_is_limited_per_client_and_overall() {
     let dir = TempDir::new("xfr-flood");
-    // ~24 MB of TXT records: more than loopback socket buffers hold, so a
-    // client that does not read keeps its transfer (and its slot) open
-    // (until the 30 s write timeout).
+    // ~8 MB of TXT records: twice the most a server's send buffer holds.
     let mut zone = String::from(
         "$ORIGIN big.test.\n$TTL 300\n@ IN SOA ns1 hostmaster 1 3600 600 86400 60\n@ IN NS ns1\nns1 IN A 127.0.0.1\n",
     );
     let filler = format!("\"{}\" ", "x".repeat(250)).repeat(8);
-    for i in 0..12_000 {
+    for i in 0..4_000 {
         zone.push_str(&format!("t{i} IN TXT {filler}\n"));
     }
     let zone = dir.write("big.zone", &zone);
     let config = dir.write(
         "gslb.toml",
         &format!(
-            "[[zone]]\norigin = \"big.test\"\nfile = \"{}\"\nallow_transfer = [{{ from = \"127.0.0.1\" }}]\n",
+            "[[zone]]\norigin = \"big.test\"\nfile = \"{}\"\nallow_transfer = [{{ from = \"127.0.0.0/8\" }}]\n",
             zone.display()
         ),
     );
@@ -1276,38 +1314,61 @@ fn issue_23_axfr_flood_is_limited_per_client() {
         Duration::from_secs(120),
     );
     let axfr = QueryBuilder::new(0x0a0a, "big.test", 252).build();
-    // Transfers that are never read past their first message keep their
-    // slots; once two are held, the next one from this address is refused
-    // with an answer (REFUSED) and a log line.
-    let mut held = Vec::new();
+    let localhost = [127, 0, 0, 1];
+    // Two held transfers from one address; the third is refused with an
+    // answer (REFUSED) and a log line.
+    let mut held: Vec<_> = (0..2)
+        .map(|i| {
+            hold_transfer(localhost, server.addr(), &axfr)
+                .unwrap_or_else(|| panic!("transfer {i} refused:\n{}", server.stderr()))
+        })
+        .collect();
     assert!(
-        poll_until(Duration::from_secs(120), || {
-            let mut stream = common::tcp_connect(server.addr());
-            common::tcp_send(&mut stream, &axfr);
-            let refused = common::tcp_recv(&mut stream)
-                .and_then(|reply| common::parse_reply(&reply))
-                .is_some_and(|reply| reply.rcode() == 5);
-            if !refused {
-                held.push(stream);
-            }
-            refused
-        }),
-        "no concurrent transfer was refused:\n{}",
-        server.stderr()
+        hold_transfer(localhost, server.addr(), &axfr).is_none(),
+        "a third concurrent transfer from one client must be REFUSED"
     );
     assert!(
-        held.len() >= 2,
-        "refused with {} transfers open",
-        held.len()
-    );
-    assert!(
-        server
+        poll_until(DEADLINE, || server
             .stderr()
-            .contains("too many concurrent transfers from this client"),
+            .contains("too many concurrent transfers from this client (2)")),
         "{}",
         server.stderr()
     );
-    drop(held);
+
+    // The overall limit: two held transfers from each of seven more
+    // addresses make 16; a client holding none is then refused too.
+    for host in 2..=8u8 {
+        for _ in 0..2 {
+            let stream = hold_transfer([127, 0, 0, host], server.addr(), &axfr)
+                .unwrap_or_else(|| panic!("127.0.0.{host} refused under the limit"));
+            held.push(stream);
+        }
+    }
+    assert!(
+        hold_transfer([127, 0, 0, 9], server.addr(), &axfr).is_none(),
+        "the 17th concurrent transfer must be REFUSED"
+    );
+    assert!(
+        poll_until(DEADLINE, || server
+            .stderr()
+            .contains("too many concurrent transfers (16 overall)")),
+        "{}",
+        server.stderr()
+    );
+    // Slots come back when transfers end: closing one lets a new one in.
+    drop(held.pop());
+    assert!(
+        poll_until(DEADLINE, || {
+            match hold_transfer([127, 0, 0, 9], server.addr(), &axfr) {
+                Some(stream) => {
+                    held.push(stream);
+                    true
+                }
+                None => false,
+            }
+        }),
+        "a slot freed by a closed transfer was never given again"
+    );
 }
 
 /// TSIG done by the test itself (RFC 8945 §4.3), independent of gslb's

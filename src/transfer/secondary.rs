@@ -146,7 +146,8 @@ impl Secondary {
                     tracing::debug!(zone = %self.origin_text, %primary, serial, "secondary zone up to date");
                     self.hub.record_in(
                         &self.origin_text,
-                        event(primary, "SOA", 1, "ok"),
+                        // Counted apart from transfers that brought a copy.
+                        event(primary, "SOA", 1, "up_to_date"),
                         Some(m.serial),
                     );
                     if expired_reported {
