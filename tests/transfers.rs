@@ -1882,10 +1882,116 @@ tsig = "xfr"
             server.stderr()
         );
     }
+    // A reload whose key file has gone fails whole: the running keys stay.
+    std::fs::remove_file(dir.path().join("keys/big.key")).expect("remove key file");
+    server.signal("HUP");
+    assert!(
+        poll_until(DEADLINE, || log_has_line(
+            &server.stderr(),
+            &["reload error", "tsig.big: cannot read"]
+        )),
+        "{}",
+        server.stderr()
+    );
+    let mut request = axfr(0x4000);
+    let request_mac = tsig::sign(&sha512, &mut request, None, tsig::now());
+    let messages = transfer_from(localhost, addr, &request);
+    assert_eq!(rcode_of(&messages[0]), 0, "the running key must still work");
+    tsig::verify(&sha512, &messages[0], &request_mac, true).expect("still signed");
 }
 
 /// Whether one line of the log holds every one of `parts`.
 fn log_has_line(log: &str, parts: &[&str]) -> bool {
     log.lines()
         .any(|line| parts.iter().all(|part| line.contains(part)))
+}
+
+#[test]
+fn issue_23_check_names_file_and_line_of_each_bad_transfer_setting() {
+    let dir = TempDir::new("xfr-check");
+    let zone = dir.write("example.zone", &example_zone(1, "192.0.2.25"));
+    let text = format!(
+        r#"[tsig.md5]
+algorithm = "hmac-md5"
+secret = "{SECRET}"
+
+[tsig.notbase64]
+algorithm = "hmac-sha256"
+secret = "not base64!"
+
+[tsig.nofile]
+algorithm = "hmac-sha256"
+secret_file = "missing.key"
+
+[[zone]]
+origin = "example.test"
+file = "{zone}"
+allow_transfer = [{{ from = "192.0.2.0/33" }}, {{ from = "127.0.0.1", tsig = "nokey" }}]
+notify = ["nowhere"]
+serial = "yes"
+
+[[zone]]
+origin = "corp.test"
+primaries = ["nowhere"]
+
+[pools.eu]
+endpoints = [{{ address = "192.0.2.10" }}]
+
+[services."www.example.test"]
+policy = "failover"
+pools = ["eu"]
+transfer_answer = ["a.example.", "b.example."]
+
+[services."api.example.test"]
+policy = "failover"
+pools = ["eu"]
+transfer_answer = "sometimes"
+"#,
+        zone = zone.display()
+    );
+    let config = dir.write("gslb.toml", &text);
+    let check = common::run_gslb(&["check", "-c", config.to_str().expect("utf-8")]);
+    let output = format!("{}{}", check.stdout, check.stderr);
+    assert_eq!(check.code(), Some(1), "{output}");
+    let line_of = |needle: &str| {
+        text.lines()
+            .position(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("{needle:?} not in the config"))
+            + 1
+    };
+    for (needle, message) in [
+        ("\"hmac-md5\"", "tsig.md5: unknown algorithm \"hmac-md5\""),
+        (
+            "\"not base64!\"",
+            "tsig.notbase64: the secret is not base64",
+        ),
+        ("\"missing.key\"", "tsig.nofile: cannot read"),
+        (
+            "192.0.2.0/33",
+            "\"192.0.2.0/33\" is not an address or CIDR network",
+        ),
+        (
+            "\"nokey\"",
+            "unknown TSIG key \"nokey\": define it as [tsig.nokey]",
+        ),
+        ("notify = [", "notify: \"nowhere\" is not \"ip:port\""),
+        ("serial = \"yes\"", "the only value is \"auto\""),
+        ("primaries = [", "primaries: \"nowhere\" is not \"ip:port\""),
+        (
+            "\"b.example.\"",
+            "give addresses only, or exactly one CNAME target",
+        ),
+        (
+            "\"sometimes\"",
+            "transfer_answer = \"sometimes\": use \"default\", \"omit\"",
+        ),
+    ] {
+        let at = format!("gslb.toml:{}:", line_of(needle));
+        assert!(
+            output
+                .lines()
+                .any(|line| line.contains(&at) && line.contains(message)),
+            "no {message:?} at {at}:\n{output}"
+        );
+    }
 }
