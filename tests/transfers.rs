@@ -1612,7 +1612,7 @@ fn tcp_from(from: [u8; 4], server: SocketAddr) -> std::net::TcpStream {
 
 /// Sends `request` on a new connection from `from` and reads the answer:
 /// every message up to the closing SOA of a transfer, or the one message
-/// of a refusal. Panics when the connection closes without an answer.
+/// of a refusal or of an up-to-date IXFR. Panics when the connection closes without an answer.
 fn transfer_from(from: [u8; 4], server: SocketAddr, request: &[u8]) -> Vec<Vec<u8>> {
     let mut stream = tcp_from(from, server);
     common::tcp_send(&mut stream, request);
@@ -1627,7 +1627,9 @@ fn transfer_from(from: [u8; 4], server: SocketAddr, request: &[u8]) -> Vec<Vec<u
         });
         let reply = common::parse_reply(&message).expect("a DNS message");
         soas += reply.answer.iter().filter(|r| r.rtype == 6).count();
-        let done = reply.rcode() != 0 || soas >= 2;
+        // A lone SOA first is a whole IXFR answer (RFC 1995 §4: up to date).
+        let lone_soa = messages.is_empty() && reply.answer.len() == 1 && soas == 1;
+        let done = reply.rcode() != 0 || soas >= 2 || lone_soa;
         messages.push(message);
         if done {
             return messages;
@@ -1727,6 +1729,47 @@ tsig = "xfr"
             prior = record.mac;
         }
     }
+
+    // IXFR (RFC 1995 §4) from a serial whose difference gslb does not
+    // keep: the whole zone, AXFR style; from the current serial: its SOA.
+    let ixfr = |id: u16, serial: u32| {
+        let mut request = QueryBuilder::new(id, "example.test", 251).build();
+        request[9] = 1; // NSCOUNT: the client's SOA
+        let mut rdata = common::wire_name("ns1.example.test");
+        rdata.extend(common::wire_name("hostmaster.example.test"));
+        for value in [serial, 3600, 600, 86400, 60] {
+            rdata.extend_from_slice(&value.to_be_bytes());
+        }
+        request.extend(common::wire_name("example.test"));
+        request.extend_from_slice(&[0, 6, 0, 1, 0, 0, 0, 0]);
+        request.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+        request.extend(rdata);
+        request
+    };
+    let mut request = ixfr(0x1100, 3);
+    let request_mac = tsig::sign(&sha256, &mut request, None, tsig::now());
+    let messages = transfer_from(localhost, addr, &request);
+    tsig::verify(&sha256, &messages[0], &request_mac, true).expect("IXFR answer signed");
+    let types: Vec<u16> = messages
+        .iter()
+        .flat_map(|m| common::parse_reply(m).expect("message").answer)
+        .map(|r| r.rtype)
+        .collect();
+    assert_eq!(types.len(), 6, "the whole zone: {types:?}");
+    // AXFR style: SOA, the records (no second SOA: no difference), SOA.
+    assert!(
+        types[0] == 6 && types[5] == 6 && types[1..5].iter().all(|&t| t != 6),
+        "{types:?}"
+    );
+    let mut request = ixfr(0x1101, 7);
+    tsig::sign(&sha256, &mut request, None, tsig::now());
+    let answer =
+        common::parse_reply(&transfer_from(localhost, addr, &request)[0]).expect("message");
+    assert_eq!(
+        answer.answer.iter().map(|r| r.rtype).collect::<Vec<_>>(),
+        [6],
+        "up to date: the SOA alone"
+    );
 
     // No key: REFUSED (the entry needs one), unsigned.
     let unsigned = transfer_from(localhost, addr, &axfr(0x2000));
