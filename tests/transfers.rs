@@ -2038,3 +2038,88 @@ transfer_answer = "sometimes"
         );
     }
 }
+
+#[test]
+fn issue_23_notify_is_retried_until_a_late_secondary_acknowledges() {
+    let dir = TempDir::new("xfr-notify-retry");
+    let secondary_port = free_port();
+    let zone = dir.write("example.zone", &example_zone(4, "192.0.2.25"));
+    let config = dir.write(
+        "gslb.toml",
+        &format!(
+            r#"
+[tsig.xfr]
+algorithm = "hmac-sha256"
+secret = "{SECRET}"
+
+[[zone]]
+origin = "example.test"
+file = "{zone}"
+allow_transfer = [{{ from = "127.0.0.1", tsig = "xfr" }}]
+notify = ["127.0.0.1:{secondary_port}"]
+"#,
+            zone = zone.display()
+        ),
+    );
+    let server = GslbServer::start(&[
+        "-c",
+        config.to_str().expect("utf-8"),
+        "--api",
+        "127.0.0.1:0",
+    ]);
+    // Nobody listens yet: the first attempt goes unanswered.
+    assert!(
+        poll_until(DEADLINE, || log_has_line(
+            &server.stderr(),
+            &["NOTIFY not acknowledged yet", "attempt=1"]
+        )),
+        "{}",
+        server.stderr()
+    );
+    // The secondary comes up and answers the next attempt.
+    let socket = UdpSocket::bind(("127.0.0.1", secondary_port)).expect("bind the secondary");
+    socket
+        .set_read_timeout(Some(DEADLINE))
+        .expect("read timeout");
+    let mut buffer = vec![0u8; 4096];
+    let (len, from) = socket.recv_from(&mut buffer).expect("a retried NOTIFY");
+    let notify = &buffer[..len];
+    let parsed = common::parse_reply(notify).expect("a DNS message");
+    assert_eq!(parsed.opcode(), 4, "opcode NOTIFY");
+    assert!(!parsed.is_response());
+    assert_eq!(parsed.questions[0], ("example.test.".to_string(), 6, 1));
+    // Signed with the key of the allow_transfer entry covering the target.
+    let key = tsig::Key::new("xfr", "hmac-sha256", SECRET);
+    let record = tsig::read(notify, "xfr").expect("NOTIFY signed");
+    let mut unsigned = notify[..record.start].to_vec();
+    let arcount = u16::from_be_bytes([unsigned[10], unsigned[11]]) - 1;
+    unsigned[10..12].copy_from_slice(&arcount.to_be_bytes());
+    let mut resigned = unsigned.clone();
+    let mac = tsig::sign(&key, &mut resigned, None, record.time_signed);
+    assert_eq!(mac, record.mac, "NOTIFY's MAC does not verify");
+    // Acknowledge: the same message as a response, signed over its MAC.
+    let mut answer = unsigned;
+    answer[2] |= 0x84; // QR, AA
+    tsig::sign(&key, &mut answer, Some(&record.mac), tsig::now());
+    socket.send_to(&answer, from).expect("acknowledge");
+
+    assert!(
+        poll_until(DEADLINE, || log_has_line(
+            &server.stderr(),
+            &["NOTIFY acknowledged", "zone=example.test.", "serial=4"]
+        )),
+        "{}",
+        server.stderr()
+    );
+    assert!(
+        !log_has_line(&server.stderr(), &["NOTIFY acknowledged", "attempt=1"]),
+        "{}",
+        server.stderr()
+    );
+    let status = zone_status(&server, "example.test.");
+    assert_eq!(
+        status["pending_notifies"],
+        serde_json::json!([]),
+        "{status}"
+    );
+}
