@@ -7,6 +7,7 @@ pub mod api;
 pub mod cluster;
 pub mod config;
 pub mod control;
+pub mod diff;
 pub mod dns;
 pub mod dnssec;
 pub mod events;

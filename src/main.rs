@@ -19,8 +19,8 @@ struct Cli {
     /// Log format on stderr (filter with RUST_LOG).
     #[arg(long, global = true, value_enum, default_value = "human")]
     log_format: LogFormat,
-    /// More log lines on stderr: -v shows INFO for `check` and `explain`
-    /// (which otherwise log only warnings), -vv DEBUG.
+    /// More log lines on stderr: -v shows INFO for `check`, `explain` and
+    /// `diff` (which otherwise log only warnings), -vv DEBUG.
     #[arg(short = 'v', long = "verbose", global = true, action = clap::ArgAction::Count)]
     verbose: u8,
     #[command(subcommand)]
@@ -75,6 +75,36 @@ enum Command {
         /// `server.api`); an error if it does not answer.
         #[arg(long, value_name = "ADDR:PORT")]
         api: Option<SocketAddr>,
+    },
+    /// Preview a change: per service, how much of the client address space
+    /// (or of the clients in FILE) moves from which pool to which between
+    /// two configurations, with the largest moved networks and where they are.
+    Diff {
+        /// The configuration in service (old side).
+        #[arg(short = 'c', long = "config", default_value = "config/gslb.toml")]
+        old: PathBuf,
+        /// The configuration to compare it with (new side).
+        new: PathBuf,
+        /// Weigh these clients instead of every address: a gslb query log,
+        /// networks or addresses one per line, or a CSV of network,weight.
+        #[arg(long, value_name = "FILE")]
+        clients: Option<PathBuf>,
+        /// Only clients of this address family (default: both, each on its own).
+        #[arg(long, value_parser = ["4", "6"])]
+        family: Option<String>,
+        /// The answers compared for clients that name no type: A or AAAA.
+        #[arg(long = "type", default_value = "A", value_parser = ["A", "AAAA", "a", "aaaa"])]
+        record_type: String,
+        /// On the new side, take this pool or pool/target down as a failure
+        /// would (repeatable): where would its clients go?
+        #[arg(long, value_name = "POOL|POOL/TARGET")]
+        down: Vec<String>,
+        /// Moved networks listed per service and family.
+        #[arg(long, default_value_t = 10)]
+        top: usize,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Ask a running server to reload its configuration (POST /reload on
     /// its admin API); exits 1 and prints every error when the reload failed.
@@ -222,7 +252,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // One-shot tools print their result on stdout; their load-time INFO
     // lines would bury it, so they log warnings only unless asked.
-    let quiet = matches!(cli.command, Command::Check { .. } | Command::Explain { .. });
+    let quiet = matches!(
+        cli.command,
+        Command::Check { .. } | Command::Explain { .. } | Command::Diff { .. }
+    );
     let level = match (cli.verbose, quiet) {
         (0, true) => "warn",
         (0, false) | (1, _) => "info",
@@ -250,6 +283,27 @@ fn main() -> ExitCode {
         Command::Reload { config, api, token } => reload_command(config.as_deref(), api, token),
         Command::Override { api, target, state } => override_command(&api, &target, &state),
         Command::Weight { api, target, value } => weight_command(&api, &target, &value),
+        Command::Diff {
+            old,
+            new,
+            clients,
+            family,
+            record_type,
+            down,
+            top,
+            json,
+        } => diff_command(
+            &old,
+            &new,
+            &DiffArgs {
+                clients,
+                family,
+                record_type,
+                down,
+                top,
+                json,
+            },
+        ),
         Command::Geoip {
             command:
                 GeoipCommand::Build {
@@ -545,6 +599,142 @@ fn explain(
         "{}",
         gslb::explain::endpoints_report(&snapshot, &health, name)
     );
+    Ok(())
+}
+
+/// `gslb diff` options besides the two files.
+struct DiffArgs {
+    clients: Option<PathBuf>,
+    family: Option<String>,
+    record_type: String,
+    down: Vec<String>,
+    top: usize,
+    json: bool,
+}
+
+/// `gslb diff`: compiles both configurations (at once, one thread each),
+/// weighs the clients with `gslb::diff` and prints its report.
+fn diff_command(old: &std::path::Path, new: &std::path::Path, args: &DiffArgs) -> Result<()> {
+    use gslb::diff::{Clients, DiffOptions, Side};
+    use gslb::health::HealthTable;
+    let clients = match &args.clients {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            Some(
+                gslb::diff::parse_clients(&text, &path.display().to_string())
+                    .map_err(|e| anyhow!("the client list cannot be read:\n{e}"))?,
+            )
+        }
+        None => None,
+    };
+    let build = |path: &std::path::Path| {
+        let source = SnapshotSource {
+            config_path: path.to_path_buf(),
+            extra_zones: Vec::new(),
+        };
+        let health = HealthTable::default();
+        gslb::snapshot::Snapshot::build(&source, &health)
+            .map(|(snapshot, _)| (snapshot, health))
+            .map_err(|errors| anyhow!("{} is not valid:\n{errors}", path.display()))
+    };
+    let started = std::time::Instant::now();
+    let (before, after) = std::thread::scope(|scope| {
+        let before = scope.spawn(|| build(old));
+        let after = build(new);
+        (
+            before
+                .join()
+                .unwrap_or_else(|_| Err(anyhow!("compiling {} failed", old.display()))),
+            after,
+        )
+    });
+    let ((old_snapshot, old_health), (new_snapshot, new_health)) = (before?, after?);
+    let compiled = started.elapsed();
+    gslb::diff::mark_down(
+        &new_snapshot,
+        &new_health,
+        &args.down,
+        std::time::SystemTime::now(),
+    )
+    .map_err(|e| anyhow!(e))?;
+    let options = DiffOptions {
+        families: match args.family.as_deref() {
+            Some("4") => vec![gslb::geo::Family::V4],
+            Some(_) => vec![gslb::geo::Family::V6],
+            None => vec![gslb::geo::Family::V4, gslb::geo::Family::V6],
+        },
+        record: if args.record_type.eq_ignore_ascii_case("AAAA") {
+            gslb::policy::Family::V6
+        } else {
+            gslb::policy::Family::V4
+        },
+        top: args.top,
+    };
+    let (old_view, new_view) = (old_health.view_arc(), new_health.view_arc());
+    let report = gslb::diff::diff(
+        Side {
+            snapshot: &old_snapshot,
+            health: &old_view,
+        },
+        Side {
+            snapshot: &new_snapshot,
+            health: &new_view,
+        },
+        clients
+            .as_ref()
+            .map_or(Clients::AddressSpace, Clients::Listed),
+        &options,
+    );
+    let walked = started.elapsed() - compiled;
+    if args.json {
+        let mut value = serde_json::to_value(&report).context("encoding the report")?;
+        if let Some(object) = value.as_object_mut() {
+            object.insert("old".into(), old.display().to_string().into());
+            object.insert("new".into(), new.display().to_string().into());
+            object.insert("seconds_compiling".into(), compiled.as_secs_f64().into());
+            object.insert("seconds_comparing".into(), walked.as_secs_f64().into());
+        }
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&value).context("encoding the report")?
+        );
+        return Ok(());
+    }
+    println!("old: {}", old.display());
+    println!("new: {}", new.display());
+    match (&args.clients, &clients) {
+        (Some(path), Some(list)) => println!(
+            "clients: {} ({} lines, {} distinct clients{})",
+            path.display(),
+            list.lines,
+            list.entries.len(),
+            if list.skipped_types > 0 {
+                format!(
+                    "; {} queries for neither A nor AAAA skipped",
+                    list.skipped_types
+                )
+            } else {
+                String::new()
+            }
+        ),
+        _ => println!("clients: every address, exactly (each table boundary of both sides)"),
+    }
+    println!(
+        "answers: {} queries, every endpoint in its initial state (no probes ran){}",
+        args.record_type.to_ascii_uppercase(),
+        if args.down.is_empty() {
+            String::new()
+        } else {
+            format!("; down on the new side: {}", args.down.join(", "))
+        }
+    );
+    println!(
+        "time: {:.2} s compiling both, {:.2} s comparing",
+        compiled.as_secs_f64(),
+        walked.as_secs_f64()
+    );
+    print!("{}", gslb::diff::render_text(&report));
     Ok(())
 }
 

@@ -176,14 +176,7 @@ pub fn select_with<'s>(
     memo: &mut impl ChoiceMemo,
 ) -> Selection<'s> {
     let (order_index, table_prefix_len) = service.table.lookup(client.address);
-    // `fastest` keeps its order in the health view, from probe RTTs.
-    let order: &[u16] = match service
-        .measured_slot
-        .and_then(|slot| health.measured_order(slot, service.serial))
-    {
-        Some(measured) => measured,
-        None => service.order(order_index),
-    };
+    let order = client_order(service, health, order_index);
     trace!(
         trace,
         "order: {} (table prefix /{table_prefix_len})",
@@ -294,8 +287,9 @@ pub fn select_with<'s>(
 /// The split in force for a load-aware service's order `order_index`, and
 /// why (`None`: classic failover). Only orders from the service's table
 /// are split; a measured (`fastest`) order is the same for everyone.
+/// (`gslb diff` reads it to weigh a split's shares.)
 #[inline]
-fn load_split<'h>(
+pub fn load_split<'h>(
     service: &Service,
     health: &'h HealthView,
     order_index: u32,
@@ -351,6 +345,23 @@ fn resolve_split(
         );
     }
     choose_pool(service, health, order, family, trace)
+}
+
+/// The ordered pool list clients with the table's order `order_index` get
+/// in `health`: the compiled one, or for `fastest` the order the health
+/// view measured from probe RTTs.
+pub fn client_order<'s>(
+    service: &'s Service,
+    health: &'s HealthView,
+    order_index: u32,
+) -> &'s [u16] {
+    match service
+        .measured_slot
+        .and_then(|slot| health.measured_order(slot, service.serial))
+    {
+        Some(measured) => measured,
+        None => service.order(order_index),
+    }
 }
 
 /// Which pool answers, decided from the order and the endpoints' health.
@@ -427,7 +438,8 @@ impl PoolChoice {
 
 /// Failover: primaries in order, then backups; the first pool with enough
 /// healthy endpoints of the family, else the service's all-down rule.
-fn choose_pool(
+/// (`gslb diff` asks it which pool each order's clients get.)
+pub fn choose_pool(
     service: &Service,
     health: &HealthView,
     order: &[u16],
