@@ -13,6 +13,7 @@
 pub mod client;
 mod cluster;
 mod exposition;
+mod history;
 mod status;
 pub mod token;
 
@@ -32,7 +33,8 @@ use serde_json::json;
 use crate::control::Control;
 use crate::health::Override;
 
-pub use status::{StatusHistory, build_status};
+pub use history::StatusHistory;
+pub use status::build_status;
 
 /// Largest request body accepted.
 pub const BODY_LIMIT: usize = 64 * 1024;

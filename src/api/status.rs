@@ -3,19 +3,15 @@
 //! events (from `events`). The "last minute" figures come from
 //! [`StatusHistory`], which samples the answer counters every few seconds.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::collections::HashMap;
 
 use serde::Serialize;
 
+use super::history::{StatusHistory, read_counters};
 use crate::control::Control;
 use crate::health::{EndpointStatus, Override};
 use crate::metrics::PoolTotals;
 use crate::policy::{Endpoint, EndpointTarget, Pool};
-
-/// The window of the "last minute" figures.
-const WINDOW: Duration = Duration::from_secs(60);
 
 /// The `/status` document.
 #[derive(Debug, Serialize)]
@@ -197,116 +193,6 @@ pub struct EndpointView {
     pub cluster_verdict: &'static str,
     /// Each live cluster member's verdict (`up`/`down`), by member.
     pub member_verdicts: std::collections::BTreeMap<String, &'static str>,
-}
-
-/// Samples of the answer counters over the last minute.
-#[derive(Debug, Default)]
-pub struct StatusHistory {
-    inner: Mutex<HistoryInner>,
-}
-
-#[derive(Debug, Default)]
-struct HistoryInner {
-    samples: VecDeque<Sample>,
-    /// Dense ids of the endpoint and (service, pool) keys kept samples use,
-    /// so a sample holds numbers only: with 10,000 services a sample of
-    /// keyed maps took ~8 MB, and a minute of samples ~250 MB.
-    endpoint_ids: HashMap<String, usize>,
-    pool_ids: HashMap<(String, String), usize>,
-}
-
-/// The counters as read, by key.
-#[derive(Debug)]
-struct Counters {
-    endpoints: HashMap<String, u64>,
-    pools: HashMap<(String, String), PoolTotals>,
-}
-
-/// Counters kept for the window, by the ids in [`HistoryInner`].
-#[derive(Debug)]
-struct Sample {
-    at: Instant,
-    endpoints: Vec<u64>,
-    pools: Vec<PoolTotals>,
-}
-
-impl HistoryInner {
-    /// `counters` by dense id, interning keys seen for the first time.
-    fn compact(&mut self, at: Instant, counters: &Counters) -> Sample {
-        let mut endpoints = vec![0; self.endpoint_ids.len()];
-        for (key, &answers) in &counters.endpoints {
-            let next = self.endpoint_ids.len();
-            let id = *self.endpoint_ids.entry(key.clone()).or_insert(next);
-            if id >= endpoints.len() {
-                endpoints.resize(id + 1, 0);
-            }
-            endpoints[id] = answers;
-        }
-        let mut pools = vec![PoolTotals::default(); self.pool_ids.len()];
-        for (key, &totals) in &counters.pools {
-            let next = self.pool_ids.len();
-            let id = *self.pool_ids.entry(key.clone()).or_insert(next);
-            if id >= pools.len() {
-                pools.resize(id + 1, PoolTotals::default());
-            }
-            pools[id] = totals;
-        }
-        Sample {
-            at,
-            endpoints,
-            pools,
-        }
-    }
-
-    /// An endpoint's answer count in `sample` (0 if it had none then).
-    fn endpoint_in(&self, sample: &Sample, key: &str) -> u64 {
-        self.endpoint_ids
-            .get(key)
-            .and_then(|&id| sample.endpoints.get(id).copied())
-            .unwrap_or(0)
-    }
-
-    /// A (service, pool)'s totals in `sample`.
-    fn pool_in(&self, sample: &Sample, key: &(String, String)) -> PoolTotals {
-        self.pool_ids
-            .get(key)
-            .and_then(|&id| sample.pools.get(id).copied())
-            .unwrap_or_default()
-    }
-}
-
-impl StatusHistory {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HistoryInner> {
-        self.inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Takes a sample of the counters.
-    pub fn sample(&self, control: &Control) {
-        let now = Instant::now();
-        let counters = read_counters(control);
-        let mut guard = self.lock();
-        let inner = &mut *guard;
-        let sample = inner.compact(now, &counters);
-        let samples = &mut inner.samples;
-        samples.push_back(sample);
-        // Keep one sample at least a window old as the base.
-        while samples.len() > 1
-            && samples
-                .get(1)
-                .is_some_and(|s| now.duration_since(s.at) >= WINDOW)
-        {
-            samples.pop_front();
-        }
-    }
-}
-
-fn read_counters(control: &Control) -> Counters {
-    Counters {
-        endpoints: control.metrics.endpoint_answers(),
-        pools: control.metrics.pool_totals(),
-    }
 }
 
 fn percent(part: u64, whole: u64) -> Option<f64> {
