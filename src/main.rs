@@ -658,6 +658,8 @@ fn diff_command(old: &std::path::Path, new: &std::path::Path, args: &DiffArgs) -
         std::time::SystemTime::now(),
     )
     .map_err(|e| anyhow!(e))?;
+    gslb::diff::plan_offline_splits(&old_snapshot, &old_health);
+    gslb::diff::plan_offline_splits(&new_snapshot, &new_health);
     let options = DiffOptions {
         families: match args.family.as_deref() {
             Some("4") => vec![gslb::geo::Family::V4],
@@ -721,7 +723,7 @@ fn diff_command(old: &std::path::Path, new: &std::path::Path, args: &DiffArgs) -
         _ => println!("clients: every address, exactly (each table boundary of both sides)"),
     }
     println!(
-        "answers: {} queries, every endpoint in its initial state (no probes ran){}",
+        "answers: {} queries, every endpoint in its initial state (no probes ran, no demand learned){}",
         args.record_type.to_ascii_uppercase(),
         if args.down.is_empty() {
             String::new()

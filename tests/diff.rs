@@ -218,6 +218,31 @@ fn issue_21_diff_down_shows_where_a_failed_pools_clients_go() {
     );
     assert_eq!(v4["moved"].as_f64().unwrap(), flow(v4, "eu", "us"));
 
+    // Load-aware: with capacities, a failed pool's clients spread over the
+    // next pools of their order by spare capacity (no demand learned
+    // offline: by capacity, us 400 and ap 200).
+    let spill = dir.write(
+        "spill.toml",
+        &config("", "")
+            .replace("[pools.eu]\n", "[pools.eu]\ncapacity = 400.0\n")
+            .replace("[pools.us]\n", "[pools.us]\ncapacity = 400.0\n")
+            .replace("[pools.ap]\n", "[pools.ap]\ncapacity = 200.0\n")
+            .replace("EU = [\"eu\", \"us\"]", "EU = [\"eu\", \"us\", \"ap\"]"),
+    );
+    let spill = spill.to_str().unwrap();
+    let report = diff_json(&["-c", spill, spill, "--family", "4", "--down", "eu"]);
+    let v4 = family(&report, WWW, "ipv4");
+    let europe = demo_ipv4_addresses(&["GB", "SE"]);
+    let (to_us, to_ap) = (flow(v4, "eu", "us"), flow(v4, "eu", "ap"));
+    assert_eq!(to_us + to_ap, europe, "{v4:#}");
+    // Shares are 16-bit hash ranges: 2/3 within one part in 65,536.
+    assert!(
+        (to_us / europe - 2.0 / 3.0).abs() < 1.0 / 65_536.0,
+        "{v4:#}"
+    );
+    let moved = &v4["top_moved"][0]["moves"];
+    assert_eq!(moved.as_array().unwrap().len(), 2, "{v4:#}");
+
     let out = run_gslb(&["diff", "-c", path, path, "--down", "mars"]);
     assert_eq!(out.code(), Some(1));
     assert!(

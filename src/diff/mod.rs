@@ -8,11 +8,11 @@
 //! one leaf on both sides and the pools it gets are read, not guessed. A
 //! client list (see `clients`) is weighed over the same blocks.
 //!
-//! Which pool a leaf's clients get is [`destinations`]: the policy's own
-//! failover (`policy::choose_pool`) in the side's health view. It returns a
-//! split (pool → share of the leaf's clients), one pool today; a load-aware
-//! spill that spreads a failed pool's clients over several pools returns
-//! its split there and every figure here follows. Reads only compiled
+//! Which pools a leaf's clients get is [`destinations`]: the load-aware
+//! split the side's health view holds for the leaf's order (pool → share of
+//! its clients, chosen by a hash of the client subnet), else the policy's
+//! own failover (`policy::choose_pool`). Where a block's clients split,
+//! the report moves the least the two splits allow. Reads only compiled
 //! snapshots and health views: no files, no clock, no network.
 
 pub mod clients;
@@ -198,7 +198,8 @@ pub fn destinations(
             .pools
             .get(usize::from(pool))
             .map_or(Destination::NoData, |p| Destination::Pool(p.name.clone())),
-        PoolChoice::NoData => Destination::NoData,
+        // `choose_pool` walks the order; splits were read above.
+        PoolChoice::NoData | PoolChoice::Split(_) => Destination::NoData,
         PoolChoice::ServFail => Destination::ServFail,
     };
     vec![(destination, 1.0)]
@@ -233,6 +234,27 @@ pub fn mark_down(
         }
     }
     Ok(())
+}
+
+/// Plans the load-aware services' splits in `health` as a server that has
+/// learned no demand yet would (as `explain --offline` does: demands are
+/// zero, so a failed pool's clients spread by the receivers' capacities),
+/// and publishes them, so [`destinations`] weighs them.
+pub fn plan_offline_splits(snapshot: &Snapshot, health: &HealthTable) {
+    let view = health.view_arc();
+    let usable = |pool: &policy::Pool| crate::load::pool_usable(pool, &view);
+    let demand = crate::load::DemandLearner::default();
+    let plans: Vec<(usize, crate::load::ServicePlan)> = snapshot
+        .services
+        .iter()
+        .enumerate()
+        .filter_map(|(i, service)| {
+            crate::load::plan_service(service, &usable, &demand).map(|plan| (i, plan))
+        })
+        .collect();
+    if !plans.is_empty() {
+        health.set_splits(crate::load::published_splits(&snapshot.services, &plans));
+    }
 }
 
 /// Compares how `old` and `new` answer `clients`, per service and family.
