@@ -1,7 +1,10 @@
 //! Zone transfers, NOTIFY and TSIG against real peers on loopback (issue 23):
-//! gslb as primary for a Knot DNS secondary, gslb as secondary of NSD,
-//! refusals answered and logged, and a cached secondary zone served after a
-//! restart with the primary down.
+//! gslb as primary for a Knot DNS secondary, gslb as secondary of a Knot DNS
+//! primary, of NSD and of another gslb; RFC 8945 answers checked by the
+//! test's own TSIG code (module `tsig` below); refusals answered and logged;
+//! malformed transfers from a scripted primary; cached secondary zones
+//! served after a restart with the primary down; flood limits; `gslb check`.
+//! Every wait is a poll with a deadline.
 
 mod common;
 
