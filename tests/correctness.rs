@@ -647,7 +647,13 @@ default = ["b"]
             ),
             "geo.test.zone:4",
         ),
-        ("missing", "absent.zone", None, "absent.zone"),
+        // (At the key that names it, with the fix.)
+        (
+            "missing",
+            "absent.zone",
+            None,
+            "gslb.toml:3:8: zone geo.test.: cannot read zone file ",
+        ),
         (
             "include",
             "geo.test.zone",
@@ -693,6 +699,13 @@ default = ["b"]
     let out = run_gslb(&["check", "-c", path_str(&config)]);
     assert_eq!(out.code(), Some(1), "{}", out.stderr);
     assert!(out.stderr.contains("nowhere.mmdb"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("gslb.toml:5:12: geoip.database: cannot read geoip database")
+            && out.stderr.contains("fix the path"),
+        "{}",
+        out.stderr
+    );
     for cascade in cascades {
         assert!(!out.stderr.contains(cascade), "{}", out.stderr);
     }

@@ -165,9 +165,10 @@ impl Snapshot {
             crate::transfer::StateDir::for_config(&loaded.path, config.server.state_dir.as_deref());
         let now_unix = crate::transfer::unix_now();
         let keys = crate::transfer::build_keys(&loaded, &mut errors);
-        // (origin, zone file or none for a secondary zone, where it was written)
-        let mut zone_specs: Vec<(String, Option<PathBuf>, Option<std::ops::Range<usize>>)> =
-            Vec::new();
+        // (origin, zone file or none for a secondary zone, where the origin
+        // and the file were written; not at all for --zone)
+        type Span = Option<std::ops::Range<usize>>;
+        let mut zone_specs: Vec<(String, Option<PathBuf>, Span, Span)> = Vec::new();
         for z in &config.zones {
             let span = Some(z.origin.span());
             match (&z.file, crate::transfer::is_secondary(z)) {
@@ -175,8 +176,9 @@ impl Snapshot {
                     z.origin.get_ref().clone(),
                     Some(loaded.resolve_path(file.get_ref())),
                     span,
+                    Some(file.span()),
                 )),
-                (None, true) => zone_specs.push((z.origin.get_ref().clone(), None, span)),
+                (None, true) => zone_specs.push((z.origin.get_ref().clone(), None, span, None)),
                 (Some(file), true) => errors.push(
                     loaded
                         .error_at(
@@ -225,12 +227,12 @@ impl Snapshot {
             source
                 .extra_zones
                 .iter()
-                .map(|(o, p)| (o.clone(), Some(p.clone()), None)),
+                .map(|(o, p)| (o.clone(), Some(p.clone()), None, None)),
         );
         // Zones whose files did not load: their errors are the root cause of
         // anything else about names inside them.
         let mut failed_zones: Vec<Name> = Vec::new();
-        for (origin_text, path, span) in zone_specs {
+        for (origin_text, path, span, file_span) in zone_specs {
             let locate = |message: String| -> BuildError {
                 match &span {
                     Some(span) => loaded.error_at(span.clone(), message).into(),
@@ -264,8 +266,21 @@ impl Snapshot {
                     }
                 }
                 Err(zone_errors) => {
+                    // A file that cannot be read is reported at the key
+                    // naming it; what is inside a file, in the file.
+                    errors.extend(zone_errors.into_iter().map(|err| match (err, &file_span) {
+                        (ZoneError::Read { file, message }, Some(at)) => loaded
+                            .error_at(
+                                at.clone(),
+                                format!(
+                                    "zone {origin}: cannot read zone file {}: {message}: fix the path (relative to the config file's directory)",
+                                    file.display()
+                                ),
+                            )
+                            .into(),
+                        (err, _) => BuildError::from(err),
+                    }));
                     failed_zones.push(origin);
-                    errors.extend(zone_errors.into_iter().map(BuildError::from));
                 }
             }
         }
@@ -439,7 +454,13 @@ fn load_geo_tables(loaded: &LoadedConfig, errors: &mut Vec<BuildError>) -> GeoTa
     };
     // Errors point at the setting they come from.
     let geo_error = |span: std::ops::Range<usize>, setting: &str, err: GeoError| -> BuildError {
-        loaded.error_at(span, format!("{setting}: {err}")).into()
+        let fix = match err {
+            GeoError::Io { .. } => ": fix the path (relative to the config file's directory)",
+            _ => "",
+        };
+        loaded
+            .error_at(span, format!("{setting}: {err}{fix}"))
+            .into()
     };
     if let Some(database) = &geoip.database {
         let path = loaded.resolve_path(database.get_ref());
