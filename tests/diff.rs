@@ -242,6 +242,29 @@ fn issue_21_diff_down_shows_where_a_failed_pools_clients_go() {
     );
     let moved = &v4["top_moved"][0]["moves"];
     assert_eq!(moved.as_array().unwrap().len(), 2, "{v4:#}");
+    // And why (issue 24): the split of eu's clients with each receiver's
+    // room, in the JSON and the text.
+    let why = "eu, us, ap: eu down: us 66.7 % (spare 400 of capacity 400, own demand 0/s), ap 33.3 % (spare 200 of capacity 200, own demand 0/s)";
+    let service = report["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == WWW)
+        .unwrap();
+    assert!(
+        service["spill"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|line| line == why),
+        "{service:#}"
+    );
+    let text = run_gslb(&["diff", "-c", spill, spill, "--family", "4", "--down", "eu"]);
+    assert!(
+        text.stdout.contains(&format!("\n  spill: {why}\n")),
+        "{}",
+        text.stdout
+    );
 
     let out = run_gslb(&["diff", "-c", path, path, "--down", "mars"]);
     assert_eq!(out.code(), Some(1));

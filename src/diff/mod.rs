@@ -112,6 +112,10 @@ pub struct ServiceDiff {
     pub change: &'static str,
     /// Per client address family.
     pub families: Vec<FamilyDiff>,
+    /// The new side's load-aware splits: for each pool order whose
+    /// clients are split, where they go and why (`"eu, us, ap: eu down: us
+    /// 66.7 % (spare 400 of capacity 400, own demand 0/s), ap 33.3 % (…)"`).
+    pub spill: Vec<String>,
 }
 
 /// One service's clients of one address family.
@@ -302,10 +306,26 @@ pub fn diff(old: Side<'_>, new: Side<'_>, clients: Clients<'_>, options: &DiffOp
                 name: name.to_string(),
                 change,
                 families,
+                spill: after.map_or_else(Vec::new, |s| split_reasons(s, new.health)),
             }
         })
         .collect();
     Diff { services }
+}
+
+/// Where `service`'s split orders send their clients and why, as `health`
+/// holds the splits (one line per order with a split).
+fn split_reasons(service: &Service, health: &HealthView) -> Vec<String> {
+    let Some(rules) = &service.load else {
+        return Vec::new();
+    };
+    (0..service.orders.len())
+        .filter_map(|order| {
+            let order = u32::try_from(order).ok()?;
+            let (_, why) = health.split(rules.slot, service.serial, order)?;
+            Some(why.to_string())
+        })
+        .collect()
 }
 
 /// Weight per (from, to) destination indices.

@@ -11,6 +11,9 @@ pub fn render_text(diff: &Diff) -> String {
     let mut out = String::new();
     for service in &diff.services {
         let _ = writeln!(out, "\n{} ({})", service.name, service.change);
+        for why in &service.spill {
+            let _ = writeln!(out, "  spill: {why}");
+        }
         for family in &service.families {
             render_family(&mut out, family);
         }
