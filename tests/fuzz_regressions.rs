@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{GslbServer, QueryBuilder, TempDir, parse_reply, run_gslb, udp_exchange};
+use common::{GslbServer, QueryBuilder, TempDir, http, parse_reply, run_gslb, udp_exchange};
 
 /// Found while writing the chaos drill (tests/chaos.rs): a `[maps.NAME]`
 /// that no service uses is never resolved, so a pool name in it that does
@@ -78,4 +78,43 @@ fn udp_ixfr_with_an_unreadable_record_gets_formerr_with_its_question() {
         "{reply:?}"
     );
     assert!(reply.answer.is_empty() && reply.authority.is_empty());
+}
+
+/// Found by the `packet` fuzz target (issue 18; input in
+/// `fuzz/corpus/packet/regress-udp-ixfr-bad-tsig-rcode`): a UDP IXFR whose
+/// TSIG record cannot be read is answered FORMERR, but the query path
+/// reported NOTAUTH, so `/metrics` and the query log counted an answer
+/// that was never sent.
+#[test]
+fn udp_ixfr_with_an_unreadable_tsig_is_counted_as_the_formerr_it_gets() {
+    let zone = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("zones/example.test.zone");
+    let dir = TempDir::new("udp-ixfr-tsig");
+    let config = dir.write("gslb.toml", "[server]\napi_require_token = false\n");
+    let config = config.to_str().expect("utf-8 path");
+    let server = GslbServer::start(&[
+        "-c",
+        config,
+        "--api",
+        "127.0.0.1:0",
+        "--zone",
+        &format!("example.test={}", zone.display()),
+    ]);
+    let mut query = QueryBuilder::new(0x4321, "example.test", 251).build();
+    // One additional record: a TSIG (type 250, class ANY) with no RDATA.
+    query[11] = 1;
+    query.extend_from_slice(&[0, 0, 250, 0, 255, 0, 0, 0, 0, 0, 0]);
+    let reply = udp_exchange(server.addr(), &query).expect("a reply");
+    let reply = parse_reply(&reply).expect("a well-formed reply");
+    assert_eq!(reply.rcode(), 1, "FORMERR: {reply:?}");
+    let metrics = http(server.api(), "GET", "/metrics", &[], "").body;
+    let counted = |rcode: &str| {
+        metrics.lines().any(|line| {
+            line.starts_with("gslb_dns_queries_total{")
+                && line.contains(&format!("rcode=\"{rcode}\""))
+                && line.contains("type=\"other\"")
+                && !line.ends_with(" 0")
+        })
+    };
+    assert!(counted("FORMERR"), "{metrics}");
+    assert!(!counted("NOTAUTH"), "{metrics}");
 }

@@ -430,7 +430,10 @@ pub fn answer_udp_ixfr(
     let (signature, answer, result) = match check_signature(settings, &request, packet) {
         Err((failure, answer)) => {
             tracing::warn!(peer = %client, zone = %origin, reason = %failure, "UDP IXFR refused");
-            (Signature::None, answer, rcode::NOTAUTH)
+            // NOTAUTH, or FORMERR when the TSIG record itself is unreadable:
+            // report what the answer says.
+            let code = answer.get(3).map_or(rcode::NOTAUTH, |low| low & 0x0f);
+            (Signature::None, answer, code)
         }
         Ok(signature) => {
             let zone = settings.zones.get(&request.qname);
