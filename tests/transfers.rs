@@ -1386,6 +1386,7 @@ mod tsig {
     pub const BADSIG: u16 = 16;
     pub const BADKEY: u16 = 17;
     pub const BADTIME: u16 = 18;
+    pub const BADTRUNC: u16 = 22;
 
     /// A key as `dig -y` takes it.
     #[derive(Clone)]
@@ -1944,6 +1945,103 @@ tsig = "xfr"
     let messages = transfer_from(localhost, addr, &request);
     assert_eq!(rcode_of(&messages[0]), 0, "the running key must still work");
     tsig::verify(&sha512, &messages[0], &request_mac, true).expect("still signed");
+}
+
+#[test]
+fn issue_23_tsig_mac_sizes_and_earlier_times_follow_rfc_8945() {
+    let dir = TempDir::new("xfr-mac-size");
+    let zone = dir.write("example.zone", &example_zone(7, "192.0.2.25"));
+    let config = dir.write(
+        "gslb.toml",
+        &format!(
+            r#"
+[tsig.xfr]
+algorithm = "hmac-sha256"
+secret = "{SECRET}"
+
+[[zone]]
+origin = "example.test"
+file = "{zone}"
+allow_transfer = [{{ from = "127.0.0.1", tsig = "xfr" }}]
+"#,
+            zone = zone.display()
+        ),
+    );
+    let server = GslbServer::start(&["-c", config.to_str().expect("utf-8")]);
+    let addr = server.addr();
+    let key = tsig::Key::new("xfr", "hmac-sha256", SECRET);
+    let localhost = [127, 0, 0, 1];
+    // An AXFR request signed at `time` whose MAC is `cut` from the right
+    // one (a prefix, or the whole MAC and more octets).
+    type Cut = fn(Vec<u8>) -> Vec<u8>;
+    let request_with_mac = |id: u16, time: u64, cut: Cut| {
+        let unsigned = QueryBuilder::new(id, "example.test", 252).build();
+        let mut signed = unsigned.clone();
+        let full = tsig::sign(&key, &mut signed, None, time);
+        let mac = cut(full);
+        let mut request = unsigned;
+        tsig::append(&key, &mut request, time, &mac);
+        (request, mac)
+    };
+
+    // RFC 8945 §5.2.2.1: a MAC Size above the hash length (32 octets for
+    // SHA-256) or below the larger of 10 and half of it (16) is FORMERR.
+    let cuts: [(&str, Cut); 2] = [
+        ("33 octets", |mut mac| {
+            mac.push(0);
+            mac
+        }),
+        ("15 octets", |mac| mac[..15].to_vec()),
+    ];
+    for (what, cut) in cuts {
+        let (request, _) = request_with_mac(0x5000, tsig::now(), cut);
+        let answer = &transfer_from(localhost, addr, &request)[0];
+        assert_eq!(rcode_of(answer), 1, "MAC of {what} is FORMERR");
+        assert!(tsig::read(answer, "xfr").is_none(), "{what}: no TSIG");
+    }
+
+    // A permitted truncation (16 octets) that local policy (full MACs)
+    // refuses: NOTAUTH, BADTRUNC, signed over the truncated request MAC
+    // (§5.2.4, §5.3.2).
+    let (request, truncated) = request_with_mac(0x5001, tsig::now(), |mac| mac[..16].to_vec());
+    let answer = &transfer_from(localhost, addr, &request)[0];
+    assert_eq!(rcode_of(answer), 9, "BADTRUNC is answered NOTAUTH");
+    let record = tsig::verify(&key, answer, &truncated, true).expect("BADTRUNC answer signed");
+    assert_eq!(record.error, tsig::BADTRUNC);
+
+    // §5.2.3: once a request signed now verified, one signed 10 s earlier
+    // (well within the fudge) is BADTIME, signed; a later one still works.
+    let now = tsig::now();
+    let (request, mac) = request_with_mac(0x5002, now, |mac| mac);
+    let answer = &transfer_from(localhost, addr, &request)[0];
+    assert_eq!(rcode_of(answer), 0, "signed now");
+    tsig::verify(&key, answer, &mac, true).expect("answer signed");
+    let (request, mac) = request_with_mac(0x5003, now - 10, |mac| mac);
+    let answer = &transfer_from(localhost, addr, &request)[0];
+    assert_eq!(rcode_of(answer), 9, "an earlier Time Signed is NOTAUTH");
+    let record = tsig::verify(&key, answer, &mac, true).expect("BADTIME answer signed");
+    assert_eq!(
+        (record.error, record.time_signed),
+        (tsig::BADTIME, now - 10)
+    );
+    let (request, _) = request_with_mac(0x5004, now + 1, |mac| mac);
+    assert_eq!(rcode_of(&transfer_from(localhost, addr, &request)[0]), 0);
+
+    for parts in [
+        &["transfer refused", "(FORMERR)"][..],
+        &["transfer refused", "(BADTRUNC)"],
+        &[
+            "transfer refused",
+            "earlier than the key's last",
+            "(BADTIME)",
+        ],
+    ] {
+        assert!(
+            poll_until(DEADLINE, || log_has_line(&server.stderr(), parts)),
+            "no log line with {parts:?}:\n{}",
+            server.stderr()
+        );
+    }
 }
 
 /// Whether one line of the log holds every one of `parts`.

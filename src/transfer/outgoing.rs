@@ -78,10 +78,12 @@ pub(super) fn check_signature(
                 verified,
             } = *rejected;
             // RFC 8945 §5.2: NOTAUTH with the TSIG error; BADTIME answers
-            // are signed and carry our time, BADKEY/BADSIG ones are not.
+            // are signed and carry our time, BADTRUNC ones are signed
+            // (§5.3.2), BADKEY/BADSIG ones are not. A MAC size out of range
+            // is a plain FORMERR (§5.2.2.1), as an unreadable record is.
             let mut answer = empty_response(request, rcode::NOTAUTH, false);
             match (failure, record, verified) {
-                (TsigFailure::BadTime, Some(record), Some(verified)) => {
+                (TsigFailure::BadTime | TsigFailure::Replayed, Some(record), Some(verified)) => {
                     let other = now.to_be_bytes()[2..].to_vec();
                     tsig::sign(
                         &verified.key,
@@ -93,10 +95,23 @@ pub(super) fn check_signature(
                         &other,
                     );
                 }
+                (TsigFailure::BadTrunc, _, Some(verified)) => {
+                    tsig::sign(
+                        &verified.key,
+                        &mut answer,
+                        Some(&verified.mac),
+                        false,
+                        now,
+                        tsig::error::BADTRUNC,
+                        &[],
+                    );
+                }
+                (TsigFailure::MacSize, _, _) | (_, None, _) => {
+                    answer = empty_response(request, rcode::FORMERR, false)
+                }
                 (_, Some(record), _) => {
                     tsig::append_error_tsig(&mut answer, &record, failure.code())
                 }
-                (_, None, _) => answer = empty_response(request, rcode::FORMERR, false),
             }
             Err((failure, answer))
         }

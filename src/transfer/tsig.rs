@@ -1,8 +1,12 @@
 //! TSIG (RFC 8945): keys, signing and verifying DNS messages, including the
 //! chained MACs of multi-message zone transfers (§5.3.1). Works on wire
-//! bytes with `ring`'s HMAC; reads no clock (callers pass the time).
+//! bytes with `ring`'s HMAC; reads no clock (callers pass the time). Each
+//! key remembers the latest Time Signed it verified (§5.2.3), in an atomic:
+//! only signed transfer requests and NOTIFYs touch it.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use ring::hmac;
 
@@ -15,8 +19,10 @@ pub mod error {
     pub const BADSIG: u16 = 16;
     /// The key is not known.
     pub const BADKEY: u16 = 17;
-    /// The time is outside the fudge.
+    /// The time is outside the fudge, or earlier than the key's last.
     pub const BADTIME: u16 = 18;
+    /// The MAC is truncated more than local policy allows.
+    pub const BADTRUNC: u16 = 22;
 }
 
 /// Seconds of clock difference accepted (RFC 8945 §10 recommends 300).
@@ -90,6 +96,9 @@ pub struct TsigKey {
     /// HMAC algorithm.
     pub algorithm: Algorithm,
     key: hmac::Key,
+    /// The latest Time Signed of a request verified with this key (shared
+    /// by the clones; starts afresh when a reload builds the key again).
+    last_signed: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for TsigKey {
@@ -114,6 +123,7 @@ impl TsigKey {
             wire: crate::zone::wire_name(&parsed),
             algorithm,
             key: hmac::Key::new(algorithm.hmac(), secret),
+            last_signed: Arc::new(AtomicU64::new(0)),
         })
     }
 }
@@ -222,6 +232,15 @@ pub enum TsigFailure {
     /// The signing time is outside the fudge (BADTIME).
     #[error("TSIG time outside the allowed fudge (BADTIME)")]
     BadTime,
+    /// Signed earlier than the last request verified with the key (BADTIME).
+    #[error("TSIG time earlier than the key's last verified request (BADTIME)")]
+    Replayed,
+    /// The MAC Size is beyond what RFC 8945 §5.2.2.1 permits (FORMERR).
+    #[error("TSIG MAC size out of range (FORMERR)")]
+    MacSize,
+    /// The MAC is truncated, which gslb's policy does not accept (BADTRUNC).
+    #[error("TSIG MAC truncated (BADTRUNC)")]
+    BadTrunc,
     /// A message that must be signed was not.
     #[error("message not signed")]
     Unsigned,
@@ -235,8 +254,10 @@ impl TsigFailure {
     pub fn code(self) -> u16 {
         match self {
             Self::BadKey => error::BADKEY,
-            Self::BadTime => error::BADTIME,
-            Self::BadSig | Self::Unsigned | Self::Malformed => error::BADSIG,
+            Self::BadTime | Self::Replayed => error::BADTIME,
+            Self::BadTrunc => error::BADTRUNC,
+            // MacSize is answered FORMERR without a TSIG record (§5.2.2.1).
+            Self::BadSig | Self::Unsigned | Self::Malformed | Self::MacSize => error::BADSIG,
         }
     }
 }
@@ -306,14 +327,32 @@ fn unsigned_form(packet: &[u8], tsig: &TsigRecord) -> Vec<u8> {
     message
 }
 
-/// Compares MACs in constant time; a truncated MAC (RFC 8945 §5.2.2.1) is
-/// accepted when it is at least half the full length and 10 bytes.
-fn mac_matches(expected: &[u8], got: &[u8], algorithm: Algorithm) -> bool {
-    use subtle::ConstantTimeEq;
+/// RFC 8945 §5.2.2.1: a "MAC Size" greater than the keyed hash output, or
+/// less than the larger of 10 octets and half the hash length, must be
+/// dropped and answered FORMERR.
+fn check_mac_size(algorithm: Algorithm, size: usize) -> Result<(), TsigFailure> {
     let full = algorithm.mac_len();
-    if got.len() > full || got.len() < (full / 2).max(10) {
-        return false;
+    if size > full || size < (full / 2).max(10) {
+        return Err(TsigFailure::MacSize);
     }
+    Ok(())
+}
+
+/// RFC 8945 §5.2.4: a truncation §5.2.2.1 permits but local policy does not
+/// gets BADTRUNC. gslb's policy is BIND's default for a key without
+/// `digest-bits`: full-length MACs only (its algorithms name no truncation).
+fn check_truncation(algorithm: Algorithm, size: usize) -> Result<(), TsigFailure> {
+    if size < algorithm.mac_len() {
+        return Err(TsigFailure::BadTrunc);
+    }
+    Ok(())
+}
+
+/// Compares MACs in constant time; a truncated MAC (within the sizes
+/// [`check_mac_size`] lets through) is compared with as many leading octets
+/// of the expected one (RFC 8945 §5.2.2.1).
+fn mac_matches(expected: &[u8], got: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
     expected
         .get(..got.len())
         .is_some_and(|prefix| bool::from(prefix.ct_eq(got)))
@@ -326,7 +365,7 @@ pub struct Rejected {
     pub failure: TsigFailure,
     /// Its TSIG record, when readable (to answer with the same key name).
     pub record: Option<TsigRecord>,
-    /// For BADTIME: the key and MAC, to sign the answer.
+    /// For BADTIME and BADTRUNC: the key and MAC, to sign the answer.
     pub verified: Option<Verified>,
 }
 
@@ -356,6 +395,9 @@ pub fn verify_request(
     if tsig.algorithm[..] != *key.algorithm.wire_name() {
         return Err(reject(TsigFailure::BadKey, Some(tsig), None));
     }
+    if let Err(failure) = check_mac_size(key.algorithm, tsig.mac.len()) {
+        return Err(reject(failure, Some(tsig), None));
+    }
     let message = unsigned_form(packet, &tsig);
     let mac = compute_mac(
         key,
@@ -369,7 +411,7 @@ pub fn verify_request(
             timers_only: false,
         },
     );
-    if !mac_matches(&mac, &tsig.mac, key.algorithm) {
+    if !mac_matches(&mac, &tsig.mac) {
         return Err(reject(TsigFailure::BadSig, Some(tsig), None));
     }
     let verified = Verified {
@@ -380,6 +422,19 @@ pub fn verify_request(
     // RFC 8945 §5.2.3: the time is checked after the MAC.
     if now.abs_diff(tsig.time_signed) > u64::from(tsig.fudge) {
         return Err(reject(TsigFailure::BadTime, Some(tsig), Some(verified)));
+    }
+    // §5.2.3: the server SHOULD cache the most recent Time Signed of a key
+    // and answer BADTIME to a later message signed earlier. Lock-free:
+    // fetch_max leaves a later value in place and reports it.
+    if key
+        .last_signed
+        .fetch_max(tsig.time_signed, Ordering::Relaxed)
+        > tsig.time_signed
+    {
+        return Err(reject(TsigFailure::Replayed, Some(tsig), Some(verified)));
+    }
+    if let Err(failure) = check_truncation(key.algorithm, tsig.mac.len()) {
+        return Err(reject(failure, Some(tsig), Some(verified)));
     }
     Ok(verified)
 }
@@ -529,9 +584,11 @@ impl ResponseVerifier {
             return Err(match tsig.error {
                 error::BADKEY => TsigFailure::BadKey,
                 error::BADTIME => TsigFailure::BadTime,
+                error::BADTRUNC => TsigFailure::BadTrunc,
                 _ => TsigFailure::BadSig,
             });
         }
+        check_mac_size(self.key.algorithm, tsig.mac.len())?;
         let message = unsigned_form(packet, &tsig);
         let mut parts: Vec<&[u8]> = self.pending.iter().map(Vec::as_slice).collect();
         parts.push(&message);
@@ -547,12 +604,13 @@ impl ResponseVerifier {
                 timers_only: !self.first,
             },
         );
-        if !mac_matches(&mac, &tsig.mac, self.key.algorithm) {
+        if !mac_matches(&mac, &tsig.mac) {
             return Err(TsigFailure::BadSig);
         }
         if now.abs_diff(tsig.time_signed) > u64::from(tsig.fudge) {
             return Err(TsigFailure::BadTime);
         }
+        check_truncation(self.key.algorithm, tsig.mac.len())?;
         self.prior = tsig.mac;
         self.pending.clear();
         self.first = false;
@@ -665,6 +723,58 @@ mod tests {
                 .failure,
             TsigFailure::BadKey
         );
+    }
+
+    #[test]
+    fn mac_size_truncation_and_earlier_time_are_refused() {
+        let keys = keys();
+        let failure = |request: &[u8], now| {
+            let start = parse_request(request).unwrap().tsig_start.unwrap();
+            verify_request(&keys, request, start, now)
+                .map(|_| ())
+                .map_err(|e| e.failure)
+        };
+        let unsigned =
+            MessageBuilder::query(0x1234, 0, b"\x07example\x04test\x00", 252, false).finish(0);
+        let (_, full) = signed_request(1_000_000);
+        for (size, expected) in [
+            (9, TsigFailure::MacSize),
+            (15, TsigFailure::MacSize),
+            (16, TsigFailure::BadTrunc),
+            (31, TsigFailure::BadTrunc),
+        ] {
+            let mut request = unsigned.clone();
+            append_tsig(
+                &mut request,
+                &key().wire,
+                Algorithm::HmacSha256,
+                1_000_000,
+                &full[..size],
+                0,
+                &[],
+            );
+            assert_eq!(failure(&request, 1_000_000), Err(expected), "{size}");
+        }
+        let mut request = unsigned.clone();
+        let mut long = full.clone();
+        long.push(0);
+        append_tsig(
+            &mut request,
+            &key().wire,
+            Algorithm::HmacSha256,
+            1_000_000,
+            &long,
+            0,
+            &[],
+        );
+        assert_eq!(failure(&request, 1_000_000), Err(TsigFailure::MacSize));
+        // §5.2.3: earlier than the key's last verified request.
+        assert_eq!(failure(&signed_request(1_000_000).0, 1_000_000), Ok(()));
+        assert_eq!(
+            failure(&signed_request(999_999).0, 1_000_000),
+            Err(TsigFailure::Replayed)
+        );
+        assert_eq!(failure(&signed_request(1_000_000).0, 1_000_000), Ok(()));
     }
 
     #[test]
