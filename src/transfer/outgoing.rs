@@ -445,7 +445,8 @@ pub fn answer_udp_ixfr(
     let (signature, answer, result) = match check_signature(settings, &request, packet) {
         Err((failure, answer)) => {
             tracing::warn!(peer = %client, zone = %origin, reason = %failure, "UDP IXFR refused");
-            // NOTAUTH, or FORMERR when the TSIG record itself is unreadable:
+            // NOTAUTH, or FORMERR when the TSIG record is unreadable or its MAC
+            // size out of range (RFC 8945 §5.2.2.1):
             // report what the answer says.
             let code = answer.get(3).map_or(rcode::NOTAUTH, |low| low & 0x0f);
             (Signature::None, answer, code)
