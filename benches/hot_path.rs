@@ -12,11 +12,9 @@ use std::net::{IpAddr, Ipv4Addr};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 use gslb::control::Control;
-use gslb::dns::answer::{
-    Outcome, Transport, handle_packet, handle_packet_traced, handle_udp_query,
-};
+use gslb::dns::answer::{Outcome, Transport, handle_packet_traced};
 use gslb::dns::reply_buffer::UdpReply;
-use gslb::dns::served::Served;
+use gslb::dns::served::{Served, handle_packet, handle_udp_query};
 use gslb::dns::udp_batch::UDP_QUERY_MAX;
 use gslb::dns::wire::{self, ReplyEdns, ReplyWriter, Section};
 use gslb::health::HealthView;

@@ -1341,7 +1341,7 @@ mod tests {
                 for id in 0..rounds {
                     let seed = u64::from(id) * 2 + slot as u64;
                     let packet = www_query(id);
-                    let outcome = crate::dns::answer::handle_packet(
+                    let outcome = crate::dns::served::handle_packet(
                         &served,
                         &control.health.view(),
                         &packet,

@@ -19,9 +19,9 @@ use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
 
 use gslb::control::Control;
-use gslb::dns::answer::{Transport, handle_udp_query};
+use gslb::dns::answer::Transport;
 use gslb::dns::reply_buffer::UdpReply;
-use gslb::dns::served::Served;
+use gslb::dns::served::{Served, handle_udp_query};
 use gslb::dns::udp_batch::UDP_QUERY_MAX;
 use gslb::health::HealthView;
 use gslb::metrics::{QueryRecorder, View};

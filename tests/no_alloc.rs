@@ -7,8 +7,9 @@ use std::cell::Cell;
 use std::net::{IpAddr, Ipv4Addr};
 
 use gslb::control::Control;
-use gslb::dns::answer::{Transport, handle_packet, handle_udp_query};
+use gslb::dns::answer::Transport;
 use gslb::dns::reply_buffer::UdpReply;
+use gslb::dns::served::{handle_packet, handle_udp_query};
 use gslb::dns::udp_batch::UDP_QUERY_MAX;
 use gslb::dns::wire::Rcode;
 use gslb::snapshot::SnapshotSource;

@@ -18,10 +18,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use common::TempDir;
-use gslb::dns::answer::{Transport, handle_packet, handle_packet_traced, handle_udp_query};
-use gslb::dns::precompiled;
+use gslb::dns::answer::{Transport, handle_packet_traced};
 use gslb::dns::reply_buffer::UdpReply;
-use gslb::dns::served::Served;
+use gslb::dns::served::{Served, handle_packet, handle_udp_query};
 use gslb::dns::udp_batch::UDP_QUERY_MAX;
 use gslb::dns::wire::Rcode;
 use gslb::health::{HealthTable, HealthView};
@@ -192,8 +191,8 @@ fn compare(
                                 );
                                 tally.compared += 1;
                             }
-                            let fast = precompiled::answer(
-                                served,
+                            let fast = served.precompiled.answer(
+                                snapshot,
                                 health,
                                 &packet,
                                 packet.len(),

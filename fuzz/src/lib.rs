@@ -11,8 +11,8 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
-use gslb::dns::answer::{Transport, handle_packet};
-use gslb::dns::served::Served;
+use gslb::dns::answer::Transport;
+use gslb::dns::served::{Served, handle_packet};
 use gslb::dns::wire;
 use gslb::health::{HealthTable, HealthView};
 use gslb::snapshot::{Snapshot, SnapshotSource};

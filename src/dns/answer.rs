@@ -1,14 +1,11 @@
-//! Answers one query packet from a snapshot: the seam between sockets and
-//! logic. Takes the query's bytes and the client's address, writes the
-//! reply's bytes; shared by UDP and TCP. Does no I/O and takes no locks.
+//! The general answer path: one query packet answered from a snapshot,
+//! the definition of every answer (the precompiled fast path is checked
+//! against it). Takes the query's bytes and the client's address, writes
+//! the reply's bytes; shared by UDP and TCP. Does no I/O and takes no locks.
 
 use std::net::IpAddr;
 
 use super::choice_memo::ThreadMemo;
-use super::precompiled;
-use super::reply_buffer::UdpReply;
-use super::served::Served;
-use super::udp_batch::UDP_QUERY_MAX;
 use super::wire::{
     self, ClientSubnet, EdnsInfo, MAX_NAME_LEN, Query, QueryError, Rcode, ReplyEdns, ReplyWriter,
     Section, lowercase_name, rtype,
@@ -70,83 +67,7 @@ impl Outcome<'_> {
     }
 }
 
-/// Answers one packet in `health` (one view per query or batch). Returns
-/// `None` when the packet must be dropped; otherwise the reply is in `out`.
-pub fn handle_packet<'s>(
-    served: &'s Served,
-    health: &HealthView,
-    packet: &[u8],
-    client: IpAddr,
-    transport: Transport,
-    seed: u64,
-    out: &mut Vec<u8>,
-) -> Option<Outcome<'s>> {
-    let fast = precompiled::answer(
-        served,
-        health,
-        packet,
-        packet.len(),
-        client,
-        transport,
-        seed,
-        out,
-    );
-    if fast.is_some() {
-        return fast;
-    }
-    handle_packet_traced(
-        &served.snapshot,
-        health,
-        packet,
-        client,
-        transport,
-        seed,
-        out,
-        None,
-    )
-}
-
-/// [`handle_packet`] for a UDP worker: the query is `buffer[..len]` of its
-/// receive buffer, the reply goes into its fixed reply buffer (see
-/// [`reply_buffer`](super::reply_buffer)).
-pub fn handle_udp_query<'s>(
-    served: &'s Served,
-    health: &HealthView,
-    buffer: &[u8; UDP_QUERY_MAX],
-    len: usize,
-    client: IpAddr,
-    seed: u64,
-    out: &mut UdpReply,
-) -> Option<Outcome<'s>> {
-    let fast = precompiled::answer(
-        served,
-        health,
-        buffer,
-        len,
-        client,
-        Transport::Udp,
-        seed,
-        out,
-    );
-    if fast.is_some() {
-        return fast;
-    }
-    let packet = buffer.get(..len)?;
-    out.write_with(|general| {
-        handle_packet_traced(
-            &served.snapshot,
-            health,
-            packet,
-            client,
-            Transport::Udp,
-            seed,
-            general,
-            None,
-        )
-    })
-}
-
-/// The general path: [`handle_packet`] without the precompiled answers,
+/// The general path: [`handle_packet`](super::served::handle_packet) without the precompiled answers,
 /// and optionally recording why each step went as it did (`gslb explain`).
 #[allow(clippy::too_many_arguments)]
 pub fn handle_packet_traced<'s>(

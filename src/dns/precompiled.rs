@@ -22,7 +22,6 @@ use super::answer::{self, Outcome, Transport};
 use super::choice_memo::ThreadMemo;
 use super::name_table::NameTable;
 use super::reply_buffer::ReplyBuffer;
-use super::served::Served;
 use super::wire::{self, CLASS_IN, EdnsInfo, HEADER_LEN, MAX_NAME_LEN, Rcode, ReplyEdns, rtype};
 use crate::dnssec::sign::RRSIG;
 use crate::health::HealthView;
@@ -170,6 +169,175 @@ impl PrecompiledAnswers {
     pub fn stats(&self) -> (usize, usize) {
         (self.names.name_count(), self.canned.len())
     }
+
+    /// Answers `packet` from the precompiled answers, when it is an ordinary
+    /// query for a name they cover. Writes the same bytes the general path
+    /// would; `None` leaves the query to it (`out` may then hold anything).
+    ///
+    /// The query is `buffer[..len]`. A receive buffer may be passed whole: the
+    /// bytes past `len` are never read as part of the query, only copied along
+    /// with its header and question by a fixed-size copy (see
+    /// [`ReplyBuffer::start_with`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn answer<'s, R: ReplyBuffer>(
+        &self,
+        snapshot: &'s Snapshot,
+        health: &HealthView,
+        buffer: &[u8],
+        len: usize,
+        source: IpAddr,
+        transport: Transport,
+        seed: u64,
+        out: &mut R,
+    ) -> Option<Outcome<'s>> {
+        let packet = buffer.get(..len)?;
+        let query = parse(packet)?;
+        let precompiled = self;
+        let qname = packet.get(HEADER_LEN..HEADER_LEN + query.qname_len)?;
+        // The keys are lowercase and names usually come so: look the name up
+        // as it is, and only when that misses, lowercase a copy if it has
+        // capitals (a mixed-case name cannot equal a lowercase key).
+        let entry = match precompiled
+            .names
+            .get_at(buffer.get(HEADER_LEN..)?, query.qname_len)
+        {
+            Some(entry) => entry,
+            None if has_uppercase(qname) => {
+                let mut lower = [0u8; MAX_NAME_LEN];
+                let len = wire::lowercase_name(qname, &mut lower)?;
+                precompiled.names.get(lower.get(..len)?)?
+            }
+            None => return None,
+        };
+        let subnet = query.edns.and_then(|e| e.client_subnet);
+        let (client, subnet_used) = answer::routing_client(snapshot, subnet, source);
+        let family = match query.qtype {
+            rtype::A => Some(Family::V4),
+            rtype::AAAA => Some(Family::V6),
+            _ => None,
+        };
+        // DO queries to a signed zone get the signed answers (RFC 4035 §3.1).
+        let dnssec_ok = entry.signed && query.edns.is_some_and(|e| e.dnssec_ok);
+        match (entry.service, family) {
+            (Some(index), Some(family)) => {
+                let service = snapshot.services.get(index as usize)?;
+                let selection = policy::select_with(
+                    service,
+                    health,
+                    client,
+                    family,
+                    seed,
+                    None,
+                    &mut ThreadMemo,
+                );
+                let first = selection.endpoints().next()?;
+                if selection.servfail || matches!(first.target, EndpointTarget::Cname(_)) {
+                    return None;
+                }
+                // Signed answers of one endpoint were signed at build; the
+                // general path signs combinations.
+                let rrsigs: &[Box<[u8]>] = if dnssec_ok {
+                    if selection.count != 1 {
+                        return None;
+                    }
+                    snapshot.dnssec.service(index as usize)?.get(
+                        selection.pool_index,
+                        *selection.chosen().first()?,
+                        selection.ttl,
+                    )?
+                } else {
+                    &[]
+                };
+                let record_type = first.record_type().to_be_bytes();
+                let ttl = selection.ttl.to_be_bytes();
+                write_header_and_question(
+                    out,
+                    buffer,
+                    &query,
+                    true,
+                    Rcode::NoError,
+                    [u16::from(selection.count) + rrsigs.len() as u16, 0, 0],
+                );
+                for endpoint in selection.endpoints() {
+                    // Owner pointer, type, class, TTL, RDLENGTH, then RDATA: an
+                    // address (what endpoints hold here) goes in one fixed-size
+                    // copy; a copy of variable length is a call to memcpy.
+                    let rdata = &endpoint.rdata[..];
+                    let [l0, l1] = (rdata.len() as u16).to_be_bytes();
+                    let [p0, p1] = QNAME_POINTER;
+                    let [t0, t1] = record_type;
+                    let [c0, c1] = CLASS_IN.to_be_bytes();
+                    let [s0, s1, s2, s3] = ttl;
+                    let head = [p0, p1, t0, t1, c0, c1, s0, s1, s2, s3, l0, l1];
+                    if let Some(record) = fixed_record::<16>(head, rdata) {
+                        out.append_array(&record, record.len());
+                    } else if let Some(record) = fixed_record::<28>(head, rdata) {
+                        out.append_array(&record, record.len());
+                    } else {
+                        out.append_array(&head, head.len());
+                        out.append(rdata);
+                    }
+                }
+                for rrsig in rrsigs {
+                    let [l0, l1] = (rrsig.len() as u16).to_be_bytes();
+                    let [p0, p1] = QNAME_POINTER;
+                    let [t0, t1] = RRSIG.to_be_bytes();
+                    let [c0, c1] = CLASS_IN.to_be_bytes();
+                    let [s0, s1, s2, s3] = ttl;
+                    let head = [p0, p1, t0, t1, c0, c1, s0, s1, s2, s3, l0, l1];
+                    out.append_array(&head, head.len());
+                    out.append(rrsig);
+                }
+                let scope = if subnet_used {
+                    selection.scope_prefix_len
+                } else {
+                    0
+                };
+                if !finish(out, snapshot, &query, transport, scope) {
+                    return None;
+                }
+                Some(Outcome {
+                    rcode: Rcode::NoError,
+                    qtype: query.qtype,
+                    truncated: false,
+                    zone: Some(entry.zone as usize),
+                    had_client_subnet: subnet.is_some(),
+                    service: Some((index as usize, selection)),
+                })
+            }
+            _ => {
+                let runs = precompiled
+                    .canned
+                    .get(entry.canned_start as usize..entry.canned_end as usize)?;
+                let canned = runs
+                    .iter()
+                    .find(|c| c.qtype == query.qtype && c.dnssec_ok == dnssec_ok)?;
+                let body = precompiled
+                    .bodies
+                    .get(canned.body_start as usize..canned.body_end as usize)?;
+                write_header_and_question(
+                    out,
+                    buffer,
+                    &query,
+                    canned.authoritative,
+                    canned.rcode,
+                    canned.counts,
+                );
+                out.append(body);
+                if !finish(out, snapshot, &query, transport, 0) {
+                    return None;
+                }
+                Some(Outcome {
+                    rcode: canned.rcode,
+                    qtype: query.qtype,
+                    truncated: false,
+                    zone: Some(entry.zone as usize),
+                    had_client_subnet: subnet.is_some(),
+                    service: None,
+                })
+            }
+        }
+    }
 }
 
 /// A plain query (class IN; no EDNS, or with `dnssec_ok` an OPT record
@@ -261,167 +429,6 @@ fn parse(packet: &[u8]) -> Option<FastQuery> {
         flags: [header[2], header[3]],
         edns,
     })
-}
-
-/// Answers `packet` from the precompiled answers, when it is an ordinary
-/// query for a name they cover. Writes the same bytes the general path
-/// would; `None` leaves the query to it (`out` may then hold anything).
-///
-/// The query is `buffer[..len]`. A receive buffer may be passed whole: the
-/// bytes past `len` are never read as part of the query, only copied along
-/// with its header and question by a fixed-size copy (see
-/// [`ReplyBuffer::start_with`]).
-#[allow(clippy::too_many_arguments)]
-pub fn answer<'s, R: ReplyBuffer>(
-    served: &'s Served,
-    health: &HealthView,
-    buffer: &[u8],
-    len: usize,
-    source: IpAddr,
-    transport: Transport,
-    seed: u64,
-    out: &mut R,
-) -> Option<Outcome<'s>> {
-    let packet = buffer.get(..len)?;
-    let query = parse(packet)?;
-    let (snapshot, precompiled) = (&*served.snapshot, &served.precompiled);
-    let qname = packet.get(HEADER_LEN..HEADER_LEN + query.qname_len)?;
-    // The keys are lowercase and names usually come so: look the name up
-    // as it is, and only when that misses, lowercase a copy if it has
-    // capitals (a mixed-case name cannot equal a lowercase key).
-    let entry = match precompiled
-        .names
-        .get_at(buffer.get(HEADER_LEN..)?, query.qname_len)
-    {
-        Some(entry) => entry,
-        None if has_uppercase(qname) => {
-            let mut lower = [0u8; MAX_NAME_LEN];
-            let len = wire::lowercase_name(qname, &mut lower)?;
-            precompiled.names.get(lower.get(..len)?)?
-        }
-        None => return None,
-    };
-    let subnet = query.edns.and_then(|e| e.client_subnet);
-    let (client, subnet_used) = answer::routing_client(snapshot, subnet, source);
-    let family = match query.qtype {
-        rtype::A => Some(Family::V4),
-        rtype::AAAA => Some(Family::V6),
-        _ => None,
-    };
-    // DO queries to a signed zone get the signed answers (RFC 4035 §3.1).
-    let dnssec_ok = entry.signed && query.edns.is_some_and(|e| e.dnssec_ok);
-    match (entry.service, family) {
-        (Some(index), Some(family)) => {
-            let service = snapshot.services.get(index as usize)?;
-            let selection =
-                policy::select_with(service, health, client, family, seed, None, &mut ThreadMemo);
-            let first = selection.endpoints().next()?;
-            if selection.servfail || matches!(first.target, EndpointTarget::Cname(_)) {
-                return None;
-            }
-            // Signed answers of one endpoint were signed at build; the
-            // general path signs combinations.
-            let rrsigs: &[Box<[u8]>] = if dnssec_ok {
-                if selection.count != 1 {
-                    return None;
-                }
-                snapshot.dnssec.service(index as usize)?.get(
-                    selection.pool_index,
-                    *selection.chosen().first()?,
-                    selection.ttl,
-                )?
-            } else {
-                &[]
-            };
-            let record_type = first.record_type().to_be_bytes();
-            let ttl = selection.ttl.to_be_bytes();
-            write_header_and_question(
-                out,
-                buffer,
-                &query,
-                true,
-                Rcode::NoError,
-                [u16::from(selection.count) + rrsigs.len() as u16, 0, 0],
-            );
-            for endpoint in selection.endpoints() {
-                // Owner pointer, type, class, TTL, RDLENGTH, then RDATA: an
-                // address (what endpoints hold here) goes in one fixed-size
-                // copy; a copy of variable length is a call to memcpy.
-                let rdata = &endpoint.rdata[..];
-                let [l0, l1] = (rdata.len() as u16).to_be_bytes();
-                let [p0, p1] = QNAME_POINTER;
-                let [t0, t1] = record_type;
-                let [c0, c1] = CLASS_IN.to_be_bytes();
-                let [s0, s1, s2, s3] = ttl;
-                let head = [p0, p1, t0, t1, c0, c1, s0, s1, s2, s3, l0, l1];
-                if let Some(record) = fixed_record::<16>(head, rdata) {
-                    out.append_array(&record, record.len());
-                } else if let Some(record) = fixed_record::<28>(head, rdata) {
-                    out.append_array(&record, record.len());
-                } else {
-                    out.append_array(&head, head.len());
-                    out.append(rdata);
-                }
-            }
-            for rrsig in rrsigs {
-                let [l0, l1] = (rrsig.len() as u16).to_be_bytes();
-                let [p0, p1] = QNAME_POINTER;
-                let [t0, t1] = RRSIG.to_be_bytes();
-                let [c0, c1] = CLASS_IN.to_be_bytes();
-                let [s0, s1, s2, s3] = ttl;
-                let head = [p0, p1, t0, t1, c0, c1, s0, s1, s2, s3, l0, l1];
-                out.append_array(&head, head.len());
-                out.append(rrsig);
-            }
-            let scope = if subnet_used {
-                selection.scope_prefix_len
-            } else {
-                0
-            };
-            if !finish(out, snapshot, &query, transport, scope) {
-                return None;
-            }
-            Some(Outcome {
-                rcode: Rcode::NoError,
-                qtype: query.qtype,
-                truncated: false,
-                zone: Some(entry.zone as usize),
-                had_client_subnet: subnet.is_some(),
-                service: Some((index as usize, selection)),
-            })
-        }
-        _ => {
-            let runs = precompiled
-                .canned
-                .get(entry.canned_start as usize..entry.canned_end as usize)?;
-            let canned = runs
-                .iter()
-                .find(|c| c.qtype == query.qtype && c.dnssec_ok == dnssec_ok)?;
-            let body = precompiled
-                .bodies
-                .get(canned.body_start as usize..canned.body_end as usize)?;
-            write_header_and_question(
-                out,
-                buffer,
-                &query,
-                canned.authoritative,
-                canned.rcode,
-                canned.counts,
-            );
-            out.append(body);
-            if !finish(out, snapshot, &query, transport, 0) {
-                return None;
-            }
-            Some(Outcome {
-                rcode: canned.rcode,
-                qtype: query.qtype,
-                truncated: false,
-                zone: Some(entry.zone as usize),
-                had_client_subnet: subnet.is_some(),
-                service: None,
-            })
-        }
-    }
 }
 
 /// Appends the OPT record if the query had one, echoing its Client Subnet

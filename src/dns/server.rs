@@ -1,4 +1,4 @@
-//! Sockets: UDP workers and TCP connections feeding `answer::handle_packet`.
+//! Sockets: UDP workers and TCP connections feeding `served::handle_packet`.
 //!
 //! The only module that does network I/O for DNS. Each UDP socket (one per
 //! worker, SO_REUSEPORT, so the kernel spreads clients over cores) is served
@@ -20,10 +20,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
-use super::answer::{Transport, handle_packet, handle_udp_query};
+use super::answer::Transport;
 use super::reply_buffer::UdpReply;
 use super::rrl::RrlVerdict;
-use super::served::SharedServed;
+use super::served::{SharedServed, handle_packet, handle_udp_query};
 use super::udp_batch::{UDP_BATCH, UdpBatch};
 use super::wire::truncate_reply;
 use crate::hash::SplitMix64;
