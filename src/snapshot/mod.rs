@@ -164,7 +164,9 @@ impl Snapshot {
         let state_dir =
             crate::transfer::StateDir::for_config(&loaded.path, config.server.state_dir.as_deref());
         let now_unix = crate::transfer::unix_now();
-        let keys = crate::transfer::build_keys(&loaded, &mut errors);
+        let mut key_errors = Vec::new();
+        let keys = crate::transfer::build_keys(&loaded, &mut key_errors);
+        errors.extend(key_errors.into_iter().map(BuildError::from));
         // (origin, zone file or none for a secondary zone, where the origin
         // and the file were written; not at all for --zone)
         type Span = Option<std::ops::Range<usize>>;
@@ -339,16 +341,17 @@ impl Snapshot {
             failed_zones: &failed_zones,
         };
         let services = services::build_services(&inputs, &mut zones, &mut planned, &mut errors);
-        let mut transfer_warnings = Vec::new();
+        let (mut transfer_errors, mut transfer_warnings) = (Vec::new(), Vec::new());
         let transfer = crate::transfer::build_settings(
             &loaded,
             keys,
             state_dir,
             &mut zones,
             &services,
-            (&mut errors, &mut transfer_warnings),
+            (&mut transfer_errors, &mut transfer_warnings),
             now_unix,
         );
+        errors.extend(transfer_errors.into_iter().map(BuildError::from));
         let routes = route_cache.stats();
         tracing::info!(
             services = routes.services,
@@ -363,7 +366,7 @@ impl Snapshot {
             return Err(BuildErrors(errors));
         }
         let mut warnings = lint::warnings(&loaded, &geo, &services);
-        warnings.extend(transfer_warnings);
+        warnings.extend(transfer_warnings.into_iter().map(BuildError::from));
         warnings.extend(dnssec_warnings.into_iter().map(BuildError::from));
         health.publish();
         let dnssec = crate::dnssec::sign(&mut zones, &services, zone_keys, now);

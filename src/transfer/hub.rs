@@ -19,7 +19,7 @@ use crate::snapshot::Snapshot;
 use crate::zone::WireName;
 
 /// Versions of a zone kept for IXFR (the current one included).
-const HISTORY_VERSIONS: usize = 4;
+pub(super) const HISTORY_VERSIONS: usize = 4;
 /// Concurrent outgoing transfers to one client address.
 pub const MAX_TRANSFERS_PER_CLIENT: usize = 2;
 /// Concurrent outgoing transfers overall.
@@ -76,13 +76,14 @@ pub struct ZoneStatus {
 }
 
 #[derive(Default)]
-struct HubState {
-    history: HashMap<WireName, VecDeque<Arc<ZoneVersion>>>,
+pub(super) struct HubState {
+    /// Versions kept per zone for IXFR, oldest first.
+    pub(super) history: HashMap<WireName, VecDeque<Arc<ZoneVersion>>>,
     status: BTreeMap<String, ZoneStatus>,
     per_client: HashMap<IpAddr, usize>,
     total: usize,
     /// Wakes a secondary zone's refresh task (NOTIFY from its primary).
-    triggers: HashMap<WireName, Arc<tokio::sync::Notify>>,
+    pub(super) triggers: HashMap<WireName, Arc<tokio::sync::Notify>>,
     /// Bumped per zone when a newer serial is announced, so retries of an
     /// older NOTIFY stop.
     notify_generation: HashMap<WireName, u64>,
@@ -92,7 +93,8 @@ struct HubState {
 pub struct Hub {
     state: Mutex<HubState>,
     applied: mpsc::UnboundedSender<Arc<Snapshot>>,
-    applied_rx: Mutex<Option<mpsc::UnboundedReceiver<Arc<Snapshot>>>>,
+    /// Taken by the task that follows applied snapshots (`follow.rs`).
+    pub(super) applied_rx: Mutex<Option<mpsc::UnboundedReceiver<Arc<Snapshot>>>>,
 }
 
 impl Default for Hub {
@@ -126,14 +128,14 @@ impl Drop for TransferSlot<'_> {
 }
 
 impl Hub {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HubState> {
+    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, HubState> {
         self.state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Called after a snapshot was swapped in (and for the first one).
-    /// Cheap: the work happens in the task [`Hub::start`] runs.
+    /// Cheap: the work happens in the task [`Hub::start`] runs (`follow.rs`).
     pub fn applied(&self, snapshot: Arc<Snapshot>) {
         {
             let mut state = self.lock();
@@ -160,124 +162,6 @@ impl Hub {
         }
         // Nobody listens in `gslb check`: the send fails quietly.
         let _ = self.applied.send(snapshot);
-    }
-
-    /// Starts the task that follows applied snapshots: records versions,
-    /// sends NOTIFYs, keeps one refresh task per secondary zone.
-    pub fn start(self: &Arc<Self>, snapshot: CurrentSnapshot, reload: Reload) {
-        let receiver = self
-            .applied_rx
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
-        let Some(mut receiver) = receiver else {
-            return;
-        };
-        let hub = self.clone();
-        tokio::spawn(async move {
-            let mut first = true;
-            while let Some(applied) = receiver.recv().await {
-                hub.handle_applied(&applied, first, &snapshot, &reload);
-                first = false;
-            }
-        });
-    }
-
-    fn handle_applied(
-        self: &Arc<Self>,
-        snapshot: &Snapshot,
-        first: bool,
-        shared: &CurrentSnapshot,
-        reload: &Reload,
-    ) {
-        let settings = &snapshot.transfer;
-        for (origin, zone) in &settings.zones {
-            if let Some(spec) = &zone.secondary {
-                let start = {
-                    let mut state = self.lock();
-                    if state.triggers.contains_key(origin) {
-                        None
-                    } else {
-                        let trigger = Arc::new(tokio::sync::Notify::new());
-                        state.triggers.insert(origin.clone(), trigger.clone());
-                        Some(trigger)
-                    }
-                };
-                if let Some(trigger) = start {
-                    super::secondary::spawn(
-                        self.clone(),
-                        origin.clone(),
-                        zone.origin_text.clone(),
-                        spec.clone(),
-                        trigger,
-                        shared.clone(),
-                        reload.clone(),
-                    );
-                }
-            }
-            let Some(version) = &zone.version else {
-                continue;
-            };
-            let previous = {
-                let mut state = self.lock();
-                let history = state.history.entry(origin.clone()).or_default();
-                let previous = history.back().cloned();
-                let changed = previous
-                    .as_ref()
-                    .is_none_or(|p| p.serial != version.serial || p.digest != version.digest);
-                if changed {
-                    // Same serial, new content: the older copy cannot be
-                    // told apart by serial any more, so it goes.
-                    history.retain(|v| v.serial != version.serial);
-                    history.push_back(version.clone());
-                    while history.len() > HISTORY_VERSIONS {
-                        history.pop_front();
-                    }
-                }
-                previous
-            };
-            let served = settings
-                .state_dir
-                .as_ref()
-                .and_then(|s| s.load_served(&zone.origin_text));
-            let last = previous
-                .as_ref()
-                .map(|p| (p.serial, p.digest.clone()))
-                .or(if first { served.clone() } else { None });
-            match &last {
-                Some((serial, digest))
-                    if *serial == version.serial && *digest != version.digest =>
-                {
-                    tracing::warn!(
-                        zone = %zone.origin_text,
-                        serial,
-                        "zone content changed but its SOA serial did not: secondaries will not transfer it (raise the serial or set serial = \"auto\")"
-                    );
-                }
-                _ => {}
-            }
-            let serial_changed = last
-                .as_ref()
-                .is_none_or(|(serial, _)| *serial != version.serial);
-            if serial_changed && !zone.notify.is_empty() {
-                super::notify::spawn_notifies(self.clone(), snapshot, origin, zone, version.serial);
-            }
-            if served.as_ref() != Some(&(version.serial, version.digest.clone()))
-                && let Some(state_dir) = &settings.state_dir
-                && let Err(err) =
-                    state_dir.store_served(&zone.origin_text, version.serial, &version.digest)
-            {
-                tracing::warn!(zone = %zone.origin_text, "cannot record the served serial: {err}");
-            }
-        }
-        // Secondary tasks of zones no longer configured stop by themselves.
-        let mut state = self.lock();
-        state.triggers.retain(|origin, _| {
-            settings
-                .zones
-                .get(origin)
-                .is_some_and(|z| z.secondary.is_some())
-        });
     }
 
     /// The version of a zone with this serial, if still kept.

@@ -16,6 +16,7 @@
 //! [`answer_udp_ixfr`]. Secondary zone data reaches the data plane only as
 //! files under `state_dir` that `Snapshot::build` reads.
 
+mod follow;
 mod hub;
 pub mod message;
 mod notify;
@@ -35,9 +36,8 @@ pub use hub::{CurrentSnapshot, Hub, PendingNotify, Reload, TransferEvent, ZoneSt
 pub use outgoing::{RequestKind, answer_udp_ixfr, request_kind};
 pub use state::StateDir;
 
-use crate::config::{LoadedConfig, TransferAnswerToml, ZoneToml};
+use crate::config::{ConfigError, LoadedConfig, TransferAnswerToml, ZoneToml};
 use crate::policy::{EndpointTarget, Service};
-use crate::snapshot::BuildError;
 use crate::wire::rtype;
 use crate::zone::{WireName, Zone, ZoneSet, wire_name};
 use message::{RecordBytes, record_bytes};
@@ -112,7 +112,7 @@ impl ZoneVersion {
 type ServiceRecords = Vec<(u16, u32, Box<[u8]>)>;
 
 /// Reads `[tsig.*]`.
-pub fn build_keys(loaded: &LoadedConfig, errors: &mut Vec<BuildError>) -> TsigKeys {
+pub fn build_keys(loaded: &LoadedConfig, errors: &mut Vec<ConfigError>) -> TsigKeys {
     use base64::Engine;
     let mut keys = TsigKeys::default();
     for (name, spanned) in &loaded.config.tsig {
@@ -126,8 +126,7 @@ pub fn build_keys(loaded: &LoadedConfig, errors: &mut Vec<BuildError>) -> TsigKe
                             "tsig.{name}: unknown algorithm {:?}: use \"hmac-sha256\", \"hmac-sha512\" or \"hmac-sha1\"",
                             key.algorithm.get_ref()
                         ),
-                    )
-                    .into(),
+                    ),
             );
             continue;
         };
@@ -138,27 +137,19 @@ pub fn build_keys(loaded: &LoadedConfig, errors: &mut Vec<BuildError>) -> TsigKe
                 match std::fs::read_to_string(&path) {
                     Ok(text) => (text, file.span()),
                     Err(err) => {
-                        errors.push(
-                            loaded
-                                .error_at(
-                                    file.span(),
-                                    format!("tsig.{name}: cannot read {}: {err}", path.display()),
-                                )
-                                .into(),
-                        );
+                        errors.push(loaded.error_at(
+                            file.span(),
+                            format!("tsig.{name}: cannot read {}: {err}", path.display()),
+                        ));
                         continue;
                     }
                 }
             }
             _ => {
-                errors.push(
-                    loaded
-                        .error_at(
-                            spanned.span(),
-                            format!("tsig.{name}: give exactly one of `secret` or `secret_file`"),
-                        )
-                        .into(),
-                );
+                errors.push(loaded.error_at(
+                    spanned.span(),
+                    format!("tsig.{name}: give exactly one of `secret` or `secret_file`"),
+                ));
                 continue;
             }
         };
@@ -170,15 +161,14 @@ pub fn build_keys(loaded: &LoadedConfig, errors: &mut Vec<BuildError>) -> TsigKe
                         .error_at(
                             span,
                             format!("tsig.{name}: the secret is not base64 (make one with `tsig-keygen {name}` or `openssl rand -base64 32`)"),
-                        )
-                        .into(),
+                        ),
                 );
                 continue;
             }
         };
         match TsigKey::new(name, algorithm, &secret) {
             Ok(key) => keys.insert(key),
-            Err(message) => errors.push(loaded.error_at(spanned.span(), message).into()),
+            Err(message) => errors.push(loaded.error_at(spanned.span(), message)),
         }
     }
     keys
@@ -240,7 +230,7 @@ pub fn build_settings(
     state_dir: StateDir,
     zones: &mut ZoneSet,
     services: &[Service],
-    found: (&mut Vec<BuildError>, &mut Vec<BuildError>),
+    found: (&mut Vec<ConfigError>, &mut Vec<ConfigError>),
     now_unix: u64,
 ) -> TransferSettings {
     let (errors, warnings) = found;
@@ -259,18 +249,14 @@ pub fn build_settings(
         let origin_wire = wire_name(&origin);
         let origin_text = origin.to_ascii();
         let key_known =
-            |name: &Option<String>, span: std::ops::Range<usize>, errors: &mut Vec<BuildError>| {
+            |name: &Option<String>, span: std::ops::Range<usize>, errors: &mut Vec<ConfigError>| {
                 if let Some(name) = name
                     && settings.keys.by_name(name).is_none()
                 {
-                    errors.push(
-                        loaded
-                            .error_at(
-                                span,
-                                format!("unknown TSIG key {name:?}: define it as [tsig.{name}]"),
-                            )
-                            .into(),
-                    );
+                    errors.push(loaded.error_at(
+                        span,
+                        format!("unknown TSIG key {name:?}: define it as [tsig.{name}]"),
+                    ));
                 }
             };
         let mut allow = Vec::new();
@@ -286,8 +272,7 @@ pub fn build_settings(
                         .error_at(
                             rule.span(),
                             format!("allow_transfer: {:?} is not an address or CIDR network (e.g. \"192.0.2.0/24\")", written.from),
-                        )
-                        .into(),
+                        ),
                 );
                 continue;
             };
@@ -301,41 +286,33 @@ pub fn build_settings(
         for target in &zone_toml.notify {
             match parse_host_port(target.get_ref()) {
                 Some(addr) => notify.push(addr),
-                None => errors.push(
-                    loaded
-                        .error_at(
-                            target.span(),
-                            format!(
-                                "notify: {:?} is not \"ip:port\" (e.g. \"192.0.2.7:53\")",
-                                target.get_ref()
-                            ),
-                        )
-                        .into(),
-                ),
+                None => errors.push(loaded.error_at(
+                    target.span(),
+                    format!(
+                        "notify: {:?} is not \"ip:port\" (e.g. \"192.0.2.7:53\")",
+                        target.get_ref()
+                    ),
+                )),
             }
         }
         let mut primaries = Vec::new();
         for primary in &zone_toml.primaries {
             match parse_host_port(primary.get_ref()) {
                 Some(addr) => primaries.push(addr),
-                None => errors.push(
-                    loaded
-                        .error_at(
-                            primary.span(),
-                            format!(
-                                "primaries: {:?} is not \"ip:port\" (e.g. \"192.0.2.1:53\")",
-                                primary.get_ref()
-                            ),
-                        )
-                        .into(),
-                ),
+                None => errors.push(loaded.error_at(
+                    primary.span(),
+                    format!(
+                        "primaries: {:?} is not \"ip:port\" (e.g. \"192.0.2.1:53\")",
+                        primary.get_ref()
+                    ),
+                )),
             }
         }
         let zone_key = zone_toml.tsig.as_ref().map(|t| t.get_ref().clone());
         if let Some(tsig) = &zone_toml.tsig {
             key_known(&zone_key, tsig.span(), errors);
             if primaries.is_empty() {
-                errors.push(loaded.error_at(tsig.span(), "tsig on a zone is the key for its primaries: add `primaries`, or put the key in allow_transfer entries").into());
+                errors.push(loaded.error_at(tsig.span(), "tsig on a zone is the key for its primaries: add `primaries`, or put the key in allow_transfer entries"));
             }
         }
         let auto_serial = match &zone_toml.serial {
@@ -344,14 +321,13 @@ pub fn build_settings(
             Some(serial) => {
                 errors.push(
                     loaded
-                        .error_at(serial.span(), format!("serial = {:?}: the only value is \"auto\" (or leave it out to use the zone file's serial)", serial.get_ref()))
-                        .into(),
+                        .error_at(serial.span(), format!("serial = {:?}: the only value is \"auto\" (or leave it out to use the zone file's serial)", serial.get_ref())),
                 );
                 false
             }
         };
         if auto_serial && !primaries.is_empty() {
-            errors.push(loaded.error_at(zone_toml.origin.span(), "serial = \"auto\" is for zones served from a file; a secondary zone keeps its primary's serial").into());
+            errors.push(loaded.error_at(zone_toml.origin.span(), "serial = \"auto\" is for zones served from a file; a secondary zone keeps its primary's serial"));
         }
         let secondary = (!primaries.is_empty()).then_some(SecondarySpec {
             primaries,
@@ -385,8 +361,7 @@ pub fn build_settings(
                         .error_at(
                             zone_toml.origin.span(),
                             format!("zone {origin_text}: content changed since it was last served but the SOA serial is still {serial}, so secondaries will not transfer it: raise the serial in the zone file or set serial = \"auto\""),
-                        )
-                        .into(),
+                        ),
                 );
             }
             version = Some(Arc::new(built));
@@ -418,7 +393,7 @@ fn parse_host_port(text: &str) -> Option<SocketAddr> {
 fn build_service_records(
     loaded: &LoadedConfig,
     services: &[Service],
-    errors: &mut Vec<BuildError>,
+    errors: &mut Vec<ConfigError>,
 ) -> Vec<ServiceRecords> {
     // `build_services` makes one service per `[services]` entry, in order.
     let tomls: Vec<_> = loaded.config.services.values().collect();
@@ -433,7 +408,7 @@ fn build_service_records(
                     "default" => default_records(service),
                     "omit" => Vec::new(),
                     other => {
-                        errors.push(loaded.error_at(span, format!("transfer_answer = {other:?}: use \"default\", \"omit\", or a list of addresses or one CNAME target")).into());
+                        errors.push(loaded.error_at(span, format!("transfer_answer = {other:?}: use \"default\", \"omit\", or a list of addresses or one CNAME target")));
                         Vec::new()
                     }
                 },
@@ -441,7 +416,7 @@ fn build_service_records(
                     match listed_records(list, service.ttl) {
                         Ok(records) => records,
                         Err(message) => {
-                            errors.push(loaded.error_at(span, format!("transfer_answer: {message}")).into());
+                            errors.push(loaded.error_at(span, format!("transfer_answer: {message}")));
                             Vec::new()
                         }
                     }
