@@ -283,7 +283,7 @@ async fn status_json(State(state): State<ApiState>) -> Response {
 async fn metrics(State(state): State<ApiState>, headers: HeaderMap) -> Response {
     let format =
         exposition::Format::negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
-    match crate::metrics::render(&state.control) {
+    match crate::metrics::render(scrape_inputs(&state.control)) {
         Ok(text) => {
             let text = match format {
                 exposition::Format::OpenMetrics => text,
@@ -292,6 +292,32 @@ async fn metrics(State(state): State<ApiState>, headers: HeaderMap) -> Response 
             ([(header::CONTENT_TYPE, format.content_type())], text).into_response()
         }
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+/// What a scrape reads, taken from the control state once.
+fn scrape_inputs(control: &Control) -> crate::metrics::ScrapeInputs {
+    let snapshot = control.snapshot();
+    let pool_demand = {
+        let load = control.lock_load();
+        snapshot
+            .services
+            .iter()
+            .flat_map(|s| s.pools.iter())
+            .map(|p| {
+                let rates = (load.demand.demand(&p.name), load.demand.load(&p.name));
+                (p.name.clone(), rates)
+            })
+            .collect()
+    };
+    crate::metrics::ScrapeInputs {
+        metrics: control.metrics.clone(),
+        health: control.health.view_arc(),
+        pool_demand,
+        query_log: control.query_log.counts(),
+        transfers: control.transfers.status(),
+        cluster: control.cluster.as_ref().map(|c| (c.view(), c.writes())),
+        snapshot,
     }
 }
 
