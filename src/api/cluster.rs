@@ -66,8 +66,10 @@ pub struct ClusterStatus {
     pub store_since_unix: f64,
     /// The last store error, while disconnected.
     pub store_error: Option<String>,
-    /// Writes this member sent to etcd.
+    /// Write requests (put, delete, transaction) this member sent to etcd.
     pub store_writes: u64,
+    /// Keys those requests wrote or deleted.
+    pub store_keys_written: u64,
     /// Live members.
     pub members: Vec<MemberView>,
     /// Distinct config digests among live members (more than 1: drift).
@@ -182,6 +184,7 @@ pub fn cluster_status(control: &Control) -> Option<ClusterStatus> {
         store_since_unix: view.since_ms as f64 / 1000.0,
         store_error: view.last_error.clone(),
         store_writes: cluster.writes(),
+        store_keys_written: cluster.keys_written(),
         members,
         config_digests: digests.len(),
     })

@@ -316,7 +316,10 @@ fn scrape_inputs(control: &Control) -> crate::metrics::ScrapeInputs {
         pool_demand,
         query_log: control.query_log.counts(),
         transfers: control.transfers.status(),
-        cluster: control.cluster.as_ref().map(|c| (c.view(), c.writes())),
+        cluster: control
+            .cluster
+            .as_ref()
+            .map(|c| (c.view(), c.writes(), c.keys_written())),
         snapshot,
     }
 }

@@ -28,7 +28,7 @@ use crate::config::{ConfigError, LoadedConfig, QuorumToml};
 use crate::control::Control;
 use crate::health::PlannedEndpoint;
 use crate::operator::{Change, unix_ms};
-use etcd::{Etcd, EtcdError, WatchEvent};
+use etcd::{Etcd, EtcdError, TxnOp, WatchEvent};
 
 /// Longest wait between reconnection attempts.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -39,6 +39,10 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 const PUBLISH_INTERVAL: Duration = Duration::from_millis(100);
 /// Shortest lease.
 const MIN_MEMBER_TTL: Duration = Duration::from_secs(2);
+/// Most operations in one transaction (etcd's `--max-txn-ops` default):
+/// verdict changes are written in as few requests as that allows, so a
+/// region outage costs each member a few requests, not one per endpoint.
+const MAX_TXN_OPS: usize = 128;
 
 /// `[cluster]`, validated.
 #[derive(Debug, Clone, PartialEq)]
@@ -234,8 +238,10 @@ pub struct Cluster {
     etcd: Etcd,
     connected: AtomicBool,
     view: Mutex<ClusterView>,
-    /// Writes (puts and deletes) this member sent to etcd.
+    /// Write requests (put, delete or transaction) this member sent to etcd.
     writes: AtomicU64,
+    /// Keys those requests wrote or deleted.
+    keys_written: AtomicU64,
     /// This member's DNS listeners and API, once bound.
     addresses: Mutex<(Vec<SocketAddr>, Option<SocketAddr>)>,
     /// When the member started.
@@ -257,6 +263,7 @@ impl Cluster {
                 ..ClusterView::default()
             }),
             writes: AtomicU64::new(0),
+            keys_written: AtomicU64::new(0),
             addresses: Mutex::new((Vec::new(), None)),
             started: SystemTime::now(),
         })
@@ -272,9 +279,20 @@ impl Cluster {
         self.lock_view().clone()
     }
 
-    /// Writes sent to etcd so far.
+    /// Write requests sent to etcd so far.
     pub fn writes(&self) -> u64 {
         self.writes.load(Ordering::Relaxed)
+    }
+
+    /// Keys written or deleted in etcd so far.
+    pub fn keys_written(&self) -> u64 {
+        self.keys_written.load(Ordering::Relaxed)
+    }
+
+    /// Counts one write request of `keys` keys.
+    fn count_write(&self, keys: usize) {
+        self.writes.fetch_add(1, Ordering::Relaxed);
+        self.keys_written.fetch_add(keys as u64, Ordering::Relaxed);
     }
 
     /// Records the addresses this member serves on (for its record).
@@ -294,7 +312,7 @@ impl Cluster {
         let key = self.key(&format!("operator/{}", change.slot()));
         match self.etcd.put(&key, &change.to_bytes(), 0).await {
             Ok(_) => {
-                self.writes.fetch_add(1, Ordering::Relaxed);
+                self.count_write(1);
                 true
             }
             Err(err) => {
@@ -352,10 +370,14 @@ impl Cluster {
 /// and on any store failure fall back to local verdicts and retry.
 pub async fn run(control: Arc<Control>, cluster: Arc<Cluster>) {
     let mut backoff = FIRST_BACKOFF;
+    let mut previous_lease = 0;
     loop {
         let mut session = Session::new(control.clone(), cluster.clone());
-        let result = session.run(&mut backoff).await;
+        let result = session.run(&mut backoff, previous_lease).await;
         session.end();
+        if session.lease != 0 {
+            previous_lease = session.lease;
+        }
         if let Err(err) = result {
             let first = cluster.connected() || backoff == FIRST_BACKOFF;
             cluster.set_connected(false, Some(err.to_string()));
@@ -404,12 +426,22 @@ impl Session {
         }
     }
 
-    async fn run(&mut self, backoff: &mut Duration) -> Result<(), EtcdError> {
+    /// Connects and runs until the store fails. `previous_lease` is the
+    /// last session's: once everything is re-published under the new
+    /// lease it is revoked, so keys only it still holds (verdicts of
+    /// endpoints no longer probed) go at once rather than at its expiry.
+    async fn run(&mut self, backoff: &mut Duration, previous_lease: i64) -> Result<(), EtcdError> {
         let ttl = self.cluster.settings.member_ttl;
         self.lease = self.cluster.etcd.grant_lease(ttl).await?;
         self.publish_record().await?;
         self.publish_verdicts().await?;
         self.flush_pending().await?;
+        if previous_lease != 0
+            && let Err(err) = self.cluster.etcd.revoke_lease(previous_lease).await
+        {
+            // Usually already expired; it expires by itself otherwise.
+            tracing::debug!(lease = previous_lease, error = %err, "previous cluster lease not revoked");
+        }
         self.full_read().await?;
         self.cluster.set_connected(true, None);
         *backoff = FIRST_BACKOFF;
@@ -501,16 +533,19 @@ impl Session {
         let key = self.cluster.key(&format!("members/{}", record.name));
         let bytes = serde_json::to_vec(&record).unwrap_or_default();
         self.cluster.etcd.put(&key, &bytes, self.lease).await?;
-        self.cluster.writes.fetch_add(1, Ordering::Relaxed);
+        self.cluster.count_write(1);
         self.record = Some(record);
         Ok(())
     }
 
     /// Publishes this member's verdicts that changed (and removes those of
-    /// endpoints it no longer probes). Returns whether any changed.
+    /// endpoints it no longer probes), in transactions of up to
+    /// [`MAX_TXN_OPS`] keys. Returns whether any changed.
     async fn publish_verdicts(&mut self) -> Result<bool, EtcdError> {
         let plan = self.control.snapshot().probes.clone();
-        let mut changed = false;
+        // Each write with what `published` holds once it is stored
+        // (`None`: deleted).
+        let mut writes: Vec<(TxnOp, String, Option<bool>)> = Vec::new();
         let mut probed = BTreeSet::new();
         for endpoint in plan.endpoints.iter().filter(|e| e.probe.is_some()) {
             probed.insert(endpoint.key.as_str());
@@ -525,26 +560,33 @@ impl Session {
                 last_error: if up { None } else { status.last_error },
                 rtt_us: endpoint.health.rtt_us(),
             };
-            let key = self.verdict_key(&endpoint.key);
-            let bytes = serde_json::to_vec(&record).unwrap_or_default();
-            self.cluster.etcd.put(&key, &bytes, self.lease).await?;
-            self.cluster.writes.fetch_add(1, Ordering::Relaxed);
-            self.published.insert(endpoint.key.clone(), up);
-            changed = true;
+            let op = TxnOp::Put {
+                key: self.verdict_key(&endpoint.key),
+                value: serde_json::to_vec(&record).unwrap_or_default(),
+                lease: self.lease,
+            };
+            writes.push((op, endpoint.key.clone(), Some(up)));
         }
-        let gone: Vec<String> = self
-            .published
-            .keys()
-            .filter(|k| !probed.contains(k.as_str()))
-            .cloned()
-            .collect();
-        for key in gone {
-            self.cluster.etcd.delete(&self.verdict_key(&key)).await?;
-            self.cluster.writes.fetch_add(1, Ordering::Relaxed);
-            self.published.remove(&key);
-            changed = true;
+        for key in self.published.keys() {
+            if !probed.contains(key.as_str()) {
+                let op = TxnOp::Delete {
+                    key: self.verdict_key(key),
+                };
+                writes.push((op, key.clone(), None));
+            }
         }
-        Ok(changed)
+        for batch in writes.chunks(MAX_TXN_OPS) {
+            let ops: Vec<TxnOp> = batch.iter().map(|(op, _, _)| op.clone()).collect();
+            self.cluster.etcd.txn(&[], &ops, &[]).await?;
+            self.cluster.count_write(ops.len());
+            for (_, key, up) in batch {
+                match up {
+                    Some(up) => self.published.insert(key.clone(), *up),
+                    None => self.published.remove(key),
+                };
+            }
+        }
+        Ok(!writes.is_empty())
     }
 
     fn verdict_key(&self, endpoint: &str) -> String {
@@ -577,7 +619,7 @@ impl Session {
                 .put_if_unchanged(&key, &change.to_bytes(), mod_revision)
                 .await?
             {
-                self.cluster.writes.fetch_add(1, Ordering::Relaxed);
+                self.cluster.count_write(1);
                 self.control.operator.mark_stored(&change);
                 tracing::info!(slot = %change.slot(), "operator change made while the store was unreachable is now stored");
             }

@@ -53,9 +53,9 @@ pub struct ScrapeInputs {
     pub query_log: QueryLogCounts,
     /// Zone transfer status by zone.
     pub transfers: BTreeMap<String, ZoneStatus>,
-    /// What this member knows of its cluster, and the writes it sent to
-    /// the store (none without `[cluster]`).
-    pub cluster: Option<(ClusterView, u64)>,
+    /// What this member knows of its cluster, and the write requests and
+    /// keys written it sent to the store (none without `[cluster]`).
+    pub cluster: Option<(ClusterView, u64, u64)>,
 }
 
 /// The collector run on each scrape.
@@ -479,7 +479,7 @@ impl prometheus_client::collector::Collector for Scrape {
             }),
         )?;
         // --- cluster (see cluster/) ---
-        if let Some((view, writes)) = &inputs.cluster {
+        if let Some((view, writes, keys_written)) = &inputs.cluster {
             family(
                 e,
                 "gslb_cluster_store_up",
@@ -509,9 +509,16 @@ impl prometheus_client::collector::Collector for Scrape {
             family(
                 e,
                 "gslb_cluster_store_writes",
-                "writes this member sent to etcd",
+                "write requests (put, delete or transaction) this member sent to etcd",
                 MetricType::Counter,
                 [(vec![], *writes)],
+            )?;
+            family(
+                e,
+                "gslb_cluster_store_keys_written",
+                "keys this member wrote or deleted in etcd",
+                MetricType::Counter,
+                [(vec![], *keys_written)],
             )?;
             family(
                 e,
