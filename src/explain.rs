@@ -149,7 +149,8 @@ pub fn explain(
 
 /// The endpoints of service `name`'s pools, in pool order: usable or not,
 /// the override in force, the probes' verdict and since when, and, while
-/// failing, the last error in full. Empty when `name` is not a service.
+/// failing, the last error in full; in a cluster the quorum's verdict, and
+/// a runtime weight when one is set. Empty when `name` is not a service.
 pub fn endpoints_report(snapshot: &Snapshot, health: &HealthView, name: &str) -> String {
     let wanted = format!("{}.", name.trim_end_matches('.')).to_ascii_lowercase();
     let Some(service) = snapshot
@@ -233,6 +234,18 @@ pub fn endpoints_report(snapshot: &Snapshot, health: &HealthView, name: &str) ->
                         }
                     }
                 }
+            }
+            // In a cluster the quorum over the members' verdicts decides,
+            // not this member's probes alone.
+            if let Some(up) = planned.and_then(|p| p.health.quorum_verdict()) {
+                let _ = write!(line, ", cluster quorum {}", if up { "up" } else { "down" });
+            }
+            if let Some(weight) = state.operator_weight {
+                let _ = write!(
+                    line,
+                    ", runtime weight {weight} (configured {})",
+                    endpoint.weight
+                );
             }
             if let Some(rtt) = state.rtt() {
                 let _ = write!(line, ", rtt {:.1} ms", f64::from(rtt) / 1000.0);

@@ -448,6 +448,21 @@ fn issue_19_one_vantage_point_moves_nothing_under_majority_but_does_under_any() 
     for member in &members {
         member.wait_for(EU);
     }
+    // ns3's explain says why it answers eu although its probes say down.
+    let explain = std::process::Command::new(env!("CARGO_BIN_EXE_gslb"))
+        .args(["explain", "-c"])
+        .arg(members[2].dir.join("gslb.toml"))
+        .args(["--api", &members[2].api.to_string()])
+        .args(["--client", "192.0.2.99", NAME])
+        .output()
+        .expect("gslb explain");
+    let text = String::from_utf8_lossy(&explain.stdout);
+    assert!(
+        text.contains("eu/192.0.2.1: usable")
+            && text.contains(", probe down since ")
+            && text.contains(", cluster quorum up"),
+        "{text}"
+    );
     // The status page shows every member's verdict beside the cluster's.
     if let Some(dom) = members[0].page_dom() {
         for needle in [
