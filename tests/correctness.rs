@@ -492,15 +492,23 @@ map = "world"
     let strict = run_gslb(&["check", "--strict", "-c", config_path]);
     assert_eq!(strict.code(), Some(1), "{}", strict.stderr);
     assert!(strict.stderr.contains("5 warnings"), "{}", strict.stderr);
-    // The load log has them too.
+    // The load log has them too, at start and at every reload.
     let server = GslbServer::start(&["-c", config_path]);
-    assert!(
+    let logged = || {
         server
             .stderr()
-            .contains("country rule \"FR\" matches no network"),
-        "{}",
-        server.stderr()
-    );
+            .matches("country rule \"FR\" matches no network")
+            .count()
+    };
+    assert_eq!(logged(), 1, "{}", server.stderr());
+    server.signal("HUP");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !server.stderr().contains("reloaded configuration")
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(logged(), 2, "{}", server.stderr());
 }
 
 #[test]
