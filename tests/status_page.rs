@@ -4,6 +4,13 @@
 //! `Input.dispatchMouseEvent` at the button's position) on "force down"
 //! takes the endpoint out of the DNS answers, as `dig` shows.
 //!
+//! Issue 21: the page an operator leaves open, with real probes against a
+//! real backend that fails (a long error, shown whole), a forced-up
+//! endpoint whose probes fail, shares of answers actually given, the
+//! hour's charts and folded events, laid out at 360 and 1920 px without
+//! horizontal overflow (measured in the rendered page) and screenshotted
+//! at both widths.
+//!
 //! Skips with a printed reason when Chromium is not installed
 //! (`.ci/run` installs it). The CDP client is a minimal hand-written
 //! WebSocket client (RFC 6455 text frames), so no extra crate is needed.
@@ -11,13 +18,15 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
 
 use common::browser::{chromium, chromium_command, run_bounded};
-use common::{GslbServer, TempDir, dig, poll_until};
+use common::{GslbServer, TempDir, dig, http, poll_until};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 const WWW: &str = "www.example.test";
@@ -127,7 +136,7 @@ fn status_page_renders_and_its_buttons_override() {
     cdp.call("Page.enable", serde_json::json!({}));
     cdp.call("Page.navigate", serde_json::json!({ "url": url }));
     let button =
-        r#"document.querySelector('tr[data-endpoint="eu/192.0.2.10"] button[value="down"]')"#;
+        r#"document.querySelector('[data-endpoint="eu/192.0.2.10"] button[value="down"]')"#;
     assert!(
         poll_until(DEADLINE, || cdp.evaluate(&format!("!!{button}"))
             == serde_json::json!(true)),
@@ -162,7 +171,7 @@ fn status_page_renders_and_its_buttons_override() {
         "the click did not take eu/192.0.2.10 out: {last:?}"
     );
     // The page shows it after its refresh.
-    let row = r#"document.querySelector('tr[data-endpoint="eu/192.0.2.10"]').dataset.state"#;
+    let row = r#"document.querySelector('[data-endpoint="eu/192.0.2.10"]').dataset.state"#;
     assert!(
         poll_until(DEADLINE, || cdp.evaluate(row)
             == serde_json::json!("force-down")),
@@ -170,10 +179,330 @@ fn status_page_renders_and_its_buttons_override() {
         cdp.evaluate(row)
     );
     // And "clear" brings it back.
-    let clear = r#"document.querySelector('tr[data-endpoint="eu/192.0.2.10"] button[value="none"]').click()"#;
+    let clear =
+        r#"document.querySelector('[data-endpoint="eu/192.0.2.10"] button[value="none"]').click()"#;
     cdp.evaluate(clear);
     assert!(poll_until(DEADLINE, || answers(&server)
         == ["192.0.2.10", "192.0.2.11"]));
+}
+
+/// A loopback HTTP backend answering every request with `status`.
+struct Backend {
+    addr: SocketAddr,
+    status: Arc<AtomicU16>,
+}
+
+impl Backend {
+    fn start() -> Backend {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let status = Arc::new(AtomicU16::new(200));
+        let answer = status.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+                let mut head = [0u8; 2048];
+                let _ = stream.read(&mut head);
+                let code = answer.load(Ordering::SeqCst);
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {code} X\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+                );
+            }
+        });
+        Backend { addr, status }
+    }
+}
+
+/// A loopback port nothing listens on.
+fn closed_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+/// A health path long enough that its failure cannot fit a narrow column.
+const LONG_PATH: &str = "/healthz/frankfurt-primary/database-and-cache-dependencies?verbose=1&region=eu-central-1&include=replication-lag,connection-pool";
+
+fn incident_config(zone: &Path, backend: SocketAddr, dead_port: u16) -> String {
+    format!(
+        r#"
+[[zone]]
+origin = "example.test"
+file = "{zone}"
+
+[checks.deep]
+kind = "http"
+interval = "200ms"
+timeout = "150ms"
+rise = 1
+fall = 2
+port = {port}
+path = "{LONG_PATH}"
+
+[checks.dead]
+kind = "tcp"
+interval = "300ms"
+timeout = "150ms"
+rise = 2
+fall = 1
+port = {dead_port}
+
+[pools.eu]
+check = "deep"
+endpoints = [{{ address = "127.0.0.1" }}]
+
+[pools.us]
+endpoints = [{{ address = "198.51.100.10" }}, {{ address = "198.51.100.11" }}]
+
+[pools.ap]
+check = "dead"
+backup = true
+endpoints = [{{ address = "127.0.0.1" }}]
+
+[services."{WWW}"]
+policy = "failover"
+pools = ["eu", "us", "ap"]
+ttl = 5
+
+[services."api2.example.test"]
+policy = "failover"
+pools = ["us", "eu"]
+"#,
+        zone = zone.display(),
+        port = backend.port(),
+    )
+}
+
+/// What the page shows at one width, measured in the rendered layout.
+const LAYOUT_PROBE: &str = r#"(() => {
+  const width = document.documentElement.clientWidth;
+  // Elements sticking out to the right, outside the tables that scroll.
+  const over = [...document.querySelectorAll("body *")]
+    .filter((e) => !e.closest(".scroll") && e.getClientRects().length > 0)
+    .filter((e) => e.getBoundingClientRect().right > width + 0.5)
+    .map((e) => e.tagName + "." + e.className.baseVal + e.className + " " + (e.textContent || "").slice(0, 40));
+  const err = document.querySelector('[data-endpoint="eu/127.0.0.1"] .err');
+  const ap = document.querySelector('[data-endpoint="ap/127.0.0.1"]');
+  const bar = document.querySelector('[data-endpoint="eu/127.0.0.1"] .bar span');
+  return {
+    width,
+    scroll_width: document.documentElement.scrollWidth,
+    over,
+    endpoints: document.querySelectorAll(".endpoint").length,
+    endpoint_charts: document.querySelectorAll("svg.endpoint-chart").length,
+    pool_charts: document.querySelectorAll("svg.pool-chart").length,
+    service_charts: document.querySelectorAll("svg.service-chart").length,
+    // The health strip shows the outage: red (down all bucket) or amber (part of it).
+    outage_in_eu_chart: [...document.querySelectorAll('[data-endpoint="eu/127.0.0.1"] svg.endpoint-chart rect')]
+      .some((r) => ["var(--down)", "var(--drain)"].includes(r.getAttribute("fill"))),
+    error_text: err ? err.textContent : null,
+    error_clipped: err ? err.scrollWidth > err.clientWidth + 1 : null,
+    error_lines: err ? Math.round(err.getBoundingClientRect().height / parseFloat(getComputedStyle(err).lineHeight)) : 0,
+    eu_share_width: bar ? bar.style.width : null,
+    forced_up_warns: ap ? !!ap.querySelector(".tag.warn") : false,
+    forced_up_state: ap ? ap.dataset.state : null,
+    check_line: document.querySelector('[data-endpoint="eu/127.0.0.1"] .check')?.textContent,
+    counters: document.querySelector('[data-endpoint="eu/127.0.0.1"] .counters')?.textContent,
+    folded: [...document.querySelectorAll("li.ev-folded")].map((li) => li.textContent.slice(0, 200)),
+    panels: [...document.querySelectorAll("main section h2")].map((h) => h.textContent),
+  };
+})()"#;
+
+#[test]
+fn issue_21_status_page_reads_at_360_and_1920_px() {
+    let Some(browser) = chromium() else {
+        println!("skipped: chromium is not installed (apt-get install chromium)");
+        return;
+    };
+    let dir = TempDir::new("page-widths");
+    let zone = Path::new(env!("CARGO_MANIFEST_DIR")).join("zones/example.test.zone");
+    let backend = Backend::start();
+    let path = dir.write(
+        "gslb.toml",
+        &incident_config(&zone, backend.addr, closed_port()),
+    );
+    let server = GslbServer::start(&["-c", path.to_str().unwrap(), "--api", "127.0.0.1:0"]);
+    let api = server.api();
+    let status = || http(api, "GET", "/status", &[], "").json();
+    let endpoint = |status: &serde_json::Value, key: &str| {
+        status["pools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|p| p["endpoints"].as_array().unwrap().clone())
+            .find(|e| e["key"] == key)
+            .unwrap_or_else(|| panic!("no endpoint {key}"))
+    };
+    assert!(poll_until(DEADLINE, || answers(&server) == ["127.0.0.1"]));
+    for _ in 0..10 {
+        answers(&server);
+    }
+    // The ap endpoint's probes fail (nothing listens), and an operator
+    // forces it up all the same.
+    let forced = server.admin("POST", "/override?endpoint=ap/127.0.0.1&state=up", &[], "");
+    assert_eq!(forced.status, 200, "{}", forced.body);
+
+    // eu's backend flaps, then stays down: its clients go to us.
+    for status_code in [503, 200, 503, 200, 503] {
+        backend.status.store(status_code, Ordering::SeqCst);
+        let want = if status_code == 200 { "up" } else { "down" };
+        assert!(
+            poll_until(DEADLINE, || endpoint(&status(), "eu/127.0.0.1")["probe"]
+                == want),
+            "eu never went {want}"
+        );
+    }
+    assert!(poll_until(DEADLINE, || answers(&server)
+        == ["198.51.100.10"]
+        || answers(&server) == ["198.51.100.11"]));
+    for _ in 0..10 {
+        answers(&server);
+    }
+
+    // /status: what the page is drawn from.
+    let now = status();
+    let eu = endpoint(&now, "eu/127.0.0.1");
+    assert_eq!(eu["state"], "down");
+    assert_eq!(eu["failing"], true);
+    let error = eu["last_error"].as_str().unwrap();
+    assert!(error.contains(LONG_PATH), "{error}");
+    assert_eq!(eu["check_settings"]["kind"], "http");
+    assert_eq!(eu["check_settings"]["interval_secs"], 0.2);
+    assert_eq!(
+        (
+            eu["check_settings"]["rise"].as_u64(),
+            eu["check_settings"]["fall"].as_u64()
+        ),
+        (Some(1), Some(2))
+    );
+    assert!(eu["probe_failures_total"].as_u64().unwrap() >= 2, "{eu}");
+    assert!(eu["probes_total"].as_u64().unwrap() > eu["probe_failures_total"].as_u64().unwrap());
+    // Its share is of the answers its services gave: some went to us since
+    // it died, so it is not 100 % although it gave all of eu's answers.
+    let share = eu["share_percent"].as_f64().unwrap();
+    assert!(share > 0.0 && share < 100.0, "{eu}");
+    let ap = endpoint(&now, "ap/127.0.0.1");
+    assert_eq!(
+        (
+            ap["state"].as_str(),
+            ap["probe"].as_str(),
+            ap["failing"].as_bool()
+        ),
+        (Some("force-up"), Some("down"), Some(true)),
+        "{ap}"
+    );
+    // /history: a sample saw eu down (samples every 2 s).
+    let history = || http(api, "GET", "/history", &[], "").json();
+    assert!(
+        poll_until(DEADLINE, || {
+            let h = history();
+            h["endpoints"]["eu/127.0.0.1"]["usable"]
+                .as_array()
+                .and_then(|v| v.last().cloned())
+                .and_then(|v| v.as_f64())
+                .is_some_and(|v| v < 1.0)
+        }),
+        "history: {}",
+        history()
+    );
+    let h = history();
+    assert_eq!(h["bucket_secs"], 30);
+    assert!(
+        h["services"][format!("{WWW}.")]["us"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a.as_u64() > Some(0))
+    );
+    assert!(
+        h["pools"]["eu"]["answers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a.as_u64() > Some(0))
+    );
+
+    // The page at both widths, laid out by Chromium.
+    let url = format!("http://{api}/");
+    let mut cdp = Cdp::launch(&browser, &dir.path().join("profile-cdp"));
+    cdp.call("Page.enable", serde_json::json!({}));
+    for width in [360, 1920] {
+        cdp.call(
+            "Emulation.setDeviceMetricsOverride",
+            serde_json::json!({ "width": width, "height": 900, "deviceScaleFactor": 1, "mobile": width < 800 }),
+        );
+        cdp.call("Page.navigate", serde_json::json!({ "url": url }));
+        let mut layout = serde_json::Value::Null;
+        assert!(
+            poll_until(DEADLINE, || {
+                layout = cdp.evaluate(LAYOUT_PROBE);
+                layout["endpoints"] == 4 && layout["width"] == width
+            }),
+            "page at {width} px: {layout:#}"
+        );
+        println!("layout at {width} px: {layout:#}");
+        assert_eq!(
+            layout["over"],
+            serde_json::json!([]),
+            "overflow at {width} px: {layout:#}"
+        );
+        assert_eq!(layout["scroll_width"], width, "{layout:#}");
+        assert_eq!(layout["endpoint_charts"], 4, "{layout:#}");
+        assert_eq!(layout["pool_charts"], 3, "{layout:#}");
+        assert_eq!(layout["service_charts"], 2, "{layout:#}");
+        assert_eq!(layout["outage_in_eu_chart"], true, "{layout:#}");
+        // The error in full, wrapped (several lines at 360 px), not cut.
+        // (Which failure it is may change between probes on a busy
+        // machine, a 503 or a timeout; both name the whole URL.)
+        let shown = layout["error_text"].as_str().unwrap_or("");
+        assert!(shown.contains(LONG_PATH), "{shown:?} lacks {LONG_PATH:?}");
+        assert_eq!(layout["error_clipped"], false, "{layout:#}");
+        if width == 360 {
+            assert!(layout["error_lines"].as_u64().unwrap() >= 3, "{layout:#}");
+        }
+        assert_ne!(layout["eu_share_width"], "100%", "{layout:#}");
+        assert_eq!(layout["forced_up_warns"], true, "{layout:#}");
+        assert_eq!(layout["forced_up_state"], "force-up");
+        let check = layout["check_line"].as_str().unwrap_or("");
+        assert!(
+            check.contains("every 200ms") && check.contains("rise 1 / fall 2"),
+            "{check}"
+        );
+        assert!(
+            layout["counters"]
+                .as_str()
+                .unwrap_or("")
+                .contains("failures"),
+            "{layout:#}"
+        );
+        // The flapping endpoint's events take one line with counts.
+        let folded = layout["folded"].as_array().unwrap();
+        assert!(
+            folded.iter().any(|f| {
+                let f = f.as_str().unwrap();
+                f.contains("eu/127.0.0.1")
+                    && f.contains("endpoint-down ×3")
+                    && f.contains("endpoint-up ×2")
+            }),
+            "{layout:#}"
+        );
+    }
+
+    // Screenshots at both widths (whole pages), to look at.
+    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    for (width, height) in [(360, 3200), (1920, 1400)] {
+        let shot = shots.join(format!("status-{width}.png"));
+        let _ = std::fs::remove_file(&shot);
+        let mut command = chromium_command(&browser, &dir.path().join(format!("profile-{width}")));
+        command
+            .arg(format!("--screenshot={}", shot.display()))
+            .arg(format!("--window-size={width},{height}"))
+            .arg(&url);
+        let (_, log) = run_bounded(command);
+        assert!(shot.is_file(), "no screenshot at {width} px: {log}");
+        println!("status page at {width} px: {}", shot.display());
+    }
 }
 
 /// GETs a DevTools HTTP endpoint (it keeps connections open, so the body is

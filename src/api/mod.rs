@@ -1,5 +1,5 @@
-//! The admin HTTP API: `/status` (JSON), `/metrics` (Prometheus or
-//! OpenMetrics text),
+//! The admin HTTP API: `/status` and `/history` (JSON), `/metrics`
+//! (Prometheus or OpenMetrics text),
 //! `POST /override`, `POST /reload` and the status page at `/`.
 //!
 //! Owns the API listener and its authorisation; reads the control plane
@@ -249,6 +249,7 @@ fn router(state: ApiState) -> Router {
         .route("/weight", post(cluster::set_weight))
         .route("/reload", post(reload))
         .route("/explain", get(explain))
+        .route("/history", get(history_json))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -259,12 +260,31 @@ fn router(state: ApiState) -> Router {
 
 async fn page(State(state): State<ApiState>) -> Response {
     let status = build_status(&state.control, &state.history, state.auth.token_required());
+    let history = state.history.hour(&state.control);
     // The initial data is inlined so the page renders without a round trip;
     // "<" is escaped so no string in it can close the script element.
-    let data = serde_json::to_string(&status)
-        .unwrap_or_else(|_| "{}".to_string())
-        .replace('<', "\\u003c");
-    let html = include_str!("page.html").replace("/*INITIAL_STATUS*/null", &data);
+    let inline = |value: serde_json::Result<String>| {
+        value
+            .unwrap_or_else(|_| "null".to_string())
+            .replace('<', "\\u003c")
+    };
+    // Split the template first, so text inside the inlined data can never
+    // be taken for the other marker.
+    let template = include_str!("page.html");
+    let (head, rest) = template
+        .split_once("/*INITIAL_STATUS*/null")
+        .unwrap_or((template, ""));
+    let (middle, tail) = rest
+        .split_once("/*INITIAL_HISTORY*/null")
+        .unwrap_or((rest, ""));
+    let html = [
+        head,
+        &inline(serde_json::to_string(&status)),
+        middle,
+        &inline(serde_json::to_string(&history)),
+        tail,
+    ]
+    .concat();
     (
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
@@ -322,6 +342,12 @@ fn scrape_inputs(control: &Control) -> crate::metrics::ScrapeInputs {
             .map(|c| (c.view(), c.writes(), c.keys_written())),
         snapshot,
     }
+}
+
+/// `GET /history`: the last hour in half-minute buckets (see `history`).
+async fn history_json(State(state): State<ApiState>) -> Response {
+    let history = state.history.hour(&state.control);
+    ([(header::CACHE_CONTROL, "no-store")], axum::Json(history)).into_response()
 }
 
 /// `GET /explain` parameters.

@@ -18,6 +18,9 @@ use crate::policy::{Endpoint, EndpointTarget, Pool};
 pub struct Status {
     /// gslb version.
     pub version: &'static str,
+    /// When this document was made (Unix seconds): durations on the page
+    /// count from it, not from the browser's clock.
+    pub now_unix: f64,
     /// The configuration in service.
     pub config: ConfigStatus,
     /// Whether mutating calls need a bearer token.
@@ -123,7 +126,8 @@ pub struct PoolStatus {
     /// Answers from this pool in the last minute (of the service, inside a
     /// service; of all services, at the top level).
     pub answers_last_minute: u64,
-    /// Those answers as a percentage of the service's (inside a service).
+    /// Those answers as a percentage of the service's (inside a service),
+    /// or of the answers of all services listing the pool (top level).
     pub share_percent: Option<f64>,
     /// Failover answers from this pool in the last minute.
     pub failovers_last_minute: u64,
@@ -176,7 +180,11 @@ pub struct EndpointView {
     pub answers_total: u64,
     /// Answers naming it in the last minute.
     pub answers_last_minute: u64,
-    /// Its share of its pool's answers in the last minute, in percent.
+    /// Its share of the answers the services listing its pool gave in the
+    /// last minute, in percent: its part of its pool's answers (of the
+    /// records they named, for multi-record answers) times the pool's part
+    /// of those services' answers. Answers actually given: a dead
+    /// endpoint's share falls as its services answer from elsewhere.
     pub share_percent: Option<f64>,
     /// Last probe failure.
     pub last_error: Option<String>,
@@ -193,6 +201,40 @@ pub struct EndpointView {
     pub cluster_verdict: &'static str,
     /// Each live cluster member's verdict (`up`/`down`), by member.
     pub member_verdicts: std::collections::BTreeMap<String, &'static str>,
+    /// Whether its probes fail now: the verdict is down or the last probe
+    /// failed (the page shows `last_error` only then).
+    pub failing: bool,
+    /// When the last probe finished (Unix seconds).
+    pub last_probe_unix: Option<f64>,
+    /// Whether the last probe succeeded.
+    pub last_probe_ok: Option<bool>,
+    /// Probes finished.
+    pub probes_total: u64,
+    /// Probes failed, all reasons.
+    pub probe_failures_total: u64,
+    /// Successes in a row (toward `rise` while the verdict is down).
+    pub consecutive_successes: u32,
+    /// Failures in a row (toward `fall` while the verdict is up).
+    pub consecutive_failures: u32,
+    /// How it is probed.
+    pub check_settings: Option<CheckSettings>,
+}
+
+/// A check as applied to one endpoint.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckSettings {
+    /// `http`, `https` or `tcp`.
+    pub kind: String,
+    /// What is probed (URL or `tcp://addr`).
+    pub target: String,
+    /// Seconds between probes.
+    pub interval_secs: f64,
+    /// Seconds one probe may take.
+    pub timeout_secs: f64,
+    /// Successes in a row to come up.
+    pub rise: u32,
+    /// Failures in a row to go down.
+    pub fall: u32,
 }
 
 fn percent(part: u64, whole: u64) -> Option<f64> {
@@ -225,6 +267,26 @@ pub fn build_status(control: &Control, history: &StatusHistory, auth_required: b
         .collect();
     let view = control.health.view_arc();
     let cluster_view = control.cluster.as_ref().map(|c| c.view());
+    let checks: HashMap<&str, CheckSettings> = snapshot
+        .probes
+        .endpoints
+        .iter()
+        .filter_map(|planned| {
+            let probe = planned.probe.as_ref()?;
+            let check = &probe.check;
+            Some((
+                planned.key.as_str(),
+                CheckSettings {
+                    kind: format!("{:?}", check.kind).to_lowercase(),
+                    target: probe.target.to_string(),
+                    interval_secs: check.interval.as_secs_f64(),
+                    timeout_secs: check.timeout.as_secs_f64(),
+                    rise: check.rise,
+                    fall: check.fall,
+                },
+            ))
+        })
+        .collect();
     let endpoint_view = |endpoint: &Endpoint| {
         let health = control.health.record(endpoint.id)?;
         let probe = probes.get(&endpoint.key);
@@ -288,14 +350,68 @@ pub fn build_status(control: &Control, history: &StatusHistory, auth_required: b
                     ))
                 })
                 .unwrap_or_default(),
+            failing: probe.is_some_and(|p| p.state == "down" || p.consecutive_failures > 0),
+            last_probe_unix: probe.and_then(|p| p.last_probe_unix),
+            last_probe_ok: probe
+                .filter(|p| p.last_probe_unix.is_some())
+                .map(|p| p.consecutive_failures == 0),
+            probes_total: probe.map_or(0, |p| p.probes_total),
+            probe_failures_total: probe.map_or(0, |p| p.failures.values().sum()),
+            consecutive_successes: probe.map_or(0, |p| p.consecutive_successes),
+            consecutive_failures: probe.map_or(0, |p| p.consecutive_failures),
+            check_settings: checks.get(endpoint.key.as_str()).cloned(),
         })
+    };
+    // Each service's answers in the last minute, by any pool or none.
+    let service_answers: HashMap<&str, u64> = snapshot
+        .services
+        .iter()
+        .map(|service| {
+            let answers = service
+                .pools
+                .iter()
+                .map(|p| p.name.as_str())
+                .chain([""])
+                .map(|pool| pool_window(&(service.name.clone(), pool.to_string())).answers)
+                .sum();
+            (service.name.as_str(), answers)
+        })
+        .collect();
+    // Shares are of the answers of the services that list the pool:
+    // answers actually given, so once an endpoint is down and its services
+    // answer from elsewhere, its share falls (of its pool's own answers, a
+    // dead pool's only endpoint would keep 100 %).
+    let listing_answers = |pool: &str| -> u64 {
+        snapshot
+            .services
+            .iter()
+            .filter(|s| s.pools.iter().any(|p| p.name == pool))
+            .map(|s| service_answers.get(s.name.as_str()).copied().unwrap_or(0))
+            .sum()
+    };
+    let answers_from = |pool: &str| -> u64 {
+        snapshot
+            .services
+            .iter()
+            .filter(|s| s.pools.iter().any(|p| p.name == pool))
+            .map(|s| pool_window(&(s.name.clone(), pool.to_string())).answers)
+            .sum()
     };
     let pool_view = |pool: &Pool| {
         let mut endpoints: Vec<EndpointView> =
             pool.endpoints.iter().filter_map(endpoint_view).collect();
         let pool_answers: u64 = endpoints.iter().map(|e| e.answers_last_minute).sum();
+        // An endpoint's part of its pool's answers (an answer of several
+        // records names several endpoints: parts of the namings), times the
+        // pool's part of its services' answers.
+        let (whole, from_pool) = (listing_answers(&pool.name), answers_from(&pool.name));
         for endpoint in &mut endpoints {
-            endpoint.share_percent = percent(endpoint.answers_last_minute, pool_answers);
+            endpoint.share_percent = (whole > 0 && pool_answers > 0).then(|| {
+                let share = endpoint.answers_last_minute as f64 / pool_answers as f64
+                    * from_pool as f64
+                    / whole as f64;
+                (share * 1000.0).round() / 10.0
+            });
         }
         PoolStatus {
             name: pool.name.clone(),
@@ -329,10 +445,13 @@ pub fn build_status(control: &Control, history: &StatusHistory, auth_required: b
             let no_pool = pool_window(&(service.name.clone(), String::new()));
             let answers = windows.iter().map(|w| w.answers).sum::<u64>() + no_pool.answers;
             for (pool, window) in pools.iter_mut().zip(&windows) {
-                all_pools
-                    .entry(pool.name.clone())
-                    .or_insert_with(|| pool.clone())
-                    .failovers_last_minute += window.failovers;
+                let overall = all_pools.entry(pool.name.clone()).or_insert_with(|| {
+                    let mut overall = pool.clone();
+                    overall.answers_last_minute = 0;
+                    overall
+                });
+                overall.failovers_last_minute += window.failovers;
+                overall.answers_last_minute += window.answers;
                 pool.answers_last_minute = window.answers;
                 pool.failovers_last_minute = window.failovers;
                 pool.share_percent = percent(window.answers, answers);
@@ -361,9 +480,15 @@ pub fn build_status(control: &Control, history: &StatusHistory, auth_required: b
             }
         })
         .collect();
+    for pool in all_pools.values_mut() {
+        pool.share_percent = percent(pool.answers_last_minute, listing_answers(&pool.name));
+    }
     let (reloads_ok, reloads_failed) = control.metrics.reload_counts();
     Status {
         version: env!("CARGO_PKG_VERSION"),
+        now_unix: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64()),
         config: ConfigStatus {
             path: control.source.config_path.display().to_string(),
             loaded_unix: control.metrics.loaded_unix(),

@@ -28,6 +28,7 @@ pub fn chromium_command(binary: &Path, profile: &Path) -> Command {
             "--headless",
             "--no-sandbox",
             "--disable-gpu",
+            "--disable-quic",
             "--disable-background-networking",
             "--disable-component-update",
             "--disable-sync",
