@@ -25,8 +25,9 @@ const FASTEST_UPDATE_INTERVAL: std::time::Duration = std::time::Duration::from_m
 
 /// State shared by the server, signal handlers and the admin API.
 pub struct Control {
-    /// Where snapshots are built from.
-    pub source: SnapshotSource,
+    /// Where snapshots are built from, and the config digest to report
+    /// instead of computing one (a fleet member reports its version's).
+    origin: Mutex<(SnapshotSource, Option<String>)>,
     /// Runtime state of endpoints (verdicts, overrides, weights, `fastest`
     /// results), kept across reloads; the query path reads its views.
     pub health: Arc<HealthTable>,
@@ -64,6 +65,9 @@ pub struct Control {
     pub cluster: Option<Arc<Cluster>>,
     /// Digest of the configuration in service and when it was loaded.
     identity: Mutex<(String, SystemTime)>,
+    /// The published configuration this member follows (`[cluster] config
+    /// = "etcd"`; started by `serve` with [`crate::fleet::member::run`]).
+    pub fleet: Option<Arc<crate::fleet::member::Fleet>>,
 }
 
 /// What a successful reload reports.
@@ -80,7 +84,7 @@ impl Control {
     /// # Errors
     /// Every problem in the configuration and the files it names.
     pub fn start(source: SnapshotSource) -> Result<(Self, LoadedConfig), BuildErrors> {
-        Self::build(source, false)
+        Self::build(source, false, None, None)
     }
 
     /// [`Control::start`] for `serve`: the operator state kept in `[server]
@@ -89,12 +93,28 @@ impl Control {
     /// # Errors
     /// Every problem in the configuration and the files it names.
     pub fn start_serving(source: SnapshotSource) -> Result<(Self, LoadedConfig), BuildErrors> {
-        Self::build(source, true)
+        Self::build(source, true, None, None)
+    }
+
+    /// [`Control::start_serving`] for a fleet member, from the
+    /// configuration `fleet` wrote for a published version (`digest`: the
+    /// version's).
+    ///
+    /// # Errors
+    /// Every problem in the configuration and the files it names.
+    pub fn start_member(
+        source: SnapshotSource,
+        fleet: Arc<crate::fleet::member::Fleet>,
+        digest: Option<String>,
+    ) -> Result<(Self, LoadedConfig), BuildErrors> {
+        Self::build(source, true, Some(fleet), digest)
     }
 
     fn build(
         source: SnapshotSource,
         restore_state: bool,
+        fleet: Option<Arc<crate::fleet::member::Fleet>>,
+        digest: Option<String>,
     ) -> Result<(Self, LoadedConfig), BuildErrors> {
         let health = Arc::new(HealthTable::default());
         let (snapshot, loaded) = Snapshot::build(&source, &health)?;
@@ -125,7 +145,8 @@ impl Control {
             operator: Arc::new(OperatorState::default()),
             cluster,
             identity: Mutex::new((String::new(), SystemTime::now())),
-            source,
+            origin: Mutex::new((source, digest)),
+            fleet,
         };
         if restore_state
             && let Some(warning) = control
@@ -151,11 +172,47 @@ impl Control {
     /// # Errors
     /// Every problem found; nothing changed.
     pub fn reload(&self, trigger: &str) -> Result<ReloadReport, BuildErrors> {
+        self.rebuild(None, trigger)
+    }
+
+    /// Like [`Control::reload`], from another configuration (a fleet
+    /// member's next version, reporting `digest` as its config digest),
+    /// which reloads then rebuild when it is in service.
+    ///
+    /// # Errors
+    /// Every problem found; nothing changed (the old configuration stays
+    /// the one reloads read).
+    pub fn apply_source(
+        &self,
+        source: SnapshotSource,
+        digest: Option<String>,
+        trigger: &str,
+    ) -> Result<ReloadReport, BuildErrors> {
+        self.rebuild(Some((source, digest)), trigger)
+    }
+
+    /// Where snapshots are built from now.
+    pub fn source(&self) -> SnapshotSource {
+        self.lock_origin().0.clone()
+    }
+
+    fn lock_origin(&self) -> std::sync::MutexGuard<'_, (SnapshotSource, Option<String>)> {
+        self.origin
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn rebuild(
+        &self,
+        next: Option<(SnapshotSource, Option<String>)>,
+        trigger: &str,
+    ) -> Result<ReloadReport, BuildErrors> {
         let _serialised = self
             .reloading
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let built = Snapshot::build(&self.source, &self.health).and_then(|(snapshot, loaded)| {
+        let (source, digest) = next.unwrap_or_else(|| self.lock_origin().clone());
+        let built = Snapshot::build(&source, &self.health).and_then(|(snapshot, loaded)| {
             check_ops_settings(&loaded).map(|cluster| (snapshot, loaded, cluster))
         });
         let (snapshot, loaded, cluster) = match built {
@@ -174,7 +231,7 @@ impl Control {
                 self.events.record(
                     Event::new(
                         EventKind::ReloadFailed,
-                        self.source.config_path.display().to_string(),
+                        source.config_path.display().to_string(),
                         format!("reload ({trigger}) failed, the running configuration stays"),
                     )
                     .because(reasons.join("; ")),
@@ -186,6 +243,7 @@ impl Control {
             tracing::warn!("[cluster] changed: it is read at start only; restart to apply it");
         }
         snapshot.log_warnings();
+        *self.lock_origin() = (source, digest);
         let snapshot = Arc::new(snapshot);
         let served = Served::new(snapshot.clone(), Some(&self.served.load()));
         self.served.store(Arc::new(served));
@@ -362,7 +420,8 @@ impl Control {
     }
 
     fn apply_ops_settings(&self, loaded: &LoadedConfig) {
-        let digest = config_digest(&self.source, loaded);
+        let (source, pinned) = self.lock_origin().clone();
+        let digest = pinned.unwrap_or_else(|| config_digest(&source, loaded));
         *self
             .identity
             .lock()
@@ -373,7 +432,7 @@ impl Control {
             loaded.config.server.watch,
             std::sync::atomic::Ordering::Relaxed,
         );
-        let files = files_of(&self.source, loaded);
+        let files = files_of(&source, loaded);
         *self
             .watched
             .lock()

@@ -12,6 +12,7 @@ pub mod dns;
 pub mod dnssec;
 pub mod events;
 pub mod explain;
+pub mod fleet;
 pub mod geo;
 pub mod hash;
 pub mod health;

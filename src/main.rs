@@ -79,16 +79,26 @@ enum Command {
     /// Preview a change: per service, how much of the client address space
     /// (or of the clients in FILE) moves from which pool to which between
     /// two configurations, with the largest moved networks and where they are.
+    /// With two version numbers (`gslb diff A B`): what changed between two
+    /// published versions (TOML, zone files and latency tables, line by
+    /// line), and with `--clients FILE` or `--db` which clients move.
     Diff {
-        /// The configuration in service (old side).
+        /// The configuration in service (old side); with A B, a file whose
+        /// `[cluster]` names the etcd holding the versions.
         #[arg(short = 'c', long = "config", default_value = "config/gslb.toml")]
         old: PathBuf,
-        /// The configuration to compare it with (new side).
-        new: PathBuf,
+        /// The configuration to compare it with (new side), or two
+        /// published version numbers A B.
+        #[arg(value_name = "NEW | A B", num_args = 1..=2, required = true)]
+        new: Vec<String>,
         /// Weigh these clients instead of every address: a gslb query log,
         /// networks or addresses one per line, or a CSV of network,weight.
-        #[arg(long, value_name = "FILE")]
+        #[arg(long, value_name = "FILE", conflicts_with = "db")]
         clients: Option<PathBuf>,
+        /// Between versions: weigh every address (every network of the
+        /// database) as the two-file form always does.
+        #[arg(long)]
+        db: bool,
         /// Only clients of this address family (default: both, each on its own).
         #[arg(long, value_parser = ["4", "6"])]
         family: Option<String>,
@@ -141,6 +151,45 @@ enum Command {
         target: String,
         /// A weight (endpoint), a percent 0..100 (pool), or `none`.
         value: String,
+    },
+    /// Validate a configuration exactly as `check` does and publish it to
+    /// the cluster's etcd as a new version, with every zone file and
+    /// latency table it reads; prints the new version's number.
+    Publish {
+        /// The configuration to publish; its `[cluster]` names etcd.
+        #[arg(short = 'c', long = "config", default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Why (shown by `gslb versions`).
+        #[arg(short = 'm', long, value_name = "TEXT", default_value = "")]
+        message: String,
+        /// Publish only if VERSION is still the newest (the one this change
+        /// was reviewed against).
+        #[arg(long, value_name = "VERSION")]
+        expect_version: Option<u64>,
+        /// Treat warnings as errors, as `check --strict` does.
+        #[arg(long)]
+        strict: bool,
+    },
+    /// List the published configuration versions: number, time, who,
+    /// digest, which members run it, message (newest first).
+    Versions {
+        /// A configuration whose `[cluster]` names etcd.
+        #[arg(short = 'c', long = "config", default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Republish version N as a new version (after checking it builds here).
+    Rollback {
+        /// A configuration whose `[cluster]` names etcd.
+        #[arg(short = 'c', long = "config", default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// The version to bring back.
+        version: u64,
+        /// Why (default "rollback to version N").
+        #[arg(short = 'm', long, value_name = "TEXT")]
+        message: Option<String>,
     },
     /// GeoIP database tools.
     Geoip {
@@ -254,7 +303,12 @@ fn main() -> ExitCode {
     // lines would bury it, so they log warnings only unless asked.
     let quiet = matches!(
         cli.command,
-        Command::Check { .. } | Command::Explain { .. } | Command::Diff { .. }
+        Command::Check { .. }
+            | Command::Explain { .. }
+            | Command::Publish { .. }
+            | Command::Versions { .. }
+            | Command::Rollback { .. }
+            | Command::Diff { .. }
     );
     let level = match (cli.verbose, quiet) {
         (0, true) => "warn",
@@ -281,29 +335,50 @@ fn main() -> ExitCode {
             explain(source.source(), client, &name, &record_type, live)
         }
         Command::Reload { config, api, token } => reload_command(config.as_deref(), api, token),
+        Command::Publish {
+            config,
+            message,
+            expect_version,
+            strict,
+        } => fleet_cmd::publish(&config, &message, expect_version, strict),
+        Command::Versions { config, json } => fleet_cmd::versions(&config, json),
+        Command::Rollback {
+            config,
+            version,
+            message,
+        } => fleet_cmd::rollback(&config, version, message),
         Command::Override { api, target, state } => override_command(&api, &target, &state),
         Command::Weight { api, target, value } => weight_command(&api, &target, &value),
         Command::Diff {
             old,
             new,
             clients,
+            db,
             family,
             record_type,
             down,
             top,
             json,
-        } => diff_command(
-            &old,
-            &new,
-            &DiffArgs {
+        } => {
+            let args = DiffArgs {
                 clients,
                 family,
                 record_type,
                 down,
                 top,
                 json,
-            },
-        ),
+            };
+            match new.as_slice() {
+                [a, b] => match (a.parse::<u64>(), b.parse::<u64>()) {
+                    (Ok(a), Ok(b)) => fleet_cmd::diff(&old, a, b, db, &args),
+                    _ => Err(anyhow!(
+                        "gslb diff takes one configuration file (-c OLD NEW) or two published version numbers (A B), not {a:?} {b:?}"
+                    )),
+                },
+                [new] => diff_command((&old, None), (std::path::Path::new(new), None), &args),
+                _ => Err(anyhow!("gslb diff takes NEW or A B")),
+            }
+        }
         Command::Geoip {
             command:
                 GeoipCommand::Build {
@@ -424,12 +499,37 @@ fn api_auth(
 }
 
 fn check(source: SnapshotSource, strict: bool) -> Result<()> {
+    let (control, _) = validate(source, strict)?;
+    let snapshot = control.snapshot();
+    let member = match control.cluster.as_ref() {
+        Some(cluster) if cluster.settings.config_from_etcd => format!(
+            "; a fleet member: the rest comes from the newest version published to {} {}",
+            cluster.settings.etcd.join(","),
+            cluster.settings.prefix
+        ),
+        _ => String::new(),
+    };
+    println!(
+        "{}: ok ({}{member})",
+        control.source().config_path.display(),
+        [
+            plural(snapshot.zones.len(), "zone"),
+            plural(snapshot.services.len(), "service")
+        ]
+        .join(", ")
+    );
+    Ok(())
+}
+
+/// Loads and validates a configuration as `serve` would, printing its
+/// warnings (`check` and `publish`).
+fn validate(source: SnapshotSource, strict: bool) -> Result<(Control, gslb::config::LoadedConfig)> {
     // The API settings are read at start only, outside the snapshot: check
     // them as `serve` does, and report them with the snapshot's errors.
     let api_error = gslb::config::load_config(&source.config_path)
         .ok()
         .and_then(|loaded| api_auth(&loaded, None, TokenFile::CheckOnly).err());
-    let (control, _) = match Control::start(source) {
+    let (control, loaded) = match Control::start(source) {
         Ok(started) => started,
         Err(errors) => {
             let api = api_error.map_or(String::new(), |e| format!("\n{e}"));
@@ -438,6 +538,17 @@ fn check(source: SnapshotSource, strict: bool) -> Result<()> {
     };
     if let Some(err) = api_error {
         return Err(anyhow!("configuration is not valid:\n{err}"));
+    }
+    if control
+        .cluster
+        .as_ref()
+        .is_some_and(|c| c.settings.config_from_etcd)
+    {
+        let errors = gslb::fleet::member::check_local(&loaded);
+        if !errors.is_empty() {
+            let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            return Err(anyhow!("configuration is not valid:\n{}", lines.join("\n")));
+        }
     }
     let snapshot = control.snapshot();
     for warning in &snapshot.warnings {
@@ -449,16 +560,8 @@ fn check(source: SnapshotSource, strict: bool) -> Result<()> {
             plural(snapshot.warnings.len(), "warning")
         ));
     }
-    println!(
-        "{}: ok ({})",
-        control.source.config_path.display(),
-        [
-            plural(snapshot.zones.len(), "zone"),
-            plural(snapshot.services.len(), "service")
-        ]
-        .join(", ")
-    );
-    Ok(())
+    drop(snapshot);
+    Ok((control, loaded))
 }
 
 /// `gslb dnssec keygen`: a new CSK in BIND's format.
@@ -614,7 +717,15 @@ struct DiffArgs {
 
 /// `gslb diff`: compiles both configurations (at once, one thread each),
 /// weighs the clients with `gslb::diff` and prints its report.
-fn diff_command(old: &std::path::Path, new: &std::path::Path, args: &DiffArgs) -> Result<()> {
+/// `old` and `new` are the files, with how to name them (default: their
+/// paths).
+fn diff_command(
+    (old, old_label): (&std::path::Path, Option<&str>),
+    (new, new_label): (&std::path::Path, Option<&str>),
+    args: &DiffArgs,
+) -> Result<()> {
+    let old_name = old_label.map_or_else(|| old.display().to_string(), str::to_string);
+    let new_name = new_label.map_or_else(|| new.display().to_string(), str::to_string);
     use gslb::diff::{Clients, DiffOptions, Side};
     use gslb::health::HealthTable;
     let clients = match &args.clients {
@@ -692,8 +803,8 @@ fn diff_command(old: &std::path::Path, new: &std::path::Path, args: &DiffArgs) -
     if args.json {
         let mut value = serde_json::to_value(&report).context("encoding the report")?;
         if let Some(object) = value.as_object_mut() {
-            object.insert("old".into(), old.display().to_string().into());
-            object.insert("new".into(), new.display().to_string().into());
+            object.insert("old".into(), old_name.clone().into());
+            object.insert("new".into(), new_name.clone().into());
             object.insert("seconds_compiling".into(), compiled.as_secs_f64().into());
             object.insert("seconds_comparing".into(), walked.as_secs_f64().into());
         }
@@ -703,8 +814,8 @@ fn diff_command(old: &std::path::Path, new: &std::path::Path, args: &DiffArgs) -
         );
         return Ok(());
     }
-    println!("old: {}", old.display());
-    println!("new: {}", new.display());
+    println!("old: {old_name}");
+    println!("new: {new_name}");
     match (&args.clients, &clients) {
         (Some(path), Some(list)) => println!(
             "clients: {} ({} lines, {} distinct clients{})",
@@ -760,8 +871,15 @@ fn build_geoip(
 }
 
 fn serve(source: SnapshotSource, listen: Vec<SocketAddr>, api: Option<SocketAddr>) -> Result<()> {
-    let (control, loaded) = Control::start_serving(source)
-        .map_err(|errors| anyhow!("configuration is not valid:\n{errors}"))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let (control, loaded) = match fleet_cmd::member(&source)? {
+        Some(fleet) => fleet_cmd::start_member(&runtime, &fleet)?,
+        None => Control::start_serving(source)
+            .map_err(|errors| anyhow!("configuration is not valid:\n{errors}"))?,
+    };
     control.snapshot().log_warnings();
     let control = Arc::new(control);
     let server_config = &loaded.config.server;
@@ -789,10 +907,6 @@ fn serve(source: SnapshotSource, listen: Vec<SocketAddr>, api: Option<SocketAddr
         )),
         max_queries: server_config.tcp_max_queries.max(1),
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
     runtime.block_on(async move {
         // Health probers first, so a gdnsd-style first round can finish
         // before any query is answered.
@@ -848,6 +962,10 @@ fn serve(source: SnapshotSource, listen: Vec<SocketAddr>, api: Option<SocketAddr
             cluster.set_addresses(bound_addrs, api_bound);
             tracing::info!(member = %cluster.settings.name, etcd = ?cluster.settings.etcd, "cluster member starting");
             tokio::spawn(gslb::cluster::run(control.clone(), cluster));
+        }
+        // A fleet member follows the published versions, beside DNS too.
+        if let Some(fleet) = control.fleet.clone() {
+            tokio::spawn(gslb::fleet::member::run(control.clone(), fleet));
         }
         tasks.spawn(async move {
             handle_signals(control).await;
@@ -1083,4 +1201,333 @@ fn api_target(
     let config_path = config.unwrap_or(std::path::Path::new(DEFAULT_CONFIG));
     let token = client_token(token, config_path, server.as_ref());
     Ok((addr, token))
+}
+
+/// `publish`, `versions`, `rollback`, `diff`, and the start of a member
+/// that serves published versions (see `gslb::fleet`).
+mod fleet_cmd {
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use anyhow::{Context, Result, anyhow};
+
+    use gslb::cluster::ClusterSettings;
+    use gslb::control::Control;
+    use gslb::fleet::member::Fleet;
+    use gslb::fleet::{Bundle, NewVersion, Store};
+    use gslb::snapshot::SnapshotSource;
+
+    /// The fleet runtime when `source` is a member's own file with
+    /// `[cluster] config = "etcd"`; `None` otherwise (also when the file
+    /// does not load: `Control::start` then reports why).
+    pub fn member(source: &SnapshotSource) -> Result<Option<Arc<Fleet>>> {
+        let Ok(loaded) = gslb::config::load_config(&source.config_path) else {
+            return Ok(None);
+        };
+        let mut errors = Vec::new();
+        let settings = gslb::cluster::build_cluster_settings(&loaded, &mut errors);
+        let Some(settings) = settings.filter(|s| s.config_from_etcd) else {
+            return Ok(None);
+        };
+        let mut problems: Vec<String> = gslb::fleet::member::check_local(&loaded)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        if !source.extra_zones.is_empty() {
+            problems.push(format!(
+                "{}: --zone cannot add zones to a member with [cluster] config = \"etcd\": publish them",
+                loaded.path.display()
+            ));
+        }
+        if !problems.is_empty() {
+            return Err(anyhow!(
+                "configuration is not valid:\n{}",
+                problems.join("\n")
+            ));
+        }
+        let fleet = Fleet::new(loaded, &settings).context("the etcd client")?;
+        Ok(Some(Arc::new(fleet)))
+    }
+
+    /// Starts a member on the best configuration it can build: the newest
+    /// version in etcd, else its cached one, else only its own sections.
+    pub fn start_member(
+        runtime: &tokio::runtime::Runtime,
+        fleet: &Arc<Fleet>,
+    ) -> Result<(Control, gslb::config::LoadedConfig)> {
+        let mut last = None;
+        for candidate in runtime.block_on(fleet.candidates()) {
+            let version = candidate.version.as_ref().map(|(m, _)| m.version);
+            let started = fleet
+                .prepare(&candidate)
+                .map_err(|err| vec![err.to_string()])
+                .and_then(|(source, digest)| {
+                    Control::start_member(source, fleet.clone(), digest)
+                        .map_err(|errors| errors.0.iter().map(ToString::to_string).collect())
+                });
+            match started {
+                Ok(started) => {
+                    fleet.now_serving(&candidate);
+                    return Ok(started);
+                }
+                Err(errors) => {
+                    if let Some(version) = version {
+                        fleet.failed(version, errors.clone());
+                    }
+                    last = Some(errors);
+                }
+            }
+        }
+        Err(anyhow!(
+            "configuration is not valid:\n{}",
+            last.unwrap_or_default().join("\n")
+        ))
+    }
+
+    /// The `[cluster]` settings of `config` (any file with `[cluster]`: a
+    /// member's own or a full configuration).
+    fn cluster_settings(config: &Path) -> Result<ClusterSettings> {
+        let loaded = gslb::config::load_config(config).map_err(|err| anyhow!("{err}"))?;
+        let mut errors = Vec::new();
+        let settings = gslb::cluster::build_cluster_settings(&loaded, &mut errors);
+        if !errors.is_empty() {
+            let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            return Err(anyhow!("configuration is not valid:\n{}", lines.join("\n")));
+        }
+        settings.ok_or_else(|| {
+            anyhow!(
+                "{} has no [cluster] section: it names the etcd that holds the versions (name, etcd, prefix)",
+                config.display()
+            )
+        })
+    }
+
+    fn runtime() -> Result<tokio::runtime::Runtime> {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")
+    }
+
+    /// `user@host` of whoever runs the command.
+    fn publisher() -> String {
+        let user = ["USER", "LOGNAME"]
+            .iter()
+            .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
+            .unwrap_or_else(|| "unknown".into());
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+            .map(|h| h.trim().to_string())
+            .unwrap_or_default();
+        if host.is_empty() {
+            user
+        } else {
+            format!("{user}@{host}")
+        }
+    }
+
+    /// `gslb publish`.
+    pub fn publish(config: &Path, message: &str, expect: Option<u64>, strict: bool) -> Result<()> {
+        // Read once before validating and once after: a file changed in
+        // between would publish something other than what was checked.
+        let before = gslb::config::load_config(config)
+            .ok()
+            .and_then(|loaded| Bundle::collect(&loaded).ok());
+        let source = SnapshotSource {
+            config_path: config.to_path_buf(),
+            extra_zones: Vec::new(),
+        };
+        let (control, loaded) = super::validate(source, strict)?;
+        let Some(cluster) = control.cluster.as_ref() else {
+            return Err(anyhow!(
+                "{} has no [cluster] section: publish finds etcd through it (name, etcd, prefix); nothing was published",
+                config.display()
+            ));
+        };
+        if cluster.settings.config_from_etcd {
+            return Err(anyhow!(
+                "{} is a member's own file ([cluster] config = \"etcd\"): publish the full configuration (zones, pools, services…) with a [cluster] section naming the same etcd and prefix; nothing was published",
+                config.display()
+            ));
+        }
+        let bundle =
+            Bundle::collect(&loaded).with_context(|| format!("bundling {}", config.display()))?;
+        if before.as_ref() != Some(&bundle) {
+            return Err(anyhow!(
+                "the configuration or a file it reads changed while it was being checked; nothing was published: run publish again"
+            ));
+        }
+        let (digest, _) = control.config_identity();
+        let store = Store::new(&cluster.settings).context("the etcd client")?;
+        let new = NewVersion {
+            by: publisher(),
+            message: message.to_string(),
+            digest,
+            rollback_of: None,
+        };
+        let keep = cluster.settings.keep_versions;
+        let meta = runtime()?
+            .block_on(store.publish(&bundle, new, expect, keep))
+            .map_err(|err| anyhow!("{err}"))?;
+        println!(
+            "published version {} ({} bytes, digest {}, by {})",
+            meta.version,
+            meta.bytes,
+            gslb::fleet::bundle::short(&meta.digest),
+            meta.by
+        );
+        Ok(())
+    }
+
+    /// `gslb versions`.
+    pub fn versions(config: &Path, json: bool) -> Result<()> {
+        let settings = cluster_settings(config)?;
+        let store = Store::new(&settings).context("the etcd client")?;
+        let (versions, newest, members) = runtime()?.block_on(async {
+            let (versions, _) = store.versions().await?;
+            let (newest, _) = store.latest().await?;
+            let members = store.members().await?;
+            Ok::<_, gslb::fleet::store::ReadError>((versions, newest, members))
+        })?;
+        let now_ms = gslb::operator::unix_ms(std::time::SystemTime::now());
+        let report = gslb::fleet::report::versions_report(&versions, newest, &members, now_ms);
+        if json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report).context("encoding the report")?
+            );
+        } else if report.versions.is_empty() {
+            println!("no version published under {}", store.config_prefix());
+        } else {
+            print!("{}", gslb::fleet::report::render_versions(&report));
+        }
+        Ok(())
+    }
+
+    /// Reads version `version`'s metadata and bundle.
+    async fn fetch(store: &Store, version: u64) -> Result<(gslb::fleet::VersionMeta, Bundle)> {
+        let (versions, _) = store.versions().await?;
+        let kept = || {
+            versions.first().map_or("none".to_string(), |m| {
+                format!(
+                    "{} to {}",
+                    m.version,
+                    versions.last().map_or(m.version, |l| l.version)
+                )
+            })
+        };
+        let meta = versions
+            .iter()
+            .find(|m| m.version == version)
+            .cloned()
+            .ok_or_else(|| {
+                anyhow!(
+                    "version {version} is not kept (kept: {}; see gslb versions)",
+                    kept()
+                )
+            })?;
+        let bundle = store
+            .bundle(version)
+            .await?
+            .ok_or_else(|| anyhow!("version {version} has no bundle (kept: {})", kept()))?;
+        Ok((meta, bundle))
+    }
+
+    /// `gslb rollback N`: builds version N here as a member would (with
+    /// this file's `[server]` and `[cluster]` and this host's local files),
+    /// then publishes it again as a new version.
+    pub fn rollback(config: &Path, version: u64, message: Option<String>) -> Result<()> {
+        let settings = cluster_settings(config)?;
+        let local = gslb::config::load_config(config).map_err(|err| anyhow!("{err}"))?;
+        let store = Store::new(&settings).context("the etcd client")?;
+        let runtime = runtime()?;
+        let (meta, bundle) = runtime.block_on(fetch(&store, version))?;
+        let dir =
+            std::env::temp_dir().join(format!("gslb-rollback-{}-{version}", std::process::id()));
+        let built = gslb::fleet::bundle::materialize(Some(&bundle), &local, &dir)
+            .map_err(|err| anyhow!("{err}"))
+            .and_then(|config_path| {
+                let source = SnapshotSource {
+                    config_path,
+                    extra_zones: Vec::new(),
+                };
+                gslb::snapshot::Snapshot::build(&source, &gslb::health::HealthTable::default())
+                    .map(drop)
+                    .map_err(|errors| {
+                        anyhow!("version {version} does not build here, nothing was published:\n{errors}")
+                    })
+            });
+        let _ = std::fs::remove_dir_all(&dir);
+        built?;
+        let new = NewVersion {
+            by: publisher(),
+            message: message.unwrap_or_else(|| format!("rollback to version {version}")),
+            digest: meta.digest.clone(),
+            rollback_of: Some(version),
+        };
+        let published = runtime
+            .block_on(store.publish(&bundle, new, None, settings.keep_versions))
+            .map_err(|err| anyhow!("{err}"))?;
+        println!(
+            "published version {} (version {version} again: {} bytes, digest {}, by {})",
+            published.version,
+            published.bytes,
+            gslb::fleet::bundle::short(&published.digest),
+            published.by
+        );
+        Ok(())
+    }
+
+    /// `gslb diff A B`: the line diffs; with `--clients` or `--db`, both
+    /// versions built on this host (as a member would: this file's
+    /// `[server]` and `[cluster]`, this host's databases) and compared by
+    /// the client-movement engine of the two-file form.
+    pub fn diff(config: &Path, a: u64, b: u64, db: bool, args: &super::DiffArgs) -> Result<()> {
+        let weigh = db || args.clients.is_some();
+        if args.json && !weigh {
+            return Err(anyhow!(
+                "--json is the client report's format: add --db or --clients FILE"
+            ));
+        }
+        let settings = cluster_settings(config)?;
+        let store = Store::new(&settings).context("the etcd client")?;
+        let runtime = runtime()?;
+        let (old, new) = runtime.block_on(async {
+            Ok::<_, anyhow::Error>((fetch(&store, a).await?, fetch(&store, b).await?))
+        })?;
+        if !args.json {
+            print!(
+                "{}",
+                gslb::fleet::report::render_diff((&old.0, &old.1), (&new.0, &new.1))
+            );
+        }
+        if !weigh {
+            return Ok(());
+        }
+        let local = gslb::config::load_config(config).map_err(|err| anyhow!("{err}"))?;
+        let base = std::env::temp_dir().join(format!("gslb-diff-{}", std::process::id()));
+        let written = [(a, &old.1), (b, &new.1)].map(|(version, bundle)| {
+            gslb::fleet::bundle::materialize(
+                Some(bundle),
+                &local,
+                &base.join(format!("v{version}")),
+            )
+            .map_err(|err| anyhow!("version {version}: {err}"))
+        });
+        let result = match written {
+            [Ok(old_path), Ok(new_path)] => {
+                if !args.json {
+                    println!();
+                }
+                super::diff_command(
+                    (&old_path, Some(&format!("version {a}"))),
+                    (&new_path, Some(&format!("version {b}"))),
+                    args,
+                )
+            }
+            [Err(err), _] | [_, Err(err)] => Err(err),
+        };
+        let _ = std::fs::remove_dir_all(&base);
+        result
+    }
 }

@@ -74,6 +74,9 @@ pub struct ClusterStatus {
     pub members: Vec<MemberView>,
     /// Distinct config digests among live members (more than 1: drift).
     pub config_digests: usize,
+    /// Live members flagged as lagging (more than one configuration
+    /// version behind for over a minute).
+    pub lagging_members: Vec<String>,
 }
 
 /// One live member.
@@ -95,6 +98,21 @@ pub struct MemberView {
     pub last_reload_unix: f64,
     /// Endpoints it sees down.
     pub down: Vec<String>,
+    /// The published configuration version it serves (`None`: it reads
+    /// its configuration from its own file, or has no version yet).
+    pub config_version: Option<u64>,
+    /// Since when (Unix seconds), for a member following versions.
+    pub config_since_unix: Option<f64>,
+    /// Versions published after the one it serves (as this member knows
+    /// the versions).
+    pub config_behind: Option<u64>,
+    /// More than one version behind for over a minute.
+    pub config_lagging: bool,
+    /// The newest version that failed to build on it.
+    pub config_failed: Option<crate::fleet::member::FailedVersion>,
+    /// Its local files (GeoIP databases, keys) that differ from the
+    /// published ones.
+    pub config_local_files: Vec<String>,
 }
 
 /// Builds the `operator` part of `/status`.
@@ -152,28 +170,47 @@ pub fn cluster_status(control: &Control) -> Option<ClusterStatus> {
         .values()
         .map(|m| m.config_digest.as_str())
         .collect();
-    let members = view
+    let fleet = control.fleet.as_ref().map(|f| f.status());
+    let now_ms = crate::operator::unix_ms(std::time::SystemTime::now());
+    let members: Vec<MemberView> = view
         .members
         .values()
-        .map(|m| MemberView {
-            name: m.name.clone(),
-            version: m.version.clone(),
-            listen: m.listen.iter().map(ToString::to_string).collect(),
-            api: m.api.map(|a| a.to_string()),
-            config_digest: m.config_digest.clone(),
-            drift: m.config_digest != own_digest,
-            last_reload_unix: m.last_reload_ms as f64 / 1000.0,
-            down: view
-                .verdicts
-                .get(&m.name)
-                .map(|v| {
-                    v.iter()
-                        .filter(|(_, r)| !r.up)
-                        .map(|(k, _)| k.clone())
-                        .collect()
-                })
-                .unwrap_or_default(),
+        .map(|m| {
+            let config = m.config.as_ref();
+            let lag = config
+                .zip(fleet.as_ref())
+                .map(|(c, f)| crate::fleet::member::lag(c.version, f.newest, &f.versions, now_ms));
+            MemberView {
+                name: m.name.clone(),
+                version: m.version.clone(),
+                listen: m.listen.iter().map(ToString::to_string).collect(),
+                api: m.api.map(|a| a.to_string()),
+                config_digest: m.config_digest.clone(),
+                drift: m.config_digest != own_digest,
+                last_reload_unix: m.last_reload_ms as f64 / 1000.0,
+                down: view
+                    .verdicts
+                    .get(&m.name)
+                    .map(|v| {
+                        v.iter()
+                            .filter(|(_, r)| !r.up)
+                            .map(|(k, _)| k.clone())
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                config_version: config.and_then(|c| c.version),
+                config_since_unix: config.map(|c| c.since_ms as f64 / 1000.0),
+                config_behind: lag.map(|l| l.behind),
+                config_lagging: lag.is_some_and(|l| l.lagging),
+                config_failed: config.and_then(|c| c.failed.clone()),
+                config_local_files: config.map(|c| c.local_files.clone()).unwrap_or_default(),
+            }
         })
+        .collect();
+    let lagging_members = members
+        .iter()
+        .filter(|m| m.config_lagging)
+        .map(|m| m.name.clone())
         .collect();
     Some(ClusterStatus {
         name: cluster.settings.name.clone(),
@@ -187,6 +224,7 @@ pub fn cluster_status(control: &Control) -> Option<ClusterStatus> {
         store_keys_written: cluster.keys_written(),
         members,
         config_digests: digests.len(),
+        lagging_members,
     })
 }
 

@@ -340,6 +340,32 @@ fn scrape_inputs(control: &Control) -> crate::metrics::ScrapeInputs {
             .cluster
             .as_ref()
             .map(|c| (c.view(), c.writes(), c.keys_written())),
+        fleet: control.fleet.as_ref().map(|fleet| {
+            let status = fleet.status();
+            let now_ms = crate::operator::unix_ms(std::time::SystemTime::now());
+            let members_lagging = control.cluster.as_ref().map(|cluster| {
+                cluster
+                    .view()
+                    .members
+                    .values()
+                    .filter_map(|m| m.config.as_ref())
+                    .filter(|c| {
+                        crate::fleet::member::lag(
+                            c.version,
+                            status.newest,
+                            &status.versions,
+                            now_ms,
+                        )
+                        .lagging
+                    })
+                    .count()
+            });
+            crate::metrics::FleetFigures {
+                failures: fleet.failures(),
+                status,
+                members_lagging,
+            }
+        }),
         snapshot,
     }
 }

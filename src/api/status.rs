@@ -45,6 +45,9 @@ pub struct Status {
     pub operator: super::cluster::OperatorStatus,
     /// The cluster (members, store, config digests), when `[cluster]` is set.
     pub cluster: Option<super::cluster::ClusterStatus>,
+    /// The published configuration this member follows (`[cluster]
+    /// config = "etcd"`).
+    pub fleet: Option<crate::fleet::member::FleetStatus>,
 }
 
 /// One signed zone.
@@ -490,7 +493,7 @@ pub fn build_status(control: &Control, history: &StatusHistory, auth_required: b
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64()),
         config: ConfigStatus {
-            path: control.source.config_path.display().to_string(),
+            path: control.source().config_path.display().to_string(),
             loaded_unix: control.metrics.loaded_unix(),
             reloads_ok,
             reloads_failed,
@@ -525,5 +528,6 @@ pub fn build_status(control: &Control, history: &StatusHistory, auth_required: b
             .collect(),
         operator: super::cluster::operator_status(control),
         cluster: super::cluster::cluster_status(control),
+        fleet: control.fleet.as_ref().map(|f| f.status()),
     }
 }

@@ -59,6 +59,12 @@ pub struct ClusterSettings {
     pub member_ttl: Duration,
     /// Local address probes are sent from.
     pub probe_source: Option<IpAddr>,
+    /// Whether the configuration (all but `[server]` and `[cluster]`) is
+    /// the newest version published to etcd (`config = "etcd"`, see
+    /// `crate::fleet`) rather than this file.
+    pub config_from_etcd: bool,
+    /// Published configuration versions kept in etcd.
+    pub keep_versions: u64,
 }
 
 /// `down_quorum`: the share of the voters that must see an endpoint down.
@@ -170,10 +176,30 @@ pub fn build_cluster_settings(
             None
         }
     };
+    let config_from_etcd = match cluster.config.get_ref().as_str() {
+        "etcd" => true,
+        "file" => false,
+        other => {
+            errors.push(loaded.error_at(
+                cluster.config.span(),
+                format!("[cluster] config {other:?} is not valid: use \"file\" (this file) or \"etcd\" (the version `gslb publish` wrote)"),
+            ));
+            false
+        }
+    };
+    let keep_versions = *cluster.keep_versions.get_ref();
+    if keep_versions == 0 {
+        errors.push(loaded.error_at(
+            cluster.keep_versions.span(),
+            "[cluster] keep_versions = 0 would remove the version in service: use at least 1 (default 50)",
+        ));
+    }
     if errors.len() > before {
         return None;
     }
     Some(ClusterSettings {
+        config_from_etcd,
+        keep_versions,
         name,
         etcd,
         prefix,
@@ -200,6 +226,10 @@ pub struct MemberRecord {
     pub last_reload_ms: u64,
     /// When the member started (ms since the epoch).
     pub started_ms: u64,
+    /// The published configuration version it serves (members with
+    /// `config = "etcd"`; see `crate::fleet`).
+    #[serde(default)]
+    pub config: Option<crate::fleet::member::MemberConfig>,
 }
 
 /// One member's verdict on one endpoint (leased, written on change).
@@ -362,6 +392,7 @@ impl Cluster {
             config_digest,
             last_reload_ms: unix_ms(last_reload),
             started_ms: unix_ms(self.started),
+            config: control.fleet.as_ref().map(|fleet| fleet.member_config()),
         }
     }
 }
@@ -715,6 +746,8 @@ impl Session {
                 }
                 Err(err) => garbage("operator change", err),
             }
+        } else if rest.starts_with("config/") {
+            // Published configuration versions: `fleet::member` follows them.
         } else {
             tracing::warn!(key, "ignoring an unknown key in the cluster prefix");
         }
@@ -842,6 +875,7 @@ mod tests {
             config_digest: "d".into(),
             last_reload_ms: 0,
             started_ms: 0,
+            config: None,
         }
     }
 

@@ -83,6 +83,14 @@ pub struct ClusterToml {
     pub member_ttl: Spanned<super::DurationToml>,
     /// Local address probes are sent from (this member's vantage point).
     pub probe_source: Option<Spanned<std::net::IpAddr>>,
+    /// Where the rest of the configuration comes from: `"file"` (this
+    /// file) or `"etcd"` (the newest version `gslb publish` wrote).
+    #[serde(default = "default_cluster_config")]
+    pub config: Spanned<String>,
+    /// Published configuration versions kept in etcd (older ones are
+    /// removed by the next publish).
+    #[serde(default = "default_keep_versions")]
+    pub keep_versions: Spanned<u64>,
 }
 
 /// `down_quorum`: a name or a fraction.
@@ -101,6 +109,14 @@ fn default_cluster_prefix() -> Spanned<String> {
 
 fn default_down_quorum() -> Spanned<QuorumToml> {
     Spanned::new(0..0, QuorumToml::Name("majority".to_string()))
+}
+
+fn default_cluster_config() -> Spanned<String> {
+    Spanned::new(0..0, "file".to_string())
+}
+
+fn default_keep_versions() -> Spanned<u64> {
+    Spanned::new(0..0, 50)
 }
 
 fn default_member_ttl() -> Spanned<super::DurationToml> {

@@ -24,7 +24,7 @@ mod record;
 mod scrape;
 
 pub use record::{Observer, QueryRecorder, View};
-pub use scrape::{CONTENT_TYPE, ScrapeInputs, render};
+pub use scrape::{CONTENT_TYPE, FleetFigures, ScrapeInputs, render};
 
 /// Transports, in cell order.
 const TRANSPORTS: [&str; 2] = ["udp", "tcp"];

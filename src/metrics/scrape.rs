@@ -17,6 +17,7 @@ use super::{
     Metrics, PoolTotals, QTYPE_CELLS, QTYPES, RCODES, SlotCells, TRANSPORTS, ms_to_secs, unix_ms,
 };
 use crate::cluster::ClusterView;
+use crate::fleet::member::FleetStatus;
 use crate::health::{FailureReason, HealthView, Override};
 use crate::querylog::QueryLogCounts;
 use crate::snapshot::Snapshot;
@@ -56,6 +57,20 @@ pub struct ScrapeInputs {
     /// What this member knows of its cluster, and the write requests and
     /// keys written it sent to the store (none without `[cluster]`).
     pub cluster: Option<(ClusterView, u64, u64)>,
+    /// A fleet member's published-configuration figures (none unless
+    /// `config = "etcd"`).
+    pub fleet: Option<FleetFigures>,
+}
+
+/// What `/metrics` shows of a fleet member's published configuration.
+pub struct FleetFigures {
+    /// Its state (version, newest, failed version, local files).
+    pub status: FleetStatus,
+    /// Versions that failed to build on it since it started.
+    pub failures: u64,
+    /// Live members more than one version behind for over a minute
+    /// (`None` without a cluster view).
+    pub members_lagging: Option<usize>,
 }
 
 /// The collector run on each scrape.
@@ -544,6 +559,58 @@ impl prometheus_client::collector::Collector for Scrape {
                     .iter()
                     .map(|p| (label(&p.key), u64::from(p.health.verdict_up()))),
             )?;
+        }
+        // --- published configuration (see fleet/) ---
+        if let Some(FleetFigures {
+            status,
+            failures,
+            members_lagging,
+        }) = &inputs.fleet
+        {
+            family(
+                e,
+                "gslb_config_version",
+                "the published configuration version this member serves (0: none yet)",
+                MetricType::Gauge,
+                [(vec![], status.version.unwrap_or(0))],
+            )?;
+            family(
+                e,
+                "gslb_config_version_newest",
+                "the newest published configuration version this member has seen",
+                MetricType::Gauge,
+                [(vec![], status.newest.unwrap_or(0))],
+            )?;
+            family(
+                e,
+                "gslb_config_version_failed",
+                "the newest configuration version that failed to build on this member (0: none; the version in service keeps serving)",
+                MetricType::Gauge,
+                [(vec![], status.failed.as_ref().map_or(0, |f| f.version))],
+            )?;
+            family(
+                e,
+                "gslb_config_version_failures",
+                "configuration versions that failed to build on this member",
+                MetricType::Counter,
+                [(vec![], *failures)],
+            )?;
+            family(
+                e,
+                "gslb_config_local_files_differing",
+                "local files (GeoIP databases, keys) that differ from the published version's",
+                MetricType::Gauge,
+                [(vec![], status.local_files.len() as u64)],
+            )?;
+            if let Some(lagging) = members_lagging {
+                family(
+                    e,
+                    "gslb_cluster_members_lagging",
+                    "live members more than one configuration version behind for over a minute",
+                    MetricType::Gauge,
+                    [(vec![], *lagging as u64)],
+                )?;
+            }
         }
         family(
             e,

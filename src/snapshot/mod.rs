@@ -286,7 +286,13 @@ impl Snapshot {
                 }
             }
         }
-        if zones.is_empty() && errors.is_empty() {
+        // A fleet member (`[cluster] config = "etcd"`) gets its zones from
+        // the published version; with none yet it serves no zones.
+        let fleet_member = config
+            .cluster
+            .as_ref()
+            .is_some_and(|c| c.get_ref().config.get_ref() == "etcd");
+        if zones.is_empty() && errors.is_empty() && !fleet_member {
             errors.push(
                 loaded
                     .error("no zones configured: add a [[zone]] with origin and file")

@@ -1,0 +1,664 @@
+//! A member with `[cluster] config = "etcd"`: serves the newest published
+//! version, follows new ones, and reports which it runs.
+//!
+//! At start it takes, in order, the newest version in etcd, the version it
+//! last served (cached in `state_dir/fleet/current.json`, so a restart
+//! with etcd down serves it), or nothing but its own `[server]` and
+//! `[cluster]` (no zones) until a version arrives. It then watches
+//! `PREFIX/config/`; each new version is written out under
+//! `state_dir/fleet/vN/` ([`super::bundle::materialize`]), built in the
+//! background and swapped in like a reload ([`Control::apply_source`]). A
+//! version that does not build here (a database missing on this host)
+//! changes nothing: the previous one keeps serving, the failure is in the
+//! log, `/status`, `/metrics` and this member's record, and it is tried
+//! again every [`RETRY_FAILED`]. Never on the query path.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use super::bundle::{Bundle, BundleError, materialize};
+use super::store::{ConfigKey, Store, VersionMeta, parse_latest, parse_meta};
+use crate::cluster::ClusterSettings;
+use crate::cluster::etcd::{EtcdError, WatchEvent};
+use crate::config::{ConfigError, LoadedConfig};
+use crate::control::Control;
+use crate::operator::unix_ms;
+use crate::snapshot::{BuildErrors, SnapshotSource};
+
+/// How often a version that failed to build here is tried again (a
+/// database may have been installed meanwhile).
+pub const RETRY_FAILED: Duration = Duration::from_secs(15);
+/// How long a member may run a version more than one behind the newest
+/// before it is flagged.
+pub const LAG_GRACE: Duration = Duration::from_secs(60);
+/// How long the start waits for etcd before it uses the cached version.
+const START_TIMEOUT: Duration = Duration::from_secs(3);
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+const MAX_BACKOFF: Duration = crate::cluster::MAX_BACKOFF;
+
+/// A version that failed to build on this member.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailedVersion {
+    /// Its number.
+    pub version: u64,
+    /// When it first failed (ms since the epoch).
+    pub at_ms: u64,
+    /// The build errors.
+    pub errors: Vec<String>,
+}
+
+/// What a member's record says about its configuration.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberConfig {
+    /// The version in service (`None`: none yet).
+    pub version: Option<u64>,
+    /// Since when (ms since the epoch).
+    pub since_ms: u64,
+    /// The newest version that failed to build here, while it is newer
+    /// than the one in service.
+    pub failed: Option<FailedVersion>,
+    /// Local files (GeoIP databases, keys) that differ from the published
+    /// ones.
+    pub local_files: Vec<String>,
+}
+
+/// This member's fleet state, as `/status` shows it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FleetStatus {
+    /// The version in service (`None`: none yet, no zones served).
+    pub version: Option<u64>,
+    /// Its config digest.
+    pub digest: Option<String>,
+    /// Since when it serves it (ms since the epoch).
+    pub since_ms: u64,
+    /// Where it came from: `etcd`, `cache` (etcd was unreachable at
+    /// start) or `none`.
+    pub from: &'static str,
+    /// The newest version that failed to build here.
+    pub failed: Option<FailedVersion>,
+    /// The newest published version seen.
+    pub newest: Option<u64>,
+    /// Local files that differ from the published ones.
+    pub local_files: Vec<String>,
+    /// Whether the watch on the versions is live.
+    pub store_connected: bool,
+    /// The last store error, while disconnected.
+    pub store_error: Option<String>,
+    /// The kept versions' metadata (for lag and `/status`).
+    #[serde(skip)]
+    pub versions: BTreeMap<u64, VersionMeta>,
+}
+
+/// How far a member is behind the newest version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Lag {
+    /// Versions published after the one it runs.
+    pub behind: u64,
+    /// More than one behind for longer than [`LAG_GRACE`].
+    pub lagging: bool,
+}
+
+/// How far a member running `version` is behind `newest` at `now_ms`: it
+/// counts as lagging once it has been more than one version behind (the
+/// version two after its own was published) for [`LAG_GRACE`].
+pub fn lag(
+    version: Option<u64>,
+    newest: Option<u64>,
+    versions: &BTreeMap<u64, VersionMeta>,
+    now_ms: u64,
+) -> Lag {
+    let running = version.unwrap_or(0);
+    let behind = newest.unwrap_or(0).saturating_sub(running);
+    // A version no longer kept was published long ago.
+    let since = versions.get(&(running + 2)).map_or(0, |m| m.published_ms);
+    Lag {
+        behind,
+        lagging: behind > 1 && now_ms.saturating_sub(since) > LAG_GRACE.as_millis() as u64,
+    }
+}
+
+/// One configuration a member can start with.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    /// The version (`None`: only the member's own sections).
+    pub version: Option<(VersionMeta, Bundle)>,
+    /// `etcd`, `cache` or `none`.
+    pub from: &'static str,
+}
+
+/// What the member keeps in `state_dir/fleet/current.json`.
+#[derive(Serialize, Deserialize)]
+struct Cached {
+    meta: VersionMeta,
+    bundle: Bundle,
+}
+
+/// A member's fleet runtime, shared with the admin API and metrics.
+#[derive(Debug)]
+pub struct Fleet {
+    store: Store,
+    /// The member's own file (`[server]`, `[cluster]`).
+    local: LoadedConfig,
+    /// `state_dir/fleet`.
+    dir: PathBuf,
+    status: Mutex<FleetStatus>,
+    failures: AtomicU64,
+}
+
+/// Checks a member's own file: with `config = "etcd"` it holds only
+/// `[server]` and `[cluster]` (the rest is published).
+pub fn check_local(loaded: &LoadedConfig) -> Vec<ConfigError> {
+    let Ok(table) = loaded.text.parse::<toml::Table>() else {
+        return Vec::new();
+    };
+    table
+        .keys()
+        .filter(|key| !matches!(key.as_str(), "server" | "cluster"))
+        .map(|key| {
+            let line = loaded.text.lines().position(|line| {
+                let line = line.trim_start().trim_start_matches('[').trim_start();
+                line.strip_prefix(key.as_str())
+                    .and_then(|rest| rest.trim_start().chars().next())
+                    .is_some_and(|c| matches!(c, ']' | '.' | '='))
+            });
+            let message = format!(
+                "`{key}` in a member's own file: with [cluster] config = \"etcd\" everything but [server] and [cluster] comes from the published version (publish it with `gslb publish`, and keep only [server] and [cluster] here)"
+            );
+            match line {
+                Some(line) => ConfigError {
+                    file: loaded.path.clone(),
+                    position: Some((line + 1, 1)),
+                    message,
+                },
+                None => loaded.error(message),
+            }
+        })
+        .collect()
+}
+
+impl Fleet {
+    /// The runtime of the member whose own file is `local`.
+    ///
+    /// # Errors
+    /// The etcd client cannot be built.
+    pub fn new(local: LoadedConfig, settings: &ClusterSettings) -> Result<Self, EtcdError> {
+        let state_dir = crate::control::state_dir(&local);
+        Ok(Self {
+            store: Store::new(settings)?,
+            dir: state_dir.join("fleet"),
+            local,
+            status: Mutex::new(FleetStatus {
+                from: "none",
+                ..FleetStatus::default()
+            }),
+            failures: AtomicU64::new(0),
+        })
+    }
+
+    /// A copy of the state `/status` shows.
+    pub fn status(&self) -> FleetStatus {
+        self.lock().clone()
+    }
+
+    /// Builds that failed on this member since it started.
+    pub fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
+    }
+
+    /// What this member's record says.
+    pub fn member_config(&self) -> MemberConfig {
+        let status = self.lock();
+        MemberConfig {
+            version: status.version,
+            since_ms: status.since_ms,
+            failed: status.failed.clone(),
+            local_files: status.local_files.clone(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, FleetStatus> {
+        // Plain data; a panic while it was held leaves it usable.
+        self.status
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// What to start with, best first: the newest version in etcd (if
+    /// etcd answers within [`START_TIMEOUT`]), the cached one, nothing.
+    pub async fn candidates(&self) -> Vec<Candidate> {
+        let cached = self.read_cache();
+        let newest = match tokio::time::timeout(START_TIMEOUT, self.fetch_newest()).await {
+            Ok(Ok(newest)) => {
+                self.set_connected(true, None);
+                newest
+            }
+            Ok(Err(err)) => {
+                tracing::warn!(error = %err, "etcd unreachable at start: serving the cached configuration version, if any");
+                self.set_connected(false, Some(err.to_string()));
+                None
+            }
+            Err(_) => {
+                tracing::warn!(timeout = ?START_TIMEOUT, "etcd did not answer at start: serving the cached configuration version, if any");
+                self.set_connected(false, Some("no answer at start".into()));
+                None
+            }
+        };
+        let mut list = Vec::new();
+        let cached_version = cached.as_ref().map(|c| c.meta.version);
+        if let Some((meta, bundle)) = newest
+            && Some(meta.version) != cached_version
+        {
+            list.push(Candidate {
+                version: Some((meta, bundle)),
+                from: "etcd",
+            });
+        }
+        if let Some(cached) = cached {
+            list.push(Candidate {
+                from: if list.is_empty() && self.lock().store_connected {
+                    "etcd"
+                } else {
+                    "cache"
+                },
+                version: Some((cached.meta, cached.bundle)),
+            });
+        }
+        list.push(Candidate {
+            version: None,
+            from: "none",
+        });
+        list
+    }
+
+    /// Writes out the configuration of `candidate`; returns where it is
+    /// and the digest the member reports for it.
+    ///
+    /// # Errors
+    /// It cannot be written (see [`materialize`]).
+    pub fn prepare(
+        &self,
+        candidate: &Candidate,
+    ) -> Result<(SnapshotSource, Option<String>), BundleError> {
+        let (dir, bundle, digest) = match &candidate.version {
+            Some((meta, bundle)) => (
+                self.dir.join(format!("v{}", meta.version)),
+                Some(bundle),
+                Some(meta.digest.clone()),
+            ),
+            None => (self.dir.join("none"), None, None),
+        };
+        let config_path = materialize(bundle, &self.local, &dir)?;
+        Ok((
+            SnapshotSource {
+                config_path,
+                extra_zones: Vec::new(),
+            },
+            digest,
+        ))
+    }
+
+    /// Records that `candidate` serves now: caches it, removes the other
+    /// versions' directories, compares the local files.
+    pub fn now_serving(&self, candidate: &Candidate) {
+        let version = candidate.version.as_ref().map(|(m, _)| m.version);
+        let mismatches = candidate
+            .version
+            .as_ref()
+            .map(|(_, bundle)| bundle.local_mismatches(&self.local.path))
+            .unwrap_or_default();
+        for mismatch in &mismatches {
+            tracing::warn!(
+                version,
+                "local file differs from the published version: {mismatch}"
+            );
+        }
+        if let Some((meta, bundle)) = &candidate.version {
+            let cached = serde_json::to_vec(&Cached {
+                meta: meta.clone(),
+                bundle: bundle.clone(),
+            })
+            .unwrap_or_default();
+            if let Err(err) = crate::operator::write_atomically(&self.cache_path(), &cached) {
+                tracing::error!(error = %err, "cannot cache the configuration version in state_dir; a restart with etcd down would not serve it");
+            }
+        }
+        let keep = self
+            .dir
+            .join(version.map_or("none".to_string(), |v| format!("v{v}")));
+        self.remove_version_dirs(Some(&keep));
+        {
+            let mut status = self.lock();
+            status.version = version;
+            status.digest = candidate.version.as_ref().map(|(m, _)| m.digest.clone());
+            status.since_ms = unix_ms(SystemTime::now());
+            status.from = candidate.from;
+            status.local_files = mismatches;
+            if status
+                .failed
+                .as_ref()
+                .is_some_and(|f| version.is_some_and(|v| f.version <= v))
+            {
+                status.failed = None;
+            }
+        }
+        match &candidate.version {
+            Some((meta, _)) => tracing::info!(
+                version = meta.version,
+                from = candidate.from,
+                digest = %meta.digest,
+                "serving configuration version {}",
+                meta.version
+            ),
+            None => tracing::error!(
+                "no configuration version to serve (none published, or etcd unreachable and none cached): serving no zones until one arrives"
+            ),
+        }
+    }
+
+    /// Records that `version` did not build here.
+    pub fn failed(&self, version: u64, errors: Vec<String>) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        let mut status = self.lock();
+        let running = status.version;
+        for err in &errors {
+            tracing::error!(
+                version,
+                running,
+                "configuration version {version} does not build on this member: {err}"
+            );
+        }
+        tracing::error!(
+            version,
+            running,
+            "configuration version {version} not applied; the version in service keeps serving"
+        );
+        let first = match &status.failed {
+            Some(f) if f.version == version && f.errors == errors => f.at_ms,
+            _ => unix_ms(SystemTime::now()),
+        };
+        status.failed = Some(FailedVersion {
+            version,
+            at_ms: first,
+            errors,
+        });
+        drop(status);
+        let _ = std::fs::remove_dir_all(self.dir.join(format!("v{version}")));
+    }
+
+    fn cache_path(&self) -> PathBuf {
+        self.dir.join("current.json")
+    }
+
+    fn read_cache(&self) -> Option<Cached> {
+        let bytes = match std::fs::read(self.cache_path()) {
+            Ok(bytes) => bytes,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(err) => {
+                tracing::error!(error = %err, "cannot read the cached configuration version");
+                return None;
+            }
+        };
+        match serde_json::from_slice::<Cached>(&bytes) {
+            Ok(cached) if cached.bundle.format <= super::bundle::FORMAT => Some(cached),
+            Ok(_) => None,
+            Err(err) => {
+                tracing::error!(error = %err, path = %self.cache_path().display(), "ignoring a damaged cached configuration version");
+                None
+            }
+        }
+    }
+
+    /// Removes the `vN` directories but `keep`.
+    fn remove_version_dirs(&self, keep: Option<&Path>) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let versioned = name == "none"
+                || name
+                    .strip_prefix('v')
+                    .is_some_and(|n| n.parse::<u64>().is_ok());
+            if versioned && path.is_dir() && Some(path.as_path()) != keep {
+                let _ = std::fs::remove_dir_all(&path);
+            }
+        }
+    }
+
+    fn set_connected(&self, connected: bool, error: Option<String>) {
+        let mut status = self.lock();
+        status.store_connected = connected;
+        status.store_error = error;
+    }
+
+    /// Reads the versions' metadata and the newest version with its bundle.
+    async fn fetch_newest(&self) -> Result<Option<(VersionMeta, Bundle)>, String> {
+        let (versions, _) = self.store.versions().await.map_err(|e| e.to_string())?;
+        let (newest, _) = self.store.latest().await.map_err(|e| e.to_string())?;
+        self.set_versions(versions, newest);
+        match newest {
+            Some(version) => self.fetch(version).await,
+            None => Ok(None),
+        }
+    }
+
+    async fn fetch(&self, version: u64) -> Result<Option<(VersionMeta, Bundle)>, String> {
+        let meta = self.lock().versions.get(&version).cloned();
+        let Some(meta) = meta else {
+            return Err(format!("version {version} has no metadata"));
+        };
+        match self.store.bundle(version).await {
+            Ok(Some(bundle)) => Ok(Some((meta, bundle))),
+            Ok(None) => Err(format!("version {version} has no bundle")),
+            Err(err) => Err(err.to_string()),
+        }
+    }
+
+    fn set_versions(&self, versions: Vec<VersionMeta>, newest: Option<u64>) {
+        let mut status = self.lock();
+        status.versions = versions.into_iter().map(|m| (m.version, m)).collect();
+        status.newest = newest;
+    }
+
+    /// Builds `meta`'s version and swaps it in; on failure the version in
+    /// service stays.
+    async fn apply(&self, control: &Arc<Control>, meta: VersionMeta, bundle: Bundle) {
+        let version = meta.version;
+        let candidate = Candidate {
+            version: Some((meta, bundle)),
+            from: "etcd",
+        };
+        let (source, digest) = match self.prepare(&candidate) {
+            Ok(prepared) => prepared,
+            Err(err) => {
+                self.failed(version, vec![err.to_string()]);
+                return;
+            }
+        };
+        tracing::info!(version, "building configuration version {version}");
+        let builder = control.clone();
+        let built =
+            tokio::task::spawn_blocking(move || builder.apply_source(source, digest, "publish"))
+                .await;
+        match built {
+            Ok(Ok(_)) => self.now_serving(&candidate),
+            Ok(Err(BuildErrors(errors))) => {
+                self.failed(version, errors.iter().map(ToString::to_string).collect());
+            }
+            Err(err) => self.failed(version, vec![format!("build task failed: {err}")]),
+        }
+    }
+
+    /// Whether `newest` should be built now: not in service, and not
+    /// already failed unless `retry`.
+    fn wants(&self, newest: Option<u64>, retry: bool) -> Option<u64> {
+        let status = self.lock();
+        let newest = newest?;
+        if status.version == Some(newest) {
+            return None;
+        }
+        let failed = status.failed.as_ref().is_some_and(|f| f.version == newest);
+        (!failed || retry).then_some(newest)
+    }
+
+    /// One connection's worth of following the versions: read them, apply
+    /// the newest, watch for more.
+    async fn follow(&self, control: &Arc<Control>, backoff: &mut Duration) -> Result<(), String> {
+        let (versions, revision) = self.store.versions().await.map_err(|e| e.to_string())?;
+        let (newest, _) = self.store.latest().await.map_err(|e| e.to_string())?;
+        self.set_versions(versions, newest);
+        self.set_connected(true, None);
+        *backoff = FIRST_BACKOFF;
+        if let Some(version) = self.wants(newest, true)
+            && let Some((meta, bundle)) = self.fetch(version).await?
+        {
+            self.apply(control, meta, bundle).await;
+        }
+        let mut watch = self
+            .store
+            .etcd()
+            .watch_prefix(&self.store.config_prefix(), revision + 1)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut retry = tokio::time::interval(RETRY_FAILED);
+        retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        retry.tick().await;
+        // A bundle seen in the watch, kept until `latest` names it.
+        let mut arrived: Option<(u64, Bundle)> = None;
+        loop {
+            let retrying = tokio::select! {
+                batch = watch.next() => {
+                    let events = batch.map_err(|e| e.to_string())?;
+                    for event in events {
+                        self.handle_event(event, &mut arrived);
+                    }
+                    false
+                }
+                _ = retry.tick() => true,
+            };
+            let newest = self.lock().newest;
+            let Some(version) = self.wants(newest, retrying) else {
+                continue;
+            };
+            let bundle = match arrived.take() {
+                Some((number, bundle)) if number == version => Some(bundle),
+                _ => None,
+            };
+            let meta = self.lock().versions.get(&version).cloned();
+            match (meta, bundle) {
+                (Some(meta), Some(bundle)) => self.apply(control, meta, bundle).await,
+                _ => {
+                    if let Some((meta, bundle)) = self.fetch(version).await? {
+                        self.apply(control, meta, bundle).await;
+                    }
+                }
+            }
+        }
+    }
+
+    fn handle_event(&self, event: WatchEvent, arrived: &mut Option<(u64, Bundle)>) {
+        match event {
+            WatchEvent::Put(kv) => match self.store.classify(&kv.key) {
+                Some(ConfigKey::Latest) => match parse_latest(&kv.value) {
+                    Ok(newest) => self.lock().newest = Some(newest),
+                    Err(err) => {
+                        tracing::error!(key = %kv.key, error = %err, "ignoring a newest-version value that does not parse")
+                    }
+                },
+                Some(ConfigKey::Meta(_)) => match parse_meta(&kv.value) {
+                    Ok(meta) => {
+                        self.lock().versions.insert(meta.version, meta);
+                    }
+                    Err(err) => {
+                        tracing::error!(key = %kv.key, error = %err, "ignoring version metadata that does not parse")
+                    }
+                },
+                Some(ConfigKey::Bundle(version)) => match Bundle::parse(&kv.value) {
+                    Ok(bundle) => *arrived = Some((version, bundle)),
+                    Err(err) => {
+                        tracing::error!(key = %kv.key, error = %err, "ignoring a configuration bundle that does not parse")
+                    }
+                },
+                None => {
+                    tracing::warn!(key = %kv.key, "ignoring an unknown key under the configuration prefix")
+                }
+            },
+            WatchEvent::Delete { key, .. } => {
+                if let Some(ConfigKey::Meta(version)) = self.store.classify(&key) {
+                    self.lock().versions.remove(&version);
+                }
+            }
+        }
+    }
+}
+
+/// Follows the published versions forever (reconnecting with a backoff
+/// capped at [`MAX_BACKOFF`]); the version in service keeps serving
+/// whatever etcd does.
+pub async fn run(control: Arc<Control>, fleet: Arc<Fleet>) {
+    let mut backoff = FIRST_BACKOFF;
+    loop {
+        if let Err(err) = fleet.follow(&control, &mut backoff).await {
+            let first = fleet.lock().store_connected || backoff == FIRST_BACKOFF;
+            fleet.set_connected(false, Some(err.clone()));
+            if first {
+                tracing::warn!(error = %err, retry_in = ?backoff, "configuration versions unreachable in etcd: the version in service keeps serving");
+            } else {
+                tracing::debug!(error = %err, retry_in = ?backoff, "configuration versions still unreachable");
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(version: u64, published_ms: u64) -> VersionMeta {
+        VersionMeta {
+            version,
+            published_ms,
+            by: "ops@host".into(),
+            message: String::new(),
+            digest: "d".into(),
+            bytes: 1,
+            rollback_of: None,
+        }
+    }
+
+    #[test]
+    fn lagging_means_more_than_one_behind_for_a_minute() {
+        let versions: BTreeMap<u64, VersionMeta> = [(3, meta(3, 100_000)), (4, meta(4, 200_000))]
+            .into_iter()
+            .collect();
+        // One behind: never flagged.
+        let one = lag(Some(3), Some(4), &versions, 10_000_000);
+        assert_eq!((one.behind, one.lagging), (1, false));
+        // Two behind since version 4 (= 2 + 2) was published at 200 s.
+        let fresh = lag(Some(2), Some(4), &versions, 250_000);
+        assert_eq!((fresh.behind, fresh.lagging), (2, false));
+        let stale = lag(Some(2), Some(4), &versions, 260_001);
+        assert_eq!((stale.behind, stale.lagging), (2, true));
+        // Up to date.
+        assert_eq!(lag(Some(4), Some(4), &versions, 1).behind, 0);
+    }
+
+    #[test]
+    fn a_members_file_holds_only_server_and_cluster() {
+        let text = "[server]\nlisten = []\n\n[cluster]\nname = \"a\"\netcd = []\n\n[[zone]]\norigin = \"x\"\n";
+        let loaded = crate::config::parse_config(Path::new("m.toml"), text.to_string()).unwrap();
+        let errors = check_local(&loaded);
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].position, Some((8, 1)));
+        assert!(errors[0].message.contains("`zone`"), "{}", errors[0]);
+    }
+}
