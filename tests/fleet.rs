@@ -8,6 +8,7 @@
 //! installed; CI installs it (`.ci/run`).
 
 mod common;
+use common::browser::{chromium, chromium_command, run_bounded};
 use common::etcd::EtcdServer;
 use common::{GslbServer, TempDir, dig, http, poll_until, run_gslb};
 
@@ -176,6 +177,21 @@ config = "etcd"
 
     fn metrics(&self) -> String {
         http(self.server().api(), "GET", "/metrics", &[], "").body
+    }
+
+    /// The status page as headless Chromium renders it; `None` (with a
+    /// message) when Chromium is not installed.
+    fn page_dom(&self) -> Option<String> {
+        let Some(browser) = chromium() else {
+            eprintln!(
+                "skipped the page check: chromium is not installed (apt-get install chromium)"
+            );
+            return None;
+        };
+        let mut dump = chromium_command(&browser, &self.dir.path().join("chromium-profile"));
+        dump.arg("--dump-dom")
+            .arg(format!("http://{}/", self.server().api()));
+        Some(run_bounded(dump).0)
     }
 
     /// The cluster's view of `member` in this member's /status.
@@ -390,6 +406,18 @@ fn a_member_missing_a_database_stays_on_its_version_and_reports_it() {
         "{}",
         members[0].member_view("ns3")
     );
+    // The status page shows each member's version, ns3's failure marked.
+    if let Some(dom) = members[0].page_dom() {
+        assert!(dom.contains("v2 since"), "{dom}");
+        assert!(
+            dom.contains("v1 since") && dom.contains("v2 FAILED"),
+            "{dom}"
+        );
+        assert!(
+            dom.contains("serving published version 2 (from etcd)"),
+            "{dom}"
+        );
+    }
     let versions = publisher.run(&["versions"]);
     assert!(
         versions
