@@ -1,13 +1,24 @@
 #!/usr/bin/env bash
 # Three gslb members acting as one through a single-node etcd, all on
-# loopback: a drain made on one member takes effect on all, and a backend
-# that only one member cannot reach stays up under down_quorum = "majority".
+# loopback. The configuration is published once (`gslb publish`) and every
+# member, whose own file holds only [server] and [cluster] with
+# config = "etcd", serves it. Then: a drain made on one member takes effect
+# on all; a backend that only one member cannot reach stays up under
+# down_quorum = "majority"; a change published reaches all three, `gslb
+# versions` and `gslb diff` show it, `gslb rollback` undoes it.
 # Starts everything it needs (etcd with a temporary data dir, three HTTP
 # backends, three members) and stops all of it on exit.
 #
-# Usage: scripts/cluster-demo.sh        (needs etcd: apt-get install etcd-server; dig; python3)
+# Usage: scripts/cluster-demo.sh [--publish-timing N]
+#   (needs etcd: apt-get install etcd-server; dig; python3; the timing also
+#   /usr/bin/python3 with dnspython: apt-get install python3-dnspython)
+# --publish-timing N then publishes N more changes and prints the time from
+# starting `gslb publish` to all three members answering the new version
+# (median and max), as in benches/README.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+TIMING=0
+if [ "${1:-}" = "--publish-timing" ]; then TIMING=${2:?--publish-timing N}; fi
 
 command -v etcd >/dev/null || { echo "etcd not found: apt-get install etcd-server" >&2; exit 1; }
 command -v dig >/dev/null || { echo "dig not found: apt-get install dnsutils" >&2; exit 1; }
@@ -58,8 +69,9 @@ EOF
 EU_PORT=$(free_port); US_PORT=$(free_port); AP_PORT=$(free_port)
 backend "$EU_PORT" none; backend "$US_PORT" none; backend "$AP_PORT" 127.0.0.13
 
-# --- three members ------------------------------------------------------------
-cat >"$WORK/example.test.zone" <<'EOF'
+# --- the fleet configuration, published once -------------------------------
+mkdir -p "$WORK/fleet"
+cat >"$WORK/fleet/example.test.zone" <<'EOF'
 $ORIGIN example.test.
 $TTL 300
 @   IN SOA ns1 hostmaster 1 7200 900 1209600 300
@@ -70,18 +82,11 @@ ns1 IN A   127.0.0.11
 ns2 IN A   127.0.0.12
 ns3 IN A   127.0.0.13
 EOF
-declare -A DNS API
-for i in 1 2 3; do
-    DNS[$i]=$(free_port); API[$i]=$(free_port)
-    mkdir -p "$WORK/ns$i"
-    cat >"$WORK/ns$i/gslb.toml" <<EOF
-[server]
-listen = ["127.0.0.1:${DNS[$i]}"]
-api = "127.0.0.1:${API[$i]}"
-
+fleet_config() { # WWW_POOLS CANARY_ADDRESS
+    cat >"$WORK/fleet/gslb.toml" <<EOF
 [[zone]]
 origin = "example.test"
-file = "$WORK/example.test.zone"
+file = "example.test.zone"
 
 [checks.web]
 kind = "http"
@@ -99,20 +104,48 @@ endpoints = [{ address = "198.51.100.10", check_address = "127.0.0.1", check_por
 [pools.ap]
 check = "web"
 endpoints = [{ address = "203.0.113.10", check_address = "127.0.0.1", check_port = $AP_PORT }]
+[pools.canary]
+endpoints = [{ address = "$2" }]
 
 [services."www.example.test"]
 policy = "failover"
-pools = ["eu", "us"]
+pools = $1
 ttl = 5
 [services."ap.example.test"]
 policy = "failover"
 pools = ["ap", "us"]
 ttl = 5
+[services."canary.example.test"]
+policy = "failover"
+pools = ["canary"]
+ttl = 5
+
+# Read by gslb publish, versions, diff and rollback: where versions are kept.
+[cluster]
+name = "ops"
+etcd = ["http://127.0.0.1:$ETCD_PORT"]
+prefix = "/gslb/demo"
+EOF
+}
+fleet_config '["eu", "us"]' 192.0.2.100
+echo "== publish the configuration:  gslb publish -c $WORK/fleet/gslb.toml -m 'first version'"
+"$GSLB" publish -c "$WORK/fleet/gslb.toml" -m "first version"
+
+# --- three members: their own files hold only [server] and [cluster] ---------
+declare -A DNS API
+for i in 1 2 3; do
+    DNS[$i]=$(free_port); API[$i]=$(free_port)
+    mkdir -p "$WORK/ns$i"
+    cat >"$WORK/ns$i/gslb.toml" <<EOF
+[server]
+listen = ["127.0.0.1:${DNS[$i]}"]
+api = "127.0.0.1:${API[$i]}"
 
 [cluster]
 name = "ns$i"
 etcd = ["http://127.0.0.1:$ETCD_PORT"]
 prefix = "/gslb/demo"
+config = "etcd"
 down_quorum = "majority"
 member_ttl = "3s"
 probe_source = "127.0.0.1$i"
@@ -151,5 +184,72 @@ for p in s["pools"]:
         if e["key"].startswith("ap/"):
             print("  ", e["key"], "members:", e["member_verdicts"], "cluster:", e["cluster_verdict"])'
 echo "== ap.example.test stays on ap under majority, on every member (ns3 included):"; answers ap.example.test
+
+# --- publishing a change --------------------------------------------------------
+echo
+echo "== publish a change (www: us first):  gslb publish -c $WORK/fleet/gslb.toml -m 'us first'"
+fleet_config '["us", "eu"]' 192.0.2.100
+"$GSLB" publish -c "$WORK/fleet/gslb.toml" -m "us first"
+sleep 1
+echo "== www.example.test on every member:"; answers www.example.test
+echo "== gslb versions -c $WORK/ns1/gslb.toml"
+"$GSLB" versions -c "$WORK/ns1/gslb.toml" | sed 's/^/  /'
+echo "== gslb diff -c $WORK/ns1/gslb.toml 1 2"
+"$GSLB" diff -c "$WORK/ns1/gslb.toml" 1 2 | sed 's/^/  /'
+echo "== roll back:  gslb rollback -c $WORK/ns1/gslb.toml 1"
+"$GSLB" rollback -c "$WORK/ns1/gslb.toml" 1
+sleep 1
+echo "== www.example.test on every member (eu first again):"; answers www.example.test
+curl -s "127.0.0.1:${API[1]}/status" | python3 -c '
+import json,sys
+for m in json.load(sys.stdin)["cluster"]["members"]:
+    print("  ", m["name"], "serves version", m["config_version"], "behind", m["config_behind"])'
+
+# --- timing: publish -> all three members answer the new version ---------------
+if [ "$TIMING" -gt 0 ]; then
+    echo
+    echo "== $TIMING publishes: time from starting gslb publish to all three members answering"
+    /usr/bin/python3 - "$GSLB" "$WORK" "$TIMING" "${DNS[1]}" "${DNS[2]}" "${DNS[3]}" <<'PYTHON'
+import re, statistics, subprocess, sys, time
+import dns.message, dns.query
+gslb, work, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+ports = [int(p) for p in sys.argv[4:]]
+path = f"{work}/fleet/gslb.toml"
+
+def answer(port):
+    query = dns.message.make_query("canary.example.test", "A")
+    try:
+        reply = dns.query.udp(query, "127.0.0.1", port=port, timeout=0.5)
+    except Exception:
+        return None
+    return [r.address for rrset in reply.answer for r in rrset]
+
+totals, publishes = [], []
+for i in range(count):
+    address = f"192.0.2.{101 + i % 150}"
+    text = open(path).read()
+    text = re.sub(r'(\[pools\.canary\]\nendpoints = \[\{ address = ")[0-9.]+', r"\g<1>" + address, text)
+    open(path, "w").write(text)
+    start = time.monotonic()
+    subprocess.run([gslb, "publish", "-c", path, "-m", f"canary {address}"],
+                   check=True, stdout=subprocess.DEVNULL)
+    published = time.monotonic()
+    waiting = set(ports)
+    while waiting:
+        if time.monotonic() - start > 30:
+            sys.exit(f"members on ports {sorted(waiting)} did not answer {address} within 30 s")
+        waiting = {p for p in waiting if answer(p) != [address]}
+        if waiting:
+            time.sleep(0.002)
+    totals.append(time.monotonic() - start)
+    publishes.append(published - start)
+
+def ms(xs):
+    return f"median {statistics.median(xs) * 1000:.0f} ms, max {max(xs) * 1000:.0f} ms"
+
+print(f"  gslb publish itself (validate, bundle, etcd transaction): {ms(publishes)}")
+print(f"  publish started -> all three members answer the new version: {ms(totals)} ({count} publishes)")
+PYTHON
+fi
 echo
 echo "done; stopping etcd, backends and members"

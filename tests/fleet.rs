@@ -507,3 +507,35 @@ fn with_etcd_down_members_keep_serving_and_a_restarted_member_serves_its_cache()
         member.wait_for("192.0.2.2");
     }
 }
+
+#[test]
+fn keep_versions_removes_older_versions_at_publish() {
+    let Some(etcd) = EtcdServer::start() else {
+        return;
+    };
+    let publisher = Publisher::new(&etcd);
+    for (i, address) in ["192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.4"]
+        .iter()
+        .enumerate()
+    {
+        let config = fleet_config(&etcd, "/gslb/t4", address, false);
+        publisher.write(&format!("{config}keep_versions = 2\n"));
+        assert_eq!(publisher.publish(address), i as u64 + 1);
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&publisher.run(&["versions", "--json"]).stdout).unwrap();
+    let kept: Vec<u64> = json["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["version"].as_u64().unwrap())
+        .collect();
+    assert_eq!(kept, [4, 3]);
+    let gone = publisher.run(&["rollback", "2"]);
+    assert_eq!(gone.code(), Some(1));
+    assert!(
+        gone.stderr.contains("version 2 is not kept (kept: 3 to 4"),
+        "{}",
+        gone.stderr
+    );
+}

@@ -365,22 +365,33 @@ impl Fleet {
         self.failures.fetch_add(1, Ordering::Relaxed);
         let mut status = self.lock();
         let running = status.version;
-        for err in &errors {
+        let again = status
+            .failed
+            .as_ref()
+            .filter(|f| f.version == version && f.errors == errors)
+            .map(|f| f.at_ms);
+        if again.is_some() {
+            // Retries that fail the same way are logged once.
+            tracing::debug!(
+                version,
+                running,
+                "configuration version {version} still does not build on this member"
+            );
+        } else {
+            for err in &errors {
+                tracing::error!(
+                    version,
+                    running,
+                    "configuration version {version} does not build on this member: {err}"
+                );
+            }
             tracing::error!(
                 version,
                 running,
-                "configuration version {version} does not build on this member: {err}"
+                "configuration version {version} not applied; the version in service keeps serving (tried again every {RETRY_FAILED:?})"
             );
         }
-        tracing::error!(
-            version,
-            running,
-            "configuration version {version} not applied; the version in service keeps serving"
-        );
-        let first = match &status.failed {
-            Some(f) if f.version == version && f.errors == errors => f.at_ms,
-            _ => unix_ms(SystemTime::now()),
-        };
+        let first = again.unwrap_or_else(|| unix_ms(SystemTime::now()));
         status.failed = Some(FailedVersion {
             version,
             at_ms: first,
