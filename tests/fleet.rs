@@ -273,6 +273,20 @@ fn publish_reaches_every_member_and_bad_racing_and_rolled_back_versions_behave()
         diff.stdout
     );
 
+    // With --db the client-movement report of `gslb diff -c OLD NEW`
+    // follows, on both versions built here.
+    let moves = publisher.run(&["diff", "1", "2", "--db"]);
+    assert_eq!(moves.code(), Some(0), "{}", moves.stderr);
+    assert!(
+        moves
+            .stdout
+            .contains("+endpoints = [{ address = \"192.0.2.2\" }]")
+            && moves.stdout.contains("old: version 1\nnew: version 2\n")
+            && moves.stdout.contains(NAME),
+        "{}",
+        moves.stdout
+    );
+
     // A configuration that does not check is refused and reaches nobody.
     let good = fleet_config(&etcd, prefix, "192.0.2.3", false);
     publisher.write(&good.replace("pools = [\"main\"]", "pools = [\"nowhere\"]"));
