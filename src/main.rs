@@ -525,30 +525,41 @@ fn check(source: SnapshotSource, strict: bool) -> Result<()> {
 /// warnings (`check` and `publish`).
 fn validate(source: SnapshotSource, strict: bool) -> Result<(Control, gslb::config::LoadedConfig)> {
     // The API settings are read at start only, outside the snapshot: check
-    // them as `serve` does, and report them with the snapshot's errors.
-    let api_error = gslb::config::load_config(&source.config_path)
-        .ok()
-        .and_then(|loaded| api_auth(&loaded, None, TokenFile::CheckOnly).err());
+    // them as `serve` does, and report them with the snapshot's errors; so
+    // is a fleet member's rule that its own file holds only [server] and
+    // [cluster].
+    let mut outside: Vec<String> = Vec::new();
+    if let Ok(loaded) = gslb::config::load_config(&source.config_path) {
+        outside.extend(
+            api_auth(&loaded, None, TokenFile::CheckOnly)
+                .err()
+                .map(|e| e.to_string()),
+        );
+        let member = loaded
+            .config
+            .cluster
+            .as_ref()
+            .is_some_and(|c| c.get_ref().config.get_ref() == "etcd");
+        if member {
+            outside.extend(
+                gslb::fleet::member::check_local(&loaded)
+                    .iter()
+                    .map(ToString::to_string),
+            );
+        }
+    }
     let (control, loaded) = match Control::start(source) {
         Ok(started) => started,
         Err(errors) => {
-            let api = api_error.map_or(String::new(), |e| format!("\n{e}"));
-            return Err(anyhow!("configuration is not valid:\n{errors}{api}"));
+            let more: String = outside.iter().map(|e| format!("\n{e}")).collect();
+            return Err(anyhow!("configuration is not valid:\n{errors}{more}"));
         }
     };
-    if let Some(err) = api_error {
-        return Err(anyhow!("configuration is not valid:\n{err}"));
-    }
-    if control
-        .cluster
-        .as_ref()
-        .is_some_and(|c| c.settings.config_from_etcd)
-    {
-        let errors = gslb::fleet::member::check_local(&loaded);
-        if !errors.is_empty() {
-            let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
-            return Err(anyhow!("configuration is not valid:\n{}", lines.join("\n")));
-        }
+    if !outside.is_empty() {
+        return Err(anyhow!(
+            "configuration is not valid:\n{}",
+            outside.join("\n")
+        ));
     }
     let snapshot = control.snapshot();
     for warning in &snapshot.warnings {

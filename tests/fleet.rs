@@ -545,6 +545,25 @@ fn keep_versions_removes_older_versions_at_publish() {
         .map(|v| v["version"].as_u64().unwrap())
         .collect();
     assert_eq!(kept, [4, 3]);
+    // A member's own file with more than [server] and [cluster] does not
+    // check: the rest is published.
+    let member = publisher.dir.write(
+        "member.toml",
+        &format!(
+            "[cluster]\nname = \"ns1\"\netcd = [\"{}\"]\nprefix = \"/gslb/t4\"\nconfig = \"etcd\"\n\n[[zone]]\norigin = \"example.test\"\nfile = \"zones/example.test.zone\"\n",
+            etcd.url()
+        ),
+    );
+    let checked = run_gslb(&["check", "-c", member.to_str().unwrap()]);
+    assert_eq!(checked.code(), Some(1));
+    assert!(
+        checked.stderr.contains(&format!(
+            "{}:7:1: `zone` in a member's own file",
+            member.display()
+        )),
+        "{}",
+        checked.stderr
+    );
     let gone = publisher.run(&["rollback", "2"]);
     assert_eq!(gone.code(), Some(1));
     assert!(
