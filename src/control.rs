@@ -605,16 +605,11 @@ fn check_ops_settings(loaded: &LoadedConfig) -> Result<Option<ClusterSettings>, 
     if !errors.is_empty() {
         return Err(BuildErrors(errors));
     }
-    let rate = &loaded.config.query_log.sample_rate;
-    if !(0.0..=1.0).contains(rate.get_ref()) {
-        return Err(BuildErrors(vec![BuildError::Config(loaded.error_at(
-            rate.span(),
-            format!(
-                "sample_rate = {} is out of range: use 0..=1",
-                rate.get_ref()
-            ),
-        ))]));
-    }
+    loaded
+        .in_range(&loaded.config.query_log.sample_rate, 0.0..=1.0, |rate| {
+            format!("sample_rate = {rate} is out of range: use 0..=1")
+        })
+        .map_err(|err| BuildErrors(vec![BuildError::Config(err)]))?;
     let mut cluster_errors = Vec::new();
     let cluster = crate::cluster::build_cluster_settings(loaded, &mut cluster_errors);
     if !cluster_errors.is_empty() {

@@ -9,8 +9,10 @@ mod check;
 mod model;
 
 use std::fmt;
-use std::ops::Range;
+use std::ops::{Range, RangeInclusive};
 use std::path::{Path, PathBuf};
+
+use toml::Spanned;
 
 pub use check::*;
 pub use model::*;
@@ -64,6 +66,26 @@ impl LoadedConfig {
             file: self.path.clone(),
             position: Some(line_col(&self.text, span.start)),
             message: message.into(),
+        }
+    }
+
+    /// The setting's value when it lies in `range`; otherwise the error at
+    /// the setting, worded by `message` from the value. Every numeric range
+    /// check of a build goes through here.
+    ///
+    /// # Errors
+    /// The value is outside `range`.
+    pub fn in_range<T: PartialOrd + Copy>(
+        &self,
+        value: &Spanned<T>,
+        range: RangeInclusive<T>,
+        message: impl FnOnce(T) -> String,
+    ) -> Result<T, ConfigError> {
+        let v = *value.get_ref();
+        if range.contains(&v) {
+            Ok(v)
+        } else {
+            Err(self.error_at(value.span(), message(v)))
         }
     }
 

@@ -191,17 +191,14 @@ fn build_check(
         None => (interval / 2).min(MAX_DEFAULT_TIMEOUT),
     };
     let mut threshold = |t: &Option<Spanned<u32>>, what: &str, default: u32| match t {
-        Some(t) if !(1..=MAX_THRESHOLD).contains(t.get_ref()) => {
-            push(
-                t.span(),
-                format!(
-                    "{what} = {} in check {name} is out of range 1..={MAX_THRESHOLD}",
-                    t.get_ref()
-                ),
-            );
-            default
-        }
-        Some(t) => *t.get_ref(),
+        Some(t) => loaded
+            .in_range(t, 1..=MAX_THRESHOLD, |v| {
+                format!("{what} = {v} in check {name} is out of range 1..={MAX_THRESHOLD}")
+            })
+            .unwrap_or_else(|err| {
+                push(t.span(), err.message);
+                default
+            }),
         None => default,
     };
     let rise = threshold(&c.rise, "rise", DEFAULT_RISE);
@@ -322,30 +319,27 @@ fn build_check(
         None => vec![(200, 399)],
     };
     let jitter = match &c.jitter {
-        Some(j) if !(0.0..=0.5).contains(j.get_ref()) => {
-            push(
-                j.span(),
-                format!("jitter {} of check {name} must be in 0..=0.5", j.get_ref()),
-            );
-            DEFAULT_JITTER
-        }
-        Some(j) => *j.get_ref(),
+        Some(j) => loaded
+            .in_range(j, 0.0..=0.5, |v| {
+                format!("jitter {v} of check {name} must be in 0..=0.5")
+            })
+            .unwrap_or_else(|err| {
+                push(j.span(), err.message);
+                DEFAULT_JITTER
+            }),
         None => DEFAULT_JITTER,
     };
     let json = c.json.as_ref().map(|json| {
         let j = json.get_ref();
         let degraded_weight_percent = match &j.degraded_weight_percent {
-            Some(p) if *p.get_ref() > 100 => {
-                push(
-                    p.span(),
-                    format!(
-                        "degraded_weight_percent {} of check {name} must be 0..=100",
-                        p.get_ref()
-                    ),
-                );
-                DEFAULT_DEGRADED_WEIGHT_PERCENT
-            }
-            Some(p) => *p.get_ref(),
+            Some(p) => loaded
+                .in_range(p, 0..=100, |v| {
+                    format!("degraded_weight_percent {v} of check {name} must be 0..=100")
+                })
+                .unwrap_or_else(|err| {
+                    push(p.span(), err.message);
+                    DEFAULT_DEGRADED_WEIGHT_PERCENT
+                }),
             None => DEFAULT_DEGRADED_WEIGHT_PERCENT,
         };
         let mut reduce = Vec::new();

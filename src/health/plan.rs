@@ -112,16 +112,17 @@ pub fn build_health_settings(
     errors: &mut Vec<ConfigError>,
 ) -> HealthSettings {
     let health = &loaded.config.health;
-    let max = *health.max_concurrent_probes.get_ref();
-    if max == 0 {
-        errors.push(loaded.error_at(
-            health.max_concurrent_probes.span(),
-            "max_concurrent_probes must be at least 1",
-        ));
-    }
+    let max = loaded
+        .in_range(&health.max_concurrent_probes, 1..=usize::MAX, |_| {
+            "max_concurrent_probes must be at least 1".to_string()
+        })
+        .unwrap_or_else(|err| {
+            errors.push(err);
+            1
+        });
     HealthSettings {
         wait_for_first_round: health.wait_for_first_round,
-        max_concurrent_probes: max.max(1),
+        max_concurrent_probes: max,
     }
 }
 

@@ -8,25 +8,23 @@
 //! if that succeeded, replaces the old one, so a bad reload changes nothing.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
-
-use hickory_proto::rr::Name;
-
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::config::{ConfigError, FieldsToml, LoadedConfig, load_config};
-use crate::dnssec::{Dnssec, ZoneKeys};
+use crate::dnssec::Dnssec;
 use crate::geo::{FieldPaths, GeoError, LocationTable};
 use crate::health::fastest::FastestPlan;
 use crate::health::{HealthTable, ProbePlan};
 use crate::policy::Service;
-use crate::zone::{Zone, ZoneError, ZoneSet, load_zone_file};
+use crate::zone::{ZoneError, ZoneSet};
 
 pub mod latency;
 mod lint;
 mod load;
 mod route_cache;
 mod services;
+mod zones;
 
 pub use services::GeoTables;
 
@@ -147,191 +145,33 @@ impl Snapshot {
         let loaded = load_config(&source.config_path).map_err(|e| BuildErrors(vec![e.into()]))?;
         let mut errors: Vec<BuildError> = Vec::new();
         let config = &loaded.config;
-
-        let max_udp_payload = *config.server.max_udp_payload.get_ref();
-        if !(512..=4096).contains(&max_udp_payload) {
-            errors.push(
-                loaded
-                    .error_at(
-                        config.server.max_udp_payload.span(),
-                        format!("max_udp_payload = {max_udp_payload} is out of range: use 512..=4096 (1232 recommended)"),
-                    )
-                    .into(),
-            );
-        }
-
-        let mut zones = ZoneSet::default();
+        // One pass per section, in the order their errors are reported.
+        let max_udp_payload = loaded
+            .in_range(&config.server.max_udp_payload, 512..=4096, |v| {
+                format!("max_udp_payload = {v} is out of range: use 512..=4096 (1232 recommended)")
+            })
+            .unwrap_or_else(|err| {
+                errors.push(err.into());
+                *config.server.max_udp_payload.get_ref()
+            });
         let state_dir =
             crate::transfer::StateDir::for_config(&loaded.path, config.server.state_dir.as_deref());
         let now_unix = crate::transfer::unix_now();
-        let mut key_errors = Vec::new();
-        let keys = crate::transfer::build_keys(&loaded, &mut key_errors);
-        errors.extend(key_errors.into_iter().map(BuildError::from));
-        // (origin, zone file or none for a secondary zone, where the origin
-        // and the file were written; not at all for --zone)
-        type Span = Option<std::ops::Range<usize>>;
-        let mut zone_specs: Vec<(String, Option<PathBuf>, Span, Span)> = Vec::new();
-        for z in &config.zones {
-            let span = Some(z.origin.span());
-            match (&z.file, crate::transfer::is_secondary(z)) {
-                (Some(file), false) => zone_specs.push((
-                    z.origin.get_ref().clone(),
-                    Some(loaded.resolve_path(file.get_ref())),
-                    span,
-                    Some(file.span()),
-                )),
-                (None, true) => zone_specs.push((z.origin.get_ref().clone(), None, span, None)),
-                (Some(file), true) => errors.push(
-                    loaded
-                        .error_at(
-                            file.span(),
-                            "a zone has either a `file` (primary) or `primaries` (secondary), not both",
-                        )
-                        .into(),
-                ),
-                (None, false) => errors.push(
-                    loaded
-                        .error_at(
-                            z.origin.span(),
-                            "zone needs a `file`, or `primaries` to transfer it from",
-                        )
-                        .into(),
-                ),
-            }
-        }
-        // Signatures start and end relative to this moment.
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
-        let mut zone_keys: std::collections::HashMap<crate::zone::WireName, ZoneKeys> =
-            std::collections::HashMap::new();
-        let mut dnssec_warnings = Vec::new();
-        for zone_toml in &config.zones {
-            // A bad origin is reported with the zone below.
-            let Ok(origin) = parse_origin(zone_toml.origin.get_ref()) else {
-                continue;
-            };
-            match crate::dnssec::load_zone_keys(
-                &loaded,
-                zone_toml,
-                &origin.to_ascii(),
-                now,
-                &mut dnssec_warnings,
-            ) {
-                Ok(Some(keys)) => {
-                    zone_keys.insert(crate::zone::wire_name(&origin), keys);
-                }
-                Ok(None) => {}
-                Err(key_errors) => errors.extend(key_errors.into_iter().map(BuildError::from)),
-            }
-        }
-        zone_specs.extend(
-            source
-                .extra_zones
-                .iter()
-                .map(|(o, p)| (o.clone(), Some(p.clone()), None, None)),
-        );
-        // Zones whose files did not load: their errors are the root cause of
-        // anything else about names inside them.
-        let mut failed_zones: Vec<Name> = Vec::new();
-        for (origin_text, path, span, file_span) in zone_specs {
-            let locate = |message: String| -> BuildError {
-                match &span {
-                    Some(span) => loaded.error_at(span.clone(), message).into(),
-                    None => ConfigError {
-                        file: PathBuf::from("--zone"),
-                        position: None,
-                        message,
-                    }
-                    .into(),
-                }
-            };
-            let origin = match parse_origin(&origin_text) {
-                Ok(origin) => origin,
-                Err(message) => {
-                    errors.push(locate(message));
-                    continue;
-                }
-            };
-            let loaded_zone = match &path {
-                Some(path) => load_zone(&origin, path),
-                None => Ok(crate::transfer::load_secondary_zone(
-                    &state_dir, &origin, now_unix,
-                )),
-            };
-            match loaded_zone {
-                Ok(zone) => {
-                    if !zones.insert(zone) {
-                        errors.push(locate(format!(
-                            "zone {origin} is configured twice: remove one"
-                        )));
-                    }
-                }
-                Err(zone_errors) => {
-                    // A file that cannot be read is reported at the key
-                    // naming it; what is inside a file, in the file.
-                    errors.extend(zone_errors.into_iter().map(|err| match (err, &file_span) {
-                        (ZoneError::Read { file, message }, Some(at)) => loaded
-                            .error_at(
-                                at.clone(),
-                                format!(
-                                    "zone {origin}: cannot read zone file {}: {message}: fix the path (relative to the config file's directory)",
-                                    file.display()
-                                ),
-                            )
-                            .into(),
-                        (err, _) => BuildError::from(err),
-                    }));
-                    failed_zones.push(origin);
-                }
-            }
-        }
-        // A fleet member (`[cluster] config = "etcd"`) gets its zones from
-        // the published version; with none yet it serves no zones.
-        let fleet_member = config
-            .cluster
-            .as_ref()
-            .is_some_and(|c| c.get_ref().config.get_ref() == "etcd");
-        if zones.is_empty() && errors.is_empty() && !fleet_member {
-            errors.push(
-                loaded
-                    .error("no zones configured: add a [[zone]] with origin and file")
-                    .into(),
-            );
-        }
-        let ecs = &config.ecs;
-        let ecs_settings = EcsSettings {
-            enabled: ecs.enabled,
-            max_source_prefix_v4: *ecs.max_source_prefix_v4.get_ref(),
-            max_source_prefix_v6: *ecs.max_source_prefix_v6.get_ref(),
-        };
-        if !(1..=32).contains(&ecs_settings.max_source_prefix_v4) {
-            errors.push(
-                loaded
-                    .error_at(
-                        ecs.max_source_prefix_v4.span(),
-                        "max_source_prefix_v4 must be 1..=32",
-                    )
-                    .into(),
-            );
-        }
-        if !(1..=128).contains(&ecs_settings.max_source_prefix_v6) {
-            errors.push(
-                loaded
-                    .error_at(
-                        ecs.max_source_prefix_v6.span(),
-                        "max_source_prefix_v6 must be 1..=128",
-                    )
-                    .into(),
-            );
-        }
+        let keys = config_pass(&mut errors, |e| crate::transfer::build_keys(&loaded, e));
+        let zones::LoadedZones {
+            mut zones,
+            failed: failed_zones,
+            keys: zone_keys,
+            warnings: dnssec_warnings,
+            signed_at: now,
+        } = zones::load_zones(source, &loaded, &state_dir, now_unix, &mut errors);
+        let ecs_settings = ecs_settings(&loaded, &mut errors);
         let rrl = rrl_settings(&loaded, &mut errors);
         let geo = load_geo_tables(&loaded, &mut errors);
-        // --- health checks ---
-        let mut check_errors = Vec::new();
-        let checks = crate::health::build_checks(&loaded, &mut check_errors);
-        let health_settings = crate::health::build_health_settings(&loaded, &mut check_errors);
-        errors.extend(check_errors.into_iter().map(BuildError::from));
+        let (checks, health_settings) = config_pass(&mut errors, |e| {
+            let checks = crate::health::build_checks(&loaded, e);
+            (checks, crate::health::build_health_settings(&loaded, e))
+        });
         let mut planned = Vec::new();
         let route_cache = route_cache::RouteCache::default();
         let inputs = services::ServiceInputs {
@@ -406,53 +246,72 @@ impl Snapshot {
     }
 }
 
+/// Runs a pass that reports configuration errors, adding them to `errors`.
+fn config_pass<T>(
+    errors: &mut Vec<BuildError>,
+    pass: impl FnOnce(&mut Vec<ConfigError>) -> T,
+) -> T {
+    let mut found = Vec::new();
+    let value = pass(&mut found);
+    errors.extend(found.into_iter().map(BuildError::from));
+    value
+}
+
+/// `[ecs]`, checked.
+fn ecs_settings(loaded: &LoadedConfig, errors: &mut Vec<BuildError>) -> EcsSettings {
+    let ecs = &loaded.config.ecs;
+    let mut prefix = |value, max: u8, message: &'static str| {
+        loaded
+            .in_range(value, 1..=max, |_| message.to_string())
+            .unwrap_or_else(|err| {
+                errors.push(err.into());
+                *value.get_ref()
+            })
+    };
+    EcsSettings {
+        enabled: ecs.enabled,
+        max_source_prefix_v4: prefix(
+            &ecs.max_source_prefix_v4,
+            32,
+            "max_source_prefix_v4 must be 1..=32",
+        ),
+        max_source_prefix_v6: prefix(
+            &ecs.max_source_prefix_v6,
+            128,
+            "max_source_prefix_v6 must be 1..=128",
+        ),
+    }
+}
+
 /// The rate limiting `[rrl]` asks for, checked.
 fn rrl_settings(loaded: &LoadedConfig, errors: &mut Vec<BuildError>) -> Option<RrlSettings> {
     let rrl = &loaded.config.rrl;
     if !rrl.enabled {
         return None;
     }
-    let mut ok = true;
-    if *rrl.responses_per_second.get_ref() == 0 {
-        errors.push(
-            loaded
-                .error_at(
-                    rrl.responses_per_second.span(),
-                    "rrl.responses_per_second must be at least 1",
-                )
-                .into(),
-        );
-        ok = false;
+    let per_second = loaded.in_range(&rrl.responses_per_second, 1..=u32::MAX, |_| {
+        "rrl.responses_per_second must be at least 1".to_string()
+    });
+    let v4 = loaded.in_range(&rrl.ipv4_prefix_len, 1..=32, |_| {
+        "rrl.ipv4_prefix_len must be 1..=32".to_string()
+    });
+    let v6 = loaded.in_range(&rrl.ipv6_prefix_len, 1..=128, |_| {
+        "rrl.ipv6_prefix_len must be 1..=128".to_string()
+    });
+    match (per_second, v4, v6) {
+        (Ok(responses_per_second), Ok(ipv4_prefix_len), Ok(ipv6_prefix_len)) => Some(RrlSettings {
+            responses_per_second,
+            slip: rrl.slip,
+            ipv4_prefix_len,
+            ipv6_prefix_len,
+            table_size: rrl.table_size.clamp(1, 1 << 24),
+        }),
+        (per_second, v4, v6) => {
+            let found = [per_second.err(), v4.err(), v6.err()];
+            errors.extend(found.into_iter().flatten().map(BuildError::from));
+            None
+        }
     }
-    if !(1..=32).contains(rrl.ipv4_prefix_len.get_ref()) {
-        errors.push(
-            loaded
-                .error_at(
-                    rrl.ipv4_prefix_len.span(),
-                    "rrl.ipv4_prefix_len must be 1..=32",
-                )
-                .into(),
-        );
-        ok = false;
-    }
-    if !(1..=128).contains(rrl.ipv6_prefix_len.get_ref()) {
-        errors.push(
-            loaded
-                .error_at(
-                    rrl.ipv6_prefix_len.span(),
-                    "rrl.ipv6_prefix_len must be 1..=128",
-                )
-                .into(),
-        );
-        ok = false;
-    }
-    ok.then(|| RrlSettings {
-        responses_per_second: *rrl.responses_per_second.get_ref(),
-        slip: rrl.slip,
-        ipv4_prefix_len: *rrl.ipv4_prefix_len.get_ref(),
-        ipv6_prefix_len: *rrl.ipv6_prefix_len.get_ref(),
-        table_size: rrl.table_size.clamp(1, 1 << 24),
-    })
 }
 
 /// Loads the configured GeoIP databases.
@@ -533,17 +392,4 @@ fn load_geo_tables(loaded: &LoadedConfig, errors: &mut Vec<BuildError>) -> GeoTa
         }
     }
     tables
-}
-
-/// Parses a zone origin as written by the operator (trailing dot optional).
-fn parse_origin(text: &str) -> Result<Name, String> {
-    let mut name =
-        Name::from_ascii(text).map_err(|err| format!("bad zone origin {text:?}: {err}"))?;
-    name.set_fqdn(true);
-    Ok(name)
-}
-
-fn load_zone(origin: &Name, path: &Path) -> Result<Zone, Vec<ZoneError>> {
-    let records = load_zone_file(path, origin)?;
-    Zone::build(origin, path, records)
 }

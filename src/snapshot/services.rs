@@ -212,16 +212,56 @@ fn build_pool(
     plan: &mut Vec<PlannedEndpoint>,
     errors: &mut Vec<BuildError>,
 ) -> Option<Pool> {
-    let (loaded, health) = (inputs.loaded, inputs.health);
+    let loaded = inputs.loaded;
     let before = errors.len();
     let span = pool.span();
     let pool = pool.get_ref();
-    // --- health check of this pool (see health::plan) ---
+    // One pass per section, in the order their errors are reported.
     let check = crate::health::resolve_pool_check(loaded, name, pool.check.as_ref(), inputs.checks)
         .unwrap_or_else(|err| {
             errors.push(err.into());
             None
         });
+    let (endpoints, planned) = pool_endpoints(inputs, name, span, pool, check.as_ref(), errors);
+    let coordinates = pool_coordinates(loaded, name, pool, errors);
+    let bias = pool.bias.as_ref().map_or(0, |bias| {
+        loaded
+            .in_range(bias, -99..=99, |b| {
+                format!("bias {b} of pool {name} is out of range -99..99")
+            })
+            .unwrap_or_else(|err| {
+                errors.push(err.into());
+                0
+            })
+    });
+    let min_healthy = pool_min_healthy(loaded, pool, errors);
+    let (capacity, overflow_at) = super::load::pool_load_keys(loaded, name, pool, errors);
+    if errors.len() == before {
+        plan.extend(planned);
+    }
+    (errors.len() == before).then(|| Pool {
+        name: name.to_string(),
+        endpoints,
+        coordinates,
+        backup: pool.backup,
+        bias,
+        min_healthy,
+        capacity,
+        overflow_at,
+    })
+}
+
+/// A pool's endpoints, each registered in the health table, and how each
+/// is probed (and by which cluster members).
+fn pool_endpoints(
+    inputs: &ServiceInputs<'_>,
+    name: &str,
+    span: std::ops::Range<usize>,
+    pool: &PoolToml,
+    check: Option<&Arc<crate::health::CheckSpec>>,
+    errors: &mut Vec<BuildError>,
+) -> (Vec<Endpoint>, Vec<PlannedEndpoint>) {
+    let (loaded, health) = (inputs.loaded, inputs.health);
     let mut planned = Vec::new();
     let mut push = |span: std::ops::Range<usize>, message: String| {
         errors.push(loaded.error_at(span, message).into())
@@ -286,7 +326,7 @@ fn build_pool(
             push(espan, format!("endpoint {key} is listed twice"));
             continue;
         }
-        let probe = match crate::health::plan_probe(loaded, name, check.as_ref(), endpoint) {
+        let probe = match crate::health::plan_probe(loaded, name, check, endpoint) {
             Ok(probe) => probe.map(|probe| crate::health::Probe {
                 source: probe_source,
                 ..probe
@@ -338,36 +378,37 @@ fn build_pool(
             format!("pool {name} mixes address and cname endpoints: use one kind per pool"),
         );
     }
-    let coordinates = match &pool.coordinates {
-        Some(c) => {
-            let [lat, lon] = *c.get_ref();
-            if !(-90.0..=90.0).contains(&lat) || !(-180.0..=180.0).contains(&lon) {
-                push(
-                    c.span(),
-                    format!(
-                        "coordinates [{lat}, {lon}] of pool {name} are out of range: [latitude -90..90, longitude -180..180]"
-                    ),
-                );
-            }
-            Some((lat, lon))
-        }
-        None => None,
+    (endpoints, planned)
+}
+
+/// A pool's `coordinates`, checked.
+fn pool_coordinates(
+    loaded: &LoadedConfig,
+    name: &str,
+    pool: &PoolToml,
+    errors: &mut Vec<BuildError>,
+) -> Option<(f64, f64)> {
+    let c = pool.coordinates.as_ref()?;
+    let [lat, lon] = *c.get_ref();
+    if !(-90.0..=90.0).contains(&lat) || !(-180.0..=180.0).contains(&lon) {
+        let message = format!(
+            "coordinates [{lat}, {lon}] of pool {name} are out of range: [latitude -90..90, longitude -180..180]"
+        );
+        errors.push(loaded.error_at(c.span(), message).into());
+    }
+    Some((lat, lon))
+}
+
+/// A pool's `min_healthy`, checked.
+fn pool_min_healthy(
+    loaded: &LoadedConfig,
+    pool: &PoolToml,
+    errors: &mut Vec<BuildError>,
+) -> MinHealthy {
+    let mut push = |span: std::ops::Range<usize>, message: String| {
+        errors.push(loaded.error_at(span, message).into())
     };
-    let bias = match &pool.bias {
-        Some(b) if !(-99..=99).contains(b.get_ref()) => {
-            push(
-                b.span(),
-                format!(
-                    "bias {} of pool {name} is out of range -99..99",
-                    b.get_ref()
-                ),
-            );
-            0
-        }
-        Some(b) => *b.get_ref(),
-        None => 0,
-    };
-    let min_healthy = match &pool.min_healthy {
+    match &pool.min_healthy {
         None => MinHealthy::Count(1),
         Some(m) => match *m.get_ref() {
             MinHealthyToml::Count(0) => {
@@ -387,21 +428,7 @@ fn build_pool(
                 MinHealthy::Count(1)
             }
         },
-    };
-    let (capacity, overflow_at) = super::load::pool_load_keys(loaded, name, pool, errors);
-    if errors.len() == before {
-        plan.extend(planned);
     }
-    (errors.len() == before).then(|| Pool {
-        name: name.to_string(),
-        endpoints,
-        coordinates,
-        backup: pool.backup,
-        bias,
-        min_healthy,
-        capacity,
-        overflow_at,
-    })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -418,10 +445,142 @@ fn build_service(
     let before = errors.len();
     let span = service.span();
     let s = service.get_ref();
+    // One pass per section, in the order their errors are reported.
+    let fqdn = attach_service(inputs, name, span.clone(), zones, index, errors)?;
+    let map = service_map(loaded, s, errors);
+    let (pool_names, service_pools, index_of) =
+        service_pools(loaded, &fqdn, span, s, map, pools, errors);
+    let geo = map.map(|map| {
+        let pools = ServicePools {
+            configured: pools,
+            names: &pool_names,
+            index_of: &index_of,
+        };
+        service_geo(loaded, &fqdn, map, &pools, inputs.geo, errors)
+    });
+    let policy = policy_kind(*s.policy.get_ref());
+    check_locations(
+        inputs,
+        &fqdn,
+        s,
+        policy,
+        geo.as_ref(),
+        &service_pools,
+        errors,
+    );
+    let latency = service_latency(loaded, s, policy, &index_of, service_pools.len(), errors);
+    let max_records = loaded
+        .in_range(&s.max_records, 1..=MAX_RECORDS as u8, |m| {
+            format!("max_records = {m}: use 1..={MAX_RECORDS}")
+        })
+        .unwrap_or_else(|err| {
+            errors.push(err.into());
+            0
+        });
+    let load = super::load::service_load_rules(loaded, &fqdn, s, &service_pools, errors);
+    if errors.len() != before {
+        return None;
+    }
+    let route = RouteRules {
+        policy,
+        geo,
+        latency,
+        pools: service_pools.clone(),
+    };
+    let (orders, table) = inputs.route_cache.compile(&route, inputs.geo);
+    let (v4_cap, v6_cap) = inputs.ecs_caps;
+    Some(Service {
+        serial: next_serial(),
+        name: fqdn.to_ascii(),
+        pools: service_pools,
+        orders,
+        table,
+        selection: selection_kind(s.selection),
+        max_records,
+        ttl: s.ttl.0,
+        all_down: all_down(s.all_down),
+        sticky_prefix_v4: s.sticky_prefix_v4.unwrap_or(v4_cap).min(32),
+        sticky_prefix_v6: s.sticky_prefix_v6.unwrap_or(v6_cap).min(128),
+        measured_slot: (policy == PolicyKind::Fastest).then_some(measured_slot),
+        route,
+        failover_ttl: s.failover_ttl.map(|t| t.0),
+        load,
+    })
+    .inspect(|service| {
+        if service.selection == SelectionKind::Sticky {
+            tracing::debug!(service = %service.name, "sticky selection");
+        }
+    })
+}
+
+/// A service's pools as its map may name them.
+struct ServicePools<'p> {
+    /// Every pool that built.
+    configured: &'p BTreeMap<String, Arc<Pool>>,
+    /// The service's pools, as written.
+    names: &'p [Spanned<String>],
+    /// Each of the service's pools by name: its index in the service.
+    index_of: &'p HashMap<String, u16>,
+}
+
+/// The service's geo map compiled, each pool list resolved to indices.
+fn service_geo(
+    loaded: &LoadedConfig,
+    fqdn: &Name,
+    map: &GeoMapToml,
+    service_pools: &ServicePools<'_>,
+    geo: &GeoTables,
+    errors: &mut Vec<BuildError>,
+) -> GeoRules {
+    let ServicePools {
+        configured: pools,
+        names: pool_names,
+        index_of,
+    } = *service_pools;
     let error = |span: std::ops::Range<usize>, message: String| -> BuildError {
         loaded.error_at(span, message).into()
     };
+    let mut resolve = |list: &Spanned<Vec<String>>, errors: &mut Vec<BuildError>| -> Order {
+        let mut order = Vec::new();
+        let mut failed_pool = false;
+        for pool in list.get_ref() {
+            match index_of.get(pool) {
+                Some(&i) => order.push(i),
+                // A configured pool with errors of its own (reported).
+                None if loaded.config.pools.contains_key(pool) && !pools.contains_key(pool) => {
+                    failed_pool = true;
+                }
+                None => errors.push(error(
+                    list.span(),
+                    format!("unknown pool {pool:?} in the map of service {fqdn} (pools of this service: {})", list_or_none(&pool_names.iter().map(|p| p.get_ref().as_str()).collect::<Vec<_>>())),
+                )),
+            }
+        }
+        if order.is_empty() && !failed_pool {
+            errors.push(error(
+                list.span(),
+                "an empty pool list: name at least one pool".to_string(),
+            ));
+        }
+        order
+    };
 
+    compile_map(loaded, map, &mut resolve, geo, errors)
+}
+
+/// A service's name, checked and attached to the zone that serves it.
+fn attach_service(
+    inputs: &ServiceInputs<'_>,
+    name: &str,
+    span: std::ops::Range<usize>,
+    zones: &mut ZoneSet,
+    index: usize,
+    errors: &mut Vec<BuildError>,
+) -> Option<Name> {
+    let loaded = inputs.loaded;
+    let error = |span: std::ops::Range<usize>, message: String| -> BuildError {
+        loaded.error_at(span, message).into()
+    };
     // The name must be in a served zone and free of static records.
     let mut fqdn = match Name::from_ascii(name) {
         Ok(n) => n,
@@ -446,9 +605,19 @@ fn build_service(
             }
         }
     }
+    Some(fqdn)
+}
 
-    // The geo map: inline or shared.
-    let map: Option<&GeoMapToml> = match (&s.geo, &s.map) {
+/// The service's geo map: inline or shared.
+fn service_map<'c>(
+    loaded: &'c LoadedConfig,
+    s: &'c ServiceToml,
+    errors: &mut Vec<BuildError>,
+) -> Option<&'c GeoMapToml> {
+    let error = |span: std::ops::Range<usize>, message: String| -> BuildError {
+        loaded.error_at(span, message).into()
+    };
+    match (&s.geo, &s.map) {
         (Some(_), Some(m)) => {
             errors.push(error(
                 m.span(),
@@ -473,9 +642,24 @@ fn build_service(
             }
         },
         (None, None) => None,
-    };
+    }
+}
 
-    // Candidate pools: as listed, else in order of first mention in the map.
+/// The pools a service answers from, in its order: as listed, else in
+/// order of first mention in its map; and each one's index.
+#[allow(clippy::type_complexity)]
+fn service_pools(
+    loaded: &LoadedConfig,
+    fqdn: &Name,
+    span: std::ops::Range<usize>,
+    s: &ServiceToml,
+    map: Option<&GeoMapToml>,
+    pools: &BTreeMap<String, Arc<Pool>>,
+    errors: &mut Vec<BuildError>,
+) -> (Vec<Spanned<String>>, Vec<Arc<Pool>>, HashMap<String, u16>) {
+    let error = |span: std::ops::Range<usize>, message: String| -> BuildError {
+        loaded.error_at(span, message).into()
+    };
     let mut pool_names: Vec<Spanned<String>> = s.pools.clone();
     if pool_names.is_empty()
         && let Some(map) = map
@@ -518,35 +702,26 @@ fn build_service(
             )),
         }
     }
-    let mut resolve = |list: &Spanned<Vec<String>>, errors: &mut Vec<BuildError>| -> Order {
-        let mut order = Vec::new();
-        let mut failed_pool = false;
-        for pool in list.get_ref() {
-            match index_of.get(pool) {
-                Some(&i) => order.push(i),
-                // A configured pool with errors of its own (reported).
-                None if loaded.config.pools.contains_key(pool) && !pools.contains_key(pool) => {
-                    failed_pool = true;
-                }
-                None => errors.push(error(
-                    list.span(),
-                    format!("unknown pool {pool:?} in the map of service {fqdn} (pools of this service: {})", list_or_none(&pool_names.iter().map(|p| p.get_ref().as_str()).collect::<Vec<_>>())),
-                )),
-            }
-        }
-        if order.is_empty() && !failed_pool {
-            errors.push(error(
-                list.span(),
-                "an empty pool list: name at least one pool".to_string(),
-            ));
-        }
-        order
-    };
+    (pool_names, service_pools, index_of)
+}
 
-    let geo = map.map(|map| compile_map(loaded, map, &mut resolve, inputs.geo, errors));
-    let policy = policy_kind(*s.policy.get_ref());
+/// Whether the service can locate its clients: a database for the map's
+/// countries and continents or for `nearest`, coordinates on every pool.
+fn check_locations(
+    inputs: &ServiceInputs<'_>,
+    fqdn: &Name,
+    s: &ServiceToml,
+    policy: PolicyKind,
+    geo: Option<&GeoRules>,
+    service_pools: &[Arc<Pool>],
+    errors: &mut Vec<BuildError>,
+) {
+    let loaded = inputs.loaded;
+    let error = |span: std::ops::Range<usize>, message: String| -> BuildError {
+        loaded.error_at(span, message).into()
+    };
     let uses_locations = matches!(policy, PolicyKind::Nearest)
-        || geo.as_ref().is_some_and(|g| {
+        || geo.is_some_and(|g| {
             !g.subdivision.is_empty() || !g.country.is_empty() || !g.continent.is_empty()
         });
     // A configured database that failed to load was reported as such.
@@ -563,7 +738,7 @@ fn build_service(
         errors.push(error(s.policy.span(), format!("service {fqdn} locates clients by country, continent or coordinates, but no [geoip] database is configured")));
     }
     if policy == PolicyKind::Nearest {
-        for pool in &service_pools {
+        for pool in service_pools {
             if pool.coordinates.is_none() {
                 errors.push(error(
                     s.policy.span(),
@@ -575,6 +750,20 @@ fn build_service(
             }
         }
     }
+}
+
+/// The orders of a `latency` service, from its latency table.
+fn service_latency(
+    loaded: &LoadedConfig,
+    s: &ServiceToml,
+    policy: PolicyKind,
+    index_of: &HashMap<String, u16>,
+    pool_count: usize,
+    errors: &mut Vec<BuildError>,
+) -> Vec<(IpNet, Order)> {
+    let error = |span: std::ops::Range<usize>, message: String| -> BuildError {
+        loaded.error_at(span, message).into()
+    };
     let mut latency = Vec::new();
     match (&s.latency_table, policy) {
         (Some(path), PolicyKind::Latency) => {
@@ -582,7 +771,7 @@ fn build_service(
             // An unreadable file is reported at the key that names it.
             match std::fs::read_to_string(&file).map(|text| parse_latency_table(&text, &file)) {
                 Ok(Ok(rows)) => {
-                    latency = latency_orders(&rows, &index_of, service_pools.len(), &file, errors)
+                    latency = latency_orders(&rows, index_of, pool_count, &file, errors)
                 }
                 Ok(Err(list)) => errors.extend(list.into_iter().map(BuildError::from)),
                 Err(err) => errors.push(error(
@@ -604,47 +793,7 @@ fn build_service(
         )),
         _ => {}
     }
-    let max_records = *s.max_records.get_ref();
-    if max_records == 0 || usize::from(max_records) > MAX_RECORDS {
-        errors.push(error(
-            s.max_records.span(),
-            format!("max_records = {max_records}: use 1..={MAX_RECORDS}"),
-        ));
-    }
-    let load = super::load::service_load_rules(loaded, &fqdn, s, &service_pools, errors);
-    if errors.len() != before {
-        return None;
-    }
-    let route = RouteRules {
-        policy,
-        geo,
-        latency,
-        pools: service_pools.clone(),
-    };
-    let (orders, table) = inputs.route_cache.compile(&route, inputs.geo);
-    let (v4_cap, v6_cap) = inputs.ecs_caps;
-    Some(Service {
-        serial: next_serial(),
-        name: fqdn.to_ascii(),
-        pools: service_pools,
-        orders,
-        table,
-        selection: selection_kind(s.selection),
-        max_records,
-        ttl: s.ttl.0,
-        all_down: all_down(s.all_down),
-        sticky_prefix_v4: s.sticky_prefix_v4.unwrap_or(v4_cap).min(32),
-        sticky_prefix_v6: s.sticky_prefix_v6.unwrap_or(v6_cap).min(128),
-        measured_slot: (policy == PolicyKind::Fastest).then_some(measured_slot),
-        route,
-        failover_ttl: s.failover_ttl.map(|t| t.0),
-        load,
-    })
-    .inspect(|service| {
-        if service.selection == SelectionKind::Sticky {
-            tracing::debug!(service = %service.name, "sticky selection");
-        }
-    })
+    latency
 }
 
 // --- the configuration's enums, mapped once into policy's own ---
