@@ -683,6 +683,15 @@ fn issue_20_a_key_rollover_is_done_by_editing_the_config_and_reloading() {
     assert_eq!(look("www.signed.test", "A").1, vec![new_tag.clone()]);
     assert_eq!(look("geo.signed.test", "A").1, vec![new_tag.clone()]);
     assert_validated(&delv(&server, &anchors, "www.signed.test", "A"), "phase 2");
+    let metrics = http(server.api(), "GET", "/metrics", &[], "").body;
+    for (tag, state) in [(&old_tag, "published"), (&new_tag, "active")] {
+        assert!(
+            metrics.lines().any(|l| l.starts_with("gslb_dnssec_key{")
+                && l.contains(&format!("tag=\"{tag}\""))
+                && l.contains(&format!("state=\"{state}\""))),
+            "key {tag} not {state}:\n{metrics}"
+        );
+    }
     assert_validated(
         &delv(&server, &anchors, "multi.signed.test", "A"),
         "phase 2 multivalue",
@@ -773,6 +782,25 @@ fn issue_20_signatures_are_renewed_before_they_expire_when_the_clock_moves() {
             .as_i64()
             .is_some_and(|t| t > first_expiry - 300 && t < renewed.0),
         "{json}"
+    );
+    // /metrics shows the same times.
+    let metrics = http(server.api(), "GET", "/metrics", &[], "").body;
+    let gauge = |name: &str| -> Option<f64> {
+        metrics.lines().find_map(|line| {
+            line.strip_prefix(&format!("{name}{{zone=\"signed.test.\"}} "))?
+                .parse()
+                .ok()
+        })
+    };
+    assert_eq!(
+        gauge("gslb_dnssec_signatures_expire_timestamp_seconds"),
+        Some(renewed.0 as f64),
+        "{metrics}"
+    );
+    assert_eq!(
+        gauge("gslb_dnssec_next_resign_timestamp_seconds"),
+        zone["next_resign"].as_f64(),
+        "{metrics}"
     );
 }
 

@@ -31,12 +31,16 @@ use common::{GslbServer, TempDir, dig, http, poll_until};
 const DEADLINE: Duration = Duration::from_secs(20);
 const WWW: &str = "www.example.test";
 
-fn config(zone: &str) -> String {
+/// The page's configuration: `zone` signed with the key at `key` (a
+/// `.private` file), so the DNSSEC panel has a zone to show.
+fn config(zone: &str, key: &str) -> String {
     format!(
         r#"
 [[zone]]
 origin = "example.test"
 file = "{zone}"
+dnssec = true
+dnssec_keys = ["{key}"]
 
 [pools.eu]
 coordinates = [50.11, 8.68]
@@ -76,7 +80,24 @@ fn status_page_renders_and_its_buttons_override() {
     };
     let dir = TempDir::new("page");
     let zone = Path::new(env!("CARGO_MANIFEST_DIR")).join("zones/example.test.zone");
-    let path = dir.write("gslb.toml", &config(&zone.display().to_string()));
+    let key = gslb::dnssec::keys::generate(
+        "example.test.",
+        gslb::dnssec::keys::Algorithm::EcdsaP256Sha256,
+        &dir.path().join("keys"),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64),
+    )
+    .expect("generate a key");
+    let tag = key
+        .to_str()
+        .and_then(|k| k.strip_suffix(".private")?.rsplit('+').next())
+        .and_then(|t| t.parse::<u16>().ok())
+        .expect("key tag in the file name");
+    let path = dir.write(
+        "gslb.toml",
+        &config(&zone.display().to_string(), &key.display().to_string()),
+    );
     let server = GslbServer::start(&["-c", path.to_str().unwrap(), "--api", "127.0.0.1:0"]);
     let api = server.api();
     for _ in 0..20 {
@@ -95,6 +116,7 @@ fn status_page_renders_and_its_buttons_override() {
     let url = format!("http://{api}/");
 
     // 1. The rendered DOM.
+    let panel_key = format!("ksk {tag} (alg 13, active)");
     let profile = dir.path().join("profile-dump");
     let mut dump = chromium_command(&browser, &profile);
     dump.arg("--dump-dom").arg(&url);
@@ -114,6 +136,10 @@ fn status_page_renders_and_its_buttons_override() {
         r#"data-service="www.example.test.""#,
         "50.1, 8.7",
         r#"<button type="submit" name="state" value="down""#,
+        // The DNSSEC panel (issue 20): the zone, its key, re-sign and expiry.
+        r#"data-zone="example.test.""#,
+        panel_key.as_str(),
+        "signatures expire ",
     ] {
         assert!(dom.contains(needle), "missing {needle:?} in:\n{dom}");
     }

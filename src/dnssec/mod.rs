@@ -495,6 +495,8 @@ fn sign_zone(
     };
     let mut denials = HashMap::default();
     let mut service_names: Vec<(Vec<u8>, usize)> = Vec::new();
+    // What signing at build made, for the log (its memory cost).
+    let mut made = Tally::default();
     for (name, node) in zone.nodes_mut() {
         if below_cut(name) {
             continue;
@@ -524,6 +526,7 @@ fn sign_zone(
                     )
                 })
                 .collect();
+            made.add(&rrset.rrsigs);
         }
         let mut types: Vec<u16> = node.rrsets.iter().map(|r| r.rtype).collect();
         if let Some(service) = node.service.and_then(|i| services.get(i)) {
@@ -537,6 +540,8 @@ fn sign_zone(
             .sign_now(name, sign::NSEC, signed.nsec_ttl, [&rdata[..]])
             .unwrap_or_default()
             .into_boxed_slice();
+        made.add(&rrsigs);
+        made.bytes += rdata.len();
         denials.insert(
             Box::from(name),
             Denial {
@@ -553,6 +558,9 @@ fn sign_zone(
             continue;
         };
         let sigs = sign_service(&signed, &name, service);
+        for answer in &sigs.sigs {
+            made.add(answer);
+        }
         if let Some(slot) = service_sigs.get_mut(index) {
             *slot = Some(sigs);
         }
@@ -561,11 +569,27 @@ fn sign_zone(
         zone = %wire_name_to_string(&origin),
         keys = signed.keys.len(),
         names = signed.denials.len(),
+        signatures = made.count,
+        signature_bytes = made.bytes,
         expires = %keys::format_timestamp(expires),
         next_resign = %keys::format_timestamp(next_resign),
         "zone signed"
     );
     signed
+}
+
+/// Signatures counted, and the bytes of their RDATA (NSEC RDATA included).
+#[derive(Debug, Default)]
+struct Tally {
+    count: usize,
+    bytes: usize,
+}
+
+impl Tally {
+    fn add(&mut self, rrsigs: &[Box<[u8]>]) {
+        self.count += rrsigs.len();
+        self.bytes += rrsigs.iter().map(|r| r.len()).sum::<usize>();
+    }
 }
 
 /// The types a service name can answer with.
