@@ -5,13 +5,16 @@
 #
 #   benches/server.sh                 # pinned A/B comparison, 1 UDP worker each
 #   benches/server.sh --callgrind     # user-space instructions per answered query
+#   benches/server.sh --dnssec        # the same, signed: DO=1 against DO=0, gslb and
+#                                     # Knot (dnssec-signing + mod-geoip) in one run
 #   benches/server.sh --scaling       # 1 worker pinned vs 2 workers unpinned
 #   benches/server.sh --configs DIR   # only write both servers' configs into DIR
 #
 # Needs ../shared/bench (the team's peer harness: query generator, geo
 # checks, helpers) and ../shared/geoip (MaxMind's test databases) next to the
 # repository, or SHARED_BENCH=/path/to/shared/bench. Installs gdnsd, dnsperf,
-# valgrind, dig, taskset and ss from Debian when missing (root only).
+# valgrind, dig, taskset and ss from Debian when missing (root only); with
+# --dnssec also knot and knot-module-geoip.
 #
 # Knobs (environment, defaults in brackets):
 #   DURATION [5] seconds per measurement    WARMUP [1] seconds of load before each
@@ -25,6 +28,9 @@
 #     benchmark used more than FOREIGN_MAX % of one core is repeated, up to RETRIES times
 #   CG_DURATION [10] CG_WARMUP [2] CG_CLIENTS [4] CG_OUTSTANDING [20] CG_KINDS [$KINDS]
 #   CG_TOP [30] rows per section of the callgrind profiles   CG_SERVERS [gslb gdnsd]
+#     (--dnssec: CG_SERVERS [gslb knot], CG_KINDS [static-edns static-do geo-ecs geo-ecs-do]:
+#     static-edns/geo-ecs carry an OPT record without the DO bit, *-do the same with it)
+#   KNOT_PORT [5422]
 #   CG_ARGS [] more valgrind options (e.g. --dump-instr=yes for per-instruction costs)
 #   SCALE_WORKERS [1 2]   OUT_DIR [target/bench-server/run-STAMP]   KEEP_WORK [0]
 #   GSLB_BIN [target/release/gslb; built with cargo build --release unless NO_BUILD=1]
@@ -38,6 +44,7 @@ CONFIG_DIR=
 case ${1:-} in
   "") ;;
   --callgrind) MODE=callgrind ;;
+  --dnssec) MODE=dnssec ;;
   --scaling) MODE=scaling ;;
   --configs) MODE=configs; CONFIG_DIR=${2:-}; [[ -n $CONFIG_DIR ]] || { echo "usage: $0 --configs DIR" >&2; exit 2; } ;;
   -h | --help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -65,6 +72,7 @@ OUTSTANDING=${OUTSTANDING:-100}
 ECS_N=${ECS_N:-50000}
 GSLB_PORT=${GSLB_PORT:-5420}
 GDNSD_PORT=${GDNSD_PORT:-5421}
+KNOT_PORT=${KNOT_PORT:-5422}
 LATENCY=${LATENCY:-1}
 QUIET_MAX=${QUIET_MAX:-15}
 QUIET_SECS=${QUIET_SECS:-2}
@@ -75,9 +83,14 @@ CG_DURATION=${CG_DURATION:-10}
 CG_WARMUP=${CG_WARMUP:-2}
 CG_CLIENTS=${CG_CLIENTS:-4}
 CG_OUTSTANDING=${CG_OUTSTANDING:-20}
-CG_KINDS=${CG_KINDS:-$KINDS}
 CG_TOP=${CG_TOP:-30}
-CG_SERVERS=${CG_SERVERS:-gslb gdnsd}
+if [[ $MODE == dnssec ]]; then
+  CG_KINDS=${CG_KINDS:-static-edns static-do geo-ecs geo-ecs-do}
+  CG_SERVERS=${CG_SERVERS:-gslb knot}
+else
+  CG_KINDS=${CG_KINDS:-$KINDS}
+  CG_SERVERS=${CG_SERVERS:-gslb gdnsd}
+fi
 SCALE_WORKERS=${SCALE_WORKERS:-1 2}
 HZ=$(getconf CLK_TCK)
 
@@ -90,8 +103,15 @@ HZ=$(getconf CLK_TCK)
 # No health checks on either side (gdnsd: service_types => up).
 
 write_gslb_config() {  # DIR PORT WORKERS
-  local d=$1 port=$2 workers=$3
+  local d=$1 port=$2 workers=$3 signing=
   mkdir -p "$d"
+  if [[ $MODE == dnssec ]]; then
+    # A fresh CSK (ECDSA P-256, as Knot's below); every answer is signed at load.
+    local key
+    key=$("$GSLB_BIN" dnssec keygen example.test --dir "$d/keys") || return 1
+    signing="dnssec = true
+dnssec_keys = [\"$key\"]"
+  fi
   cat >"$d/example.test.zone" <<'EOF'
 $ORIGIN example.test.
 $TTL 300
@@ -109,6 +129,7 @@ udp_workers = $workers
 [[zone]]
 origin = "example.test"
 file = "example.test.zone"
+$signing
 
 [geoip]
 database = "$GEOIP_DB"
@@ -186,10 +207,94 @@ EOF
   CMD=(gdnsd -c "$d" start)
 }
 
+# Knot DNS signing the zone itself (dnssec-signing: on, one ECDSA P-256 CSK
+# made with keymgr before the start, so mod-geoip finds it when the zone
+# loads and signs every alternative answer then) and answering www from
+# mod-geoip on continent codes: the same regions, order and default as
+# gslb's map (the zone's own www record is the default answer).
+write_knot_config() {  # DIR PORT WORKERS
+  local d=$1 port=$2 workers=$3
+  mkdir -p "$d/db"
+  cat >"$d/example.test.zone" <<'EOF'
+$ORIGIN example.test.
+$TTL 300
+@       SOA  ns1 hostmaster 1 7200 1800 259200 300
+@       NS   ns1
+ns1     A    192.0.2.53
+static  A    192.0.2.1
+www  60 A    192.0.2.10
+EOF
+  cat >"$d/geo.conf" <<'EOF'
+www.example.test:
+  - geo: "EU"
+    A: 192.0.2.10
+  - geo: "AF"
+    A: 192.0.2.10
+  - geo: "NA"
+    A: 192.0.2.20
+  - geo: "SA"
+    A: 192.0.2.20
+  - geo: "AS"
+    A: 192.0.2.30
+  - geo: "OC"
+    A: 192.0.2.30
+EOF
+  cat >"$d/knot.conf" <<EOF
+server:
+    rundir: $d
+    pidfile: $d/knot.pid
+    listen: 127.0.0.1@$port
+    udp-workers: $workers
+    tcp-workers: 1
+    background-workers: 1
+    edns-client-subnet: on
+log:
+  - target: stderr
+    any: notice
+database:
+    storage: $d/db
+policy:
+  - id: csk
+    algorithm: ecdsap256sha256
+    single-type-signing: on
+    manual: on
+template:
+  - id: default
+    storage: $d
+    file: "%s.zone"
+    zonefile-sync: -1
+    zonefile-load: whole
+    journal-content: none
+mod-geoip:
+  - id: geo
+    config-file: $d/geo.conf
+    ttl: 60
+    mode: geodb
+    geodb-file: $GEOIP_DB
+    geodb-key: [ continent/code ]
+zone:
+  - domain: example.test
+    module: mod-geoip/geo
+    dnssec-signing: on
+    dnssec-policy: csk
+EOF
+  keymgr -c "$d/knot.conf" example.test. generate algorithm=ecdsap256sha256 ksk=yes zsk=yes >/dev/null || return 1
+  CMD=(knotd -c "$d/knot.conf")
+}
+
 write_config() {  # SERVER DIR PORT WORKERS ; sets CMD
   case $1 in
     gslb) write_gslb_config "$2" "$3" "$4" ;;
     gdnsd) write_gdnsd_config "$2" "$3" "$4" ;;
+    knot) write_knot_config "$2" "$3" "$4" ;;
+  esac
+}
+
+port_of_server() {  # SERVER -> its port
+  case $1 in
+    gdnsd) echo "$GDNSD_PORT" ;;
+    knot) echo "$KNOT_PORT" ;;
+    *) echo "$GSLB_PORT" ;;
   esac
 }
 
@@ -209,9 +314,13 @@ fi
 install_missing() {
   local pkgs=() cmd pkg
   for cmd in gdnsd:gdnsd dnsperf:dnsperf dig:dnsutils taskset:util-linux ss:iproute2 python3:python3 \
-             $([[ $MODE == callgrind ]] && echo valgrind:valgrind callgrind_control:valgrind); do
+             $([[ $MODE == callgrind || $MODE == dnssec ]] && echo valgrind:valgrind callgrind_control:valgrind) \
+             $([[ $MODE == dnssec ]] && echo knotd:knot keymgr:knot); do
     command -v "${cmd%%:*}" >/dev/null 2>&1 || pkgs+=("${cmd#*:}")
   done
+  if [[ $MODE == dnssec ]] && ! compgen -G "/usr/lib/*/knot/modules-*/geoip.so" >/dev/null; then
+    pkgs+=(knot-module-geoip)
+  fi
   ((${#pkgs[@]})) || return 0
   mapfile -t pkgs < <(printf '%s\n' "${pkgs[@]}" | sort -u)
   if [[ $(id -u) != 0 ]]; then
@@ -230,8 +339,8 @@ if [[ ${NO_BUILD:-0} != 1 ]]; then
 fi
 [[ -x $GSLB_BIN ]] || { log "gslb binary not found: $GSLB_BIN"; exit 1; }
 (($(nproc) >= 2)) || log "WARNING: fewer than 2 CPUs; dnsperf and the server share a core"
-for port in "$GSLB_PORT" "$GDNSD_PORT"; do
-  if port_busy "$port"; then log "port $port is in use; set GSLB_PORT / GDNSD_PORT"; exit 1; fi
+for port in "$GSLB_PORT" "$GDNSD_PORT" "$KNOT_PORT"; do
+  if port_busy "$port"; then log "port $port is in use; set GSLB_PORT / GDNSD_PORT / KNOT_PORT"; exit 1; fi
 done
 
 STAMP=$(date +%Y%m%d-%H%M%S)
@@ -255,6 +364,7 @@ trap 'log "interrupted"; exit 130' INT TERM
   echo "host: $(uname -srm), nproc=$(nproc), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
   echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "versions: gslb $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?') | gdnsd $(gdnsd -h 2>&1 | awk '/version/{print $3; exit}')" \
+       "| knot $(knotd -V 2>/dev/null | awk '{print $NF; exit}')" \
        "| dnsperf $(dnsperf -h 2>&1 | awk '/^Version/{print $2; exit}')"
   echo "server cpu: $SERVER_CPU  client cpu: $CLIENT_CPU"
   echo "dnsperf: -l $DURATION -c $CLIENTS -q $OUTSTANDING (warmup ${WARMUP}s, latency log $LATENCY), rounds $ROUNDS"
@@ -263,6 +373,37 @@ trap 'log "interrupted"; exit 130' INT TERM
 
 QDIR=$WORK/queries
 python3 "$BENCH_DIR/lib/gen_queries.py" "$QDIR" "$ECS_N" 42 | tee -a "$OUT_DIR/meta.txt" >&2
+# The same queries with an OPT record (payload 4096) whose DO bit is clear
+# (*-edns, and geo-ecs as generated) or set (*-do): a DNSSEC answer costs
+# the difference of the two.
+python3 - "$QDIR" <<'EOF'
+import struct, sys
+qdir = sys.argv[1]
+def packets(name):
+    data = open(f"{qdir}/{name}", "rb").read()
+    at = 0
+    while at < len(data):
+        (size,) = struct.unpack_from("!H", data, at)
+        yield bytearray(data[at + 2:at + 2 + size])
+        at += 2 + size
+def opt_at(packet):
+    at = 12
+    while packet[at]:
+        at += 1 + packet[at]
+    return at + 5  # past the root label, QTYPE and QCLASS
+def write(name, source, dnssec_ok):
+    with open(f"{qdir}/{name}", "wb") as out:
+        for packet in packets(source):
+            if packet[11] == 0:  # no OPT yet: add one
+                packet[11] = 1
+                packet += b"\x00" + struct.pack("!HHIH", 41, 4096, 0, 0)
+            flags = opt_at(packet) + 1 + 2 + 2 + 1 + 1  # owner, type, class, ext-rcode, version
+            packet[flags] = 0x80 if dnssec_ok else 0
+            out.write(struct.pack("!H", len(packet)) + packet)
+write("static-edns.bin", "static.bin", False)
+write("static-do.bin", "static.bin", True)
+write("geo-ecs-do.bin", "geo-ecs.bin", True)
+EOF
 
 # ------------------------------------------------------------------ helpers
 dnsperf_args() {  # KIND -> DP_ARGS
@@ -270,6 +411,7 @@ dnsperf_args() {  # KIND -> DP_ARGS
     static) DP_ARGS=(-d "$QDIR/static.txt") ;;
     geo) DP_ARGS=(-d "$QDIR/geo.txt") ;;
     geo-ecs) DP_ARGS=(-B -d "$QDIR/geo-ecs.bin") ;;
+    static-edns | static-do | geo-ecs-do) DP_ARGS=(-B -d "$QDIR/$1.bin") ;;
     *) log "unknown kind $1"; return 1 ;;
   esac
 }
@@ -354,6 +496,17 @@ check_server() {  # NAME PORT -> CHECK
   echo "ecs-mix: $e" >>"$OUT_DIR/raw/$1-geocheck.txt"
   CHECK="dig ${g}; ecs ${e%% *}"
   log "    $1 answers: dig cases $g, first 300 ECS load queries $e"
+}
+
+# Signed answers checked before measuring (--dnssec): the static name and a
+# geo answer carry an RRSIG when DO is set, and the geo answers are right.
+check_signed() {  # NAME PORT
+  local static www
+  static=$(dig @127.0.0.1 -p "$2" static.example.test A +dnssec +norec +short +time=5 +tries=2 | grep -c '^A 13 ')
+  www=$(dig @127.0.0.1 -p "$2" www.example.test A +dnssec +norec +short +time=5 +tries=2 +subnet=214.78.1.0/24 | tr '\n' ' ')
+  log "    $1 DO answers: static RRSIGs $static; www for 214.78.1.0/24: ${www:0:60}"
+  [[ $static == 1 && $www == "192.0.2.20 A 13 "* ]] || log "    WARNING: $1 does not answer signed as expected"
+  check_server "$1" "$2"
 }
 
 echo "round,server,kind,qps,avg_ms,p50_ms,p99_ms,p999_ms,sent,completed,lost,rcodes,user_us_per_q,sys_us_per_q,server_pct_core,other_pct_core,attempts,check" >"$CSV"
@@ -504,15 +657,15 @@ run_callgrind() {
   echo "server,kind,instructions,completed,lost,instructions_per_query,dump" >"$OUT_DIR/callgrind.csv"
   local s port kind before after dump total sum
   for s in $CG_SERVERS; do
-    port=$GSLB_PORT
-    [[ $s == gdnsd ]] && port=$GDNSD_PORT
-    write_config "$s" "$WORK/$s-cg" "$port" 1
+    port=$(port_of_server "$s")
+    write_config "$s" "$WORK/$s-cg" "$port" 1 || { log "cannot configure $s"; exit 1; }
     log "=== $s under callgrind (pinned to CPU $SERVER_CPU)"
     start_bg "$SERVER_CPU" "$OUT_DIR/raw/$s-callgrind.log" valgrind --tool=callgrind ${CG_ARGS:-} \
       --callgrind-out-file="$OUT_DIR/callgrind.$s.out" "${CMD[@]}"
     local spid=$LAST_PID
     if ! wait_dns "$port" 120; then log "$s did not start under valgrind; see $OUT_DIR/raw/$s-callgrind.log"; exit 1; fi
     pin_tree "$spid" "$SERVER_CPU" >/dev/null
+    [[ $MODE == dnssec ]] && check_signed "$s" "$port"
     for kind in $CG_KINDS; do
       dnsperf_args "$kind" || continue
       local common=(-s 127.0.0.1 -p "$port" -c "$CG_CLIENTS" -q "$CG_OUTSTANDING" -t 5 -O suppress=timeouts,unexpected)
@@ -543,6 +696,7 @@ run_callgrind() {
     done
     stop_pid "$spid"
   done
+  [[ $MODE == dnssec ]] && { dnssec_table; return; }
   python3 - "$OUT_DIR/callgrind.csv" <<'EOF' | tee "$OUT_DIR/table.md"
 import csv, sys
 rows = list(csv.DictReader(open(sys.argv[1])))
@@ -559,9 +713,27 @@ EOF
   log "profiles: $OUT_DIR/profile-*.txt (callgrind_annotate; dumps callgrind.SERVER.KIND.out)"
 }
 
+# Per server: instructions per query without and with the DO bit, and the ratio.
+dnssec_table() {
+  python3 - "$OUT_DIR/callgrind.csv" <<'EOF' | tee "$OUT_DIR/table.md"
+import csv, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+by = {(r["server"], r["kind"]): float(r["instructions_per_query"]) for r in rows}
+lost = {(r["server"], r["kind"]): "%s (%s)" % (r["completed"], r["lost"]) for r in rows}
+servers = list(dict.fromkeys(r["server"] for r in rows))
+print("| server | query | DO=0 instr/query | DO=1 instr/query | DO=1 / DO=0 | answers DO=0 / DO=1 (lost) |")
+print("|---|---|---|---|---|---|")
+for server in servers:
+    for label, plain, signed in (("static", "static-edns", "static-do"), ("geo + ECS", "geo-ecs", "geo-ecs-do")):
+        a, b = by.get((server, plain)), by.get((server, signed))
+        print("| %s | %s | %s | %s | %s | %s / %s |" % (server, label, "%.0f" % a if a else "-", "%.0f" % b if b else "-",
+              "%.2f" % (b / a) if a and b else "-", lost.get((server, plain), "-"), lost.get((server, signed), "-")))
+EOF
+}
+
 case $MODE in
   compare) run_compare ;;
   scaling) run_scaling ;;
-  callgrind) run_callgrind ;;
+  callgrind | dnssec) run_callgrind ;;
 esac
 log "results: $OUT_DIR"
