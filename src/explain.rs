@@ -147,11 +147,18 @@ pub fn explain(
     Ok(out)
 }
 
-/// The endpoints of service `name`'s pools, in pool order: usable or not,
-/// the override in force, the probes' verdict and since when, and, while
-/// failing, the last error in full; in a cluster the quorum's verdict, and
-/// a runtime weight when one is set. Empty when `name` is not a service.
-pub fn endpoints_report(snapshot: &Snapshot, health: &HealthView, name: &str) -> String {
+/// The endpoints of service `name`'s pools in the order failover walks
+/// them for `client` (its primaries in its order, then backups; pools
+/// outside its order last): usable or not, the override in force, the
+/// probes' verdict and since when, and, while failing, the last error in
+/// full; in a cluster the quorum's verdict, and a runtime weight when one
+/// is set. Empty when `name` is not a service.
+pub fn endpoints_report(
+    snapshot: &Snapshot,
+    health: &HealthView,
+    client: ExplainClient,
+    name: &str,
+) -> String {
     let wanted = format!("{}.", name.trim_end_matches('.')).to_ascii_lowercase();
     let Some(service) = snapshot
         .services
@@ -160,9 +167,26 @@ pub fn endpoints_report(snapshot: &Snapshot, health: &HealthView, name: &str) ->
     else {
         return String::new();
     };
+    let address = client
+        .prefix_len
+        .map_or(client.address, |len| mask(client.address, len));
+    let (order_index, _) = service.table.lookup(address);
+    let order = crate::policy::client_order(service, health, order_index);
+    let mut walk: Vec<u16> = crate::policy::failover_walk(service, order).collect();
+    let walked = walk.len();
+    for index in 0..service.pools.len() {
+        let index = u16::try_from(index).unwrap_or(u16::MAX);
+        if !walk.contains(&index) {
+            walk.push(index);
+        }
+    }
     let now = std::time::SystemTime::now();
-    let mut out = String::from("endpoints (pool order):\n");
-    for pool in &service.pools {
+    let mut out = String::from("endpoints (in the order failover walks them for this client):\n");
+    for (position, pool) in walk
+        .iter()
+        .filter_map(|&i| service.pools.get(usize::from(i)))
+        .enumerate()
+    {
         let usable = pool
             .endpoints
             .iter()
@@ -171,9 +195,14 @@ pub fn endpoints_report(snapshot: &Snapshot, health: &HealthView, name: &str) ->
         let needed = pool.min_healthy.needed(pool.endpoints.len());
         let _ = writeln!(
             out,
-            "  pool {}{}: {usable}/{} usable, needs {needed}: {}",
+            "  pool {}{}{}: {usable}/{} usable, needs {needed}: {}",
             pool.name,
             if pool.backup { " (backup)" } else { "" },
+            if position >= walked {
+                " (not in this client's order)"
+            } else {
+                ""
+            },
             pool.endpoints.len(),
             if usable >= needed { "up" } else { "down" }
         );

@@ -711,7 +711,7 @@ fn explain(
     print!("{text}");
     print!(
         "{}",
-        gslb::explain::endpoints_report(&snapshot, &health, name)
+        gslb::explain::endpoints_report(&snapshot, &health, client, name)
     );
     Ok(())
 }

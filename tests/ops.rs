@@ -1252,3 +1252,33 @@ pools = ["dead", "us"]
     );
     assert_eq!(bad.status, 400, "{}", bad.body);
 }
+
+#[test]
+fn issue_21_explain_lists_pools_in_the_clients_failover_order() {
+    // The shipped geo config: an Asian client walks ap, then us; eu is not
+    // in its order. A European client walks eu, then us.
+    let out = run_gslb(&[
+        "explain",
+        "--offline",
+        "--client",
+        "2001:218::/32",
+        WWW,
+        "AAAA",
+    ]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let at = |needle: &str| {
+        out.stdout
+            .find(needle)
+            .unwrap_or_else(|| panic!("no {needle:?} in:\n{}", out.stdout))
+    };
+    assert!(at("  pool ap: ") < at("  pool us: "), "{}", out.stdout);
+    assert!(at("  pool us: ") < at("  pool eu (not in this client's order): "));
+    let out = run_gslb(&["explain", "--offline", "--client", "81.2.69.160/24", WWW]);
+    let at = |needle: &str| {
+        out.stdout
+            .find(needle)
+            .unwrap_or_else(|| panic!("no {needle:?} in:\n{}", out.stdout))
+    };
+    assert!(at("  pool eu: ") < at("  pool us: "), "{}", out.stdout);
+    assert!(at("  pool us: ") < at("  pool ap (not in this client's order): "));
+}

@@ -424,6 +424,7 @@ async fn explain(State(state): State<ApiState>, RawQuery(query): RawQuery) -> Re
             text.push_str(&crate::explain::endpoints_report(
                 &snapshot,
                 &health,
+                client,
                 &request.name,
             ));
             (

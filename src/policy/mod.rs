@@ -364,6 +364,18 @@ pub fn client_order<'s>(
     }
 }
 
+/// The pools of `order` in the order failover tries them: the primaries
+/// in `order`'s order, then the backups in theirs.
+pub fn failover_walk<'s>(service: &'s Service, order: &'s [u16]) -> impl Iterator<Item = u16> + 's {
+    // Indexing holds: a compiled order names only pools of its service.
+    let is_backup = |p: u16| service.pools[usize::from(p)].backup;
+    order
+        .iter()
+        .copied()
+        .filter(move |&p| !is_backup(p))
+        .chain(order.iter().copied().filter(move |&p| is_backup(p)))
+}
+
 /// Which pool answers, decided from the order and the endpoints' health.
 #[derive(Debug, Clone, Copy)]
 pub enum PoolChoice {
@@ -446,17 +458,9 @@ pub fn choose_pool(
     family: Family,
     trace: &mut Trace<'_>,
 ) -> PoolChoice {
-    let candidates = order
-        .iter()
-        .filter(|&&p| !service.pools[usize::from(p)].backup)
-        .chain(
-            order
-                .iter()
-                .filter(|&&p| service.pools[usize::from(p)].backup),
-        );
     let mut first_with_family = None;
     let mut any_candidate = false;
-    for &pool_index in candidates {
+    for pool_index in failover_walk(service, order) {
         any_candidate = true;
         let pool = &service.pools[usize::from(pool_index)];
         let census = pool.census(health, family);
