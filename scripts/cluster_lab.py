@@ -93,6 +93,19 @@ class Etcd:
     def rss_kib(self):
         return rss_kib(self.proc.pid) if self.proc else 0
 
+    def count(self, prefix):
+        """How many keys are under `prefix` (read from etcd, so counting
+        costs the members nothing)."""
+        import base64
+        end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        body = json.dumps({"key": base64.b64encode(prefix.encode()).decode(),
+                           "range_end": base64.b64encode(end.encode()).decode(),
+                           "count_only": True}).encode()
+        request = urllib.request.Request(self.url + "/v3/kv/range", data=body,
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=5) as r:
+            return int(json.loads(r.read()).get("count", 0))
+
 
 class Backends:
     """TCP listeners on 127.0.0.1 that accept and close: a health check

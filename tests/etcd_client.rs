@@ -112,6 +112,21 @@ fn kv_transactions_watches_and_leases_against_a_real_etcd() {
         );
 
         assert_eq!(etcd.delete_prefix("/u/").await.expect("delete prefix"), 2);
+
+        // A prefix larger than one page is read whole, in key order.
+        for batch in 0..10 {
+            let ops: Vec<TxnOp> = (0..120)
+                .map(|i| TxnOp::Put {
+                    key: format!("/big/{:05}", batch * 120 + i),
+                    value: b"v".to_vec(),
+                    lease: 0,
+                })
+                .collect();
+            assert!(etcd.txn(&[], &ops, &[]).await.expect("txn").succeeded);
+        }
+        let big = etcd.range_prefix("/big/").await.expect("range");
+        assert_eq!(big.kvs.len(), 1200);
+        assert!(big.kvs.windows(2).all(|w| w[0].key < w[1].key));
     });
 
     // A watch from a compacted revision says so (the caller reads again).

@@ -22,6 +22,8 @@ use serde_json::{Value, json};
 const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long connecting to an etcd endpoint may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Keys per request when reading a prefix (see [`Etcd::range_prefix`]).
+const RANGE_PAGE: usize = 500;
 /// Largest watch message buffered while incomplete (etcd's own request
 /// limit is 1.5 MiB; a batch of events can be larger, but not unboundedly).
 const MAX_WATCH_BUFFER: usize = 64 * 1024 * 1024;
@@ -241,6 +243,9 @@ impl Etcd {
         let http = reqwest::Client::builder()
             .no_proxy()
             .connect_timeout(CONNECT_TIMEOUT)
+            // Endpoints are http:// (checked with `[cluster]`): no
+            // certificate store to load and keep.
+            .tls_certs_only([])
             .build()
             .map_err(|err| EtcdError::Unreachable {
                 endpoint: endpoints[0].clone(),
@@ -328,22 +333,49 @@ impl Etcd {
     }
 
     /// Reads every key under `prefix`, and the revision it was read at.
+    /// Large prefixes are read in pages of [`RANGE_PAGE`] keys, all at the
+    /// first page's revision (one consistent view), so no reply holds the
+    /// whole prefix however many members and endpoints write there.
     ///
     /// # Errors
-    /// etcd is unreachable or refuses.
+    /// etcd is unreachable or refuses (also when that revision is
+    /// compacted away between pages: read again).
     pub async fn range_prefix(&self, prefix: &str) -> Result<RangeResult, EtcdError> {
         const PATH: &str = "/v3/kv/range";
-        let reply = self
-            .call(
-                PATH,
-                json!({"key": BASE64.encode(prefix), "range_end": BASE64.encode(prefix_end(prefix))}),
-            )
-            .await?;
-        let revision = header_revision(&reply).ok_or_else(|| malformed(PATH, "no revision"))?;
-        Ok(RangeResult {
-            kvs: parse_kvs(&reply),
-            revision,
-        })
+        let range_end = BASE64.encode(prefix_end(prefix));
+        let mut start = prefix.as_bytes().to_vec();
+        let mut result = RangeResult::default();
+        loop {
+            let mut body = json!({
+                "key": BASE64.encode(&start),
+                "range_end": range_end,
+                "limit": RANGE_PAGE.to_string(),
+            });
+            if result.revision != 0 {
+                body["revision"] = json!(result.revision.to_string());
+            }
+            let reply = self.call(PATH, body).await?;
+            if result.revision == 0 {
+                result.revision =
+                    header_revision(&reply).ok_or_else(|| malformed(PATH, "no revision"))?;
+            }
+            result.kvs.extend(parse_kvs(&reply));
+            // The next page starts just after the last key of this one
+            // (raw bytes: a key that is not UTF-8 is skipped, not re-read).
+            let last = reply
+                .get("kvs")
+                .and_then(Value::as_array)
+                .and_then(|kvs| kvs.last())
+                .and_then(|kv| kv.get("key")?.as_str())
+                .and_then(|key| BASE64.decode(key).ok());
+            match (reply.get("more").and_then(Value::as_bool), last) {
+                (Some(true), Some(mut last)) => {
+                    last.push(0);
+                    start = last;
+                }
+                _ => return Ok(result),
+            }
+        }
     }
 
     /// Writes `key` only if it was last changed at `mod_revision` (0: only
