@@ -117,7 +117,8 @@ impl Control {
         digest: Option<String>,
     ) -> Result<(Self, LoadedConfig), BuildErrors> {
         let health = Arc::new(HealthTable::default());
-        let (snapshot, loaded) = Snapshot::build(&source, &health)?;
+        let (snapshot, loaded) =
+            Snapshot::build(&source, &health).map_err(|errors| with_ops_errors(&source, errors))?;
         let cluster_settings = check_ops_settings(&loaded)?;
         let cluster = match cluster_settings {
             Some(settings) => Some(Arc::new(Cluster::new(settings).map_err(|err| {
@@ -212,9 +213,11 @@ impl Control {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let (source, digest) = next.unwrap_or_else(|| self.lock_origin().clone());
-        let built = Snapshot::build(&source, &self.health).and_then(|(snapshot, loaded)| {
-            check_ops_settings(&loaded).map(|cluster| (snapshot, loaded, cluster))
-        });
+        let built = Snapshot::build(&source, &self.health)
+            .map_err(|errors| with_ops_errors(&source, errors))
+            .and_then(|(snapshot, loaded)| {
+                check_ops_settings(&loaded).map(|cluster| (snapshot, loaded, cluster))
+            });
         let (snapshot, loaded, cluster) = match built {
             Ok(built) => built,
             Err(errors) => {
@@ -579,6 +582,18 @@ fn config_digest(source: &SnapshotSource, loaded: &LoadedConfig) -> String {
         .collect()
 }
 
+/// A failed build's errors, with those of the operations settings when
+/// the configuration file itself loads: every mistake is reported at once,
+/// not the next one only after the first is fixed.
+fn with_ops_errors(source: &SnapshotSource, mut errors: BuildErrors) -> BuildErrors {
+    if let Ok(loaded) = crate::config::load_config(&source.config_path)
+        && let Err(more) = check_ops_settings(&loaded)
+    {
+        errors.0.extend(more.0);
+    }
+    errors
+}
+
 /// Checks the operations settings the snapshot does not read; returns the
 /// cluster settings when `[cluster]` is present.
 fn check_ops_settings(loaded: &LoadedConfig) -> Result<Option<ClusterSettings>, BuildErrors> {
@@ -602,22 +617,19 @@ fn check_ops_settings(loaded: &LoadedConfig) -> Result<Option<ClusterSettings>, 
             }
         }
     }
-    if !errors.is_empty() {
-        return Err(BuildErrors(errors));
+    if let Err(err) = loaded.in_range(&loaded.config.query_log.sample_rate, 0.0..=1.0, |rate| {
+        format!("sample_rate = {rate} is out of range: use 0..=1")
+    }) {
+        errors.push(BuildError::Config(err));
     }
-    loaded
-        .in_range(&loaded.config.query_log.sample_rate, 0.0..=1.0, |rate| {
-            format!("sample_rate = {rate} is out of range: use 0..=1")
-        })
-        .map_err(|err| BuildErrors(vec![BuildError::Config(err)]))?;
     let mut cluster_errors = Vec::new();
     let cluster = crate::cluster::build_cluster_settings(loaded, &mut cluster_errors);
-    if !cluster_errors.is_empty() {
-        return Err(BuildErrors(
-            cluster_errors.into_iter().map(BuildError::Config).collect(),
-        ));
+    errors.extend(cluster_errors.into_iter().map(BuildError::Config));
+    if errors.is_empty() {
+        Ok(cluster)
+    } else {
+        Err(BuildErrors(errors))
     }
-    Ok(cluster)
 }
 
 /// Every file a configuration reads.

@@ -109,6 +109,8 @@ struct Setup<'a> {
     quorum: &'a str,
     eu_port: u16,
     us_port: u16,
+    /// More keys for pool eu (e.g. `check_from = ["ns3"]`).
+    eu_extra: &'a str,
 }
 
 /// A running `gslb serve`, SIGKILLed on drop.
@@ -166,6 +168,7 @@ fall = 2
 [pools.eu]
 check = "web"
 endpoints = [{{ address = "{EU}", check_address = "127.0.0.1", check_port = {eu} }}]
+{eu_extra}
 
 [pools.us]
 check = "web"
@@ -183,6 +186,7 @@ ttl = 5
 "#,
             eu = setup.eu_port,
             us = setup.us_port,
+            eu_extra = setup.eu_extra,
         );
         std::fs::write(dir.join("gslb.toml"), config).unwrap();
         let mut member = Member {
@@ -337,13 +341,18 @@ impl Drop for Member {
 }
 
 fn cluster_of(etcd: &Etcd, prefix: &str, quorum: &str, eu: &Backend, us: &Backend) -> Vec<Member> {
-    let setup = Setup {
+    cluster_with(Setup {
         etcd: Some(etcd),
         prefix,
         quorum,
         eu_port: eu.port,
         us_port: us.port,
-    };
+        eu_extra: "",
+    })
+}
+
+/// Three members (ns1..ns3) on `setup`, once each sees all three.
+fn cluster_with(setup: Setup<'_>) -> Vec<Member> {
     let members: Vec<Member> = (1..=3).map(|i| Member::start(i, &setup)).collect();
     for member in &members {
         assert!(
@@ -617,6 +626,7 @@ fn issue_19_standalone_restart_keeps_overrides_and_weights() {
         quorum: "",
         eu_port: eu.port,
         us_port: us.port,
+        eu_extra: "",
     };
     let dir = temp_dir("standalone");
     let mut member = Member::start_in(dir.clone(), 1, &setup);
@@ -658,6 +668,7 @@ fn issue_19_garbage_in_the_store_is_logged_and_ignored() {
         quorum: "majority",
         eu_port: eu.port,
         us_port: us.port,
+        eu_extra: "",
     };
     let members: Vec<Member> = (1..=2).map(|i| Member::start(i, &setup)).collect();
     members[0].post(
@@ -688,4 +699,101 @@ fn issue_19_garbage_in_the_store_is_logged_and_ignored() {
         member.wait_for(US);
     }
     assert_eq!(members[1].live_members(), 2);
+}
+
+/// `check_from` on a pool: only the listed members probe its endpoints and
+/// vote on them; the others follow their verdict.
+#[test]
+fn issue_19_check_from_limits_who_probes_and_votes() {
+    let Some(etcd) = Etcd::start() else { return };
+    let (eu, us) = (Backend::start(), Backend::start());
+    // Only ns3 probes eu, and eu refuses ns3: down for everyone, although
+    // ns1 and ns2 could reach it.
+    eu.refuse("127.0.0.13");
+    let members = cluster_with(Setup {
+        etcd: Some(&etcd),
+        prefix: "/gslb/check-from",
+        quorum: "majority",
+        eu_port: eu.port,
+        us_port: us.port,
+        eu_extra: r#"check_from = ["ns3"]"#,
+    });
+    for member in &members {
+        member.wait_for(US);
+    }
+    let endpoint = |member: &Member| {
+        member.status()["pools"]
+            .as_array()
+            .and_then(|pools| pools.iter().find(|p| p["name"] == "eu").cloned())
+            .map(|pool| pool["endpoints"][0].clone())
+            .unwrap_or_default()
+    };
+    let seen = endpoint(&members[0]);
+    assert_eq!(seen["probed"], false, "ns1 must not probe eu: {seen}");
+    assert_eq!(
+        seen["member_verdicts"],
+        serde_json::json!({"ns3": "down"}),
+        "{seen}"
+    );
+    assert_eq!(endpoint(&members[2])["probed"], true);
+}
+
+/// `[cluster]` and `check_from` mistakes are found by `gslb check`, each
+/// at its file:line with the fix.
+#[test]
+fn issue_19_cluster_settings_are_checked() {
+    let dir = temp_dir("check");
+    std::fs::write(
+        dir.join("example.test.zone"),
+        "$ORIGIN example.test.\n$TTL 300\n@ IN SOA ns1 hostmaster 1 7200 900 1209600 300\n@ IN NS ns1\nns1 IN A 192.0.2.53\n",
+    )
+    .unwrap();
+    let config = dir.join("gslb.toml");
+    std::fs::write(
+        &config,
+        r#"[[zone]]
+origin = "example.test"
+file = "example.test.zone"
+
+[pools.eu]
+check_from = []
+endpoints = [{ address = "192.0.2.1" }]
+
+[services."www.example.test"]
+pools = ["eu"]
+
+[cluster]
+name = "ns 1"
+etcd = ["https://127.0.0.1:2379/v3"]
+prefix = "gslb"
+down_quorum = "most"
+member_ttl = "1s"
+"#,
+    )
+    .unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_gslb"))
+        .arg("check")
+        .arg("-c")
+        .arg(&config)
+        .output()
+        .expect("gslb check");
+    assert_eq!(output.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&output.stderr);
+    let path = config.display().to_string();
+    for (line, message) in [
+        (6, "check_from is empty"),
+        (13, "[cluster] name \"ns 1\" must be a non-empty word"),
+        (14, "must be http://HOST:PORT (no path)"),
+        (15, "[cluster] prefix \"gslb\" must start with '/'"),
+        (16, "down_quorum = \"most\" is not valid"),
+        (17, "member_ttl 1s is too short: use at least \"2s\""),
+    ] {
+        let located = format!("{path}:{line}:");
+        assert!(
+            text.lines()
+                .any(|l| l.contains(&located) && l.contains(message)),
+            "no {message:?} at {located}\n{text}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -150,10 +150,14 @@ pub fn build_cluster_settings(
         QuorumToml::Name(n) if n == "all" => Some(Quorum::All),
         QuorumToml::Fraction(f) if *f > 0.0 && *f <= 1.0 => Some(Quorum::Fraction(*f)),
         other => {
+            let given = match other {
+                QuorumToml::Name(name) => format!("{name:?}"),
+                QuorumToml::Fraction(fraction) => fraction.to_string(),
+            };
             errors.push(loaded.error_at(
                 cluster.down_quorum.span(),
                 format!(
-                    "[cluster] down_quorum {other:?} is not valid: use \"any\", \"majority\", \"all\" or a fraction in (0, 1] like 0.34"
+                    "[cluster] down_quorum = {given} is not valid: use \"any\", \"majority\", \"all\" or a fraction in (0, 1] like 0.34"
                 ),
             ));
             None
