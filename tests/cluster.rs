@@ -760,6 +760,7 @@ check_from = []
 endpoints = [{ address = "192.0.2.1" }]
 
 [services."www.example.test"]
+policy = "failover"
 pools = ["eu"]
 
 [cluster]
@@ -782,11 +783,11 @@ member_ttl = "1s"
     let path = config.display().to_string();
     for (line, message) in [
         (6, "check_from is empty"),
-        (13, "[cluster] name \"ns 1\" must be a non-empty word"),
-        (14, "must be http://HOST:PORT (no path)"),
-        (15, "[cluster] prefix \"gslb\" must start with '/'"),
-        (16, "down_quorum = \"most\" is not valid"),
-        (17, "member_ttl 1s is too short: use at least \"2s\""),
+        (14, "[cluster] name \"ns 1\" must be a non-empty word"),
+        (15, "must be http://HOST:PORT (no path)"),
+        (16, "[cluster] prefix \"gslb\" must start with '/'"),
+        (17, "down_quorum = \"most\" is not valid"),
+        (18, "member_ttl 1s is too short: use at least \"2s\""),
     ] {
         let located = format!("{path}:{line}:");
         assert!(
