@@ -1,15 +1,19 @@
-//! A minimal blocking HTTP/1.1 client for `gslb reload`, `gslb explain`,
-//! `gslb override` and `gslb weight`: one request on one connection
-//! (`Connection: close`), no TLS (the API is plain HTTP).
+//! The HTTP client of `gslb reload`, `gslb explain`, `gslb override` and
+//! `gslb weight`: one request to the admin API (plain HTTP, no proxy), made
+//! with `reqwest` on a runtime of its own (the commands are not async).
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::Duration;
+
+use reqwest::Method;
+use reqwest::header::CONTENT_TYPE;
 
 /// How long `gslb reload` waits (a reload with large databases takes time).
 const TIMEOUT: Duration = Duration::from_secs(60);
+/// How long connecting may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest reply read.
-const REPLY_LIMIT: u64 = 4 * 1024 * 1024;
+const REPLY_LIMIT: usize = 4 * 1024 * 1024;
 
 /// A reply: status code and body text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,133 +27,84 @@ pub struct Reply {
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    /// Connecting, writing or reading failed.
+    /// The client's runtime could not start.
     #[error("{0}")]
     Io(#[from] std::io::Error),
-    /// The reply is not HTTP.
-    #[error("malformed reply: {0:?}")]
-    Malformed(String),
+    /// Connecting, sending or reading the reply failed.
+    #[error("{}", crate::health::error_chain(.0))]
+    Http(#[from] reqwest::Error),
 }
 
 /// POSTs an empty body to `path`, with a bearer token when given.
 ///
 /// # Errors
-/// The server cannot be reached or answers something that is not HTTP.
+/// The server cannot be reached or the exchange fails.
 pub fn post(addr: SocketAddr, path: &str, token: Option<&str>) -> Result<Reply, ClientError> {
-    request(addr, "POST", path, token, "")
+    request(addr, Method::POST, path, token, "")
 }
 
 /// POSTs a JSON `body` to `path`, with a bearer token when given.
 ///
 /// # Errors
-/// The server cannot be reached or answers something that is not HTTP.
+/// The server cannot be reached or the exchange fails.
 pub fn post_json(
     addr: SocketAddr,
     path: &str,
     token: Option<&str>,
     body: &str,
 ) -> Result<Reply, ClientError> {
-    request(addr, "POST", path, token, body)
+    request(addr, Method::POST, path, token, body)
 }
 
 /// GETs `path` (a read-only call: no token).
 ///
 /// # Errors
-/// The server cannot be reached or answers something that is not HTTP.
+/// The server cannot be reached or the exchange fails.
 pub fn get(addr: SocketAddr, path: &str) -> Result<Reply, ClientError> {
-    request(addr, "GET", path, None, "")
+    request(addr, Method::GET, path, None, "")
 }
 
 /// One request; `body` (JSON) is sent when not empty.
 fn request(
     addr: SocketAddr,
-    method: &str,
+    method: Method,
     path: &str,
     token: Option<&str>,
     body: &str,
 ) -> Result<Reply, ClientError> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-    stream.set_read_timeout(Some(TIMEOUT))?;
-    stream.set_write_timeout(Some(TIMEOUT))?;
-    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
-    let content_type = if body.is_empty() {
-        ""
-    } else {
-        "Content-Type: application/json\r\n"
-    };
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}{content_type}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )?;
-    let mut raw = Vec::new();
-    stream.take(REPLY_LIMIT).read_to_end(&mut raw)?;
-    parse_reply(&raw)
-}
-
-/// Parses a complete HTTP/1.1 reply (Content-Length or chunked body).
-fn parse_reply(raw: &[u8]) -> Result<Reply, ClientError> {
-    let text = String::from_utf8_lossy(raw);
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| ClientError::Malformed(text.chars().take(80).collect()))?;
-    let status = head
-        .lines()
-        .next()
-        .and_then(|line| line.split_whitespace().nth(1))
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| ClientError::Malformed(head.chars().take(80).collect()))?;
-    let chunked = head.lines().any(|l| {
-        let l = l.to_ascii_lowercase();
-        l.starts_with("transfer-encoding:") && l.contains("chunked")
-    });
-    let body = if chunked {
-        dechunk(body)
-    } else {
-        body.to_string()
-    };
-    Ok(Reply { status, body })
-}
-
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
-            break;
-        };
-        if size == 0 {
-            break;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        crate::health::ensure_crypto_provider();
+        let client = reqwest::Client::builder()
+            // The admin API is asked directly, never through a proxy.
+            .no_proxy()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(TIMEOUT)
+            .build()?;
+        let mut request = client.request(method, format!("http://{addr}{path}"));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
         }
-        let Some(chunk) = rest.get(..size) else {
-            out.push_str(rest);
-            break;
-        };
-        out.push_str(chunk);
-        body = rest.get(size..).unwrap_or("").trim_start_matches("\r\n");
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn replies_parse() {
-        let reply =
-            parse_reply(b"HTTP/1.1 422 Unprocessable\r\ncontent-length: 2\r\n\r\n{}").unwrap();
-        assert_eq!(
-            reply,
-            Reply {
-                status: 422,
-                body: "{}".into()
+        if !body.is_empty() {
+            request = request
+                .header(CONTENT_TYPE, "application/json")
+                .body(body.to_string());
+        }
+        let mut response = request.send().await?;
+        let status = response.status().as_u16();
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response.chunk().await? {
+            let room = REPLY_LIMIT - bytes.len();
+            bytes.extend(chunk.iter().take(room));
+            if bytes.len() == REPLY_LIMIT {
+                break;
             }
-        );
-        let chunked = parse_reply(
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
-        )
-        .unwrap();
-        assert_eq!(chunked.body, "abcde");
-        assert!(parse_reply(b"garbage").is_err());
-    }
+        }
+        Ok(Reply {
+            status,
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+        })
+    })
 }

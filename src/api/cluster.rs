@@ -8,13 +8,13 @@
 
 use std::collections::BTreeMap;
 
-use axum::body::Bytes;
-use axum::extract::{RawQuery, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::fields::Fields;
 use super::{ApiState, error, refusal};
 use crate::control::Control;
 pub(super) use crate::operator::{Change, Setting, Subject};
@@ -250,10 +250,10 @@ pub(super) async fn record_change(state: &ApiState, subject: Subject, setting: S
     }
 }
 
-/// `POST /weight` fields (JSON body or query parameters).
+/// `POST /weight` fields (JSON body, form or query parameters).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct WeightRequest {
+pub(super) struct WeightRequest {
     /// `pool/target`.
     endpoint: Option<String>,
     /// Pool name.
@@ -293,17 +293,11 @@ const MAX_WEIGHT: u64 = 1_000_000;
 pub(super) async fn set_weight(
     State(state): State<ApiState>,
     headers: HeaderMap,
-    RawQuery(query): RawQuery,
-    body: Bytes,
+    Fields { parsed, .. }: Fields<WeightRequest>,
 ) -> Response {
     if let Some(refused) = refusal(&state, &headers) {
         return refused;
     }
-    let parsed: Result<WeightRequest, String> = if body.is_empty() {
-        serde_urlencoded::from_str(query.as_deref().unwrap_or("")).map_err(|e| e.to_string())
-    } else {
-        serde_json::from_slice(&body).map_err(|e| e.to_string())
-    };
     let request = match parsed {
         Ok(request) => request,
         Err(err) => {

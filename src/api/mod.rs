@@ -13,6 +13,7 @@
 pub mod client;
 mod cluster;
 mod exposition;
+mod fields;
 mod history;
 mod status;
 pub mod token;
@@ -22,8 +23,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, RawQuery, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -32,6 +33,7 @@ use serde_json::json;
 
 use crate::control::Control;
 use crate::health::Override;
+use fields::Fields;
 
 pub use history::StatusHistory;
 pub use status::build_status;
@@ -393,13 +395,19 @@ struct ExplainRequest {
 /// answer path as the DNS workers, with the live snapshot and health view
 /// (probes, overrides, weights, RTTs), then the service's endpoints in pool
 /// order. Read-only: no token.
-async fn explain(State(state): State<ApiState>, RawQuery(query): RawQuery) -> Response {
-    let request: ExplainRequest = match serde_urlencoded::from_str(query.as_deref().unwrap_or("")) {
-        Ok(request) => request,
+async fn explain(
+    State(state): State<ApiState>,
+    query: Result<Query<ExplainRequest>, QueryRejection>,
+) -> Response {
+    let request = match query {
+        Ok(Query(request)) => request,
         Err(err) => {
             return error(
                 StatusCode::BAD_REQUEST,
-                format!("explain takes client=IP[/LEN], name=NAME and optionally type=TYPE: {err}"),
+                format!(
+                    "explain takes client=IP[/LEN], name=NAME and optionally type=TYPE: {}",
+                    fields::reason(&err)
+                ),
             );
         }
     };
@@ -508,30 +516,11 @@ pub fn parse_override(text: &str) -> Option<Override> {
 async fn set_override(
     State(state): State<ApiState>,
     headers: HeaderMap,
-    RawQuery(query): RawQuery,
-    body: Bytes,
+    Fields { parsed, form }: Fields<OverrideRequest>,
 ) -> Response {
     if let Some(refused) = refusal(&state, &headers) {
         return refused;
     }
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    // A body that parses as JSON is JSON, whatever the content type says
-    // (`curl -d '{...}'` sends it as a form); a form body otherwise; no body:
-    // the query string.
-    let as_json = serde_json::from_slice::<serde_json::Value>(&body).is_ok_and(|v| v.is_object());
-    let is_form = !as_json
-        && !body.is_empty()
-        && content_type.starts_with("application/x-www-form-urlencoded");
-    let parsed: Result<OverrideRequest, String> = if as_json || (!body.is_empty() && !is_form) {
-        serde_json::from_slice(&body).map_err(|e| e.to_string())
-    } else if is_form {
-        serde_urlencoded::from_bytes(&body).map_err(|e| e.to_string())
-    } else {
-        serde_urlencoded::from_str(query.as_deref().unwrap_or("")).map_err(|e| e.to_string())
-    };
     let request = match parsed {
         Ok(request) => request,
         Err(err) => {
@@ -601,7 +590,7 @@ async fn set_override(
     }
     match result {
         // A plain HTML form (no script) goes back to the page.
-        Ok(_) if is_form => Redirect::to("/").into_response(),
+        Ok(_) if form => Redirect::to("/").into_response(),
         Ok(body) => axum::Json(body).into_response(),
         Err(response) => response,
     }

@@ -34,7 +34,7 @@ pub use plan::{
     plan_probe, resolve_pool_check,
 };
 pub use probe::{FailureReason, ProbeOutcome, Prober, evaluate_json};
-pub(crate) use probe::{ensure_crypto_provider, verifying_tls};
+pub(crate) use probe::{ensure_crypto_provider, error_chain, verifying_tls};
 pub use split::{MAX_SPLIT, SPLIT_RANGE, ServiceSplits, Split, split_position};
 pub use state::Hysteresis;
 pub use table::{EndpointId, EndpointState, HealthTable, HealthView, MeasuredOrder};

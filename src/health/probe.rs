@@ -398,7 +398,7 @@ fn classify(err: &reqwest::Error) -> FailureReason {
 }
 
 /// "outer: inner: innermost", skipping repeats.
-fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(current) = source {
