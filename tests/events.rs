@@ -117,7 +117,14 @@ fn blackhole() -> (SocketAddr, std::thread::JoinHandle<()>) {
     (addr, thread)
 }
 
-fn config(zone: &Path, backend: SocketAddr, hooks: &[SocketAddr]) -> String {
+/// Health and reload-failure webhooks at `hooks`; `operator`, if given,
+/// takes operator changes and reloads.
+fn config(
+    zone: &Path,
+    backend: SocketAddr,
+    hooks: &[SocketAddr],
+    operator: Option<SocketAddr>,
+) -> String {
     let alerts: String = hooks
         .iter()
         .map(|addr| {
@@ -125,6 +132,11 @@ fn config(zone: &Path, backend: SocketAddr, hooks: &[SocketAddr]) -> String {
                 "[[alerts]]\nurl = \"http://{addr}/hook\"\nevents = [\"endpoint-down\", \"pool-down\", \"failover\", \"reload-failed\"]\n\n"
             )
         })
+        .chain(operator.map(|addr| {
+            format!(
+                "[[alerts]]\nurl = \"http://{addr}/operator\"\nevents = [\"override\", \"weight\", \"reload\"]\n\n"
+            )
+        }))
         .collect();
     format!(
         r#"
@@ -169,10 +181,11 @@ fn issue_21_health_events_once_each_and_webhooks_with_retry() {
     let zone = Path::new(env!("CARGO_MANIFEST_DIR")).join("zones/example.test.zone");
     let backend = Receiver::start(200, false);
     let hook = Receiver::start(200, true);
+    let operator = Receiver::start(200, false);
     let (hung, _hung_thread) = blackhole();
     let path = dir.write(
         "gslb.toml",
-        &config(&zone, backend.addr, &[hung, hook.addr]),
+        &config(&zone, backend.addr, &[hung, hook.addr], Some(operator.addr)),
     );
     let server = GslbServer::start(&["-c", path.to_str().unwrap(), "--api", "127.0.0.1:0"]);
     assert!(poll_until(DEADLINE, || answer(&server) == ["127.0.0.1"]));
@@ -253,6 +266,39 @@ fn issue_21_health_events_once_each_and_webhooks_with_retry() {
         "",
     );
     assert_eq!(reply.status, 200, "{}", reply.body);
+    // A weight change and a good reload are events too; the operator
+    // webhook takes those and the override, each once.
+    let reply = server.admin(
+        "POST",
+        "/weight",
+        &[],
+        r#"{"endpoint":"us/198.51.100.10","weight":0}"#,
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(server.admin("POST", "/reload", &[], "").status, 200);
+    assert!(
+        poll_until(DEADLINE, || ["override", "weight", "reload"]
+            .iter()
+            .all(|k| operator.count(k) == 1)),
+        "operator webhook got {:?}",
+        operator.events()
+    );
+    let weight = operator
+        .events()
+        .into_iter()
+        .find(|e| e["kind"] == "weight")
+        .unwrap();
+    assert_eq!(weight["subject"], "us/198.51.100.10");
+    assert_eq!(weight["level"], "warn", "weight 0 is a loss: {weight}");
+    assert!(
+        weight["text"]
+            .as_str()
+            .unwrap()
+            .contains("weight us/198.51.100.10: 0"),
+        "{weight}"
+    );
+    // It took none of the health events it did not ask for.
+    assert_eq!(operator.count("endpoint-down"), 0);
     std::fs::write(&path, "[server\n").unwrap();
     assert_eq!(server.admin("POST", "/reload", &[], "").status, 422);
     assert!(poll_until(DEADLINE, || hook.count("reload-failed") == 1));
@@ -266,6 +312,8 @@ fn issue_21_health_events_once_each_and_webhooks_with_retry() {
         .collect();
     for kind in [
         "reload-failed",
+        "reload",
+        "weight",
         "override",
         "failover-ended",
         "failover-started",
@@ -302,7 +350,7 @@ fn issue_21_health_events_once_each_and_webhooks_with_retry() {
 fn issue_21_alert_settings_are_checked() {
     let dir = TempDir::new("alerts-check");
     let zone = Path::new(env!("CARGO_MANIFEST_DIR")).join("zones/example.test.zone");
-    let text = config(&zone, "127.0.0.1:1".parse().unwrap(), &[])
+    let text = config(&zone, "127.0.0.1:1".parse().unwrap(), &[], None)
         + "\n[[alerts]]\nurl = \"ftp://x\"\nevents = [\"endpoint-down\", \"sideways\"]\n";
     let path = dir.write("gslb.toml", &text);
     let out = common::run_gslb(&["check", "-c", path.to_str().unwrap()]);

@@ -459,6 +459,37 @@ fn issue_21_mutating_calls_need_a_token_by_default_kept_in_the_state_dir() {
     let api = server.api().to_string();
     let out = run_gslb(&["reload", "-c", path.to_str().unwrap(), "--api", &api]);
     assert_eq!(out.code(), Some(0), "{}{}", out.stdout, out.stderr);
+    // So do `gslb override` and `gslb weight`.
+    let out = run_gslb(&[
+        "override",
+        "-c",
+        path.to_str().unwrap(),
+        "--api",
+        &api,
+        "eu/192.0.2.10",
+        "none",
+    ]);
+    assert_eq!(out.code(), Some(0), "{}{}", out.stdout, out.stderr);
+    wait_for(&server, WWW, &["192.0.2.10"]);
+    let out = run_gslb(&[
+        "weight",
+        "-c",
+        path.to_str().unwrap(),
+        "--api",
+        &api,
+        "eu",
+        "50",
+    ]);
+    assert_eq!(out.code(), Some(0), "{}{}", out.stdout, out.stderr);
+    // The pool's weight percent scales the weight answers pick by.
+    assert!(
+        poll_until(
+            DEADLINE,
+            || endpoint(&status(&server), "eu/192.0.2.10")["effective_weight"] == 0.5
+        ),
+        "{}",
+        status(&server)
+    );
     // A restart keeps the token.
     drop(server);
     let (again, _) = start(&dir, &config("", &["192.0.2.10"], ""));
