@@ -332,6 +332,13 @@ const LAYOUT_PROBE: &str = r#"(() => {
     counters: document.querySelector('[data-endpoint="eu/127.0.0.1"] .counters')?.textContent,
     folded: [...document.querySelectorAll("li.ev-folded")].map((li) => li.textContent.slice(0, 200)),
     panels: [...document.querySelectorAll("main section h2")].map((h) => h.textContent),
+    // Self-contained: nothing fetched from anywhere but the server itself,
+    // nothing linked.
+    foreign: performance.getEntriesByType("resource").map((r) => r.name)
+      .filter((n) => !n.startsWith(location.origin + "/")),
+    linked: document.querySelectorAll("script[src], link[href], img, iframe, object, embed, [style*='url(']").length,
+    eu_pool_share_line: !!document.querySelector('[data-pool="eu"] svg.pool-chart path.pool-share'),
+    us_weight_tag: [...document.querySelectorAll('[data-pool="us"] .pool-head .tag.ov')].map((t) => t.textContent),
   };
 })()"#;
 
@@ -368,6 +375,14 @@ fn issue_21_status_page_reads_at_360_and_1920_px() {
     // forces it up all the same.
     let forced = server.admin("POST", "/override?endpoint=ap/127.0.0.1&state=up", &[], "");
     assert_eq!(forced.status, 200, "{}", forced.body);
+    // A pool's runtime weight percent shows on its head.
+    let weighted = server.admin(
+        "POST",
+        "/weight",
+        &[],
+        r#"{"pool":"us","weight_percent":50}"#,
+    );
+    assert_eq!(weighted.status, 200, "{}", weighted.body);
 
     // eu's backend flaps, then stays down: its clients go to us.
     for status_code in [503, 200, 503, 200, 503] {
@@ -478,6 +493,14 @@ fn issue_21_status_page_reads_at_360_and_1920_px() {
         assert_eq!(layout["pool_charts"], 3, "{layout:#}");
         assert_eq!(layout["service_charts"], 2, "{layout:#}");
         assert_eq!(layout["outage_in_eu_chart"], true, "{layout:#}");
+        assert_eq!(layout["eu_pool_share_line"], true, "{layout:#}");
+        assert_eq!(layout["foreign"], serde_json::json!([]), "{layout:#}");
+        assert_eq!(layout["linked"], 0, "{layout:#}");
+        assert_eq!(
+            layout["us_weight_tag"],
+            serde_json::json!(["weight 50%"]),
+            "{layout:#}"
+        );
         // The error in full, wrapped (several lines at 360 px), not cut.
         // (Which failure it is may change between probes on a busy
         // machine, a 503 or a timeout; both name the whole URL.)
