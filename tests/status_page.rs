@@ -7,9 +7,9 @@
 //! Issue 21: the page an operator leaves open, with real probes against a
 //! real backend that fails (a long error, shown whole), a forced-up
 //! endpoint whose probes fail, shares of answers actually given, the
-//! hour's charts and folded events, laid out at 360 and 1920 px without
-//! horizontal overflow (measured in the rendered page) and screenshotted
-//! at both widths.
+//! hour's charts and folded events, laid out at 360, 768, 1280 and
+//! 1920 px without horizontal overflow (measured in the rendered page) and
+//! screenshotted at 360 and 1920 px.
 //!
 //! Skips with a printed reason when Chromium is not installed
 //! (`.ci/run` installs it). The CDP client is a minimal hand-written
@@ -464,11 +464,12 @@ fn issue_21_status_page_reads_at_360_and_1920_px() {
             .any(|a| a.as_u64() > Some(0))
     );
 
-    // The page at both widths, laid out by Chromium.
+    // The page at both widths and two between (a tablet, a laptop), laid
+    // out by Chromium.
     let url = format!("http://{api}/");
     let mut cdp = Cdp::launch(&browser, &dir.path().join("profile-cdp"));
     cdp.call("Page.enable", serde_json::json!({}));
-    for width in [360, 1920] {
+    for width in [360, 768, 1280, 1920] {
         cdp.call(
             "Emulation.setDeviceMetricsOverride",
             serde_json::json!({ "width": width, "height": 900, "deviceScaleFactor": 1, "mobile": width < 800 }),
