@@ -61,12 +61,12 @@ pub struct Control {
     /// Overrides and runtime weights, kept in `[server] state_dir`.
     pub operator: Arc<OperatorState>,
     /// The cluster runtime when `[cluster]` is configured (started by
-    /// `serve` with [`crate::cluster::run`]).
+    /// `serve` with [`crate::cluster::session::run`]).
     pub cluster: Option<Arc<Cluster>>,
     /// Digest of the configuration in service and when it was loaded.
     identity: Mutex<(String, SystemTime)>,
     /// The published configuration this member follows (`[cluster] config
-    /// = "etcd"`; started by `serve` with [`crate::fleet::member::run`]).
+    /// = "etcd"`; started by `serve` with [`crate::fleet::follow::run`]).
     pub fleet: Option<Arc<crate::fleet::member::Fleet>>,
 }
 

@@ -972,11 +972,11 @@ fn serve(source: SnapshotSource, listen: Vec<SocketAddr>, api: Option<SocketAddr
         if let Some(cluster) = control.cluster.clone() {
             cluster.set_addresses(bound_addrs, api_bound);
             tracing::info!(member = %cluster.settings.name, etcd = ?cluster.settings.etcd, "cluster member starting");
-            tokio::spawn(gslb::cluster::run(control.clone(), cluster));
+            tokio::spawn(gslb::cluster::session::run(control.clone(), cluster));
         }
         // A fleet member follows the published versions, beside DNS too.
         if let Some(fleet) = control.fleet.clone() {
-            tokio::spawn(gslb::fleet::member::run(control.clone(), fleet));
+            tokio::spawn(gslb::fleet::follow::run(control.clone(), fleet));
         }
         tasks.spawn(async move {
             handle_signals(control).await;

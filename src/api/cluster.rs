@@ -109,7 +109,7 @@ pub struct MemberView {
     /// More than one version behind for over a minute.
     pub config_lagging: bool,
     /// The newest version that failed to build on it.
-    pub config_failed: Option<crate::fleet::member::FailedVersion>,
+    pub config_failed: Option<crate::cluster::FailedVersion>,
     /// Its local files (GeoIP databases, keys) that differ from the
     /// published ones.
     pub config_local_files: Vec<String>,

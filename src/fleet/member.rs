@@ -7,28 +7,29 @@
 //! `[cluster]` (no zones) until a version arrives. It then watches
 //! `PREFIX/config/`; each new version is written out under
 //! `state_dir/fleet/vN/` ([`super::bundle::materialize`]), built in the
-//! background and swapped in like a reload ([`Control::apply_source`]). A
-//! version that does not build here (a database missing on this host)
-//! changes nothing: the previous one keeps serving, the failure is in the
-//! log, `/status`, `/metrics` and this member's record, and it is tried
-//! again every [`RETRY_FAILED`]. Never on the query path.
+//! background and swapped in like a reload (`super::follow`, through
+//! `Control::apply_source`). A version that does not build here (a
+//! database missing on this host) changes nothing: the previous one keeps
+//! serving, the failure is in the log, `/status`, `/metrics` and this
+//! member's record, and it is tried again every [`RETRY_FAILED`]. Never on
+//! the query path.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
 use super::bundle::{Bundle, BundleError, materialize};
 use super::store::{ConfigKey, Store, VersionMeta, parse_latest, parse_meta};
-use crate::cluster::ClusterSettings;
 use crate::cluster::etcd::{EtcdError, WatchEvent};
+use crate::cluster::{ClusterSettings, FailedVersion, MemberConfig};
 use crate::config::{ConfigError, LoadedConfig};
-use crate::control::Control;
 use crate::operator::unix_ms;
-use crate::snapshot::{BuildErrors, SnapshotSource};
+use crate::snapshot::SnapshotSource;
+use crate::transfer::StateDir;
 
 /// How often a version that failed to build here is tried again (a
 /// database may have been installed meanwhile).
@@ -38,34 +39,8 @@ pub const RETRY_FAILED: Duration = Duration::from_secs(15);
 pub const LAG_GRACE: Duration = Duration::from_secs(60);
 /// How long the start waits for etcd before it uses the cached version.
 const START_TIMEOUT: Duration = Duration::from_secs(3);
-const FIRST_BACKOFF: Duration = Duration::from_millis(250);
-const MAX_BACKOFF: Duration = crate::cluster::MAX_BACKOFF;
-
-/// A version that failed to build on this member.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FailedVersion {
-    /// Its number.
-    pub version: u64,
-    /// When it first failed (ms since the epoch).
-    pub at_ms: u64,
-    /// The build errors.
-    pub errors: Vec<String>,
-}
-
-/// What a member's record says about its configuration.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MemberConfig {
-    /// The version in service (`None`: none yet).
-    pub version: Option<u64>,
-    /// Since when (ms since the epoch).
-    pub since_ms: u64,
-    /// The newest version that failed to build here, while it is newer
-    /// than the one in service.
-    pub failed: Option<FailedVersion>,
-    /// Local files (GeoIP databases, keys) that differ from the published
-    /// ones.
-    pub local_files: Vec<String>,
-}
+pub(super) const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+pub(super) const MAX_BACKOFF: Duration = crate::cluster::MAX_BACKOFF;
 
 /// This member's fleet state, as `/status` shows it.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -141,7 +116,7 @@ struct Cached {
 /// A member's fleet runtime, shared with the admin API and metrics.
 #[derive(Debug)]
 pub struct Fleet {
-    store: Store,
+    pub(super) store: Store,
     /// The member's own file (`[server]`, `[cluster]`).
     local: LoadedConfig,
     /// `state_dir/fleet`.
@@ -187,7 +162,8 @@ impl Fleet {
     /// # Errors
     /// The etcd client cannot be built.
     pub fn new(local: LoadedConfig, settings: &ClusterSettings) -> Result<Self, EtcdError> {
-        let state_dir = crate::control::state_dir(&local);
+        let state_dir =
+            StateDir::for_config(&local.path, local.config.server.state_dir.as_deref()).0;
         Ok(Self {
             store: Store::new(settings)?,
             dir: state_dir.join("fleet"),
@@ -221,7 +197,7 @@ impl Fleet {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, FleetStatus> {
+    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, FleetStatus> {
         // Plain data; a panic while it was held leaves it usable.
         self.status
             .lock()
@@ -443,7 +419,7 @@ impl Fleet {
         }
     }
 
-    fn set_connected(&self, connected: bool, error: Option<String>) {
+    pub(super) fn set_connected(&self, connected: bool, error: Option<String>) {
         let mut status = self.lock();
         status.store_connected = connected;
         status.store_error = error;
@@ -460,7 +436,10 @@ impl Fleet {
         }
     }
 
-    async fn fetch(&self, version: u64) -> Result<Option<(VersionMeta, Bundle)>, String> {
+    pub(super) async fn fetch(
+        &self,
+        version: u64,
+    ) -> Result<Option<(VersionMeta, Bundle)>, String> {
         let meta = self.lock().versions.get(&version).cloned();
         let Some(meta) = meta else {
             return Err(format!("version {version} has no metadata"));
@@ -472,44 +451,15 @@ impl Fleet {
         }
     }
 
-    fn set_versions(&self, versions: Vec<VersionMeta>, newest: Option<u64>) {
+    pub(super) fn set_versions(&self, versions: Vec<VersionMeta>, newest: Option<u64>) {
         let mut status = self.lock();
         status.versions = versions.into_iter().map(|m| (m.version, m)).collect();
         status.newest = newest;
     }
 
-    /// Builds `meta`'s version and swaps it in; on failure the version in
-    /// service stays.
-    async fn apply(&self, control: &Arc<Control>, meta: VersionMeta, bundle: Bundle) {
-        let version = meta.version;
-        let candidate = Candidate {
-            version: Some((meta, bundle)),
-            from: "etcd",
-        };
-        let (source, digest) = match self.prepare(&candidate) {
-            Ok(prepared) => prepared,
-            Err(err) => {
-                self.failed(version, vec![err.to_string()]);
-                return;
-            }
-        };
-        tracing::info!(version, "building configuration version {version}");
-        let builder = control.clone();
-        let built =
-            tokio::task::spawn_blocking(move || builder.apply_source(source, digest, "publish"))
-                .await;
-        match built {
-            Ok(Ok(_)) => self.now_serving(&candidate),
-            Ok(Err(BuildErrors(errors))) => {
-                self.failed(version, errors.iter().map(ToString::to_string).collect());
-            }
-            Err(err) => self.failed(version, vec![format!("build task failed: {err}")]),
-        }
-    }
-
     /// Whether `newest` should be built now: not in service, and not
     /// already failed unless `retry`.
-    fn wants(&self, newest: Option<u64>, retry: bool) -> Option<u64> {
+    pub(super) fn wants(&self, newest: Option<u64>, retry: bool) -> Option<u64> {
         let status = self.lock();
         let newest = newest?;
         if status.version == Some(newest) {
@@ -519,62 +469,7 @@ impl Fleet {
         (!failed || retry).then_some(newest)
     }
 
-    /// One connection's worth of following the versions: read them, apply
-    /// the newest, watch for more.
-    async fn follow(&self, control: &Arc<Control>, backoff: &mut Duration) -> Result<(), String> {
-        let (versions, revision) = self.store.versions().await.map_err(|e| e.to_string())?;
-        let (newest, _) = self.store.latest().await.map_err(|e| e.to_string())?;
-        self.set_versions(versions, newest);
-        self.set_connected(true, None);
-        *backoff = FIRST_BACKOFF;
-        if let Some(version) = self.wants(newest, true)
-            && let Some((meta, bundle)) = self.fetch(version).await?
-        {
-            self.apply(control, meta, bundle).await;
-        }
-        let mut watch = self
-            .store
-            .etcd()
-            .watch_prefix(&self.store.config_prefix(), revision + 1)
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut retry = tokio::time::interval(RETRY_FAILED);
-        retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        retry.tick().await;
-        // A bundle seen in the watch, kept until `latest` names it.
-        let mut arrived: Option<(u64, Bundle)> = None;
-        loop {
-            let retrying = tokio::select! {
-                batch = watch.next() => {
-                    let events = batch.map_err(|e| e.to_string())?;
-                    for event in events {
-                        self.handle_event(event, &mut arrived);
-                    }
-                    false
-                }
-                _ = retry.tick() => true,
-            };
-            let newest = self.lock().newest;
-            let Some(version) = self.wants(newest, retrying) else {
-                continue;
-            };
-            let bundle = match arrived.take() {
-                Some((number, bundle)) if number == version => Some(bundle),
-                _ => None,
-            };
-            let meta = self.lock().versions.get(&version).cloned();
-            match (meta, bundle) {
-                (Some(meta), Some(bundle)) => self.apply(control, meta, bundle).await,
-                _ => {
-                    if let Some((meta, bundle)) = self.fetch(version).await? {
-                        self.apply(control, meta, bundle).await;
-                    }
-                }
-            }
-        }
-    }
-
-    fn handle_event(&self, event: WatchEvent, arrived: &mut Option<(u64, Bundle)>) {
+    pub(super) fn handle_event(&self, event: WatchEvent, arrived: &mut Option<(u64, Bundle)>) {
         match event {
             WatchEvent::Put(kv) => match self.store.classify(&kv.key) {
                 Some(ConfigKey::Latest) => match parse_latest(&kv.value) {
@@ -607,26 +502,6 @@ impl Fleet {
                 }
             }
         }
-    }
-}
-
-/// Follows the published versions forever (reconnecting with a backoff
-/// capped at [`MAX_BACKOFF`]); the version in service keeps serving
-/// whatever etcd does.
-pub async fn run(control: Arc<Control>, fleet: Arc<Fleet>) {
-    let mut backoff = FIRST_BACKOFF;
-    loop {
-        if let Err(err) = fleet.follow(&control, &mut backoff).await {
-            let first = fleet.lock().store_connected || backoff == FIRST_BACKOFF;
-            fleet.set_connected(false, Some(err.clone()));
-            if first {
-                tracing::warn!(error = %err, retry_in = ?backoff, "configuration versions unreachable in etcd: the version in service keeps serving");
-            } else {
-                tracing::debug!(error = %err, retry_in = ?backoff, "configuration versions still unreachable");
-            }
-        }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
 

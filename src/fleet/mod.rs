@@ -18,6 +18,7 @@
 //! nothing).
 
 pub mod bundle;
+pub mod follow;
 pub mod member;
 pub mod report;
 pub mod store;

@@ -48,7 +48,7 @@ pub struct MemberRow {
     /// More than one version behind for over a minute.
     pub lagging: bool,
     /// The newest version that failed to build on it, with the errors.
-    pub failed: Option<super::member::FailedVersion>,
+    pub failed: Option<crate::cluster::FailedVersion>,
     /// Its local files that differ from the published ones.
     pub local_files: Vec<String>,
 }
