@@ -250,6 +250,41 @@ fn issue_20_every_static_answer_validates_with_delv() {
         let out = delv(&server, &anchors, name, rtype);
         assert_validated(&out, &format!("{name} {rtype}"));
     }
+    // `gslb dnssec ds` prints what BIND's dnssec-dsfromkey makes of the
+    // .key file keygen wrote, and the apex's CDS and CDNSKEY (RFC 7344) are
+    // that DS and that key.
+    let public = std::fs::read_dir(signed.dir.path().join("keys"))
+        .expect("keys")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "key"))
+        .expect("a .key file");
+    let bind_ds = Command::new("dnssec-dsfromkey")
+        .args(["-2", path_str(&public)])
+        .output()
+        .expect("run dnssec-dsfromkey (bind9-utils)");
+    let bind_ds = String::from_utf8_lossy(&bind_ds.stdout);
+    assert_eq!(
+        bind_ds.trim(),
+        format!("signed.test. IN DS {}", signed.ds),
+        "gslb dnssec ds and dnssec-dsfromkey differ"
+    );
+    let compact = |text: &str| text.split_whitespace().collect::<String>();
+    // The RDATA of the one record in the answer to `signed.test TYPE`.
+    let apex_rdata = |rtype: &str| -> String {
+        let reply = dig(server.addr(), &["+norec", "signed.test", rtype]);
+        let records: Vec<&String> = reply.answer.iter().collect();
+        assert_eq!(records.len(), 1, "{}", reply.raw);
+        compact(records[0].splitn(5, ' ').nth(4).unwrap_or(""))
+    };
+    assert_eq!(apex_rdata("CDS"), compact(&signed.ds));
+    let key_text = std::fs::read_to_string(&public).expect("key");
+    let key_rdata = key_text
+        .lines()
+        .find_map(|l| l.split_once(" IN DNSKEY "))
+        .map(|(_, rdata)| rdata.to_string())
+        .expect("DNSKEY line");
+    assert_eq!(apex_rdata("CDNSKEY"), compact(&key_rdata));
     // The CNAME chain is followed inside the zone, every link signed.
     let chain = delv(&server, &anchors, "alias.signed.test", "A");
     assert!(chain.contains("alias2.signed.test."), "{chain}");
@@ -469,18 +504,161 @@ fn issue_20_service_answers_validate_per_client_subnet_after_failover_and_multiv
         &delv(&server, &anchors, "geo.signed.test", "A"),
         "geo A after failover",
     );
+    // Every answer so far, the failover TTL's included, was signed at build.
+    let metrics = http(server.api(), "GET", "/metrics", &[], "").body;
+    assert_eq!(
+        counter(&metrics, "gslb_dnssec_online_signatures_total"),
+        Some(0),
+        "{metrics}"
+    );
     // Multivalue: three records, signed as one set on demand.
     let multi = delv(&server, &anchors, "multi.signed.test", "A");
     assert_validated(&multi, "multivalue");
     assert_eq!(multi.matches("IN\tA\t203.0.113.").count(), 3, "{multi}");
-    let metrics = http(server.api(), "GET", "/metrics", &[], "");
+    let metrics = http(server.api(), "GET", "/metrics", &[], "").body;
     assert!(
-        metrics
-            .body
-            .lines()
-            .any(|l| l.starts_with("gslb_dnssec_online_signatures_total ") && !l.ends_with(" 0")),
-        "{}",
-        metrics.body
+        counter(&metrics, "gslb_dnssec_online_signatures_total").is_some_and(|n| n >= 1),
+        "{metrics}"
+    );
+}
+
+/// Services of every policy (and selection, a CNAME pool, a load-aware
+/// pair), beside the zone of [`SERVICES`]; `nearest` needs the demo GeoIP
+/// database for client coordinates.
+const POLICIES: &str = r#"
+[geoip]
+database = "DEMO_DB"
+
+[pools.near]
+coordinates = [48.85, 2.35]
+endpoints = [{ address = "192.0.2.101", weight = 3 }, { address = "192.0.2.102" }, { address = "2001:db8::101" }]
+[pools.far]
+coordinates = [35.68, 139.69]
+endpoints = [{ address = "198.51.100.101" }, { address = "198.51.100.102" }]
+[pools.edge]
+endpoints = [{ cname = "edge.cdn.example.net" }]
+[pools.big]
+capacity = 100
+endpoints = [{ address = "203.0.113.101" }]
+[pools.small]
+capacity = 10
+endpoints = [{ address = "203.0.113.102" }]
+
+[services."near.signed.test"]
+policy = "nearest"
+pools = ["near", "far"]
+geo = { default = ["far", "near"] }
+[services."lat.signed.test"]
+policy = "latency"
+pools = ["near", "far"]
+latency_table = "latency.csv"
+[services."sticky.signed.test"]
+policy = "failover"
+pools = ["far", "near"]
+selection = "sticky"
+[services."fast.signed.test"]
+policy = "fastest"
+pools = ["near", "far"]
+selection = "fastest"
+[services."cdn.signed.test"]
+policy = "failover"
+pools = ["edge"]
+[services."load.signed.test"]
+policy = "failover"
+pools = ["big", "small"]
+"#;
+
+/// The value of an unlabelled counter in a `/metrics` body.
+fn counter(metrics: &str, name: &str) -> Option<u64> {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[test]
+fn issue_20_a_service_of_every_policy_validates_and_was_signed_at_build() {
+    let db = Path::new(env!("CARGO_MANIFEST_DIR")).join("geoip/demo-city.mmdb");
+    let signed = signed_with_keygen(
+        "dnssec-policies",
+        "13",
+        &POLICIES.replace("DEMO_DB", path_str(&db)),
+    );
+    signed.dir.write("latency.csv", "127.0.0.0/8,far,5\n");
+    let server = serve(&signed);
+    let anchors = anchor_file(&signed.dir, &signed.ds);
+    // (name, type, delv options, the answers it may give)
+    let near = ["192.0.2.101", "192.0.2.102"];
+    let far = ["198.51.100.101", "198.51.100.102"];
+    let cases: [(&str, &str, &[&str], &[&str]); 10] = [
+        ("geo.signed.test", "A", &[], &["192.0.2.1"]),
+        (
+            "geo.signed.test",
+            "A",
+            &["-b", "127.0.0.3"],
+            &["198.51.100.1"],
+        ),
+        ("geo.signed.test", "AAAA", &[], &["2001:db8::1"]),
+        // No coordinates for loopback: the map's order.
+        ("near.signed.test", "A", &[], &far),
+        ("lat.signed.test", "A", &[], &far),
+        ("sticky.signed.test", "A", &[], &far),
+        ("sticky.signed.test", "A", &["-b", "127.0.0.3"], &far),
+        ("fast.signed.test", "A", &[], &near),
+        ("cdn.signed.test", "CNAME", &[], &["edge.cdn.example.net."]),
+        ("load.signed.test", "A", &[], &["203.0.113.101"]),
+    ];
+    for (name, rtype, options, expected) in cases {
+        let options: Vec<&str> = ["+tcp"].iter().chain(options).copied().collect();
+        let out = delv_with(&server, &anchors, &options, name, rtype);
+        let what = format!("{name} {rtype} {options:?}");
+        assert_validated(&out, &what);
+        assert!(
+            expected
+                .iter()
+                .any(|rdata| out.contains(&format!("\tIN\t{rtype}\t{rdata}\n"))),
+            "{what}: not one of {expected:?}:\n{out}"
+        );
+    }
+    // nearest by the client's coordinates (ECS): London is nearer Paris,
+    // Sydney nearer Tokyo.
+    let london = validate_py(
+        &server,
+        &signed.ds,
+        "near.signed.test.",
+        "A",
+        Some("81.2.69.0/24"),
+    );
+    assert!(
+        near.iter()
+            .any(|a| london.contains(&format!(" IN A {a}\n"))),
+        "{london}"
+    );
+    let london6 = validate_py(
+        &server,
+        &signed.ds,
+        "near.signed.test.",
+        "AAAA",
+        Some("81.2.69.0/24"),
+    );
+    assert!(london6.contains(" IN AAAA 2001:db8::101\n"), "{london6}");
+    let sydney = validate_py(
+        &server,
+        &signed.ds,
+        "near.signed.test.",
+        "A",
+        Some("1.128.0.0/11"),
+    );
+    assert!(
+        far.iter().any(|a| sydney.contains(&format!(" IN A {a}\n"))),
+        "{sydney}"
+    );
+    // Every one of these answers was signed when the zone loaded: nothing
+    // was signed at query time.
+    let metrics = http(server.api(), "GET", "/metrics", &[], "").body;
+    assert_eq!(
+        counter(&metrics, "gslb_dnssec_online_signatures_total"),
+        Some(0),
+        "{metrics}"
     );
 }
 
@@ -511,6 +689,12 @@ fn issue_20_bind_dnssec_keygen_ksk_and_zsk_validate_and_a_wrong_anchor_is_reject
     let zsk = bind_keygen(&[]);
     // A ZSK published now that signs only from tomorrow (BIND timing fields).
     let next_zsk = bind_keygen(&["-P", "now", "-A", "now+1d"]);
+    // A ZSK retired yesterday (Inactive: published, no longer signing) and
+    // one deleted yesterday (Delete: out of the DNSKEY set).
+    let old_zsk = bind_keygen(&["-P", "now-2d", "-A", "now-2d", "-I", "now-1d"]);
+    let deleted_zsk = bind_keygen(&[
+        "-P", "now-3d", "-A", "now-3d", "-I", "now-2d", "-D", "now-1d",
+    ]);
     let tag = |file: &str| -> String {
         file.trim_end_matches(".private")
             .rsplit('+')
@@ -521,7 +705,7 @@ fn issue_20_bind_dnssec_keygen_ksk_and_zsk_validate_and_a_wrong_anchor_is_reject
     };
     let mut signed = setup(
         "dnssec-bind",
-        &format!("{ksk:?}, {zsk:?}, {next_zsk:?}"),
+        &format!("{ksk:?}, {zsk:?}, {next_zsk:?}, {old_zsk:?}, {deleted_zsk:?}"),
         "",
     );
     std::fs::rename(&keys, signed.dir.path().join("keys")).expect("move keys");
@@ -535,8 +719,8 @@ fn issue_20_bind_dnssec_keygen_ksk_and_zsk_validate_and_a_wrong_anchor_is_reject
     ] {
         assert_validated(&delv(&server, &anchors, name, rtype), name);
     }
-    // The DNSKEY set (all three keys) is signed by the KSK, data by the
-    // active ZSK only.
+    // The DNSKEY set (all keys but the deleted one) is signed by the KSK,
+    // data by the active ZSK only.
     let rrsig_tags = |name: &str, rtype: &str| -> Vec<String> {
         let reply = dig(server.addr(), &["+dnssec", "+norec", name, rtype]);
         let tags: Vec<String> = reply
@@ -554,7 +738,7 @@ fn issue_20_bind_dnssec_keygen_ksk_and_zsk_validate_and_a_wrong_anchor_is_reject
     );
     assert_eq!(
         keyset.raw.matches("\tDNSKEY\t").count(),
-        3,
+        4,
         "{}",
         keyset.raw
     );
@@ -573,8 +757,14 @@ fn issue_20_bind_dnssec_keygen_ksk_and_zsk_validate_and_a_wrong_anchor_is_reject
             )
         })
         .collect();
+    for key in [&next_zsk, &old_zsk] {
+        assert!(
+            states.contains(&(tag(key), "published".to_string())),
+            "{key}: {status}"
+        );
+    }
     assert!(
-        states.contains(&(tag(&next_zsk), "published".to_string())),
+        states.contains(&(tag(&deleted_zsk), "retired".to_string())),
         "{status}"
     );
     // An anchor for another key (a key the zone does not have) is rejected.

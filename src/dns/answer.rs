@@ -913,3 +913,136 @@ fn is_at_or_below(name: &[u8], ancestor: &[u8]) -> bool {
     }
     false
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+    use std::sync::Arc;
+
+    use hickory_proto::op::{Edns, Message, Query, ResponseCode};
+    use hickory_proto::rr::{Name, RecordType};
+
+    use crate::dns::served::{Served, handle_packet};
+    use crate::health::HealthTable;
+    use crate::snapshot::{Snapshot, SnapshotSource};
+
+    use super::Transport;
+
+    /// A signed zone with a three-record multivalue service and a wildcard.
+    fn signed(dir: &std::path::Path) -> (Served, HealthTable) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let key = crate::dnssec::keys::generate(
+            "signed.test.",
+            crate::dnssec::keys::Algorithm::EcdsaP256Sha256,
+            &dir.join("keys"),
+            now,
+        )
+        .expect("generate a key");
+        std::fs::write(
+            dir.join("signed.zone"),
+            "$ORIGIN signed.test.\n@ 300 SOA ns1 hostmaster 1 7200 900 1209600 60\n@ 300 NS ns1\nns1 300 A 127.0.0.1\n*.wild 300 A 192.0.2.80\n",
+        )
+        .expect("zone");
+        let config = dir.join("gslb.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[[zone]]\norigin = \"signed.test\"\nfile = \"signed.zone\"\ndnssec = true\ndnssec_keys = [{:?}]\n\n[pools.many]\nendpoints = [{{ address = \"203.0.113.1\" }}, {{ address = \"203.0.113.2\" }}, {{ address = \"203.0.113.3\" }}]\n\n[services.\"multi.signed.test\"]\npolicy = \"failover\"\npools = [\"many\"]\nselection = \"multivalue\"\nmax_records = 3\n",
+                key.display().to_string()
+            ),
+        )
+        .expect("config");
+        let health = HealthTable::default();
+        let source = SnapshotSource {
+            config_path: config,
+            extra_zones: Vec::new(),
+        };
+        let (snapshot, _) =
+            Snapshot::build(&source, &health).unwrap_or_else(|errors| panic!("{errors}"));
+        (Served::new(Arc::new(snapshot), None), health)
+    }
+
+    /// The reply to a DO query for `name` `rtype`.
+    fn ask(served: &Served, health: &HealthTable, name: &str, rtype: RecordType) -> Message {
+        let mut query = Message::query();
+        query.add_query(Query::query(Name::from_ascii(name).expect("name"), rtype));
+        let mut edns = Edns::new();
+        edns.set_dnssec_ok(true);
+        edns.set_max_payload(1232);
+        query.set_edns(edns);
+        let packet = query.to_vec().expect("encode");
+        let mut out = Vec::new();
+        handle_packet(
+            served,
+            &health.view(),
+            &packet,
+            std::net::IpAddr::V4(Ipv4Addr::LOCALHOST),
+            Transport::Udp,
+            1,
+            &mut out,
+        )
+        .expect("a reply");
+        Message::from_vec(&out).expect("decode the reply")
+    }
+
+    /// The answer section as (type, RDATA text).
+    fn answers(reply: &Message) -> Vec<(RecordType, String)> {
+        reply
+            .answers
+            .iter()
+            .map(|r| (r.record_type(), r.data.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn past_the_signing_budget_multivalue_gives_one_presigned_record_and_the_rest_servfail() {
+        // Issue 20: signing at query time takes at most a share of a
+        // worker's time; past it, a multivalue answer shrinks to its first
+        // record (signed at build) and what has no signature made at build
+        // (a missing name's denial, a wildcard expansion) is SERVFAIL
+        // rather than an answer a validator would reject.
+        let dir = std::env::temp_dir().join(format!("gslb-over-budget-{}", std::process::id()));
+        let (served, health) = signed(&dir);
+        // Within the budget (another thread: another worker's cache and
+        // budget): the whole set, signed now.
+        let records = std::thread::scope(|scope| {
+            scope
+                .spawn(|| answers(&ask(&served, &health, "multi.signed.test.", RecordType::A)))
+                .join()
+                .expect("worker thread")
+        });
+        assert_eq!(
+            records.iter().filter(|(t, _)| *t == RecordType::A).count(),
+            3,
+            "{records:?}"
+        );
+        assert_eq!(
+            records
+                .iter()
+                .filter(|(t, _)| *t == RecordType::RRSIG)
+                .count(),
+            1
+        );
+        // This thread's budget spent, nothing signed on it yet.
+        let refused_before = crate::dnssec::online::counts().refused;
+        crate::dnssec::online::spend_budget();
+        let shrunk = ask(&served, &health, "multi.signed.test.", RecordType::A);
+        let records = answers(&shrunk);
+        assert_eq!(shrunk.metadata.response_code, ResponseCode::NoError);
+        assert_eq!(records.len(), 2, "{records:?}");
+        assert_eq!(records[0].0, RecordType::A);
+        assert_eq!(records[1].0, RecordType::RRSIG);
+        let missing = ask(&served, &health, "nope.signed.test.", RecordType::A);
+        assert_eq!(missing.metadata.response_code, ResponseCode::ServFail);
+        let wildcard = ask(&served, &health, "x.wild.signed.test.", RecordType::A);
+        assert_eq!(wildcard.metadata.response_code, ResponseCode::ServFail);
+        assert!(crate::dnssec::online::counts().refused >= refused_before + 3);
+        // Signed at build: still answered.
+        let apex = ask(&served, &health, "signed.test.", RecordType::SOA);
+        assert_eq!(apex.metadata.response_code, ResponseCode::NoError);
+        assert_eq!(answers(&apex).len(), 2);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -50,6 +50,7 @@ pub fn counts() -> OnlineCounts {
     }
 }
 
+/// One worker thread's cache and signing budget.
 #[derive(Default)]
 struct Worker {
     cache: HashMap<Box<[u8]>, Signatures, FxBuildHasher>,
@@ -65,31 +66,52 @@ thread_local! {
 /// (then cached) if the thread's budget allows; `None` when over budget or
 /// when signing failed.
 pub fn signatures(key: &[u8], sign: impl FnOnce() -> Option<Vec<Box<[u8]>>>) -> Option<Signatures> {
+    WORKER.with(|worker| worker.borrow_mut().signatures(key, Instant::now, sign))
+}
+
+/// Spends this thread's signing budget for the current window, so that a
+/// test can see what answers do past it.
+#[cfg(test)]
+pub(crate) fn spend_budget() {
     WORKER.with(|worker| {
         let mut worker = worker.borrow_mut();
-        if let Some(found) = worker.cache.get(key) {
+        worker.window_start = Some(Instant::now());
+        worker.spent = BUDGET_WINDOW;
+    });
+}
+
+impl Worker {
+    /// [`signatures`] with the clock passed in (read before and after
+    /// signing), so the budget can be tested without real time.
+    fn signatures(
+        &mut self,
+        key: &[u8],
+        mut now: impl FnMut() -> Instant,
+        sign: impl FnOnce() -> Option<Vec<Box<[u8]>>>,
+    ) -> Option<Signatures> {
+        if let Some(found) = self.cache.get(key) {
             CACHE_HITS.fetch_add(1, Ordering::Relaxed);
             return Some(found.clone());
         }
-        let start = Instant::now();
-        let window_start = *worker.window_start.get_or_insert(start);
+        let start = now();
+        let window_start = *self.window_start.get_or_insert(start);
         if start.duration_since(window_start) >= BUDGET_WINDOW {
-            worker.window_start = Some(start);
-            worker.spent = Duration::ZERO;
+            self.window_start = Some(start);
+            self.spent = Duration::ZERO;
         }
-        if worker.spent >= BUDGET_WINDOW * SHARE_PERCENT / 100 {
+        if self.spent >= BUDGET_WINDOW * SHARE_PERCENT / 100 {
             REFUSED.fetch_add(1, Ordering::Relaxed);
             return None;
         }
         let made: Signatures = sign()?.into();
-        worker.spent += start.elapsed();
+        self.spent += now().duration_since(start);
         SIGNED.fetch_add(1, Ordering::Relaxed);
-        if worker.cache.len() >= CACHE_ENTRIES {
-            worker.cache.clear();
+        if self.cache.len() >= CACHE_ENTRIES {
+            self.cache.clear();
         }
-        worker.cache.insert(key.into(), made.clone());
+        self.cache.insert(key.into(), made.clone());
         Some(made)
-    })
+    }
 }
 
 #[cfg(test)]
@@ -110,5 +132,87 @@ mod tests {
         });
         assert_eq!(calls, 1);
         assert_eq!(first.as_deref(), second.as_deref());
+    }
+
+    fn one_signature() -> Option<Vec<Box<[u8]>>> {
+        Some(vec![Box::from(&b"sig"[..])])
+    }
+
+    /// A clock that moves only when told: each reading returns the time
+    /// set last.
+    struct TestClock(std::cell::Cell<Instant>);
+
+    impl TestClock {
+        fn read(&self) -> impl FnMut() -> Instant + '_ {
+            || self.0.get()
+        }
+        /// A clock for one signature that takes `took`: read before, then after.
+        fn signing_for(&self, took: Duration) -> impl FnMut() -> Instant + '_ {
+            let mut readings = 0;
+            move || {
+                readings += 1;
+                if readings == 2 {
+                    self.0.set(self.0.get() + took);
+                }
+                self.0.get()
+            }
+        }
+    }
+
+    #[test]
+    fn signing_stops_at_its_share_of_the_window_and_resumes_in_the_next() {
+        let clock = TestClock(std::cell::Cell::new(Instant::now()));
+        let opened = clock.0.get();
+        let mut worker = Worker::default();
+        let slow = Duration::from_millis(100);
+        // 0, 100 and 200 ms spent before each: under the 250 ms share.
+        for key in [&b"a"[..], b"b", b"c"] {
+            assert!(
+                worker
+                    .signatures(key, clock.signing_for(slow), one_signature)
+                    .is_some()
+            );
+        }
+        // 300 ms spent: refused, and again while the window lasts.
+        let mut called = false;
+        let refused = worker.signatures(b"d", clock.read(), || {
+            called = true;
+            one_signature()
+        });
+        assert!(refused.is_none() && !called);
+        clock
+            .0
+            .set(opened + BUDGET_WINDOW - Duration::from_millis(1));
+        assert!(
+            worker
+                .signatures(b"d", clock.read(), one_signature)
+                .is_none()
+        );
+        // Cached signatures are still served over budget.
+        assert!(worker.signatures(b"a", clock.read(), || None).is_some());
+        // The next window starts with nothing spent.
+        clock.0.set(opened + BUDGET_WINDOW);
+        assert!(
+            worker
+                .signatures(b"d", clock.read(), one_signature)
+                .is_some()
+        );
+        assert_eq!(worker.spent, Duration::ZERO);
+    }
+
+    #[test]
+    fn the_cache_never_holds_more_than_its_bound() {
+        let clock = TestClock(std::cell::Cell::new(Instant::now()));
+        let mut worker = Worker::default();
+        for n in 0..=CACHE_ENTRIES {
+            let key = n.to_be_bytes();
+            assert!(
+                worker
+                    .signatures(&key, clock.read(), one_signature)
+                    .is_some()
+            );
+            assert!(worker.cache.len() <= CACHE_ENTRIES);
+        }
+        assert_eq!(worker.cache.len(), 1);
     }
 }
