@@ -89,10 +89,45 @@ impl Publisher {
 
     /// Publishes and returns the new version's number.
     fn publish(&self, message: &str) -> u64 {
+        published_version(&self.publish_line(message))
+    }
+
+    /// Publishes and returns what `publish` printed.
+    fn publish_line(&self, message: &str) -> String {
         let out = self.run(&["publish", "-m", message]);
         assert_eq!(out.code(), Some(0), "publish failed:\n{}", out.stderr);
-        published_version(&out.stdout)
+        out.stdout
     }
+}
+
+/// The digest (short) and publisher of `published version N (B bytes,
+/// digest D, by WHO)`.
+fn digest_and_by(line: &str) -> (String, String) {
+    let field = |name: &str| {
+        line.split_once(name)
+            .map(|(_, rest)| rest.trim_end().trim_end_matches(')'))
+            .and_then(|rest| rest.split([',', ' ']).next())
+            .unwrap_or_else(|| panic!("no {name:?} in {line:?}"))
+            .to_string()
+    };
+    (field("digest "), field("by "))
+}
+
+/// The 1-based number of the line of `path` holding `text`.
+fn publisher_text_line(path: &Path, text: &str) -> usize {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .position(|l| l.contains(text))
+        .map(|i| i + 1)
+        .unwrap_or_else(|| panic!("{text:?} not in {}", path.display()))
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
 }
 
 fn published_version(stdout: &str) -> u64 {
@@ -234,7 +269,11 @@ fn publish_reaches_every_member_and_bad_racing_and_rolled_back_versions_behave()
 
     // A change reaches all three.
     publisher.write(&fleet_config(&etcd, prefix, "192.0.2.2", false));
-    assert_eq!(publisher.publish("move to .2"), 2);
+    let before = unix_now().floor();
+    let line = publisher.publish_line("move to .2");
+    let after = unix_now().ceil();
+    assert_eq!(published_version(&line), 2);
+    let (digest, by) = digest_and_by(&line);
     for member in &members {
         member.wait_for("192.0.2.2");
     }
@@ -253,9 +292,22 @@ fn publish_reaches_every_member_and_bad_racing_and_rolled_back_versions_behave()
     let versions = publisher.run(&["versions"]);
     assert_eq!(versions.code(), Some(0), "{}", versions.stderr);
     let lines: Vec<&str> = versions.stdout.lines().collect();
-    assert!(lines[0].starts_with("2 "), "{}", versions.stdout);
+    // Number, time (UTC), who, digest, which members run it, message.
+    let fields: Vec<&str> = lines[0].split("  ").collect();
+    assert_eq!(fields[0], "2", "{}", versions.stdout);
     assert!(
-        lines[0].contains("running on ns1,ns2,ns3") && lines[0].contains("move to .2"),
+        fields[1].len() == "2026-12-06 13:40:01 UTC".len() && fields[1].ends_with(" UTC"),
+        "{}",
+        versions.stdout
+    );
+    assert_eq!(
+        fields[2..],
+        [
+            by.as_str(),
+            digest.as_str(),
+            "running on ns1,ns2,ns3",
+            "move to .2"
+        ],
         "{}",
         versions.stdout
     );
@@ -263,7 +315,30 @@ fn publish_reaches_every_member_and_bad_racing_and_rolled_back_versions_behave()
     let json: serde_json::Value =
         serde_json::from_str(&publisher.run(&["versions", "--json"]).stdout).unwrap();
     assert_eq!(json["newest"], 2);
-    assert_eq!(json["versions"][0]["message"], "move to .2");
+    let v2 = &json["versions"][0];
+    assert_eq!(
+        (&v2["version"], &v2["message"], &v2["by"]),
+        (&2.into(), &"move to .2".into(), &by.as_str().into()),
+        "{v2}"
+    );
+    assert!(
+        v2["digest"]
+            .as_str()
+            .is_some_and(|d| d.len() == 64 && d.starts_with(&digest)),
+        "{v2}"
+    );
+    let published = v2["published_unix"].as_f64().unwrap();
+    assert!((before..=after).contains(&published), "{v2}");
+    assert_eq!(v2["running_on"], serde_json::json!(["ns1", "ns2", "ns3"]));
+    assert_eq!(json["versions"][1]["running_on"], serde_json::json!([]));
+    let members_json = json["members"].as_array().unwrap();
+    assert!(
+        members_json.len() == 3
+            && members_json
+                .iter()
+                .all(|m| m["version"] == 2 && m["behind"] == 0 && m["lagging"] == false),
+        "{json}"
+    );
     let diff = publisher.run(&["diff", "1", "2"]);
     assert_eq!(diff.code(), Some(0), "{}", diff.stderr);
     assert!(
@@ -293,9 +368,12 @@ fn publish_reaches_every_member_and_bad_racing_and_rolled_back_versions_behave()
     let refused = publisher.run(&["publish", "-m", "broken"]);
     assert_eq!(refused.code(), Some(1), "{}", refused.stdout);
     let config = publisher.config();
+    let line = publisher_text_line(&config, "pools = [\"nowhere\"]");
     assert!(
-        refused.stderr.contains(&format!("{}:", config.display()))
-            && refused.stderr.contains("nowhere"),
+        refused.stderr.contains(&format!(
+            "{}:{line}:10: unknown pool \"nowhere\"",
+            config.display()
+        )),
         "{}",
         refused.stderr
     );
@@ -313,6 +391,13 @@ fn publish_reaches_every_member_and_bad_racing_and_rolled_back_versions_behave()
     for member in &members {
         member.wait_for("192.0.2.1");
     }
+    let versions = publisher.run(&["versions"]).stdout;
+    assert!(
+        versions.lines().next().is_some_and(
+            |l| l.starts_with("3 ") && l.ends_with("  (rollback to 1)  rollback to version 1")
+        ),
+        "{versions}"
+    );
 
     // Two publishes racing from version 3: exactly one wins.
     publisher.write(&good);
@@ -460,10 +545,84 @@ fn a_member_missing_a_database_stays_on_its_version_and_reports_it() {
         Some(1.0)
     );
 
-    // Once the database is there, ns3 takes version 2 on its next try.
+    // Version 3 needs the database too: ns3 is two behind, and not flagged
+    // before a minute has passed.
+    publisher.write(&fleet_config(&etcd, prefix, "192.0.2.3", true));
+    assert_eq!(publisher.publish("again with a database"), 3);
+    members[0].wait_for("192.0.2.3");
+    members[1].wait_for("192.0.2.3");
+    assert!(
+        poll_until(DEADLINE, || {
+            let ns3 = members[0].member_view("ns3");
+            ns3["config_behind"] == 2 && ns3["config_failed"]["version"] == 3
+        }),
+        "{}",
+        members[0].member_view("ns3")
+    );
+    assert_eq!(members[0].member_view("ns3")["config_lagging"], false);
+    assert_eq!(
+        metric(&members[0].metrics(), "gslb_cluster_members_lagging"),
+        Some(0.0)
+    );
+
+    // A minute passes: version 3's publication time, which lag is counted
+    // from, is moved two minutes back in etcd (no test waits a minute).
+    let key = format!("{prefix}/config/meta/0000000003");
+    let (_, raw) = etcd.range(&key).pop().expect("version 3's metadata");
+    let mut meta: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+    meta["published_ms"] = (meta["published_ms"].as_u64().unwrap() - 120_000).into();
+    etcd.put(&key, meta.to_string().as_bytes());
+    assert!(
+        poll_until(
+            DEADLINE,
+            || members[0].status()["cluster"]["lagging_members"] == serde_json::json!(["ns3"])
+        ),
+        "{}",
+        members[0].status()["cluster"]
+    );
+    assert_eq!(members[0].member_view("ns3")["config_lagging"], true);
+    assert_eq!(
+        metric(&members[0].metrics(), "gslb_cluster_members_lagging"),
+        Some(1.0)
+    );
+    let versions = publisher.run(&["versions"]);
+    assert!(
+        versions.stdout.contains(
+            "# member ns3: version 1, 2 behind (LAGGING: more than one behind for over a minute); version 3 failed: "
+        ),
+        "{}",
+        versions.stdout
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&publisher.run(&["versions", "--json"]).stdout).unwrap();
+    let lagging: Vec<&serde_json::Value> = json["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["lagging"] == true)
+        .map(|m| &m["name"])
+        .collect();
+    assert_eq!(lagging, ["ns3"], "{json}");
+    if let Some(dom) = members[1].page_dom() {
+        assert!(
+            dom.contains("v1 since") && dom.contains("2 behind (LAGGING) · v3 FAILED"),
+            "{dom}"
+        );
+    }
+
+    // Once the database is there, ns3 takes version 3 on its next try and
+    // is no longer flagged.
     copy_demo_db(&ns3.dir.path().join("geo/city.mmdb"));
-    ns3.wait_for("192.0.2.2");
+    ns3.wait_for("192.0.2.3");
     assert!(ns3.status()["fleet"]["failed"].is_null());
+    assert!(
+        poll_until(
+            DEADLINE,
+            || members[0].status()["cluster"]["lagging_members"] == serde_json::json!([])
+        ),
+        "{}",
+        members[0].status()["cluster"]
+    );
 }
 
 #[test]
@@ -545,6 +704,22 @@ fn keep_versions_removes_older_versions_at_publish() {
         .map(|v| v["version"].as_u64().unwrap())
         .collect();
     assert_eq!(kept, [4, 3]);
+    // The bundles went with their metadata.
+    let keys: Vec<String> = etcd
+        .range("/gslb/t4/config/")
+        .into_iter()
+        .map(|(key, _)| key)
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "/gslb/t4/config/bundle/0000000003",
+            "/gslb/t4/config/bundle/0000000004",
+            "/gslb/t4/config/latest",
+            "/gslb/t4/config/meta/0000000003",
+            "/gslb/t4/config/meta/0000000004",
+        ]
+    );
     // A member's own file with more than [server] and [cluster] does not
     // check: the rest is published.
     let member = publisher.dir.write(
@@ -571,4 +746,135 @@ fn keep_versions_removes_older_versions_at_publish() {
         "{}",
         gone.stderr
     );
+}
+
+#[test]
+fn an_oversize_bundle_is_refused_at_publish_and_nothing_is_written() {
+    let Some(etcd) = EtcdServer::start() else {
+        return;
+    };
+    let publisher = Publisher::new(&etcd);
+    publisher.write(&fleet_config(&etcd, "/gslb/t5", "192.0.2.1", false));
+    assert_eq!(publisher.publish("small"), 1);
+    // 3 MB of comments: a valid zone, over etcd's 1.5 MiB request limit.
+    let comment = format!("; {}\n", "x".repeat(98));
+    publisher.dir.write(
+        "zones/example.test.zone",
+        &format!("{ZONE}{}", comment.repeat(30_000)),
+    );
+    let refused = publisher.run(&["publish", "-m", "too big"]);
+    assert_eq!(refused.code(), Some(1), "{}", refused.stdout);
+    assert!(
+        refused
+            .stderr
+            .contains("more than etcd accepts in one request")
+            && refused.stderr.contains("nothing was published"),
+        "{}",
+        refused.stderr
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&publisher.run(&["versions", "--json"]).stdout).unwrap();
+    assert_eq!(json["newest"], 1, "{json}");
+    assert_eq!(etcd.range("/gslb/t5/config/bundle/").len(), 1);
+}
+
+/// Two publishes that read the same newest version: exactly one commits
+/// (the compare-and-swap on `latest`), the other is told why. The library
+/// calls are used so that both reads happen before either write, every
+/// time.
+#[test]
+fn racing_commits_from_one_base_exactly_one_wins() {
+    let Some(etcd) = EtcdServer::start() else {
+        return;
+    };
+    let publisher = Publisher::new(&etcd);
+    publisher.write(&fleet_config(&etcd, "/gslb/t6", "192.0.2.1", false));
+    let loaded = gslb::config::load_config(&publisher.config()).unwrap();
+    let mut errors = Vec::new();
+    let settings = gslb::cluster::build_cluster_settings(&loaded, &mut errors).unwrap();
+    let bundle = gslb::fleet::Bundle::collect(&loaded).unwrap();
+    let store = gslb::fleet::Store::new(&settings).unwrap();
+    let new = |message: &str| gslb::fleet::NewVersion {
+        by: "test".into(),
+        message: message.into(),
+        digest: "0".repeat(64),
+        rollback_of: None,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let a = store.read_base(None).await.unwrap();
+        let b = store.read_base(None).await.unwrap();
+        let won = store.commit(a, &bundle, new("a"), 50).await.unwrap();
+        assert_eq!(won.version, 1);
+        let lost = store.commit(b, &bundle, new("b"), 50).await.unwrap_err();
+        assert!(
+            matches!(
+                lost,
+                gslb::fleet::PublishError::Raced {
+                    base: None,
+                    newest: 1
+                }
+            ),
+            "{lost}"
+        );
+        assert!(
+            lost.to_string().starts_with(
+                "another publish won the race: version 1 was published while this one was being written (it was based on no version); nothing was published"
+            ),
+            "{lost}"
+        );
+        let (versions, _) = store.versions().await.unwrap();
+        assert_eq!(versions.len(), 1);
+        assert_eq!(versions[0].message, "a");
+    });
+}
+
+/// Lowering `keep_versions` far below the versions kept removes more of
+/// them than etcd allows operations in one transaction: the publish still
+/// succeeds and the rest go with the next publishes.
+#[test]
+fn lowering_keep_versions_below_many_kept_versions_still_publishes() {
+    let Some(etcd) = EtcdServer::start() else {
+        return;
+    };
+    let publisher = Publisher::new(&etcd);
+    publisher.write(&fleet_config(&etcd, "/gslb/t7", "192.0.2.1", false));
+    let loaded = gslb::config::load_config(&publisher.config()).unwrap();
+    let mut errors = Vec::new();
+    let settings = gslb::cluster::build_cluster_settings(&loaded, &mut errors).unwrap();
+    let bundle = gslb::fleet::Bundle::collect(&loaded).unwrap();
+    let store = gslb::fleet::Store::new(&settings).unwrap();
+    let new = || gslb::fleet::NewVersion {
+        by: "test".into(),
+        message: String::new(),
+        digest: "0".repeat(64),
+        rollback_of: None,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        for _ in 0..100 {
+            store.publish(&bundle, new(), None, 100).await.unwrap();
+        }
+        let mut kept = 100;
+        for version in 101.. {
+            let meta = store
+                .publish(&bundle, new(), None, 1)
+                .await
+                .unwrap_or_else(|err| panic!("version {version} with {kept} kept: {err}"));
+            assert_eq!(meta.version, version);
+            let (versions, _) = store.versions().await.unwrap();
+            assert!(versions.len() < kept + 1, "nothing removed");
+            kept = versions.len();
+            if kept == 1 {
+                break;
+            }
+        }
+    });
+    assert_eq!(etcd.range("/gslb/t7/config/bundle/").len(), 1);
 }

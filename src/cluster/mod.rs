@@ -42,7 +42,7 @@ const MIN_MEMBER_TTL: Duration = Duration::from_secs(2);
 /// Most operations in one transaction (etcd's `--max-txn-ops` default):
 /// verdict changes are written in as few requests as that allows, so a
 /// region outage costs each member a few requests, not one per endpoint.
-const MAX_TXN_OPS: usize = 128;
+pub(crate) const MAX_TXN_OPS: usize = 128;
 
 /// `[cluster]`, validated.
 #[derive(Debug, Clone, PartialEq)]

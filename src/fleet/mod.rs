@@ -25,4 +25,4 @@ pub mod store;
 pub mod text_diff;
 
 pub use bundle::Bundle;
-pub use store::{NewVersion, PublishError, Store, VersionMeta};
+pub use store::{NewVersion, PublishBase, PublishError, Store, VersionMeta};

@@ -8,7 +8,8 @@
 //!
 //! `N` is zero-padded to 10 digits so keys sort by number. A publish is one
 //! transaction that writes version N+1's bundle and meta, moves `latest`
-//! and removes versions older than the last `keep_versions`, and that
+//! and removes versions older than the last `keep_versions` (as many as
+//! etcd's `--max-txn-ops` allows; the next publishes remove the rest), and that
 //! holds only if `latest` is unchanged since it was read: two publishes
 //! racing from the same version cannot both win.
 
@@ -16,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use super::bundle::Bundle;
 use crate::cluster::etcd::{Compare, Etcd, EtcdError, TxnOp};
-use crate::cluster::{ClusterSettings, MemberRecord};
+use crate::cluster::{ClusterSettings, MAX_TXN_OPS, MemberRecord};
 
 /// Width of version numbers in keys.
 const KEY_DIGITS: usize = 10;
@@ -271,6 +272,17 @@ impl Store {
         expect: Option<u64>,
         keep: u64,
     ) -> Result<VersionMeta, PublishError> {
+        let base = self.read_base(expect).await?;
+        self.commit(base, bundle, new, keep).await
+    }
+
+    /// The first half of a publish: reads the newest version (checking
+    /// `expect`) and the kept ones. Two publishes racing read the same
+    /// base; only the first [`Store::commit`] on it succeeds.
+    ///
+    /// # Errors
+    /// etcd is unreachable, or the newest version is not `expect`.
+    pub async fn read_base(&self, expect: Option<u64>) -> Result<PublishBase, PublishError> {
         let (newest, revision) = self.latest().await?;
         if let Some(expected) = expect
             && newest != Some(expected)
@@ -278,6 +290,33 @@ impl Store {
             return Err(PublishError::NotNewest { expected, newest });
         }
         let (kept, _) = self.versions().await?;
+        Ok(PublishBase {
+            newest,
+            revision,
+            kept: kept.iter().map(|m| m.version).collect(),
+        })
+    }
+
+    /// The second half of a publish: one transaction that writes version
+    /// `base.newest + 1` and removes the versions older than the last
+    /// `keep`, and that holds only if `latest` has not moved since `base`
+    /// was read.
+    ///
+    /// # Errors
+    /// See [`PublishError`] ([`PublishError::Raced`] when another publish
+    /// committed first); nothing is written on any error.
+    pub async fn commit(
+        &self,
+        base: PublishBase,
+        bundle: &Bundle,
+        new: NewVersion,
+        keep: u64,
+    ) -> Result<VersionMeta, PublishError> {
+        let PublishBase {
+            newest,
+            revision,
+            kept,
+        } = base;
         let version = newest.unwrap_or(0) + 1;
         let bytes = bundle.to_bytes();
         let meta = VersionMeta {
@@ -308,9 +347,16 @@ impl Store {
                 lease: 0,
             },
         ];
-        // Versions 1..=version-keep go (their bundles too).
+        // Versions 1..=version-keep go (their bundles too), oldest first and
+        // no more than fit beside the three writes in one transaction: after
+        // keep_versions was lowered far, the next publishes remove the rest.
         let oldest_kept = version.saturating_sub(keep.max(1)) + 1;
-        for old in kept.iter().map(|m| m.version).filter(|v| *v < oldest_kept) {
+        let removable = (MAX_TXN_OPS - ops.len()) / 2;
+        for old in kept
+            .into_iter()
+            .filter(|v| *v < oldest_kept)
+            .take(removable)
+        {
             ops.push(TxnOp::Delete {
                 key: self.meta_key(old),
             });
@@ -343,6 +389,18 @@ impl Store {
         }
         Ok(meta)
     }
+}
+
+/// What a publish read before it writes (see [`Store::read_base`]).
+#[derive(Debug, Clone)]
+pub struct PublishBase {
+    /// The newest version then (`None`: nothing published yet).
+    pub newest: Option<u64>,
+    /// The revision of `latest`'s last change (0: absent): the commit
+    /// holds only while it is unchanged.
+    revision: i64,
+    /// The kept versions' numbers.
+    kept: Vec<u64>,
 }
 
 /// A key under `PREFIX/config/`.
@@ -383,6 +441,17 @@ pub fn parse_meta(value: &[u8]) -> Result<VersionMeta, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keep_versions_defaults_to_50() {
+        let text = "[cluster]\nname = \"ns1\"\netcd = [\"http://127.0.0.1:2379\"]\n";
+        let loaded =
+            crate::config::parse_config(std::path::Path::new("m.toml"), text.into()).unwrap();
+        let mut errors = Vec::new();
+        let settings = crate::cluster::build_cluster_settings(&loaded, &mut errors).unwrap();
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(settings.keep_versions, 50);
+    }
 
     #[test]
     fn keys_sort_by_number_and_classify() {

@@ -77,6 +77,49 @@ impl EtcdServer {
         self.post_json("/v3/kv/put", &body);
     }
 
+    /// Every key under `prefix` with its raw value, in key order, read
+    /// through the JSON gateway (tests look at what gslb wrote).
+    pub fn range(&self, prefix: &str) -> Vec<(String, Vec<u8>)> {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        // The range end of a prefix: its last byte plus one.
+        let mut end = prefix.as_bytes().to_vec();
+        if let Some(last) = end.last_mut() {
+            *last += 1;
+        }
+        let body = format!(
+            r#"{{"key":"{}","range_end":"{}"}}"#,
+            b64.encode(prefix),
+            b64.encode(&end)
+        );
+        let reply = post(self.addr(), "/v3/kv/range", &body).expect("etcd request");
+        assert!(reply.starts_with("HTTP/1.1 200"), "etcd range: {reply}");
+        let json = reply
+            .split_once("\r\n\r\n")
+            .and_then(|(_, body)| body.find('{').map(|at| &body[at..]))
+            .and_then(|body| {
+                serde_json::Deserializer::from_str(body)
+                    .into_iter::<serde_json::Value>()
+                    .next()
+            })
+            .and_then(Result::ok)
+            .unwrap_or(serde_json::Value::Null);
+        let decode = |v: &serde_json::Value| b64.decode(v.as_str().unwrap_or("")).unwrap();
+        json["kvs"]
+            .as_array()
+            .map(|kvs| {
+                kvs.iter()
+                    .map(|kv| {
+                        (
+                            String::from_utf8(decode(&kv["key"])).unwrap(),
+                            decode(&kv["value"]),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// POSTs a JSON body to a gateway path and asserts it was accepted.
     pub fn post_json(&self, path: &str, body: &str) {
         let reply = post(self.addr(), path, body).expect("etcd request");
