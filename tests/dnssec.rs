@@ -234,8 +234,41 @@ fn serve(signed: &Signed) -> GslbServer {
 #[test]
 fn issue_20_every_static_answer_validates_with_delv() {
     let signed = signed_with_keygen("dnssec-static", "13", "");
+    let unix_now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock after 1970")
+            .as_secs() as i64
+    };
+    let before = unix_now();
     let server = serve(&signed);
     let anchors = anchor_file(&signed.dir, &signed.ds);
+    // Signed at load: inception an hour back, expiry after the default
+    // dnssec_validity of 14 days.
+    let www = dig(
+        server.addr(),
+        &["+dnssec", "+norec", "www.signed.test", "A"],
+    );
+    let after = unix_now();
+    let rrsig: Vec<&str> = www
+        .answer
+        .iter()
+        .find(|r| r.split(' ').nth(3) == Some("RRSIG"))
+        .unwrap_or_else(|| panic!("no RRSIG:\n{}", www.raw))
+        .split(' ')
+        .collect();
+    let field = |n: usize| {
+        rrsig
+            .get(n)
+            .and_then(|t| gslb::dnssec::keys::parse_timestamp(t))
+            .unwrap_or_else(|| panic!("RRSIG field {n}: {rrsig:?}"))
+    };
+    let (expiry, inception) = (field(8), field(9));
+    assert!(
+        (before - 3600..=after - 3600).contains(&inception),
+        "inception {inception} not an hour before signing ({before}..={after})"
+    );
+    assert_eq!(expiry - inception, 14 * 86_400 + 3600, "{rrsig:?}");
     for (name, rtype) in [
         ("www.signed.test", "A"),
         ("signed.test", "DNSKEY"),
@@ -746,6 +779,19 @@ fn issue_20_bind_dnssec_keygen_ksk_and_zsk_validate_and_a_wrong_anchor_is_reject
     assert_eq!(rrsig_tags("www.signed.test", "A"), [tag(&zsk)]);
     assert_eq!(rrsig_tags("geo.signed.test", "A"), [tag(&zsk)]);
     let status = http(server.api(), "GET", "/status", &[], "").json();
+    // The next re-sign is the next ZSK's activation (tomorrow), before the
+    // halfway point of the signatures' 14 days.
+    let activation = std::fs::read_to_string(signed.dir.path().join(&next_zsk))
+        .expect("next ZSK")
+        .lines()
+        .find_map(|l| l.strip_prefix("Activate: "))
+        .and_then(gslb::dnssec::keys::parse_timestamp)
+        .expect("an Activate time");
+    assert_eq!(
+        status["dnssec"][0]["next_resign"].as_i64(),
+        Some(activation),
+        "{status}"
+    );
     let states: Vec<(String, String)> = status["dnssec"][0]["keys"]
         .as_array()
         .expect("keys")
