@@ -530,56 +530,98 @@ fn issue_19_a_killed_member_drops_out_after_its_lease() {
     members[1].wait_for(EU);
 }
 
-/// Sends `count` queries one after another to `server`; returns how many
-/// got no reply within a second.
-fn lost_queries(server: SocketAddr, count: u16) -> usize {
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_secs(1)))
-        .unwrap();
-    let mut lost = 0;
-    for id in 0..count {
-        let mut packet = vec![(id >> 8) as u8, id as u8, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
-        for label in NAME.split('.') {
-            packet.push(label.len() as u8);
-            packet.extend_from_slice(label.as_bytes());
-        }
-        packet.extend_from_slice(&[0, 0, 1, 0, 1]);
-        socket.send_to(&packet, server).unwrap();
-        let mut buf = [0u8; 1500];
-        let answered = loop {
-            match socket.recv_from(&mut buf) {
-                Ok((n, _)) if n >= 2 && buf[..2] == packet[..2] => break true,
-                Ok(_) => continue,
-                Err(_) => break false,
+/// The most queries [`QueryLoad`] sends (its bound when nobody stops it).
+const LOAD_MAX_QUERIES: u32 = 60_000;
+
+/// A bounded query load: one query at a time to each server in turn, until
+/// stopped, [`LOAD_MAX_QUERIES`] or 3 × [`DEADLINE`]; a query with no
+/// reply within a second is lost.
+struct QueryLoad {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<(u32, u32)>,
+}
+
+impl QueryLoad {
+    fn start(servers: Vec<SocketAddr>) -> QueryLoad {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+            socket
+                .set_read_timeout(Some(Duration::from_secs(1)))
+                .unwrap();
+            let end = std::time::Instant::now() + 3 * DEADLINE;
+            let (mut sent, mut lost) = (0u32, 0u32);
+            while !flag.load(Ordering::Relaxed)
+                && sent < LOAD_MAX_QUERIES
+                && std::time::Instant::now() < end
+            {
+                let server = servers[sent as usize % servers.len()];
+                let id = (sent % 65_536) as u16;
+                let mut packet = id.to_be_bytes().to_vec();
+                packet.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
+                for label in NAME.split('.') {
+                    packet.push(label.len() as u8);
+                    packet.extend_from_slice(label.as_bytes());
+                }
+                packet.extend_from_slice(&[0, 0, 1, 0, 1]);
+                socket.send_to(&packet, server).unwrap();
+                let mut buf = [0u8; 1500];
+                let answered = loop {
+                    match socket.recv_from(&mut buf) {
+                        Ok((n, from)) if from == server && n >= 2 && buf[..2] == packet[..2] => {
+                            break true;
+                        }
+                        Ok(_) => continue,
+                        Err(_) => break false,
+                    }
+                };
+                sent += 1;
+                lost += u32::from(!answered);
+                std::thread::sleep(Duration::from_millis(2));
             }
-        };
-        lost += usize::from(!answered);
-        std::thread::sleep(Duration::from_millis(2));
+            (sent, lost)
+        });
+        QueryLoad { stop, thread }
     }
-    lost
+
+    /// Stops the load; (queries sent, queries lost).
+    fn finish(self) -> (u32, u32) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap()
+    }
 }
 
 /// (5) etcd stopped while members serve: no query lost under a bounded
-/// load, answers follow local probes, overrides are kept; a change made
-/// meanwhile is pending and reaches the others when etcd returns.
+/// load (from before the outage until the members have converged after
+/// it), answers follow local probes, overrides are kept, a member
+/// restarted during the outage serves with the operator state it kept; a
+/// change made meanwhile is pending and reaches the others when etcd
+/// returns.
 #[test]
 fn issue_19_members_serve_through_an_etcd_outage_and_converge_after() {
     let Some(mut etcd) = Etcd::start() else {
         return;
     };
     let (eu, us) = (Backend::start(), Backend::start());
-    let members = cluster_of(&etcd, "/gslb/outage", "majority", &eu, &us);
+    let mut members = cluster_of(&etcd, "/gslb/outage", "majority", &eu, &us);
     // An override from before the outage: the weight-0 us endpoint preferred.
     members[0].post("/weight", r#"{"endpoint":"us/198.51.100.1","weight":0}"#);
     members[0].post("/weight", r#"{"endpoint":"us/198.51.100.2","weight":1}"#);
     for member in &members {
         member.wait_for(EU);
     }
-    let load = {
-        let server = members[1].dns;
-        std::thread::spawn(move || lost_queries(server, 1500))
-    };
+    // Every member holds the weights (ns3 in its state_dir too).
+    assert!(
+        poll_until(DEADLINE, || members[2].status()["operator"]["in_force"]
+            .as_array()
+            .map(Vec::len)
+            == Some(2)),
+        "ns3 never got the weights: {}",
+        members[2].status()["operator"]
+    );
+    // ns3 is restarted during the outage, so the load goes to ns1 and ns2.
+    let load = QueryLoad::start(vec![members[0].dns, members[1].dns]);
     etcd.stop();
     assert!(
         poll_until(
@@ -595,6 +637,17 @@ fn issue_19_members_serve_through_an_etcd_outage_and_converge_after() {
     for member in &members {
         member.wait_for("198.51.100.2");
     }
+    // A member started while etcd is unreachable serves at once, on its
+    // own probes and the operator state kept in its state_dir.
+    members[2].kill9();
+    members[2].spawn();
+    members[2].wait_for("198.51.100.2");
+    assert_eq!(
+        members[2].status()["cluster"]["store_connected"],
+        false,
+        "{}",
+        members[2].status()["cluster"]
+    );
     // A change made during the outage applies at once and is pending.
     let reply = members[0].post(
         "/override",
@@ -603,16 +656,19 @@ fn issue_19_members_serve_through_an_etcd_outage_and_converge_after() {
     assert_eq!(reply["pending"], true, "{reply}");
     members[0].wait_for(US);
     members[1].wait_for("198.51.100.2");
-    assert_eq!(load.join().unwrap(), 0, "queries lost during the outage");
     etcd.restart();
     for member in &members {
         member.wait_for(US);
     }
     assert!(
-        poll_until(DEADLINE, || members[2].live_members() == 3),
+        poll_until(DEADLINE, || members.iter().all(
+            |m| m.live_members() == 3 && m.status()["cluster"]["store_connected"] == true
+        )),
         "members did not come back: {}",
         members[2].status()["cluster"]
     );
+    let (sent, lost) = load.finish();
+    assert_eq!(lost, 0, "{lost} of {sent} queries lost across the outage");
 }
 
 /// (6) A standalone instance keeps its overrides and weights across a
