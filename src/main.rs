@@ -941,6 +941,11 @@ fn serve(source: SnapshotSource, listen: Vec<SocketAddr>, api: Option<SocketAddr
                 );
             }
         }
+        // Signal handlers go in before anything says "listening": a SIGHUP
+        // sent as soon as a script (or systemd) sees that line would
+        // otherwise find no handler and end the process, as its default
+        // action does.
+        let signals = Signals::install()?;
         let mut tasks = tokio::task::JoinSet::new();
         // The admin API comes first, and its line is printed before the DNS
         // "listening on" lines (scripts read those last).
@@ -979,7 +984,7 @@ fn serve(source: SnapshotSource, listen: Vec<SocketAddr>, api: Option<SocketAddr
             tokio::spawn(gslb::fleet::follow::run(control.clone(), fleet));
         }
         tasks.spawn(async move {
-            handle_signals(control).await;
+            signals.handle(control).await;
             Ok(())
         });
         match tasks.join_next().await {
@@ -989,25 +994,39 @@ fn serve(source: SnapshotSource, listen: Vec<SocketAddr>, api: Option<SocketAddr
     })
 }
 
-/// SIGHUP reloads; SIGINT/SIGTERM stop the server.
-async fn handle_signals(control: Arc<Control>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut hangup), Ok(mut terminate), Ok(mut interrupt)) = (
-        signal(SignalKind::hangup()),
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers");
-        return;
-    };
-    loop {
-        tokio::select! {
-            _ = hangup.recv() => reload(&control).await,
-            _ = terminate.recv() => break,
-            _ = interrupt.recv() => break,
-        }
+/// The signals `serve` handles: SIGHUP reloads; SIGINT/SIGTERM stop it.
+struct Signals {
+    hangup: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Installs the handlers (from then on these signals are queued for
+    /// `handle`, not acted on by default).
+    ///
+    /// # Errors
+    /// When the runtime cannot register a handler.
+    fn install() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            hangup: signal(SignalKind::hangup()).context("installing the SIGHUP handler")?,
+            terminate: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            interrupt: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+        })
     }
-    tracing::info!("shutting down");
+
+    /// Reloads on each SIGHUP until SIGINT or SIGTERM.
+    async fn handle(mut self, control: Arc<Control>) {
+        loop {
+            tokio::select! {
+                _ = self.hangup.recv() => reload(&control).await,
+                _ = self.terminate.recv() => break,
+                _ = self.interrupt.recv() => break,
+            }
+        }
+        tracing::info!("shutting down");
+    }
 }
 
 async fn reload(control: &Arc<Control>) {

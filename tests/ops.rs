@@ -670,6 +670,26 @@ fn promtool_check(text: &str) {
 }
 
 #[test]
+fn a_sighup_sent_as_soon_as_the_server_says_listening_reloads_it() {
+    // The handlers are in before the "listening" lines: a SIGHUP sent the
+    // moment a script (or systemd) sees them reloads the server, never ends
+    // it by the signal's default action. Several rounds, as it was a race.
+    for round in 0..5 {
+        let dir = TempDir::new(&format!("early-hup-{round}"));
+        let (server, _) = start(&dir, &config("", &["192.0.2.10"], ""));
+        server.signal("HUP");
+        assert!(
+            poll_until(DEADLINE, || server
+                .stderr()
+                .contains("reloaded configuration")),
+            "round {round}: {}",
+            server.stderr()
+        );
+        wait_for(&server, WWW, &["192.0.2.10"]);
+    }
+}
+
+#[test]
 fn reload_command_reports_errors_and_the_server_keeps_serving() {
     let dir = TempDir::new("reload-cli");
     let (server, path) = start(&dir, &config("", &["192.0.2.10"], ""));
