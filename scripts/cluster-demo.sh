@@ -10,8 +10,9 @@
 # backends, three members) and stops all of it on exit.
 #
 # Usage: scripts/cluster-demo.sh [--publish-timing N]
-#   (needs etcd: apt-get install etcd-server; dig; python3; the timing also
-#   /usr/bin/python3 with dnspython: apt-get install python3-dnspython)
+#   (needs etcd, dig, curl, python3: apt-get install etcd-server dnsutils
+#   curl python3; the timing also /usr/bin/python3 with dnspython: apt-get
+#   install python3-dnspython)
 # --publish-timing N then publishes N more changes and prints the time from
 # starting `gslb publish` to all three members answering the new version
 # (median and max), as in benches/README.md.
@@ -22,6 +23,8 @@ if [ "${1:-}" = "--publish-timing" ]; then TIMING=${2:?--publish-timing N}; fi
 
 command -v etcd >/dev/null || { echo "etcd not found: apt-get install etcd-server" >&2; exit 1; }
 command -v dig >/dev/null || { echo "dig not found: apt-get install dnsutils" >&2; exit 1; }
+command -v curl >/dev/null || { echo "curl not found: apt-get install curl" >&2; exit 1; }
+command -v python3 >/dev/null || { echo "python3 not found: apt-get install python3" >&2; exit 1; }
 
 # GSLB=path/to/gslb uses that binary instead of building a release one.
 if [ -z "${GSLB:-}" ]; then
@@ -36,6 +39,7 @@ cleanup() {
     rm -rf "$WORK"
 }
 trap cleanup EXIT
+trap 'exit 1' INT TERM
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -158,11 +162,25 @@ for i in 1 2 3; do
 done
 sleep 2
 
-answers() { # NAME
-    for i in 1 2 3; do
-        printf '  ns%s: %s\n' "$i" "$(dig @127.0.0.1 -p "${DNS[$i]}" +short +norec "$1" | tr '\n' ' ')"
-    done
+answer() { # MEMBER NAME
+    dig @127.0.0.1 -p "${DNS[$1]}" +short +norec +time=1 +tries=1 "$2" | tr '\n' ' ' || true
 }
+answers() { # NAME
+    for i in 1 2 3; do printf '  ns%s: %s\n' "$i" "$(answer "$i" "$1")"; done
+}
+# Waits (up to 15 s) until every member answers NAME with ADDRESS: a
+# publish or an override takes effect in well under a second, more on a
+# loaded machine.
+wait_answers() { # NAME ADDRESS
+    for _ in $(seq 150); do
+        local all=1
+        for i in 1 2 3; do [ "$(answer "$i" "$1")" = "$2 " ] || all=0; done
+        [ "$all" = 1 ] && return 0
+        sleep 0.1
+    done
+    echo "not every member answers $1 with $2 after 15 s:" >&2; answers "$1" >&2; exit 1
+}
+wait_answers www.example.test 192.0.2.10
 
 echo
 echo "== members seen by ns1:"
@@ -171,9 +189,12 @@ echo "== www.example.test before (eu first):"; answers www.example.test
 echo
 echo "== drain eu on ns1 only:  $GSLB override -c $WORK/ns1/gslb.toml eu drain"
 "$GSLB" override -c "$WORK/ns1/gslb.toml" eu drain
-sleep 1
+wait_answers www.example.test 198.51.100.10
 echo "== www.example.test on every member:"; answers www.example.test
-"$GSLB" override -c "$WORK/ns2/gslb.toml" eu none >/dev/null
+echo "== clear it on ns2:  $GSLB override -c $WORK/ns2/gslb.toml eu none"
+"$GSLB" override -c "$WORK/ns2/gslb.toml" eu none
+wait_answers www.example.test 192.0.2.10
+echo "== www.example.test on every member:"; answers www.example.test
 echo
 echo "== ap's backend refuses probes from ns3 (127.0.0.13); ns3's own verdict is down:"
 curl -s "127.0.0.1:${API[1]}/status" | python3 -c '
@@ -190,7 +211,7 @@ echo
 echo "== publish a change (www: us first):  gslb publish -c $WORK/fleet/gslb.toml -m 'us first'"
 fleet_config '["us", "eu"]' 192.0.2.100
 "$GSLB" publish -c "$WORK/fleet/gslb.toml" -m "us first"
-sleep 1
+wait_answers www.example.test 198.51.100.10
 echo "== www.example.test on every member:"; answers www.example.test
 echo "== gslb versions -c $WORK/ns1/gslb.toml"
 "$GSLB" versions -c "$WORK/ns1/gslb.toml" | sed 's/^/  /'
@@ -198,8 +219,17 @@ echo "== gslb diff -c $WORK/ns1/gslb.toml 1 2"
 "$GSLB" diff -c "$WORK/ns1/gslb.toml" 1 2 | sed 's/^/  /'
 echo "== roll back:  gslb rollback -c $WORK/ns1/gslb.toml 1"
 "$GSLB" rollback -c "$WORK/ns1/gslb.toml" 1
-sleep 1
+wait_answers www.example.test 192.0.2.10
 echo "== www.example.test on every member (eu first again):"; answers www.example.test
+# The member records follow the swap by a moment.
+for _ in $(seq 50); do
+    curl -s "127.0.0.1:${API[1]}/status" | python3 -c '
+import json,sys
+members = json.load(sys.stdin)["cluster"]["members"]
+sys.exit(0 if len(members) == 3 and all(m["config_version"] == 3 for m in members) else 1)' && break
+    sleep 0.1
+done
+echo "== members as ns1 sees them:"
 curl -s "127.0.0.1:${API[1]}/status" | python3 -c '
 import json,sys
 for m in json.load(sys.stdin)["cluster"]["members"]:

@@ -878,3 +878,50 @@ fn lowering_keep_versions_below_many_kept_versions_still_publishes() {
     });
     assert_eq!(etcd.range("/gslb/t7/config/bundle/").len(), 1);
 }
+
+/// The README's walkthrough ("Publishing configuration to a fleet") is
+/// `scripts/cluster-demo.sh`: it runs as written (with this build's
+/// binary instead of a release build) and shows what the README says.
+#[test]
+fn the_readme_walkthrough_scripts_cluster_demo_runs_as_written() {
+    for tool in ["etcd", "dig", "curl", "python3", "timeout"] {
+        if std::process::Command::new(tool)
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            eprintln!("skipped: {tool} is not installed");
+            return;
+        }
+    }
+    let out = std::process::Command::new("timeout")
+        .args(["--kill-after=10", "180", "scripts/cluster-demo.sh"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("GSLB", env!("CARGO_BIN_EXE_gslb"))
+        .output()
+        .expect("run scripts/cluster-demo.sh");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let every =
+        |address: &str| format!("  ns1: {address} \n  ns2: {address} \n  ns3: {address} \n");
+    for expected in [
+        "published version 1 (".to_string(),
+        format!(
+            "== www.example.test before (eu first):\n{}",
+            every("192.0.2.10")
+        ),
+        "(www: us first)".to_string(),
+        format!(
+            "== www.example.test on every member:\n{}== gslb versions",
+            every("198.51.100.10")
+        ),
+        "running on ns1,ns2,ns3  us first\n".to_string(),
+        "  -pools = [\"eu\", \"us\"]\n  +pools = [\"us\", \"eu\"]\n".to_string(),
+        "published version 3 (version 1 again".to_string(),
+        format!("(eu first again):\n{}", every("192.0.2.10")),
+        "ns3 serves version 3 behind 0".to_string(),
+    ] {
+        assert!(stdout.contains(&expected), "no {expected:?} in:\n{stdout}");
+    }
+}
