@@ -358,6 +358,17 @@ fn issue_20_every_static_answer_validates_with_delv() {
         "{}",
         nx.raw
     );
+    // Names asked in mixed case (resolvers' 0x20 bits) validate too, the
+    // ones signed at query time included: a wildcard expansion, a denial,
+    // a service answer.
+    for (name, rtype) in [
+        ("X.Wild.Signed.TEST.", "A"),
+        ("NoPe.signed.test.", "A"),
+        ("GEO.signed.test.", "A"),
+        ("Www.Signed.Test.", "AAAA"),
+    ] {
+        validate_py(&server, &signed.ds, name, rtype, None);
+    }
     // The referral to the insecure child carries the NSEC proving it has no
     // DS; the one to the secure child carries its signed DS.
     let referral = validate_py(&server, &signed.ds, "host.deleg.signed.test.", "A", None);
