@@ -19,9 +19,13 @@ use std::time::Duration;
 /// a failed version is retried every 15 s).
 const DEADLINE: Duration = Duration::from_secs(45);
 const NAME: &str = "www.example.test";
+/// A latency service: clients in 10.0.0.0/8 go where `latency.csv` says.
+const LATENCY_NAME: &str = "lat.example.test";
+const LATENCY_TABLE: &str = "prefix,region,ms\n10.0.0.0/8,alt,5\n";
 const ZONE: &str = "$ORIGIN example.test.\n$TTL 300\n@ IN SOA ns1 hostmaster 1 7200 900 1209600 300\n@ IN NS ns1\nns1 IN A 192.0.2.53\n";
 
-/// The configuration published: `www` answers `address`; `geoip` adds a
+/// The configuration published: `www` answers `address`, `lat` the pool
+/// `latency.csv` names for 10.0.0.0/8 (else `main`); `geoip` adds a
 /// `[geoip]` section naming `geo/city.mmdb` beside the file.
 fn fleet_config(etcd: &EtcdServer, prefix: &str, address: &str, geoip: bool) -> String {
     let geoip = if geoip {
@@ -40,10 +44,18 @@ file = "zones/example.test.zone"
 {geoip}
 [pools.main]
 endpoints = [{{ address = "{address}" }}]
+[pools.alt]
+endpoints = [{{ address = "198.51.100.7" }}]
 
 [services."{NAME}"]
 policy = "failover"
 pools = ["main"]
+ttl = 5
+
+[services."{LATENCY_NAME}"]
+policy = "latency"
+pools = ["main", "alt"]
+latency_table = "latency.csv"
 ttl = 5
 
 [cluster]
@@ -66,6 +78,7 @@ impl Publisher {
         let dir = TempDir::new("publisher");
         std::fs::create_dir_all(dir.path().join("zones")).unwrap();
         dir.write("zones/example.test.zone", ZONE);
+        dir.write("latency.csv", LATENCY_TABLE);
         Publisher {
             dir,
             etcd_url: etcd.url(),
@@ -191,6 +204,15 @@ config = "etcd"
         dig(self.server().addr(), &[NAME, "A"]).sorted_rdata()
     }
 
+    /// What the latency service answers a client in 10.0.0.0/8.
+    fn latency_answers(&self) -> Vec<String> {
+        dig(
+            self.server().addr(),
+            &[LATENCY_NAME, "A", "+subnet=10.1.2.0/24"],
+        )
+        .sorted_rdata()
+    }
+
     fn wait_for(&self, want: &str) {
         let mut last = Vec::new();
         let ok = poll_until(DEADLINE, || {
@@ -265,10 +287,20 @@ fn publish_reaches_every_member_and_bad_racing_and_rolled_back_versions_behave()
         .collect();
     for member in &members {
         member.wait_for("192.0.2.1");
+        // The bundled latency table is the one served.
+        assert_eq!(member.latency_answers(), ["198.51.100.7"]);
     }
 
-    // A change reaches all three.
+    // A change reaches all three: the TOML, the zone file and the latency
+    // table.
     publisher.write(&fleet_config(&etcd, prefix, "192.0.2.2", false));
+    publisher.dir.write(
+        "zones/example.test.zone",
+        &format!("{ZONE}txt IN TXT \"v2\"\n"),
+    );
+    publisher
+        .dir
+        .write("latency.csv", &LATENCY_TABLE.replace(",alt,", ",main,"));
     let before = unix_now().floor();
     let line = publisher.publish_line("move to .2");
     let after = unix_now().ceil();
@@ -276,6 +308,11 @@ fn publish_reaches_every_member_and_bad_racing_and_rolled_back_versions_behave()
     let (digest, by) = digest_and_by(&line);
     for member in &members {
         member.wait_for("192.0.2.2");
+        assert_eq!(member.latency_answers(), ["192.0.2.2"]);
+        assert_eq!(
+            dig(member.server().addr(), &["txt.example.test", "TXT"]).sorted_rdata(),
+            ["\"v2\""]
+        );
     }
     // Every member's record says it runs version 2.
     assert!(
@@ -347,6 +384,18 @@ fn publish_reaches_every_member_and_bad_racing_and_rolled_back_versions_behave()
         "{}",
         diff.stdout
     );
+    assert!(
+        diff.stdout.contains("zone file zones/example.test.zone:\n")
+            && diff.stdout.contains("\n+txt IN TXT \"v2\"\n")
+            && diff
+                .stdout
+                .contains("latency table latency.csv:\n--- 1/latency.csv\n+++ 2/latency.csv\n")
+            && diff
+                .stdout
+                .contains("\n-10.0.0.0/8,alt,5\n+10.0.0.0/8,main,5\n"),
+        "{}",
+        diff.stdout
+    );
 
     // With --db the client-movement report of `gslb diff -c OLD NEW`
     // follows, on both versions built here.
@@ -360,6 +409,20 @@ fn publish_reaches_every_member_and_bad_racing_and_rolled_back_versions_behave()
             && moves.stdout.contains(NAME),
         "{}",
         moves.stdout
+    );
+
+    // With --clients FILE, only those clients are weighed: the latency
+    // table moved 10.0.0.0/8 from alt to main.
+    publisher.dir.write("clients.txt", "10.1.2.0/24\n");
+    let clients = publisher.dir.path().join("clients.txt");
+    let moved = publisher.run(&["diff", "1", "2", "--clients", clients.to_str().unwrap()]);
+    assert_eq!(moved.code(), Some(0), "{}", moved.stderr);
+    assert!(
+        moved.stdout.contains(
+            "lat.example.test. (changed)\n  IPv4: 100.00% of the clients move (1 of 1 clients"
+        ) && moved.stdout.contains("alt -> main"),
+        "{}",
+        moved.stdout
     );
 
     // A configuration that does not check is refused and reaches nobody.
@@ -661,6 +724,21 @@ fn with_etcd_down_members_keep_serving_and_a_restarted_member_serves_its_cache()
     for member in &members {
         assert_eq!(member.answers(), ["192.0.2.1"]);
     }
+    // The other commands say so too.
+    for args in [&["versions"][..], &["rollback", "1"], &["diff", "1", "1"]] {
+        let out = publisher.run(args);
+        assert_eq!(out.code(), Some(1), "{args:?}: {}", out.stdout);
+        assert!(
+            out.stderr.contains("etcd unreachable"),
+            "{args:?}: {}",
+            out.stderr
+        );
+    }
+    // A reload rebuilds the version in service, etcd or not.
+    let reload = http(members[1].server().api(), "POST", "/reload", &[], "");
+    assert_eq!(reload.status, 200, "{}", reload.body);
+    assert_eq!(members[1].answers(), ["192.0.2.1"]);
+    assert_eq!(members[1].status()["fleet"]["version"], 1);
 
     // A member restarted while etcd is down serves its cached version.
     members[0].kill();
