@@ -314,13 +314,17 @@ fn publish_reaches_every_member_and_bad_racing_and_rolled_back_versions_behave()
             ["\"v2\""]
         );
     }
-    // Every member's record says it runs version 2.
+    // Every member's record says it runs version 2, since it took it.
     assert!(
         poll_until(DEADLINE, || {
             members[0].status()["cluster"]["members"]
                 .as_array()
                 .is_some_and(|list| {
-                    list.len() == 3 && list.iter().all(|m| m["config_version"] == 2)
+                    list.len() == 3
+                        && list.iter().all(|m| {
+                            m["config_version"] == 2
+                                && m["config_since_unix"].as_f64().is_some_and(|t| t >= before)
+                        })
                 })
         }),
         "{}",
@@ -834,22 +838,26 @@ fn an_oversize_bundle_is_refused_at_publish_and_nothing_is_written() {
     let publisher = Publisher::new(&etcd);
     publisher.write(&fleet_config(&etcd, "/gslb/t5", "192.0.2.1", false));
     assert_eq!(publisher.publish("small"), 1);
-    // 3 MB of comments: a valid zone, over etcd's 1.5 MiB request limit.
+    // A valid zone padded with comments to 1.7 MB (over etcd's 1.5 MiB
+    // --max-request-bytes, which etcd itself refuses) and to 3 MB (over
+    // its gRPC limit of that plus 0.5 MiB, refused before etcd's check).
     let comment = format!("; {}\n", "x".repeat(98));
-    publisher.dir.write(
-        "zones/example.test.zone",
-        &format!("{ZONE}{}", comment.repeat(30_000)),
-    );
-    let refused = publisher.run(&["publish", "-m", "too big"]);
-    assert_eq!(refused.code(), Some(1), "{}", refused.stdout);
-    assert!(
-        refused
-            .stderr
-            .contains("more than etcd accepts in one request")
-            && refused.stderr.contains("nothing was published"),
-        "{}",
-        refused.stderr
-    );
+    for lines in [17_000, 30_000] {
+        publisher.dir.write(
+            "zones/example.test.zone",
+            &format!("{ZONE}{}", comment.repeat(lines)),
+        );
+        let refused = publisher.run(&["publish", "-m", "too big"]);
+        assert_eq!(refused.code(), Some(1), "{lines}: {}", refused.stdout);
+        assert!(
+            refused
+                .stderr
+                .contains("more than etcd accepts in one request")
+                && refused.stderr.contains("nothing was published"),
+            "{lines}: {}",
+            refused.stderr
+        );
+    }
     let json: serde_json::Value =
         serde_json::from_str(&publisher.run(&["versions", "--json"]).stdout).unwrap();
     assert_eq!(json["newest"], 1, "{json}");
