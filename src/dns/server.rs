@@ -10,7 +10,7 @@
 //! across an `.await`.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +20,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
-use super::answer::Transport;
+use super::answer::{Outcome, Transport};
 use super::reply_buffer::UdpReply;
 use super::rrl::RrlVerdict;
 use super::served::{SharedServed, handle_packet, handle_udp_query};
@@ -28,8 +28,42 @@ use super::udp_batch::{UDP_BATCH, UdpBatch};
 use super::wire::truncate_reply;
 use crate::hash::SplitMix64;
 use crate::health::HealthTable;
-use crate::metrics::{Observer, QueryRecorder};
+use crate::snapshot::Snapshot;
 use crate::transfer::Hub;
+
+/// Where a server reports the queries it handles. The metrics and the query
+/// log implement it (`metrics::Observer`), above `dns`, which knows neither.
+pub trait Observe: Send + 'static {
+    /// What records one worker's queries.
+    type Recorder: RecordQueries;
+    /// A recorder of its own for a UDP worker, or for the TCP connections
+    /// of a listener (which `fork` it).
+    fn recorder(&self, transport: Transport) -> Self::Recorder;
+}
+
+/// Records what happened to each query of one worker. Called on the query
+/// path: takes no lock and allocates nothing in the ordinary case.
+pub trait RecordQueries: Send + 'static {
+    /// What the recorder looks up for a snapshot, once per batch.
+    type View;
+    /// The view for `snapshot` (cheap while the snapshot stays the same).
+    fn view(&self, snapshot: &Arc<Snapshot>) -> Self::View;
+    /// Records one query: `outcome` is what the answer path returned
+    /// (`None`: dropped), `packet` the query bytes.
+    fn record(
+        &mut self,
+        view: &Self::View,
+        snapshot: &Arc<Snapshot>,
+        packet: &[u8],
+        peer: IpAddr,
+        outcome: Option<&Outcome<'_>>,
+    );
+    /// Counts a response that rate limiting dropped or slipped.
+    fn record_rate_limited(&self, verdict: RrlVerdict);
+    /// A recorder for one more TCP connection, sharing this one's counters.
+    #[must_use]
+    fn fork(&mut self) -> Self;
+}
 
 /// Limits that keep slow or greedy TCP clients from holding the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,11 +156,11 @@ fn bind_tcp(addr: SocketAddr) -> io::Result<Socket> {
 ///
 /// # Errors
 /// A UDP worker thread cannot be started.
-pub async fn serve(
+pub async fn serve<O: Observe>(
     listener: BoundListener,
     served: SharedServed,
     health: Arc<HealthTable>,
-    observer: Observer,
+    observer: O,
     tcp_limits: TcpLimits,
     transfers: Arc<Hub>,
 ) -> io::Result<()> {
@@ -153,11 +187,11 @@ pub async fn serve(
 }
 
 /// One UDP worker: batches of queries in, batches of replies out.
-fn serve_udp(
+fn serve_udp<R: RecordQueries>(
     socket: &std::net::UdpSocket,
     served: &SharedServed,
     health: &HealthTable,
-    mut recorder: QueryRecorder,
+    mut recorder: R,
     transfers: &Hub,
 ) {
     let mut batch = UdpBatch::new(socket.as_fd());
@@ -191,12 +225,16 @@ fn serve_udp(
                 let reply = &mut replies[answered];
                 if is_notify(&buffer[..len]) {
                     // NOTIFY (RFC 1996) belongs to the transfer code.
-                    if transfers.answer_notify_udp(
-                        &current.snapshot,
-                        &buffer[..len],
-                        peer_ip,
-                        reply,
-                    ) {
+                    let answer =
+                        transfers.answer_notify_udp(&current.snapshot, &buffer[..len], peer_ip);
+                    if let Some(answer) = answer
+                        && reply
+                            .write_with(|out| {
+                                out.extend_from_slice(&answer);
+                                Some(())
+                            })
+                            .is_some()
+                    {
                         reply_to[answered] = index as u8;
                         answered += 1;
                     }
@@ -240,11 +278,11 @@ fn serve_udp(
     }
 }
 
-async fn serve_tcp(
+async fn serve_tcp<R: RecordQueries>(
     listener: TcpListener,
     served: SharedServed,
     health: Arc<HealthTable>,
-    mut recorder: QueryRecorder,
+    mut recorder: R,
     limits: TcpLimits,
     transfers: Arc<Hub>,
 ) {
@@ -279,12 +317,12 @@ async fn serve_tcp(
     }
 }
 
-async fn serve_tcp_connection(
+async fn serve_tcp_connection<R: RecordQueries>(
     mut stream: TcpStream,
     peer: SocketAddr,
     served: SharedServed,
     health: Arc<HealthTable>,
-    mut recorder: QueryRecorder,
+    mut recorder: R,
     limits: TcpLimits,
     transfers: &Hub,
 ) -> io::Result<()> {

@@ -13,6 +13,7 @@ use arc_swap::ArcSwapOption;
 use super::{Metrics, NO_ZONE, PoolCells, SlotCells, ZoneCells, unix_ms};
 use crate::dns::answer::{Outcome, Transport};
 use crate::dns::rrl::RrlVerdict;
+use crate::dns::server::{Observe, RecordQueries};
 use crate::hash::SplitMix64;
 use crate::policy::Endpoint;
 use crate::querylog::{QueryLog, QueryLogEntry};
@@ -289,6 +290,44 @@ impl QueryRecorder {
             outcome,
             chosen,
         ));
+    }
+}
+
+impl Observe for Observer {
+    type Recorder = QueryRecorder;
+
+    fn recorder(&self, transport: Transport) -> QueryRecorder {
+        Observer::recorder(self, transport)
+    }
+}
+
+impl RecordQueries for QueryRecorder {
+    type View = Arc<View>;
+
+    #[inline(always)]
+    fn view(&self, snapshot: &Arc<Snapshot>) -> Arc<View> {
+        QueryRecorder::view(self, snapshot)
+    }
+
+    #[inline(always)]
+    fn record(
+        &mut self,
+        view: &Arc<View>,
+        snapshot: &Arc<Snapshot>,
+        packet: &[u8],
+        peer: IpAddr,
+        outcome: Option<&Outcome<'_>>,
+    ) {
+        QueryRecorder::record(self, view, snapshot, packet, peer, outcome);
+    }
+
+    #[inline(always)]
+    fn record_rate_limited(&self, verdict: RrlVerdict) {
+        QueryRecorder::record_rate_limited(self, verdict);
+    }
+
+    fn fork(&mut self) -> Self {
+        QueryRecorder::fork(self)
     }
 }
 

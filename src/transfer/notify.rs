@@ -14,7 +14,6 @@ use super::message::{
 use super::outgoing::{Signature, check_signature, formerr, sign_answer};
 use super::tsig::{self, ResponseVerifier, TsigKey};
 use super::{ZoneTransfer, unix_now};
-use crate::dns::reply_buffer::UdpReply;
 use crate::snapshot::Snapshot;
 use crate::wire::rtype;
 use crate::zone::{WireName, wire_name_to_string};
@@ -27,30 +26,23 @@ const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 impl Hub {
-    /// Answers a NOTIFY that came over UDP into a worker's reply buffer;
-    /// false when nothing is to be sent.
+    /// Answers a NOTIFY that came over UDP: the reply, or `None` when
+    /// nothing is to be sent.
     pub fn answer_notify_udp(
         &self,
         snapshot: &Snapshot,
         packet: &[u8],
         client: IpAddr,
-        reply: &mut UdpReply,
-    ) -> bool {
-        reply
-            .write_with(|out| {
-                let answer = match parse_request(packet) {
-                    Ok(request) => self.answer_notify(snapshot, &request, packet, client)?,
-                    Err(err) => {
-                        // A readable header with a bad body gets FORMERR,
-                        // as every other query does.
-                        tracing::info!(peer = %client, reason = %err, "NOTIFY refused: malformed");
-                        formerr(packet)?
-                    }
-                };
-                out.extend_from_slice(&answer);
-                Some(())
-            })
-            .is_some()
+    ) -> Option<Vec<u8>> {
+        match parse_request(packet) {
+            Ok(request) => self.answer_notify(snapshot, &request, packet, client),
+            Err(err) => {
+                // A readable header with a bad body gets FORMERR, as every
+                // other query does.
+                tracing::info!(peer = %client, reason = %err, "NOTIFY refused: malformed");
+                formerr(packet)
+            }
+        }
     }
 
     /// Answers a NOTIFY for one of our zones.
