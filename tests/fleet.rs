@@ -107,7 +107,7 @@ impl Publisher {
 
     /// Publishes and returns what `publish` printed.
     fn publish_line(&self, message: &str) -> String {
-        let out = self.run(&["publish", "-m", message]);
+        let out = self.run(&["publish", "--message", message]);
         assert_eq!(out.code(), Some(0), "publish failed:\n{}", out.stderr);
         out.stdout
     }
