@@ -187,7 +187,7 @@ def per_minute(before, after, secs):
 
 def store_load(args):
     gslb = gslb_binary()
-    with_lab = lab.Lab(gslb, "bench-load")
+    with_lab = lab.Lab(gslb, "bench-load", keep=args.keep)
     etcd = with_lab.start_etcd()
     pools, services, ports = load_layout(with_lab.work, with_lab.backends, args.endpoints)
     body = lab.config_body(with_lab.work, pools, services, interval=args.interval,
@@ -233,6 +233,8 @@ def store_load(args):
     lines.append(f"memory (VmRSS, settled, before any /status or /metrics call): member mean "
                  f"{statistics.mean(rss) / 1024:.1f} MiB (max {max(rss) / 1024:.1f}), standalone "
                  f"{standalone_rss / 1024:.1f} MiB, etcd {etcd.rss_kib() / 1024:.1f} MiB")
+    if args.keep:
+        lines.append(f"kept: {with_lab.work}")
     with_lab.close()
     report(lines)
 
@@ -307,6 +309,8 @@ def main():
     s.add_argument("--interval", default="5s")
     s.add_argument("--steady", type=int, default=60)
     s.add_argument("--outage", type=int, default=60)
+    s.add_argument("--keep", action="store_true",
+                   help="keep the lab directory (members' and etcd's logs) and print it")
     s.set_defaults(run=store_load)
     g = sub.add_parser("callgrind")
     g.add_argument("--seconds", type=int, default=20)

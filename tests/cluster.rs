@@ -284,6 +284,25 @@ ttl = 5
         reply.json()
     }
 
+    /// Runs `gslb SUBCOMMAND ARGS` against this member's API (address and
+    /// token from its configuration); its standard output.
+    fn gslb(&self, subcommand: &str, args: &[&str]) -> String {
+        let output = Command::new(env!("CARGO_BIN_EXE_gslb"))
+            .arg(subcommand)
+            .arg("-c")
+            .arg(self.dir.join("gslb.toml"))
+            .args(["--api", &self.api.to_string()])
+            .args(args)
+            .output()
+            .expect("run gslb");
+        assert!(
+            output.status.success(),
+            "gslb {subcommand} {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
     fn status(&self) -> serde_json::Value {
         http(self.api, "GET", "/status", &[], "").json()
     }
@@ -649,11 +668,11 @@ fn issue_19_members_serve_through_an_etcd_outage_and_converge_after() {
         members[2].status()["cluster"]
     );
     // A change made during the outage applies at once and is pending.
-    let reply = members[0].post(
-        "/override",
-        r#"{"endpoint":"us/198.51.100.2","state":"drain"}"#,
+    let said = members[0].gslb("override", &["us/198.51.100.2", "drain"]);
+    assert!(
+        said.starts_with("us/198.51.100.2: override drain (pending:"),
+        "{said}"
     );
-    assert_eq!(reply["pending"], true, "{reply}");
     members[0].wait_for(US);
     members[1].wait_for("198.51.100.2");
     etcd.restart();
@@ -687,9 +706,16 @@ fn issue_19_standalone_restart_keeps_overrides_and_weights() {
     let dir = temp_dir("standalone");
     let mut member = Member::start_in(dir.clone(), 1, &setup);
     member.wait_for(EU);
-    member.post("/override", r#"{"pool":"eu","state":"drain"}"#);
-    member.post("/weight", r#"{"endpoint":"us/198.51.100.1","weight":0}"#);
-    member.post("/weight", r#"{"endpoint":"us/198.51.100.2","weight":3}"#);
+    // Through the subcommands, which call the API as `gslb reload` does.
+    assert_eq!(
+        member.gslb("override", &["eu", "drain"]),
+        "eu: override drain\n"
+    );
+    assert_eq!(
+        member.gslb("weight", &["us/198.51.100.1", "0"]),
+        "us/198.51.100.1: weight 0\n"
+    );
+    member.gslb("weight", &["us/198.51.100.2", "3"]);
     member.wait_for("198.51.100.2");
     assert!(dir.join("state/operator-state.json").exists());
     member.kill9();
@@ -701,14 +727,11 @@ fn issue_19_standalone_restart_keeps_overrides_and_weights() {
         Some(3),
         "{status}"
     );
-    member.post(
-        "/weight",
-        r#"{"endpoint":"us/198.51.100.2","weight":"none"}"#,
+    assert_eq!(
+        member.gslb("weight", &["us/198.51.100.2", "none"]),
+        "us/198.51.100.2: weight none (configured)\n"
     );
-    member.post(
-        "/weight",
-        r#"{"endpoint":"us/198.51.100.1","weight":"none"}"#,
-    );
+    member.gslb("weight", &["us/198.51.100.1", "none"]);
     member.wait_for(US);
 }
 
