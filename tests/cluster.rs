@@ -111,6 +111,8 @@ struct Setup<'a> {
     us_port: u16,
     /// More keys for pool eu (e.g. `check_from = ["ns3"]`).
     eu_extra: &'a str,
+    /// `[cluster] member_ttl`.
+    member_ttl: &'a str,
 }
 
 /// A running `gslb serve`, SIGKILLed on drop.
@@ -139,10 +141,11 @@ impl Member {
         .unwrap();
         let cluster = match setup.etcd {
             Some(etcd) => format!(
-                "[cluster]\nname = \"{name}\"\netcd = [\"{}\"]\nprefix = \"{}\"\ndown_quorum = \"{}\"\nmember_ttl = \"2s\"\nprobe_source = \"127.0.0.{}\"\n",
+                "[cluster]\nname = \"{name}\"\netcd = [\"{}\"]\nprefix = \"{}\"\ndown_quorum = \"{}\"\nmember_ttl = \"{}\"\nprobe_source = \"127.0.0.{}\"\n",
                 etcd.url(),
                 setup.prefix,
                 setup.quorum,
+                setup.member_ttl,
                 10 + index
             ),
             None => String::new(),
@@ -367,6 +370,7 @@ fn cluster_of(etcd: &Etcd, prefix: &str, quorum: &str, eu: &Backend, us: &Backen
         eu_port: eu.port,
         us_port: us.port,
         eu_extra: "",
+        member_ttl: "2s",
     })
 }
 
@@ -690,6 +694,93 @@ fn issue_19_members_serve_through_an_etcd_outage_and_converge_after() {
     assert_eq!(lost, 0, "{lost} of {sent} queries lost across the outage");
 }
 
+/// A counter's value in a member's `/metrics` (0 when absent).
+fn counter(member: &Member, name: &str) -> u64 {
+    member
+        .metrics()
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// etcd away for less than the lease (here restarted, which renews every
+/// lease): each member resumes its lease, finds its keys still there and
+/// writes nothing again, where a new lease would re-publish every verdict.
+#[test]
+fn issue_19_a_member_resumes_its_lease_after_a_short_store_outage() {
+    let Some(mut etcd) = Etcd::start() else {
+        return;
+    };
+    let (eu, us) = (Backend::start(), Backend::start());
+    let setup = Setup {
+        etcd: Some(&etcd),
+        prefix: "/gslb/resume",
+        quorum: "majority",
+        eu_port: eu.port,
+        us_port: us.port,
+        eu_extra: "",
+        member_ttl: "120s",
+    };
+    let members: Vec<Member> = (1..=2).map(|i| Member::start(i, &setup)).collect();
+    // Settled: each member has published its record and an up verdict on
+    // all three endpoints.
+    for member in &members {
+        member.wait_for(EU);
+        assert!(
+            poll_until(DEADLINE, || member.live_members() == 2
+                && counter(member, "gslb_cluster_store_keys_written_total") == 4),
+            "{} never settled: {}",
+            member.name,
+            member.metrics()
+        );
+    }
+    etcd.stop();
+    for member in &members {
+        assert!(
+            poll_until(DEADLINE, || member.status()["cluster"]["store_connected"]
+                == false),
+            "{} never noticed the outage",
+            member.name
+        );
+    }
+    etcd.restart();
+    for member in &members {
+        assert!(
+            poll_until(DEADLINE, || member.status()["cluster"]["store_connected"]
+                == true),
+            "{} did not reconnect:\n{}",
+            member.name,
+            member.log()
+        );
+        assert!(
+            member.log().contains("resumed=true"),
+            "{}:\n{}",
+            member.name,
+            member.log()
+        );
+        assert_eq!(
+            counter(member, "gslb_cluster_store_keys_written_total"),
+            4,
+            "{} wrote its keys again",
+            member.name
+        );
+        assert_eq!(member.live_members(), 2);
+        member.wait_for(EU);
+    }
+    // The resumed sessions still publish changes.
+    eu.kill();
+    for member in &members {
+        member.wait_for(US);
+    }
+    assert!(
+        poll_until(DEADLINE, || members[1]
+            .verdict_of("ns1", "eu/192.0.2.1")
+            .as_deref()
+            == Some("down")),
+        "ns1's new verdict never reached ns2"
+    );
+}
+
 /// (6) A standalone instance keeps its overrides and weights across a
 /// restart (`[server] state_dir`).
 #[test]
@@ -702,6 +793,7 @@ fn issue_19_standalone_restart_keeps_overrides_and_weights() {
         eu_port: eu.port,
         us_port: us.port,
         eu_extra: "",
+        member_ttl: "2s",
     };
     let dir = temp_dir("standalone");
     let mut member = Member::start_in(dir.clone(), 1, &setup);
@@ -748,6 +840,7 @@ fn issue_19_garbage_in_the_store_is_logged_and_ignored() {
         eu_port: eu.port,
         us_port: us.port,
         eu_extra: "",
+        member_ttl: "2s",
     };
     let members: Vec<Member> = (1..=2).map(|i| Member::start(i, &setup)).collect();
     members[0].post(
@@ -796,6 +889,7 @@ fn issue_19_check_from_limits_who_probes_and_votes() {
         eu_port: eu.port,
         us_port: us.port,
         eu_extra: r#"check_from = ["ns3"]"#,
+        member_ttl: "2s",
     });
     for member in &members {
         member.wait_for(US);

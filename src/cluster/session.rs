@@ -83,24 +83,45 @@ impl Session {
     /// last session's: once everything is re-published under the new
     /// lease it is revoked, so keys only it still holds (verdicts of
     /// endpoints no longer probed) go at once rather than at its expiry.
+    ///
+    /// When `previous_lease` is still alive (etcd was away for less than
+    /// `member_ttl`, or restarted, which renews every lease), the session
+    /// resumes it: the keys it holds are still there, so after a full read
+    /// only what differs from them is written, instead of every verdict
+    /// again (at thousands of endpoints a passing store error would
+    /// otherwise cost members × endpoints writes).
     async fn run(&mut self, backoff: &mut Duration, previous_lease: i64) -> Result<(), EtcdError> {
         let ttl = self.cluster.settings.member_ttl;
-        self.lease = self.cluster.etcd.grant_lease(ttl).await?;
+        let resumed = previous_lease != 0
+            && match self.cluster.etcd.keep_alive(previous_lease).await {
+                Ok(_) => true,
+                Err(EtcdError::LeaseExpired(_)) => false,
+                Err(err) => return Err(err),
+            };
+        if resumed {
+            self.lease = previous_lease;
+            self.full_read().await?;
+        } else {
+            self.lease = self.cluster.etcd.grant_lease(ttl).await?;
+        }
         self.publish_record().await?;
         self.publish_verdicts().await?;
         self.flush_pending().await?;
-        if previous_lease != 0
-            && let Err(err) = self.cluster.etcd.revoke_lease(previous_lease).await
-        {
-            // Usually already expired; it expires by itself otherwise.
-            tracing::debug!(lease = previous_lease, error = %err, "previous cluster lease not revoked");
+        if !resumed {
+            if previous_lease != 0
+                && let Err(err) = self.cluster.etcd.revoke_lease(previous_lease).await
+            {
+                // Usually already expired; it expires by itself otherwise.
+                tracing::debug!(lease = previous_lease, error = %err, "previous cluster lease not revoked");
+            }
+            self.full_read().await?;
         }
-        self.full_read().await?;
         self.cluster.set_connected(true, None);
         *backoff = FIRST_BACKOFF;
         tracing::info!(
             member = %self.cluster.settings.name,
             lease = self.lease,
+            resumed,
             revision = self.revision,
             "cluster session established"
         );
@@ -280,7 +301,8 @@ impl Session {
         Ok(())
     }
 
-    /// Reads the whole prefix and rebuilds the view from it.
+    /// Reads the whole prefix and rebuilds the view from it, and what this
+    /// session's lease holds of this member's own keys (what is published).
     async fn full_read(&mut self) -> Result<(), EtcdError> {
         let prefix = format!("{}/", self.cluster.settings.prefix);
         let range = self.cluster.etcd.range_prefix(&prefix).await?;
@@ -290,8 +312,13 @@ impl Session {
             view.members.clear();
             view.verdicts.clear();
         }
+        self.published.clear();
+        self.record = None;
         let mut slots = BTreeSet::new();
         for kv in range.kvs {
+            if kv.lease == self.lease {
+                self.adopt_own(&kv.key, &kv.value);
+            }
             if let Some(slot) = kv
                 .key
                 .strip_prefix(&prefix)
@@ -305,6 +332,23 @@ impl Session {
             .operator
             .retain_stored(&slots, &self.control.health);
         Ok(())
+    }
+
+    /// Takes a key of this session's lease as published: this member's
+    /// record, or its verdict on an endpoint. A value that does not parse
+    /// is not taken, so it is written again.
+    fn adopt_own(&mut self, key: &str, value: &[u8]) {
+        if key
+            == self
+                .cluster
+                .key(&format!("members/{}", self.cluster.settings.name))
+        {
+            self.record = serde_json::from_slice(value).ok();
+        } else if let Some(endpoint) = key.strip_prefix(&self.verdict_key(""))
+            && let Ok(record) = serde_json::from_slice::<VerdictRecord>(value)
+        {
+            self.published.insert(endpoint.to_string(), record.up);
+        }
     }
 
     fn handle_events(&mut self, events: Vec<WatchEvent>) {
