@@ -325,12 +325,47 @@ impl Events {
         }
         let mut services = HashMap::new();
         for service in snapshot.services.iter() {
-            let down: Vec<String> = service
-                .pools
-                .iter()
-                .filter(|p| !p.backup && !pools.get(&p.name).is_some_and(|s| s.0))
-                .map(|p| p.name.clone())
-                .collect();
+            let is_up = |p: u16| {
+                service
+                    .pools
+                    .get(usize::from(p))
+                    .is_some_and(|pool| pools.get(&pool.name).is_some_and(|s| s.0))
+            };
+            let name = |p: u16| {
+                service
+                    .pools
+                    .get(usize::from(p))
+                    .map(|pool| pool.name.clone())
+            };
+            // Failing over: some clients' first pool (the first of their
+            // order in failover's walk) is down, so they are answered from
+            // a later one. A down pool that is no client's first choice
+            // (the second pool of a failover service) moves nobody.
+            let mut down: Vec<String> = Vec::new();
+            let mut moves: Vec<String> = Vec::new();
+            for index in 0..service.orders.len() {
+                let index = u32::try_from(index).unwrap_or(u32::MAX);
+                let order = crate::policy::client_order(service, view, index);
+                let mut walk = crate::policy::failover_walk(service, order);
+                let Some(first) = walk.next() else { continue };
+                if is_up(first) {
+                    continue;
+                }
+                let from = name(first).unwrap_or_default();
+                let to = walk
+                    .find(|&p| is_up(p))
+                    .and_then(name)
+                    .map_or("no pool is up".to_string(), |to| {
+                        format!("answers from {to}")
+                    });
+                let step = format!("{from} down; {to}");
+                if !moves.contains(&step) {
+                    moves.push(step);
+                }
+                if !down.contains(&from) {
+                    down.push(from);
+                }
+            }
             let since = match seen.services.get(&service.name) {
                 Some((was, since)) if was.is_empty() == down.is_empty() => *since,
                 Some((_, since)) => {
@@ -338,22 +373,18 @@ impl Events {
                         Event::new(
                             EventKind::FailoverEnded,
                             service.name.clone(),
-                            format!("{}: failover ended, every primary pool is up", service.name),
+                            format!(
+                                "{}: failover ended, every client's first pool is up",
+                                service.name
+                            ),
                         )
                     } else {
-                        let to = service
-                            .pools
-                            .iter()
-                            .find(|p| pools.get(&p.name).is_some_and(|s| s.0))
-                            .map_or("no pool is up".to_string(), |p| {
-                                format!("answers from {}", p.name)
-                            });
                         Event::new(
                             EventKind::FailoverStarted,
                             service.name.clone(),
                             format!("{}: failover started", service.name),
                         )
-                        .because(format!("{} down; {to}", down.join(", ")))
+                        .because(moves.join("; "))
                     };
                     events.push(event.lasted(*since, now));
                     now

@@ -165,6 +165,11 @@ endpoints = [{{ address = "198.51.100.10" }}]
 policy = "failover"
 pools = ["eu", "us"]
 ttl = 5
+
+# eu is no client's first pool here: its loss moves nobody.
+[services."api2.example.test"]
+policy = "failover"
+pools = ["us", "eu"]
 "#,
         zone = zone.display(),
         port = backend.port(),
@@ -223,6 +228,12 @@ fn issue_21_health_events_once_each_and_webhooks_with_retry() {
         .find(|e| e["kind"] == "failover-started")
         .unwrap();
     assert_eq!(failover["subject"], "www.example.test.");
+    assert!(
+        !events
+            .iter()
+            .any(|e| e["subject"] == "api2.example.test." && e["kind"] == "failover-started"),
+        "a down second pool is no failover: {events:?}"
+    );
     assert!(
         failover["reason"]
             .as_str()
