@@ -7,8 +7,9 @@
       member to every member applying it; median and max over the trials.
   benches/cluster.py load [--members 3] [--endpoints 1000] [--steady 60] [--outage 60]
       etcd writes per member per minute in steady state and during (and
-      after) a region outage, members' and etcd's memory, a standalone
-      instance's memory with the same configuration.
+      after) a region outage, keys written when etcd is restarted (away
+      2 s), members' and etcd's memory, a standalone instance's memory
+      with the same configuration.
   benches/cluster.py callgrind [--seconds 20]
       instructions per answered query on the UDP worker thread, standalone
       vs a member of a 3-member cluster (valgrind --tool=callgrind, dnsperf).
@@ -206,6 +207,7 @@ def store_load(args):
     time.sleep(2 * float(args.interval.rstrip("s")))
     rss = [m.rss_kib() for m in members]
     standalone_rss = standalone.rss_kib()
+    etcd_rss = etcd.rss_kib()
     lines = [f"store load: {args.members} members, {expected} endpoints in 4 regions, "
              f"tcp check interval {args.interval} fall 2 rise 1, down_quorum majority, "
              f"member_ttl 5s",
@@ -230,9 +232,26 @@ def store_load(args):
     after = counters(members, etcd)
     lines.append(f"| region r0 back, first {args.outage} s | "
                  f"{per_minute(before, after, args.outage)} |")
+    # etcd away for 2 s (less than member_ttl), then back: each member
+    # resumes its lease and writes only what differs from what it holds.
+    # etcd's own counters restart at 0 with it.
+    before = counters(members, etcd)
+    etcd.stop()
+    time.sleep(2)
+    etcd.start()
+    if not lab.wait_until(120, lambda: all(
+            m.metrics().get("gslb_cluster_store_up", 0) == 1 for m in members), 1):
+        raise RuntimeError("members never reconnected to etcd")
+    time.sleep(2 * float(args.interval.rstrip("s")))
+    after = counters(members, etcd)
+    keys = [b - a for a, b in zip(before["keys"], after["keys"])]
+    lines.append(f"| etcd restarted (away 2 s), until every member is back + "
+                 f"{2 * float(args.interval.rstrip('s')):.0f} s: keys written per member, "
+                 f"in all (mean, max) | {statistics.mean(keys):.0f} (max {max(keys):.0f}) | | "
+                 f"{after['etcd_put'] + after['etcd_delete']:.0f} keys in all |")
     lines.append(f"memory (VmRSS, settled, before any /status or /metrics call): member mean "
                  f"{statistics.mean(rss) / 1024:.1f} MiB (max {max(rss) / 1024:.1f}), standalone "
-                 f"{standalone_rss / 1024:.1f} MiB, etcd {etcd.rss_kib() / 1024:.1f} MiB")
+                 f"{standalone_rss / 1024:.1f} MiB, etcd {etcd_rss / 1024:.1f} MiB")
     if args.keep:
         lines.append(f"kept: {with_lab.work}")
     with_lab.close()
