@@ -349,6 +349,17 @@ impl OperatorState {
             .collect()
     }
 
+    /// When the override slots of endpoint `key` of pool `pool` last
+    /// changed (set or cleared), in Unix milliseconds: its own, its pool's.
+    pub fn override_changed_ms(&self, key: &str, pool: &str) -> (Option<u64>, Option<u64>) {
+        let inner = self.lock();
+        let at = |slot: String| inner.current.get(&slot).map(|e| e.change.at_ms);
+        (
+            at(format!("override/endpoint/{key}")),
+            at(format!("override/pool/{pool}")),
+        )
+    }
+
     /// The last changes made or received, newest first.
     pub fn recent(&self) -> Vec<Change> {
         self.lock().recent.iter().rev().cloned().collect()

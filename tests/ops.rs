@@ -195,6 +195,7 @@ pools = ["dead", "us"]
     wait_for(&server, WWW, &["192.0.2.10", "192.0.2.11"]);
 
     // Endpoint: drain, as query parameters.
+    let before_drain = status(&server)["now_unix"].as_f64().unwrap();
     let reply = server.admin(
         "POST",
         "/override?endpoint=eu/192.0.2.11&state=drain",
@@ -203,16 +204,28 @@ pools = ["dead", "us"]
     );
     assert_eq!(reply.status, 200, "{}", reply.body);
     wait_for(&server, WWW, &["192.0.2.10"]);
-    assert_eq!(
-        endpoint(&status(&server), "eu/192.0.2.11")["state"],
-        "drain"
-    );
+    // Its state holds since the drain, not since its last probe change,
+    // and once cleared, since the clearing.
+    let drained = status(&server);
+    let since = |status: &serde_json::Value| {
+        endpoint(status, "eu/192.0.2.11")["state_since_unix"]
+            .as_f64()
+            .unwrap()
+    };
+    assert_eq!(endpoint(&drained, "eu/192.0.2.11")["state"], "drain");
+    let set_at = since(&drained);
+    assert!(set_at >= before_drain - 0.001, "{drained}");
+    std::thread::sleep(Duration::from_millis(20));
     server.admin(
         "POST",
         "/override?endpoint=eu/192.0.2.11&state=none",
         &[],
         "",
     );
+    let cleared = status(&server);
+    assert_eq!(endpoint(&cleared, "eu/192.0.2.11")["state"], "up");
+    assert!(since(&cleared) > set_at, "{cleared}");
+    assert!(since(&cleared) <= cleared["now_unix"].as_f64().unwrap());
 
     // Pool: drain sends everyone to the next pool; the endpoints show it.
     let reply = post_json(&server, "/override", r#"{"pool":"eu","state":"drain"}"#);

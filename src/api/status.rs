@@ -195,7 +195,9 @@ pub struct EndpointView {
     pub last_error_reason: Option<String>,
     /// When it happened (Unix seconds).
     pub last_error_unix: Option<f64>,
-    /// Since when the probe verdict holds (Unix seconds).
+    /// Since when `state` holds (Unix seconds): an override's since it was
+    /// set; otherwise the probe verdict's, or the last override clearing's
+    /// when later.
     pub state_since_unix: Option<f64>,
     /// The operator's runtime weight (`POST /weight`), when set.
     pub operator_weight: Option<u32>,
@@ -238,6 +240,29 @@ pub struct CheckSettings {
     pub rise: u32,
     /// Failures in a row to go down.
     pub fall: u32,
+}
+
+/// Since when an endpoint's shown state holds. An override in force (its
+/// own first, else its pool's) holds since it was set, whatever the probes
+/// did meanwhile; with none, the state is the probes' verdict, since it
+/// last changed or since an override was cleared, whichever is later (a
+/// drained endpoint back in service has been up for as long as it has been
+/// back, not since its last probe change).
+fn state_since(
+    own: Override,
+    pool: Override,
+    probe_since: Option<f64>,
+    own_changed: Option<f64>,
+    pool_changed: Option<f64>,
+) -> Option<f64> {
+    let latest = |times: &[Option<f64>]| times.iter().flatten().copied().reduce(f64::max);
+    if own != Override::None {
+        own_changed.or(probe_since)
+    } else if pool != Override::None {
+        latest(&[own_changed, pool_changed]).or(probe_since)
+    } else {
+        latest(&[probe_since, own_changed, pool_changed])
+    }
 }
 
 fn percent(part: u64, whole: u64) -> Option<f64> {
@@ -341,7 +366,17 @@ pub fn build_status(control: &Control, history: &StatusHistory, auth_required: b
                 .and_then(|p| p.last_error_reason)
                 .map(|r| r.as_str().to_string()),
             last_error_unix: probe.and_then(|p| p.last_error_unix),
-            state_since_unix: probe.map(|p| p.state_since_unix),
+            state_since_unix: {
+                let pool = endpoint.key.split_once('/').map_or("", |(pool, _)| pool);
+                let (own_ms, pool_ms) = control.operator.override_changed_ms(&endpoint.key, pool);
+                state_since(
+                    health.admin_override(),
+                    health.pool_override(),
+                    probe.map(|p| p.state_since_unix),
+                    own_ms.map(|ms| ms as f64 / 1000.0),
+                    pool_ms.map(|ms| ms as f64 / 1000.0),
+                )
+            },
             operator_weight: health.operator_weight(),
             cluster_verdict: if health.verdict_up() { "up" } else { "down" },
             member_verdicts: cluster_view
@@ -529,5 +564,58 @@ pub fn build_status(control: &Control, history: &StatusHistory, auth_required: b
         operator: super::cluster::operator_status(control),
         cluster: super::cluster::cluster_status(control),
         fleet: control.fleet.as_ref().map(|f| f.status()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_since_follows_the_override_in_force_else_the_later_of_probe_and_clearing() {
+        let (probe, own, pool) = (Some(100.0), Some(200.0), Some(300.0));
+        let cases = [
+            // Own override in force: since it was set, whatever the probes.
+            (Override::Drain, Override::None, Some(50.0), own, None, own),
+            (
+                Override::ForceUp,
+                Override::Drain,
+                Some(500.0),
+                own,
+                pool,
+                own,
+            ),
+            // The pool's: since it was set, or since the own one was
+            // cleared after it.
+            (Override::None, Override::Drain, probe, None, pool, pool),
+            (
+                Override::None,
+                Override::Drain,
+                probe,
+                Some(400.0),
+                pool,
+                Some(400.0),
+            ),
+            // None: the probe verdict's, unless an override was cleared later.
+            (Override::None, Override::None, probe, None, None, probe),
+            (Override::None, Override::None, probe, own, None, own),
+            (
+                Override::None,
+                Override::None,
+                Some(900.0),
+                own,
+                pool,
+                Some(900.0),
+            ),
+            // Nothing known.
+            (Override::None, Override::None, None, None, None, None),
+        ];
+        for (own_now, pool_now, probe_since, own_at, pool_at, want) in cases {
+            assert_eq!(
+                state_since(own_now, pool_now, probe_since, own_at, pool_at),
+                want,
+                "{own_now:?} {pool_now:?} {probe_since:?} {own_at:?} {pool_at:?}"
+            );
+        }
     }
 }
