@@ -19,6 +19,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
+use arc_swap::cache::Cache;
 use arc_swap::{ArcSwap, Guard};
 
 use super::{EndpointHealth, FULL_WEIGHT_PERCENT, FailureReason, Override};
@@ -206,6 +207,14 @@ impl HealthTable {
     #[inline]
     pub fn view(&self) -> Guard<Arc<HealthView>> {
         self.view.load()
+    }
+
+    /// A cache of the current view for one thread that loads it often (a
+    /// UDP worker, per batch): a load checks one pointer while the view
+    /// stays the same. It keeps the view it last loaded alive until the
+    /// next load.
+    pub fn view_cache(&self) -> Cache<&ArcSwap<HealthView>, Arc<HealthView>> {
+        Cache::new(&self.view)
     }
 
     /// The current view as an `Arc` (for holders that keep it).

@@ -3,6 +3,7 @@
 //! snapshot in service finds every cell without a lock, and the query log
 //! gets the sampled queries through a bounded queue.
 
+use std::cell::Cell;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
@@ -38,8 +39,9 @@ impl Metrics {
             transport,
             sole_writer: transport == Transport::Udp,
             fixed,
-            view: Arc::new(ArcSwapOption::empty()),
-            rng: crate::hash::hash_str(&format!("{slot}")) ^ unix_ms(SystemTime::now()),
+            shared_view: Arc::new(ArcSwapOption::empty()),
+            current: None,
+            rng: Cell::new(crate::hash::hash_str(&format!("{slot}")) ^ unix_ms(SystemTime::now())),
         }
     }
 
@@ -151,9 +153,15 @@ pub struct QueryRecorder {
     /// sparing the locked read-modify-write per counter and query.
     sole_writer: bool,
     fixed: Arc<SlotCells>,
-    view: Arc<ArcSwapOption<View>>,
+    /// The view last built for the slot, shared by its forks (so a new
+    /// TCP connection does not rebuild it).
+    shared_view: Arc<ArcSwapOption<View>>,
+    /// The view of the snapshot set by [`set_snapshot`](Self::set_snapshot),
+    /// kept here so that a batch costs no shared load while the snapshot
+    /// stays the same.
+    current: Option<Arc<View>>,
     /// State of the query log's sampling generator ([`SplitMix64`]).
-    rng: u64,
+    rng: Cell<u64>,
 }
 
 impl QueryRecorder {
@@ -171,7 +179,7 @@ impl QueryRecorder {
     /// per TCP connection). Neither is the slot's sole writer afterwards.
     pub fn fork(&mut self) -> Self {
         self.sole_writer = false;
-        let mut rng = SplitMix64(self.rng ^ unix_ms(SystemTime::now()).rotate_left(17));
+        let mut rng = SplitMix64(self.rng.get() ^ unix_ms(SystemTime::now()).rotate_left(17));
         Self {
             metrics: self.metrics.clone(),
             query_log: self.query_log.clone(),
@@ -179,8 +187,9 @@ impl QueryRecorder {
             transport: self.transport,
             sole_writer: false,
             fixed: self.fixed.clone(),
-            view: self.view.clone(),
-            rng: rng.next_u64() ^ (Arc::strong_count(&self.view) as u64),
+            shared_view: self.shared_view.clone(),
+            current: self.current.clone(),
+            rng: Cell::new(rng.next_u64() ^ (Arc::strong_count(&self.shared_view) as u64)),
         }
     }
 
@@ -198,14 +207,42 @@ impl QueryRecorder {
     /// The view for `snapshot`; rebuilt (under the registry lock) only when
     /// the snapshot changed since the last call. Call once per batch.
     pub fn view(&self, snapshot: &Arc<Snapshot>) -> Arc<View> {
-        if let Some(view) = self.view.load_full()
+        if let Some(view) = self.shared_view.load_full()
             && std::ptr::eq(view.snapshot.as_ptr(), Arc::as_ptr(snapshot))
         {
             return view;
         }
         let view = Arc::new(self.metrics.build_view(self.slot, snapshot));
-        self.view.store(Some(view.clone()));
+        self.shared_view.store(Some(view.clone()));
         view
+    }
+
+    /// Sets the snapshot the next queries are answered from (call once per
+    /// batch): its view is kept in the recorder, looked up again only when
+    /// the snapshot changed.
+    #[inline]
+    pub fn set_snapshot(&mut self, snapshot: &Arc<Snapshot>) {
+        if let Some(view) = &self.current
+            && std::ptr::eq(view.snapshot.as_ptr(), Arc::as_ptr(snapshot))
+        {
+            return;
+        }
+        self.current = Some(self.view(snapshot));
+    }
+
+    /// Records one query answered from the snapshot last set with
+    /// [`set_snapshot`](Self::set_snapshot), as [`record`](Self::record).
+    #[inline(always)]
+    pub fn record_current(
+        &self,
+        snapshot: &Arc<Snapshot>,
+        packet: &[u8],
+        peer: IpAddr,
+        outcome: Option<&Outcome<'_>>,
+    ) {
+        if let Some(view) = &self.current {
+            self.record(view, snapshot, packet, peer, outcome);
+        }
     }
 
     /// Records one query: `outcome` is what `handle_packet` returned
@@ -213,7 +250,7 @@ impl QueryRecorder {
     /// Takes no lock and allocates nothing unless the query is logged.
     #[inline(always)]
     pub fn record(
-        &mut self,
+        &self,
         view: &View,
         snapshot: &Arc<Snapshot>,
         packet: &[u8],
@@ -261,9 +298,9 @@ impl QueryRecorder {
                 }
             }
         }
-        let mut rng = SplitMix64(self.rng);
+        let mut rng = SplitMix64(self.rng.get());
         let wanted = self.query_log.wants(&mut rng);
-        self.rng = rng.0;
+        self.rng.set(rng.0);
         if wanted {
             self.log(snapshot, packet, peer, outcome);
         }
@@ -302,23 +339,20 @@ impl Observe for Observer {
 }
 
 impl RecordQueries for QueryRecorder {
-    type View = Arc<View>;
-
     #[inline(always)]
-    fn view(&self, snapshot: &Arc<Snapshot>) -> Arc<View> {
-        QueryRecorder::view(self, snapshot)
+    fn set_snapshot(&mut self, snapshot: &Arc<Snapshot>) {
+        QueryRecorder::set_snapshot(self, snapshot);
     }
 
     #[inline(always)]
     fn record(
-        &mut self,
-        view: &Arc<View>,
+        &self,
         snapshot: &Arc<Snapshot>,
         packet: &[u8],
         peer: IpAddr,
         outcome: Option<&Outcome<'_>>,
     ) {
-        QueryRecorder::record(self, view, snapshot, packet, peer, outcome);
+        self.record_current(snapshot, packet, peer, outcome);
     }
 
     #[inline(always)]
