@@ -30,12 +30,16 @@
 #     benchmark used more than FOREIGN_MAX % of one core is repeated, up to RETRIES times
 #   CG_DURATION [10] CG_WARMUP [2] CG_CLIENTS [4] CG_OUTSTANDING [20] CG_KINDS [$KINDS]
 #   CG_TOP [30] rows per section of the callgrind profiles   CG_SERVERS [gslb gdnsd]
+#   CG_RATE [] dnsperf -Q under callgrind: a fixed rate of queries per second (e.g. 2500,
+#     where each packet wakes a worker alone) instead of saturating the server
 #     (--dnssec: CG_SERVERS [gslb knot pdns], CG_KINDS [static-edns static-do geo-ecs geo-ecs-do]:
 #     static-edns/geo-ecs carry an OPT record without the DO bit, *-do the same with it)
 #   KNOT_PORT [5422]  PDNS_PORT [5423]
 #   CG_ARGS [] more valgrind options (e.g. --dump-instr=yes for per-instruction costs)
 #   SCALE_WORKERS [1 2]   OUT_DIR [target/bench-server/run-STAMP]   KEEP_WORK [0]
 #   GSLB_BIN [target/release/gslb; built with cargo build --release unless NO_BUILD=1]
+#   GSLB_BASE_BIN [] another gslb build (an earlier commit's), served with the same config
+#     as server "gslb-base" when CG_SERVERS names it (--callgrind: before/after in one run)
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -333,6 +337,7 @@ EOF
 write_config() {  # SERVER DIR PORT WORKERS ; sets CMD
   case $1 in
     gslb) write_gslb_config "$2" "$3" "$4" ;;
+    gslb-base) write_gslb_config "$2" "$3" "$4" && CMD[0]=$GSLB_BASE_BIN ;;
     gdnsd) write_gdnsd_config "$2" "$3" "$4" ;;
     knot) write_knot_config "$2" "$3" "$4" ;;
     pdns) write_pdns_config "$2" "$3" "$4" ;;
@@ -709,7 +714,7 @@ summarise_profile() {  # DUMP QUERIES
 }
 
 run_callgrind() {
-  echo "server,kind,instructions,completed,lost,instructions_per_query,dump" >"$OUT_DIR/callgrind.csv"
+  echo "server,kind,instructions,completed,lost,instructions_per_query,dump,queries_per_wakeup" >"$OUT_DIR/callgrind.csv"
   local s port kind before after dump total sum
   for s in $CG_SERVERS; do
     port=$(port_of_server "$s")
@@ -723,7 +728,8 @@ run_callgrind() {
     [[ $MODE == dnssec ]] && check_signed "$s" "$port"
     for kind in $CG_KINDS; do
       dnsperf_args "$kind" || continue
-      local common=(-s 127.0.0.1 -p "$port" -c "$CG_CLIENTS" -q "$CG_OUTSTANDING" -t 5 -O suppress=timeouts,unexpected)
+      local common=(-s 127.0.0.1 -p "$port" -c "$CG_CLIENTS" -q "$CG_OUTSTANDING" -t 5 -O suppress=timeouts,unexpected
+        ${CG_RATE:+-Q "$CG_RATE"})
       taskset -c "$CLIENT_CPU" dnsperf "${common[@]}" "${DP_ARGS[@]}" -l "$CG_WARMUP" >/dev/null 2>&1
       callgrind_control --zero "$spid" >/dev/null 2>&1 || log "    callgrind_control --zero failed"
       local raw=$OUT_DIR/raw/callgrind-dnsperf-$s-$kind.txt
@@ -745,9 +751,11 @@ run_callgrind() {
       local completed lost
       completed=$(sed -n 's/.*completed=\([0-9]*\).*/\1/p' <<<"$sum")
       lost=$(sed -n 's/.*lost=\([0-9]*\).*/\1/p' <<<"$sum")
-      echo "$s,$kind,$total,$completed,$lost,$(awk -v t="$total" -v n="$completed" 'BEGIN{printf "%.0f", (n > 0 ? t / n : 0)}'),$(basename "$dump")" >>"$OUT_DIR/callgrind.csv"
-      log "    $s $kind: $total instructions / $completed answers = $(awk -v t="$total" -v n="$completed" 'BEGIN{printf "%.0f", (n > 0 ? t / n : 0)}') per query (lost $lost)"
       summarise_profile "$dump" "$completed" >"$OUT_DIR/profile-$s-$kind.txt"
+      local per_wakeup
+      per_wakeup=$(sed -n 's/^## wakeups: .*queries per wakeup: \([0-9.]*\)$/\1/p' "$OUT_DIR/profile-$s-$kind.txt")
+      echo "$s,$kind,$total,$completed,$lost,$(awk -v t="$total" -v n="$completed" 'BEGIN{printf "%.0f", (n > 0 ? t / n : 0)}'),$(basename "$dump"),${per_wakeup:-0}" >>"$OUT_DIR/callgrind.csv"
+      log "    $s $kind: $total instructions / $completed answers = $(awk -v t="$total" -v n="$completed" 'BEGIN{printf "%.0f", (n > 0 ? t / n : 0)}') per query (lost $lost, ${per_wakeup:-?} queries per wakeup)"
     done
     stop_pid "$spid"
   done
@@ -756,14 +764,18 @@ run_callgrind() {
 import csv, sys
 rows = list(csv.DictReader(open(sys.argv[1])))
 by = {(r["server"], r["kind"]): r for r in rows}
-print("| kind | gslb instr/query | gdnsd instr/query | gslb/gdnsd | gslb answers (lost) | gdnsd answers (lost) |")
-print("|---|---|---|---|---|---|")
+servers = list(dict.fromkeys(r["server"] for r in rows))
+head = ["kind"] + ["%s instr/query" % s for s in servers]
+ratios = [(a, b) for a, b in (("gslb", "gdnsd"), ("gslb", "gslb-base")) if a in servers and b in servers]
+head += ["%s/%s" % r for r in ratios] + ["%s answers (lost), per wakeup" % s for s in servers]
+print("| " + " | ".join(head) + " |")
+print("|" + "---|" * len(head))
+ipq = lambda s, kind: float(by[(s, kind)]["instructions_per_query"]) if (s, kind) in by else 0
 for kind in dict.fromkeys(r["kind"] for r in rows):
-    a, b = by.get(("gslb", kind)), by.get(("gdnsd", kind))
-    fa = float(a["instructions_per_query"]) if a else 0; fb = float(b["instructions_per_query"]) if b else 0
-    print("| %s | %s | %s | %s | %s | %s |" % (kind, "%.0f" % fa if a else "-", "%.0f" % fb if b else "-",
-          "%.2f" % (fa / fb) if fa and fb else "-", "%s (%s)" % (a["completed"], a["lost"]) if a else "-",
-          "%s (%s)" % (b["completed"], b["lost"]) if b else "-"))
+    cells = [kind] + ["%.0f" % ipq(s, kind) if (s, kind) in by else "-" for s in servers]
+    cells += ["%.2f" % (ipq(a, kind) / ipq(b, kind)) if ipq(a, kind) and ipq(b, kind) else "-" for a, b in ratios]
+    cells += ["%s (%s), %s" % (by[(s, kind)]["completed"], by[(s, kind)]["lost"], by[(s, kind)]["queries_per_wakeup"]) if (s, kind) in by else "-" for s in servers]
+    print("| " + " | ".join(cells) + " |")
 EOF
   log "profiles: $OUT_DIR/profile-*.txt (callgrind_annotate; dumps callgrind.SERVER.KIND.out)"
 }

@@ -6,7 +6,10 @@
 Prints the TOP functions by self cost, the TOP source files by self cost (inlined
 code is counted in the file it was written in, e.g. core/src/hash/sip.rs), and
 the TOP functions by self cost plus the inclusive cost of the calls they make.
-Costs are instructions (Ir) divided by QUERIES.
+Costs are instructions (Ir) divided by QUERIES. First it prints the wakeups:
+the calls that receive a batch of queries (`recvmmsg`, or the direct
+`syscall` of gslb's `UdpBatch::receive`), so the queries per wakeup say how
+full the batches were.
 """
 import re, sys, collections
 path, n, top = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
@@ -29,7 +32,7 @@ def name(kind, value):
     if m.group(2) is not None: table[m.group(1)] = m.group(2)
     return table.get(m.group(1), value)
 self_fn = collections.Counter(); self_file = collections.Counter(); calls_out = collections.Counter()
-fn = fl = cur_file = "?"; in_call = False; cfn = None; total = 0
+fn = fl = cur_file = "?"; in_call = False; cfn = None; total = 0; receives = 0
 with open(path, errors="replace") as f:
     for line in f:
         line = line.rstrip("\n")
@@ -50,7 +53,12 @@ with open(path, errors="replace") as f:
         elif key == "fn": fn = name(key, value); cur_file = fl
         elif key in ("cfi", "cfl"): name(key, value)
         elif key == "cfn": cfn = name(key, value)
-        elif key == "calls": in_call = True
+        elif key == "calls":
+            in_call = True
+            count = int(value.split()[0])
+            if cfn == "recvmmsg" or (cfn == "syscall" and "UdpBatch::receive" in fn):
+                receives += count
+print("## wakeups: %d, queries per wakeup: %.2f" % (receives, n / receives if receives else 0))
 print("## self cost by function (instructions per query, % of all)")
 for k, v in self_fn.most_common(top):
     print("%8.0f %5.1f%%  %s" % (v / n, 100.0 * v / total, k[:160]))
