@@ -864,6 +864,23 @@ fn an_oversize_bundle_is_refused_at_publish_and_nothing_is_written() {
     assert_eq!(etcd.range("/gslb/t5/config/bundle/").len(), 1);
 }
 
+/// A publisher's config under `prefix`, its bundle and the fleet store it
+/// publishes to, for tests that call the library directly. The publisher
+/// owns the files, so it is returned to be kept alive.
+fn published_store(
+    etcd: &EtcdServer,
+    prefix: &str,
+) -> (Publisher, gslb::fleet::Bundle, gslb::fleet::Store) {
+    let publisher = Publisher::new(etcd);
+    publisher.write(&fleet_config(etcd, prefix, "192.0.2.1", false));
+    let loaded = gslb::config::load_config(&publisher.config()).unwrap();
+    let mut errors = Vec::new();
+    let settings = gslb::cluster::build_cluster_settings(&loaded, &mut errors).unwrap();
+    let bundle = gslb::fleet::Bundle::collect(&loaded).unwrap();
+    let store = gslb::fleet::Store::new(&settings).unwrap();
+    (publisher, bundle, store)
+}
+
 /// Two publishes that read the same newest version: exactly one commits
 /// (the compare-and-swap on `latest`), the other is told why. The library
 /// calls are used so that both reads happen before either write, every
@@ -873,13 +890,7 @@ fn racing_commits_from_one_base_exactly_one_wins() {
     let Some(etcd) = EtcdServer::start() else {
         return;
     };
-    let publisher = Publisher::new(&etcd);
-    publisher.write(&fleet_config(&etcd, "/gslb/t6", "192.0.2.1", false));
-    let loaded = gslb::config::load_config(&publisher.config()).unwrap();
-    let mut errors = Vec::new();
-    let settings = gslb::cluster::build_cluster_settings(&loaded, &mut errors).unwrap();
-    let bundle = gslb::fleet::Bundle::collect(&loaded).unwrap();
-    let store = gslb::fleet::Store::new(&settings).unwrap();
+    let (_publisher, bundle, store) = published_store(&etcd, "/gslb/t6");
     let new = |message: &str| gslb::fleet::NewVersion {
         by: "test".into(),
         message: message.into(),
@@ -926,13 +937,7 @@ fn lowering_keep_versions_below_many_kept_versions_still_publishes() {
     let Some(etcd) = EtcdServer::start() else {
         return;
     };
-    let publisher = Publisher::new(&etcd);
-    publisher.write(&fleet_config(&etcd, "/gslb/t7", "192.0.2.1", false));
-    let loaded = gslb::config::load_config(&publisher.config()).unwrap();
-    let mut errors = Vec::new();
-    let settings = gslb::cluster::build_cluster_settings(&loaded, &mut errors).unwrap();
-    let bundle = gslb::fleet::Bundle::collect(&loaded).unwrap();
-    let store = gslb::fleet::Store::new(&settings).unwrap();
+    let (_publisher, bundle, store) = published_store(&etcd, "/gslb/t7");
     let new = || gslb::fleet::NewVersion {
         by: "test".into(),
         message: String::new(),
