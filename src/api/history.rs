@@ -425,6 +425,14 @@ fn fraction(count: u8, samples: u8) -> Option<f32> {
     (samples > 0).then(|| (f32::from(count) / f32::from(samples) * 100.0).round() / 100.0)
 }
 
+/// The fraction of a bucket's `samples` in which record `id` of `health` (a
+/// bucket's `endpoint_health` or `pool_health`) was in state `which`; a
+/// record the bucket does not know counts 0.
+fn health_share(health: &[[u8; 2]], id: Option<usize>, which: usize, samples: u8) -> Option<f32> {
+    let count = id.and_then(|id| health.get(id)).map_or(0, |c| c[which]);
+    fraction(count, samples)
+}
+
 impl StatusHistory {
     /// The last hour of the endpoints, pools and services configured now.
     pub fn hour(&self, control: &Control) -> HistoryDoc {
@@ -484,12 +492,8 @@ impl StatusHistory {
                     .map(|s| s.name.as_str())
                     .collect();
                 let name_id = inner.pool_name_ids.get(&pool.name).copied();
-                let health = |b: &Bucket, which: usize| {
-                    let count = name_id
-                        .and_then(|id| b.pool_health.get(id))
-                        .map_or(0, |c| c[which]);
-                    fraction(count, b.samples)
-                };
+                let health =
+                    |b: &Bucket, which| health_share(&b.pool_health, name_id, which, b.samples);
                 doc.pools.insert(
                     pool.name.clone(),
                     PoolHistory {
@@ -509,12 +513,8 @@ impl StatusHistory {
                 );
                 for endpoint in &pool.endpoints {
                     let id = inner.endpoint_ids.get(&endpoint.key).copied();
-                    let health = |b: &Bucket, which: usize| {
-                        let count = id
-                            .and_then(|id| b.endpoint_health.get(id))
-                            .map_or(0, |c| c[which]);
-                        fraction(count, b.samples)
-                    };
+                    let health =
+                        |b: &Bucket, which| health_share(&b.endpoint_health, id, which, b.samples);
                     doc.endpoints.insert(
                         endpoint.key.clone(),
                         EndpointHistory {
