@@ -168,6 +168,7 @@ fn udp_ixfr_rcode(rcode: u8) -> Rcode {
 /// The client as routing sees it: the query's Client Subnet when ECS is on
 /// and the resolver did not opt out (capped to the configured prefix), else
 /// the packet's source address. The flag says whether the subnet was used.
+#[inline]
 pub(crate) fn routing_client(
     snapshot: &Snapshot,
     subnet: Option<ClientSubnet>,

@@ -210,7 +210,6 @@ impl PrecompiledAnswers {
             None => return None,
         };
         let subnet = query.edns.and_then(|e| e.client_subnet);
-        let (client, subnet_used) = answer::routing_client(snapshot, subnet, source);
         let family = match query.qtype {
             rtype::A => Some(Family::V4),
             rtype::AAAA => Some(Family::V6),
@@ -221,6 +220,8 @@ impl PrecompiledAnswers {
         match (entry.service, family) {
             (Some(index), Some(family)) => {
                 let service = snapshot.services.get(index as usize)?;
+                // Only a service answer depends on the client.
+                let (client, subnet_used) = answer::routing_client(snapshot, subnet, source);
                 let selection = policy::select_with(
                     service,
                     health,
