@@ -98,6 +98,15 @@ pub struct Change {
     pub token: String,
 }
 
+/// Where the `kind` ("override" or "weight") setting of `subject` is kept:
+/// `override/endpoint/eu/192.0.2.1`, `weight/pool/eu`.
+fn slot_of(kind: &str, subject: &Subject) -> String {
+    match subject {
+        Subject::Endpoint(key) => format!("{kind}/endpoint/{key}"),
+        Subject::Pool(pool) => format!("{kind}/pool/{pool}"),
+    }
+}
+
 impl Change {
     /// The key naming this change's slot (one current value per slot):
     /// `override/endpoint/eu/192.0.2.10`, `weight/pool/eu`, ….
@@ -106,10 +115,7 @@ impl Change {
             Setting::Override(_) => "override",
             Setting::Weight(_) | Setting::WeightPercent(_) => "weight",
         };
-        match &self.subject {
-            Subject::Endpoint(key) => format!("{kind}/endpoint/{key}"),
-            Subject::Pool(pool) => format!("{kind}/pool/{pool}"),
-        }
+        slot_of(kind, &self.subject)
     }
 
     /// Parses a change stored under `slot`; the slot must match its content.
@@ -353,10 +359,13 @@ impl OperatorState {
     /// changed (set or cleared), in Unix milliseconds: its own, its pool's.
     pub fn override_changed_ms(&self, key: &str, pool: &str) -> (Option<u64>, Option<u64>) {
         let inner = self.lock();
-        let at = |slot: String| inner.current.get(&slot).map(|e| e.change.at_ms);
+        let at = |subject| {
+            let slot = slot_of("override", &subject);
+            inner.current.get(&slot).map(|e| e.change.at_ms)
+        };
         (
-            at(format!("override/endpoint/{key}")),
-            at(format!("override/pool/{pool}")),
+            at(Subject::Endpoint(key.to_string())),
+            at(Subject::Pool(pool.to_string())),
         )
     }
 

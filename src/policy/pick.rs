@@ -201,7 +201,7 @@ fn pick_among_candidates<'s>(
 /// [`pick`] for `Weighted` with one record wanted among at most 64
 /// endpoints: the same draw and the same endpoint as the general loop's
 /// first round, over the census's healthy endpoints. Inlined into
-/// `select` like [`pick`]: as a call it cost each geo query about 40
+/// `select` like [`pick`]: as a call it cost each geo query 20
 /// instructions (`tests/callgrind_harness.rs`).
 #[inline]
 fn pick_one_weighted<'s>(
